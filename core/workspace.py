@@ -1,0 +1,73 @@
+"""The one workspace root on disk, safe paths inside it, and atomic writes.
+
+Every file the app writes lives under `workspace_root()` (default `./workspace`, overridden by the
+`CNN_LAB_WORKSPACE` environment variable). Writes go to a temporary file in the same folder and are then
+renamed into place, so a crash never leaves a half-written file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+ENV_VAR = "CNN_LAB_WORKSPACE"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
+
+
+def workspace_root() -> Path:
+    root = Path(os.environ.get(ENV_VAR, "workspace")).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def safe_name(name: str) -> str:
+    """Return `name` if it is a plain file/folder name (no separators, no '..'); raise ValueError if not."""
+    if not isinstance(name, str) or not _SAFE_NAME.match(name) or name in {".", ".."} or ".." in name:
+        raise ValueError(f"'{name}' is not a valid name: use letters, digits, '.', '_' or '-' (max 128)")
+    return name
+
+
+def ws_path(*parts: str, root: Path | None = None) -> Path:
+    """A path inside the workspace; raises ValueError if the parts would escape it."""
+    base = (root or workspace_root()).resolve()
+    p = base.joinpath(*parts).resolve()
+    if p != base and base not in p.parents:
+        raise ValueError(f"path {'/'.join(parts)!r} escapes the workspace")
+    return p
+
+
+def atomic_write(path: Path, writer: Callable[[Path], None]) -> Path:
+    """Call `writer(tmp_path)` then rename tmp_path onto `path` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        writer(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    return atomic_write(path, lambda t: t.write_bytes(data))
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    return atomic_write(path, lambda t: t.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
