@@ -1,0 +1,91 @@
+"""Background jobs for pages: a thread that makes no `st.*` calls, polled by a fragment.
+
+A `Job` runs `fn(progress=..., cancel=...)` in a daemon thread, records the latest `Progress` events and
+the result or error. Jobs live in a process-wide registry keyed by (session id, name) so that a user can
+leave the page and come back to a running job. See STREAMLIT_NOTES.md ("Long jobs").
+"""
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from core.errors import UserError
+from core.progress import CancelToken, Cancelled, Progress
+
+_REGISTRY: dict[tuple[str, str], "Job"] = {}
+_LOCK = threading.Lock()
+
+
+@dataclass
+class Job:
+    name: str
+    cancel: CancelToken = field(default_factory=CancelToken)
+    events: list[Progress] = field(default_factory=list)
+    latest: dict[str, Progress] = field(default_factory=dict)  # last event per stage
+    result: Any = None
+    error: Optional[str] = None
+    cancelled: bool = False
+    done: bool = False
+    started_at: float = field(default_factory=time.time)
+    finished_at: Optional[float] = None
+    thread: Optional[threading.Thread] = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def on_progress(self, p: Progress) -> None:
+        with self._lock:
+            self.latest[p.stage] = p
+            if p.stage != "batch":  # per-batch events only keep the latest, others are history
+                self.events.append(p)
+
+    def snapshot(self) -> tuple[list[Progress], dict[str, Progress]]:
+        with self._lock:
+            return list(self.events), dict(self.latest)
+
+    @property
+    def running(self) -> bool:
+        return not self.done
+
+    def stop(self) -> None:
+        self.cancel.cancel()
+
+
+def start_job(session_id: str, name: str, fn: Callable[..., Any], **kwargs: Any) -> Job:
+    """Start `fn(progress=job.on_progress, cancel=job.cancel, **kwargs)` in a thread, unless a job of that
+    name is already running for this session (then that one is returned)."""
+    key = (session_id, name)
+    with _LOCK:
+        existing = _REGISTRY.get(key)
+        if existing is not None and existing.running:
+            return existing
+        job = Job(name=name)
+        _REGISTRY[key] = job
+
+    def target() -> None:
+        try:
+            job.result = fn(progress=job.on_progress, cancel=job.cancel, **kwargs)
+        except Cancelled:
+            job.cancelled = True
+        except UserError as exc:
+            job.error = str(exc)
+        except Exception as exc:  # a bug: keep the trace for the page's expander
+            job.error = f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}"
+        finally:
+            job.finished_at = time.time()
+            job.done = True
+
+    job.thread = threading.Thread(target=target, name=f"job-{name}", daemon=True)
+    job.thread.start()
+    return job
+
+
+def get_job(session_id: str, name: str) -> Optional[Job]:
+    with _LOCK:
+        return _REGISTRY.get((session_id, name))
+
+
+def forget_job(session_id: str, name: str) -> None:
+    with _LOCK:
+        _REGISTRY.pop((session_id, name), None)
