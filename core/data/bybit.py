@@ -1,0 +1,301 @@
+"""Bybit candles and order books through ccxt (public endpoints only: no API keys anywhere).
+
+`fetch_candles` pulls spot or USDT-linear-perpetual candles for any listed symbol, 1m to 1d, over a date
+range. Bybit answers at most 1000 candles a request, so the range is cut into windows of 1000 candles,
+each asked for with both `since` and `until` (so the answer is the same whichever end Bybit fills from).
+ccxt's rate limiter is on; network errors, rate limits and exchange-unavailable answers are retried with
+exponential backoff. The fetch is incremental: the dataset's metadata remembers the ranges already
+covered, and a second fetch asks only for the rest. The still-open last candle is never stored. After
+every page the dataset is saved (atomically), so an interrupted fetch loses nothing and the next fetch
+resumes where it stopped.
+
+`record_order_book` takes `fetch_order_book` snapshots (top N levels, every S seconds, for a duration)
+into the workspace (core.data.orderbook), saving as it goes.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+import pandas as pd
+
+from core.data.candles import COLUMNS, TIMEFRAMES, empty_candles, timeframe_seconds
+from core.errors import DataError, ExchangeUnavailable
+from core.progress import CancelToken, ProgressCallback, check, report
+
+MarketType = Literal["spot", "linear"]
+MARKET_TYPES: tuple[str, ...] = ("spot", "linear")
+PAGE_LIMIT = 1000  # Bybit's maximum candles per kline request
+UNREACHABLE = "no connection to Bybit: use the offline market or import a file"
+
+
+@dataclass
+class RetryConfig:
+    """Exponential backoff: wait backoff_s, 2*backoff_s, ... (capped) between attempts."""
+
+    retries: int = 5
+    # Before anything has answered, a dead connection is most likely no internet at all: say so quickly.
+    first_call_retries: int = 2
+    backoff_s: float = 1.0
+    max_backoff_s: float = 30.0
+    sleep: Callable[[float], None] = time.sleep
+
+
+@dataclass
+class FetchResult:
+    dataset: str
+    rows: int
+    rows_added: int
+    requests: int
+    pages: int
+    start: pd.Timestamp | None
+    end: pd.Timestamp | None
+    ranges_fetched: list[tuple[pd.Timestamp, pd.Timestamp]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset, "rows": self.rows, "rows_added": self.rows_added,
+            "requests": self.requests, "pages": self.pages,
+            "start": None if self.start is None else self.start.isoformat(),
+            "end": None if self.end is None else self.end.isoformat(),
+            "ranges_fetched": [[a.isoformat(), b.isoformat()] for a, b in self.ranges_fetched],
+        }
+
+
+def source_name(market_type: str) -> str:
+    if market_type not in MARKET_TYPES:
+        raise DataError(f"unknown Bybit market type {market_type!r}: use 'spot' or 'linear'")
+    return f"bybit_{market_type}"
+
+
+def make_exchange(market_type: str = "linear", **config: Any) -> Any:
+    """A public ccxt.bybit client with the rate limiter on, loading only the markets of `market_type`."""
+    import ccxt
+
+    source_name(market_type)
+    opts = {
+        "enableRateLimit": True,
+        "timeout": 15_000,
+        "options": {"defaultType": "spot" if market_type == "spot" else "swap",
+                    "fetchMarkets": {"types": [market_type]}},
+    }
+    opts.update(config)
+    return ccxt.bybit(opts)
+
+
+def _retrying(call: Callable[[], Any], retry: RetryConfig, cancel: CancelToken | None,
+              counter: list[int], first: bool = False) -> Any:
+    """Run `call`, retrying network errors, rate limits and exchange-unavailable with backoff."""
+    import ccxt
+
+    delay = retry.backoff_s
+    attempt = 0
+    while True:
+        check(cancel)
+        counter[0] += 1
+        try:
+            return call()
+        except ccxt.BadSymbol as exc:
+            raise DataError(f"Bybit does not list that market: {exc}") from None
+        except (ccxt.NetworkError, ccxt.ExchangeNotAvailable) as exc:
+            # RateLimitExceeded and DDoSProtection are NetworkErrors in ccxt's hierarchy. A rate limit
+            # means Bybit is there: always worth the full backoff.
+            limited = isinstance(exc, (ccxt.RateLimitExceeded, ccxt.DDoSProtection))
+            limit = retry.retries if (limited or not first) else min(retry.retries, retry.first_call_retries)
+            if attempt >= limit:
+                if limited:
+                    raise ExchangeUnavailable(
+                        "Bybit keeps refusing requests (rate limit); wait a minute and fetch again - "
+                        "what was fetched so far is kept") from exc
+                raise ExchangeUnavailable(UNREACHABLE) from exc
+            retry.sleep(min(delay, retry.max_backoff_s))
+            delay *= 2
+            attempt += 1
+        except ccxt.ExchangeError as exc:
+            raise DataError(f"Bybit refused the request: {exc}") from None
+
+
+def resolve_symbol(exchange: Any, symbol: str, market_type: str) -> str:
+    """The unified ccxt symbol for user input like 'BTC/USDT', 'BTCUSDT' or 'BTC/USDT:USDT'."""
+    s = symbol.strip().upper()
+    want_spot = market_type == "spot"
+    candidates = []
+    for m in exchange.markets.values():
+        if bool(m.get("spot")) != want_spot:
+            continue
+        if not want_spot and not (m.get("linear") and m.get("swap")):
+            continue
+        if s in (m["symbol"].upper(), m["id"].upper(), m["symbol"].split(":")[0].upper(),
+                 (m.get("base", "") + m.get("quote", "")).upper()):
+            candidates.append(m["symbol"])
+    if not candidates:
+        kind = "spot" if want_spot else "USDT linear perpetual"
+        raise DataError(f"Bybit has no {kind} market {symbol!r}")
+    return candidates[0]
+
+
+def _to_ts(value: Any) -> pd.Timestamp:
+    t = pd.Timestamp(value)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def _ohlcv_to_frame(rows: list[list[Any]]) -> pd.DataFrame:
+    if not rows:
+        return empty_candles()
+    df = pd.DataFrame(rows, columns=["ts", *COLUMNS])
+    df.index = pd.DatetimeIndex(pd.to_datetime(df.pop("ts").astype("int64"), unit="ms", utc=True),
+                                name="timestamp").as_unit("ns")
+    return df.astype("float64")
+
+
+def fetch_candles(
+    symbol: str,
+    timeframe: str,
+    start: Any,
+    end: Any | None = None,
+    market_type: MarketType = "linear",
+    exchange: Any | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    retry: RetryConfig | None = None,
+    now: Callable[[], pd.Timestamp] | None = None,
+) -> FetchResult:
+    """Fetch Bybit candles for [start, end) into the store, asking only for ranges not yet held."""
+    from core.data.store import (dataset_id, dataset_info, exists, load_candles, merge_ranges,
+                                 missing_ranges, save_candles)
+
+    source = source_name(market_type)
+    step_s = timeframe_seconds(timeframe)
+    step = pd.Timedelta(seconds=step_s)
+    retry = retry or RetryConfig()
+    exchange = exchange or make_exchange(market_type)
+    counter = [0]
+
+    report(progress, "fetch", 0, None, "loading Bybit markets")
+    _retrying(lambda: exchange.load_markets(), retry, cancel, counter, first=True)
+    unified = resolve_symbol(exchange, symbol, market_type)
+    plain = unified.split(":")[0]
+    ds_id = dataset_id(source, plain, timeframe)
+
+    now_ts = (now or (lambda: pd.Timestamp.now(tz="UTC")))()
+    # Only closed candles: the last one we may store opened at least one timeframe before now.
+    last_closed_end = now_ts.floor(step) if step_s <= 86400 else now_ts
+    start_ts = _to_ts(start).ceil(step)
+    end_ts = min(_to_ts(end).floor(step) if end is not None else last_closed_end, last_closed_end)
+    if end_ts <= start_ts:
+        raise DataError(f"nothing to fetch between {start_ts} and {end_ts} (only closed candles are stored)")
+
+    if exists(ds_id):
+        held_df = load_candles(ds_id)
+        held_ranges = dataset_info(ds_id).ranges
+    else:
+        held_df, held_ranges = empty_candles(source, plain, timeframe), []
+    rows_before = len(held_df)
+    todo = missing_ranges(start_ts, end_ts, held_ranges)
+    total_pages = sum(-(-int((b - a) / step) // PAGE_LIMIT) for a, b in todo)
+    pages = 0
+    fetched: list[tuple[pd.Timestamp, pd.Timestamp]] = []
+    frames = [held_df] if len(held_df) else []
+    base_meta = {"exchange": "bybit", "market_type": market_type, "ccxt_symbol": unified}
+    for a, b in todo:
+        win = a
+        while win < b:
+            check(cancel)
+            win_end = min(win + PAGE_LIMIT * step, b)
+            since_ms = int(win.value // 1_000_000)
+            until_ms = int((win_end - step).value // 1_000_000)  # open time of the window's last candle
+            n_win = int((win_end - win) / step)
+            rows = _retrying(
+                lambda: exchange.fetch_ohlcv(unified, timeframe, since=since_ms, limit=n_win,
+                                             params={"until": until_ms}),
+                retry, cancel, counter,
+            )
+            page = _ohlcv_to_frame(rows)
+            page = page[(page.index >= win) & (page.index < win_end) & (page.index + step <= now_ts)]
+            frames.append(page)
+            merged = pd.concat(frames)
+            merged = merged[~merged.index.duplicated(keep="last")].sort_index()
+            merged.attrs.update(source=source, symbol=plain, timeframe=timeframe)
+            frames = [merged]
+            fetched.append((win, win_end))
+            held_ranges = merge_ranges([*held_ranges, (win, win_end)])
+            # Saved after every page (atomically): an interruption keeps all pages fetched so far.
+            save_candles(merged, source, plain, timeframe, meta={**base_meta, "ranges": held_ranges})
+            pages += 1
+            report(progress, "fetch", pages, total_pages,
+                   f"{plain} {timeframe}: {len(merged):,} candles up to {win_end:%Y-%m-%d %H:%M}",
+                   {"rows": len(merged), "requests": counter[0]})
+            win = win_end
+
+    info = dataset_info(ds_id) if exists(ds_id) else None
+    if info is None:  # nothing was missing and nothing was ever stored: an empty request
+        raise DataError("Bybit returned no candles for that range")
+    return FetchResult(
+        dataset=ds_id, rows=info.rows, rows_added=info.rows - rows_before, requests=counter[0],
+        pages=pages, start=info.start, end=info.end, ranges_fetched=fetched,
+    )
+
+
+def record_order_book(
+    symbol: str,
+    market_type: MarketType = "linear",
+    levels: int = 50,
+    interval_s: float = 1.0,
+    duration_s: float = 60.0,
+    exchange: Any | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+    retry: RetryConfig | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    book_id: str | None = None,
+) -> "Any":
+    """Record `fetch_order_book` snapshots of the top `levels` every `interval_s` for `duration_s`.
+
+    Saved into the workspace after every snapshot; returns the BookInfo. Cancel stops it cleanly with
+    what was recorded so far kept.
+    """
+    from core.data.orderbook import save_order_book, snapshot_rows
+    from core.data.store import symbol_slug
+    from core.progress import Cancelled
+
+    if not 1 <= levels <= (200 if market_type == "spot" else 500):
+        raise DataError("Bybit books have 1 to 200 levels for spot and 1 to 500 for linear markets")
+    if interval_s <= 0 or duration_s <= 0:
+        raise DataError("the interval and the duration must be positive")
+    source = source_name(market_type)
+    retry = retry or RetryConfig()
+    exchange = exchange or make_exchange(market_type)
+    counter = [0]
+    _retrying(lambda: exchange.load_markets(), retry, cancel, counter, first=True)
+    unified = resolve_symbol(exchange, symbol, market_type)
+    plain = unified.split(":")[0]
+    n_total = max(1, int(duration_s // interval_s) + 1)
+    book_id = book_id or f"{source}-{symbol_slug(plain)}-{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S}"
+    frames: list[pd.DataFrame] = []
+    info = None
+    t0 = clock()
+    for i in range(n_total):
+        try:
+            check(cancel)
+        except Cancelled:
+            break
+        ob = _retrying(lambda: exchange.fetch_order_book(unified, levels), retry, cancel, counter)
+        stamp = ob.get("timestamp") or int(time.time() * 1000)
+        frames.append(snapshot_rows(ob, levels, stamp))
+        info = save_order_book(pd.concat(frames, ignore_index=True), book_id, source, plain,
+                               meta={"market_type": market_type, "interval_s": interval_s,
+                                     "requested_levels": levels, "ccxt_symbol": unified})
+        report(progress, "orderbook", i + 1, n_total, f"{plain}: {i + 1} snapshots")
+        if i + 1 < n_total:
+            wait = t0 + (i + 1) * interval_s - clock()
+            if wait > 0:
+                sleep(wait)
+    if info is None:
+        raise DataError("no order-book snapshot was recorded")
+    return info
+
+
+__all__ = ["FetchResult", "MARKET_TYPES", "RetryConfig", "UNREACHABLE", "fetch_candles", "make_exchange",
+           "record_order_book", "resolve_symbol", "source_name", "TIMEFRAMES"]

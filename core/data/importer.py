@@ -1,0 +1,277 @@
+"""Import candles from a CSV or Parquet file (a path, bytes, or an uploaded file-like object).
+
+Columns are matched case-insensitively (timestamp / time / date / datetime / open_time; open, high, low,
+close, volume). Timestamps may be epoch milliseconds, seconds (micro/nanoseconds too) or ISO text; the unit
+is detected from the magnitude. Problems get one clear sentence (DataError):
+
+* refused: missing columns, unparseable timestamps, non-positive prices, a high below the low, an open or
+  close outside the high-low range, rows with missing values (unless `nan_policy="drop"`, which drops and
+  counts them);
+* repaired and reported: duplicate timestamps (the first kept, the rest dropped and counted), unsorted rows
+  (sorted);
+* reported only: gaps (missing bars are never invented).
+
+Nothing is written until the file has passed every check, so a failed import never touches what is
+already stored.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from core.data.candles import COLUMNS, TIMEFRAMES, find_gaps, infer_timeframe, validate_candles
+from core.errors import DataError
+
+SOURCE = "import"
+_TIME_ALIASES = ("timestamp", "time", "date", "datetime", "open_time", "opentime", "ts", "open time")
+_ALIASES = {
+    "open": ("open", "o"),
+    "high": ("high", "h"),
+    "low": ("low", "l"),
+    "close": ("close", "c"),
+    "volume": ("volume", "vol", "v"),
+}
+
+
+@dataclass
+class ImportReport:
+    """What the import found and did."""
+
+    rows_read: int = 0
+    rows: int = 0
+    timeframe: str | None = None
+    timestamp_column: str = ""
+    timestamp_format: str = ""          # "ms", "s", "us", "ns" or "iso"
+    duplicates_dropped: int = 0
+    conflicting_duplicates: int = 0     # duplicates whose prices differed from the kept row
+    nan_rows_dropped: int = 0
+    sorted: bool = False                # True when the rows had to be sorted
+    gaps: list[dict[str, Any]] = field(default_factory=list)
+    gap_count: int = 0
+    missing_bars: int = 0
+    start: str | None = None
+    end: str | None = None
+    dataset: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        parts = [f"{self.rows:,} candles ({self.timeframe}) from {self.start} to {self.end}"]
+        parts += self.notes
+        return "; ".join(parts)
+
+
+def _read_table(src: Any, filename: str | None) -> pd.DataFrame:
+    """Read CSV or Parquet from a path, bytes or file-like; the format comes from the name or the bytes."""
+    name = filename or (str(src) if isinstance(src, (str, Path)) else getattr(src, "name", "")) or ""
+    if isinstance(src, (str, Path)):
+        p = Path(src)
+        if not p.exists():
+            raise DataError(f"there is no file {str(p)!r}")
+        data = p.read_bytes()
+    elif isinstance(src, (bytes, bytearray, memoryview)):
+        data = bytes(src)
+    elif hasattr(src, "read"):
+        data = src.read()
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+    else:
+        raise DataError("give a file path, the file's bytes, or an open file")
+    if not data:
+        raise DataError("the file is empty")
+    is_parquet = data[:4] == b"PAR1" or str(name).lower().endswith((".parquet", ".pq"))
+    try:
+        if is_parquet:
+            df = pd.read_parquet(io.BytesIO(data))
+            if isinstance(df.index, pd.DatetimeIndex):
+                df = df.reset_index(names=df.index.name or "timestamp")
+            return df
+        return pd.read_csv(io.BytesIO(data), sep=None, engine="python")
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parser failure is the file's problem, said plainly
+        kind = "Parquet" if is_parquet else "CSV"
+        raise DataError(f"the file could not be read as {kind}: {exc}") from None
+
+
+def _match_columns(df: pd.DataFrame) -> dict[str, str]:
+    norm = {str(c).strip().lower(): c for c in df.columns}
+    found: dict[str, str] = {}
+    for alias in _TIME_ALIASES:
+        if alias in norm:
+            found["timestamp"] = norm[alias]
+            break
+    for col, aliases in _ALIASES.items():
+        for alias in aliases:
+            if alias in norm:
+                found[col] = norm[alias]
+                break
+    missing = [c for c in ("timestamp", *COLUMNS) if c not in found]
+    if missing:
+        have = ", ".join(str(c) for c in df.columns) or "none"
+        what = " and ".join(f"'{m}'" for m in missing)
+        hint = " (also accepted: time, date, datetime, open_time)" if "timestamp" in missing else ""
+        raise DataError(f"the file has no {what} column{'s' if len(missing) > 1 else ''}{hint}; "
+                        f"its columns are: {have}")
+    return found
+
+
+def _parse_timestamps(col: pd.Series) -> tuple[pd.DatetimeIndex, str]:
+    """Epoch numbers (unit from magnitude) or date text; DataError naming the first bad value."""
+    numeric = pd.to_numeric(col, errors="coerce")
+    if numeric.notna().all() and len(col):
+        m = float(np.nanmax(np.abs(numeric.to_numpy(float))))
+        unit = "ns" if m >= 1e17 else "us" if m >= 1e14 else "ms" if m >= 1e11 else "s"
+        ts = pd.to_datetime(numeric.astype("int64") if (numeric % 1 == 0).all() else numeric,
+                            unit=unit, utc=True)
+        return pd.DatetimeIndex(ts), unit
+    if numeric.notna().any() and numeric.isna().any() and pd.api.types.is_numeric_dtype(col):
+        pass  # numeric with NaNs: fall through to the NaT report below
+    try:
+        ts = pd.to_datetime(col.astype(str).str.strip(), utc=True, errors="coerce", format="ISO8601")
+    except (ValueError, TypeError):
+        ts = pd.to_datetime(col.astype(str).str.strip(), utc=True, errors="coerce", format="mixed")
+    bad = ts.isna().to_numpy()
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{int(bad.sum())} timestamps could not be read (first at data row {first + 1}: "
+            f"{str(col.iloc[first])!r}); use epoch seconds or milliseconds, or ISO dates like "
+            f"2024-01-01 00:00:00"
+        )
+    return pd.DatetimeIndex(ts), "iso"
+
+
+def read_candle_file(
+    src: str | Path | bytes | IO[Any],
+    timeframe: str | None = None,
+    filename: str | None = None,
+    nan_policy: Literal["refuse", "drop"] = "refuse",
+) -> tuple[pd.DataFrame, ImportReport]:
+    """Parse and check a candle file; returns (candles, report) without storing anything."""
+    if timeframe is not None and timeframe not in TIMEFRAMES:
+        raise DataError(f"unknown timeframe {timeframe!r}: use one of {', '.join(TIMEFRAMES)}")
+    raw = _read_table(src, filename)
+    report = ImportReport(rows_read=int(len(raw)))
+    if len(raw) == 0:
+        raise DataError("the file has a header but no rows")
+    cols = _match_columns(raw)
+    report.timestamp_column = str(cols["timestamp"])
+    values = pd.DataFrame({c: pd.to_numeric(raw[cols[c]], errors="coerce") for c in COLUMNS})
+    # Text in a price column is not a NaN the user left out: say which value it is.
+    for c in COLUMNS:
+        bad = values[c].isna() & raw[cols[c]].notna() & (raw[cols[c]].astype(str).str.strip() != "")
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"the '{cols[c]}' column has {int(bad.sum())} values that are not numbers "
+                            f"(first at data row {i + 1}: {str(raw[cols[c]].iloc[i])!r})")
+    ts_col = raw[cols["timestamp"]]
+    nan_ts = ts_col.isna().to_numpy()
+    nan_rows = values.isna().any(axis=1).to_numpy() | nan_ts
+    if nan_rows.any():
+        n, first = int(nan_rows.sum()), int(np.flatnonzero(nan_rows)[0])
+        if nan_policy != "drop":
+            raise DataError(f"{n} rows have missing values (first at data row {first + 1}); fill them in "
+                            f"the file or import with missing rows dropped")
+        keep = ~nan_rows
+        values, ts_col = values.loc[keep], ts_col.loc[keep]
+        report.nan_rows_dropped = n
+        report.notes.append(f"{n} rows with missing values dropped")
+        if len(values) == 0:
+            raise DataError("every row has missing values")
+    idx, fmt = _parse_timestamps(ts_col.reset_index(drop=True))
+    report.timestamp_format = fmt
+    values.index = idx.rename("timestamp")
+    v = values.to_numpy()
+    rows = np.arange(1, len(v) + 1)
+    nonpos = (v[:, :4] <= 0).any(axis=1)
+    if nonpos.any():
+        raise DataError(f"{int(nonpos.sum())} rows have a price of zero or below (first at data row "
+                        f"{rows[nonpos][0]}); prices must be positive")
+    if (v[:, 4] < 0).any():
+        bad = v[:, 4] < 0
+        raise DataError(f"{int(bad.sum())} rows have a negative volume (first at data row {rows[bad][0]})")
+    hl = v[:, 1] < v[:, 2]
+    if hl.any():
+        raise DataError(f"{int(hl.sum())} rows have a high below the low (first at data row {rows[hl][0]})")
+    tol = 1e-9 * np.abs(v[:, 1])
+    outside = (np.maximum(v[:, 0], v[:, 3]) > v[:, 1] + tol) | (np.minimum(v[:, 0], v[:, 3]) < v[:, 2] - tol)
+    if outside.any():
+        raise DataError(f"{int(outside.sum())} rows have an open or close outside their high-low range "
+                        f"(first at data row {rows[outside][0]})")
+
+    if not values.index.is_monotonic_increasing:
+        values = values.sort_index(kind="stable")
+        report.sorted = True
+        report.notes.append("rows were not in time order and have been sorted")
+    dup = values.index.duplicated(keep="first")
+    if dup.any():
+        # Count duplicates whose prices differ from the kept row: those hide a real problem in the file.
+        first_vals = values[~dup].reindex(values.index[dup])
+        report.conflicting_duplicates = int((first_vals.to_numpy() != values[dup].to_numpy()).any(axis=1).sum())
+        report.duplicates_dropped = int(dup.sum())
+        values = values[~dup]
+        note = f"{report.duplicates_dropped} duplicate timestamps dropped (the first of each kept)"
+        if report.conflicting_duplicates:
+            note += f", {report.conflicting_duplicates} of them with different prices"
+        report.notes.append(note)
+
+    inferred = infer_timeframe(values.index)
+    if timeframe is None:
+        if inferred is None:
+            raise DataError("the timeframe could not be worked out from the timestamps; choose it")
+        timeframe = inferred
+    elif inferred is not None and TIMEFRAMES[inferred] < TIMEFRAMES[timeframe]:
+        raise DataError(f"the file's candles are {inferred} apart, not {timeframe}: choose {inferred} "
+                        f"(and resample later if you need {timeframe})")
+    ns = values.index.as_unit("ns").asi8
+    step = TIMEFRAMES[timeframe] * 1_000_000_000
+    if (ns % step).any() and timeframe != "1d":
+        report.notes.append(f"some timestamps are not on the {timeframe} grid")
+    report.timeframe = timeframe
+    gaps = find_gaps(values.index, timeframe)
+    report.gaps = gaps[:100]
+    report.gap_count = len(gaps)
+    report.missing_bars = int(sum(g["missing"] for g in gaps))
+    if gaps:
+        report.notes.append(f"{len(gaps)} gaps ({report.missing_bars} missing bars) left as gaps")
+    values.attrs.update(source=SOURCE, timeframe=timeframe)
+    df = validate_candles(values)
+    report.rows = int(len(df))
+    report.start, report.end = df.index[0].isoformat(), df.index[-1].isoformat()
+    return df, report
+
+
+def import_candles(
+    src: str | Path | bytes | IO[Any],
+    symbol: str,
+    timeframe: str | None = None,
+    filename: str | None = None,
+    nan_policy: Literal["refuse", "drop"] = "refuse",
+    save: bool = True,
+) -> tuple[pd.DataFrame, ImportReport]:
+    """Read, check and (by default) store a candle file as dataset `import-<SYMBOL>-<timeframe>`."""
+    if not symbol or not str(symbol).strip():
+        raise DataError("give the symbol the file holds (e.g. MYCOIN/USDT)")
+    symbol = str(symbol).strip()
+    df, report = read_candle_file(src, timeframe, filename, nan_policy)
+    df.attrs.update(symbol=symbol)
+    if save:
+        from core.data.store import save_candles
+
+        info = save_candles(df, SOURCE, symbol, report.timeframe,
+                            meta={"file": filename or (str(src) if isinstance(src, (str, Path)) else None),
+                                  "import_report": {k: v for k, v in report.to_dict().items() if k != "gaps"}})
+        report.dataset = info.id
+        df.attrs["dataset"] = info.id
+    return df, report
+
+
+__all__ = ["ImportReport", "import_candles", "read_candle_file"]

@@ -1,0 +1,188 @@
+"""Order-book snapshots on disk: a long table per recording under workspace/data/orderbooks.
+
+Layout (what `core.encodings.orderbook_heatmap` reads): one row per (snapshot, side, level) with columns
+`timestamp` (UTC), `side` ("bid"/"ask"), `level` (1 = best), `price`, `size`. Each book is
+`<book_id>.parquet` plus `<book_id>.json` metadata (source, symbol, levels, snapshots, start, end,
+interval). Writes are atomic, so a recorder can rewrite the file after every snapshot and an interruption
+keeps everything recorded so far.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.errors import DataError
+from core.workspace import atomic_write, atomic_write_json, read_json, safe_name, ws_path
+
+BOOK_COLUMNS = ("timestamp", "side", "level", "price", "size")
+
+
+@dataclass
+class BookInfo:
+    id: str
+    source: str
+    symbol: str
+    levels: int
+    snapshots: int
+    start: pd.Timestamp | None
+    end: pd.Timestamp | None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["start"] = None if self.start is None else self.start.isoformat()
+        d["end"] = None if self.end is None else self.end.isoformat()
+        return d
+
+
+def _dir() -> Path:
+    return ws_path("data", "orderbooks")
+
+
+def _paths(book_id: str) -> tuple[Path, Path]:
+    try:
+        safe_name(book_id)
+    except ValueError:
+        raise DataError(f"{book_id!r} is not a valid order-book id") from None
+    return _dir() / f"{book_id}.parquet", _dir() / f"{book_id}.json"
+
+
+def snapshot_rows(book: Mapping[str, Any], levels: int, timestamp: Any = None) -> pd.DataFrame:
+    """Turn one ccxt order book ({'bids': [[price, size], ...], 'asks': ..., 'timestamp': ms}) into rows."""
+    ts = timestamp if timestamp is not None else book.get("timestamp")
+    if ts is None:
+        raise DataError("the order-book snapshot has no timestamp")
+    ts = pd.Timestamp(ts, unit="ms", tz="UTC") if isinstance(ts, (int, float, np.integer)) else pd.Timestamp(ts)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    rows = []
+    for side, key in (("bid", "bids"), ("ask", "asks")):
+        for i, lvl in enumerate((book.get(key) or [])[:levels]):
+            rows.append((ts, side, i + 1, float(lvl[0]), float(lvl[1])))
+    df = pd.DataFrame(rows, columns=list(BOOK_COLUMNS))
+    return _normalise(df)
+
+
+def _normalise(df: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in BOOK_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"the order book has no {', '.join(missing)} column")
+    out = df.loc[:, list(BOOK_COLUMNS)].copy()
+    out["timestamp"] = pd.to_datetime(out["timestamp"], utc=True).dt.as_unit("ns")
+    out["side"] = out["side"].astype(str)
+    out["level"] = out["level"].astype("int32")
+    out["price"] = out["price"].astype("float64")
+    out["size"] = out["size"].astype("float64")
+    if len(out) and not set(out["side"].unique()) <= {"bid", "ask"}:
+        raise DataError("order-book sides must be 'bid' or 'ask'")
+    return out
+
+
+def save_order_book(
+    book: pd.DataFrame,
+    book_id: str,
+    source: str,
+    symbol: str,
+    meta: dict[str, Any] | None = None,
+) -> BookInfo:
+    """Store (replace) the snapshot table `book` as `book_id`."""
+    book = _normalise(book).sort_values(["timestamp", "side", "level"], kind="stable", ignore_index=True)
+    parquet_path, json_path = _paths(book_id)
+    ts = book["timestamp"]
+    full = {
+        **(meta or {}),
+        "id": book_id,
+        "source": source,
+        "symbol": symbol,
+        "levels": int(book["level"].max()) if len(book) else 0,
+        "snapshots": int(ts.nunique()),
+        "start": ts.iloc[0].isoformat() if len(book) else None,
+        "end": ts.iloc[-1].isoformat() if len(book) else None,
+    }
+    table = pa.Table.from_pandas(book, preserve_index=False)
+    atomic_write(parquet_path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    atomic_write_json(json_path, full)
+    return _info(full)
+
+
+def _info(meta: dict[str, Any]) -> BookInfo:
+    known = {"id", "source", "symbol", "levels", "snapshots", "start", "end"}
+    return BookInfo(
+        id=meta["id"], source=meta["source"], symbol=meta["symbol"], levels=int(meta["levels"]),
+        snapshots=int(meta["snapshots"]),
+        start=pd.Timestamp(meta["start"]) if meta.get("start") else None,
+        end=pd.Timestamp(meta["end"]) if meta.get("end") else None,
+        meta={k: v for k, v in meta.items() if k not in known},
+    )
+
+
+def order_book_info(book_id: str) -> BookInfo:
+    parquet_path, json_path = _paths(book_id)
+    if not parquet_path.exists() or not json_path.exists():
+        raise DataError(f"there is no order book {book_id!r}")
+    return _info(read_json(json_path))
+
+
+def load_order_book(book_id: str) -> pd.DataFrame:
+    """The snapshots of `book_id` as the long table `timestamp, side, level, price, size`."""
+    info = order_book_info(book_id)
+    df = _normalise(pq.read_table(_paths(book_id)[0]).to_pandas())
+    df.attrs.update(source=info.source, symbol=info.symbol, book_id=book_id)
+    return df
+
+
+def list_order_books() -> list[BookInfo]:
+    out = []
+    for p in sorted(_dir().glob("*.json")):
+        if p.name.startswith("."):
+            continue
+        try:
+            out.append(order_book_info(p.stem))
+        except (DataError, OSError, ValueError, KeyError):
+            continue
+    return out
+
+
+def delete_order_book(book_id: str) -> None:
+    parquet_path, json_path = _paths(book_id)
+    if not parquet_path.exists() and not json_path.exists():
+        raise DataError(f"there is no order book {book_id!r}")
+    parquet_path.unlink(missing_ok=True)
+    json_path.unlink(missing_ok=True)
+
+
+def make_synthetic_order_book(dataset_id: str, levels: int = 20, seed: int = 0,
+                              max_snapshots: int | None = None) -> BookInfo:
+    """Synthetic snapshots (one per candle close) following a stored dataset's price path, stored as
+    `<dataset_id>-book`."""
+    from core.data.store import load_candles
+    from core.data.synthetic import synthetic_order_book_snapshots
+
+    candles = load_candles(dataset_id)
+    book = synthetic_order_book_snapshots(candles, levels=levels, seed=seed, max_snapshots=max_snapshots)
+    return save_order_book(book, f"{dataset_id}-book", "synthetic", candles.attrs.get("symbol", ""),
+                           meta={"dataset": dataset_id, "seed": int(seed), "label": "synthetic"})
+
+
+def book_summary(book: pd.DataFrame) -> pd.DataFrame:
+    """Per snapshot: best bid, best ask, mid, spread (relative) and depth imbalance."""
+    best = book[book["level"] == 1].pivot_table(index="timestamp", columns="side", values="price")
+    depth = book.pivot_table(index="timestamp", columns="side", values="size", aggfunc="sum")
+    out = pd.DataFrame(index=best.index)
+    out["best_bid"] = best.get("bid")
+    out["best_ask"] = best.get("ask")
+    out["mid"] = (out["best_bid"] + out["best_ask"]) / 2
+    out["spread"] = (out["best_ask"] - out["best_bid"]) / out["mid"]
+    out["imbalance"] = (depth.get("bid") - depth.get("ask")) / (depth.get("bid") + depth.get("ask"))
+    return out
+
+
+__all__: Sequence[str] = [
+    "BOOK_COLUMNS", "BookInfo", "book_summary", "delete_order_book", "list_order_books",
+    "load_order_book", "make_synthetic_order_book", "order_book_info", "save_order_book", "snapshot_rows",
+]

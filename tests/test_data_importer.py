@@ -1,0 +1,135 @@
+"""File import: formats, column matching, timestamp units, and every bad-input case with its sentence."""
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pytest
+
+from core.data.importer import import_candles, read_candle_file
+from core.data.store import list_datasets, load_candles, save_candles
+from core.errors import DataError
+
+HEADER = "timestamp,open,high,low,close,volume\n"
+
+
+def _csv(rows: list[str], header: str = HEADER) -> bytes:
+    return (header + "\n".join(rows) + "\n").encode()
+
+
+def _rows(n=6, start_s=1704067200, step=3600, unit="s"):
+    mult = {"s": 1, "ms": 1000}[unit]
+    return [f"{(start_s + i * step) * mult},{100 + i},{102 + i},{99 + i},{101 + i},{10 + i}" for i in range(n)]
+
+
+@pytest.mark.parametrize("unit", ["s", "ms"])
+def test_epoch_units_are_detected(unit):
+    df, rep = read_candle_file(_csv(_rows(unit=unit)))
+    assert rep.timestamp_format == unit and rep.timeframe == "1h" and rep.rows == 6
+    assert df.index[0] == pd.Timestamp("2024-01-01", tz="UTC")
+
+
+def test_iso_text_and_case_insensitive_columns():
+    text = "Open_Time,OPEN,High,low,Close,Volume\n" + "\n".join(
+        f"2024-01-0{1 + i // 24} {i % 24:02d}:00:00,{100 + i},{102 + i},{99 + i},{101 + i},5" for i in range(5))
+    df, rep = read_candle_file(text.encode())
+    assert rep.timestamp_format == "iso" and rep.timestamp_column == "Open_Time"
+    assert list(df.columns) == ["open", "high", "low", "close", "volume"] and len(df) == 5
+
+
+def test_parquet_from_file_like_and_path(tmp_path):
+    df, _ = read_candle_file(_csv(_rows(10)))
+    out = df.reset_index()
+    out["timestamp"] = out["timestamp"].astype("int64") // 10**6  # ms epoch, as exchanges export
+    p = tmp_path / "c.parquet"
+    out.to_parquet(p)
+    a, _ = read_candle_file(p)
+    b, _ = read_candle_file(io.BytesIO(p.read_bytes()), filename="upload.parquet")
+    pd.testing.assert_frame_equal(a, df)
+    pd.testing.assert_frame_equal(b, df)
+
+
+def test_missing_column():
+    with pytest.raises(DataError, match="the file has no 'volume' column"):
+        read_candle_file(_csv([r.rsplit(",", 1)[0] for r in _rows()], "timestamp,open,high,low,close\n"))
+    with pytest.raises(DataError, match="no 'timestamp' column"):
+        read_candle_file(_csv(["1,2,0.5,1.5,3"], "open,high,low,close,volume\n"))
+
+
+def test_unparseable_timestamps():
+    rows = _rows()
+    rows[2] = "not a date" + rows[2][rows[2].index(","):]
+    rows = [("2024-01-01 0%d:00" % i) + r[r.index(","):] if i != 2 else r for i, r in enumerate(rows)]
+    with pytest.raises(DataError, match=r"1 timestamps could not be read \(first at data row 3: 'not a date'\)"):
+        read_candle_file(_csv(rows))
+
+
+def test_non_positive_prices():
+    rows = _rows()
+    rows[4] = rows[4].split(",")[0] + ",0,102,0,101,5"
+    with pytest.raises(DataError, match="1 rows have a price of zero or below \\(first at data row 5\\)"):
+        read_candle_file(_csv(rows))
+
+
+def test_high_below_low():
+    rows = _rows()
+    rows[1] = rows[1].split(",")[0] + ",100,98,99,99,5"
+    with pytest.raises(DataError, match="1 rows have a high below the low \\(first at data row 2\\)"):
+        read_candle_file(_csv(rows))
+
+
+def test_nan_rows_refused_or_dropped():
+    rows = _rows()
+    rows[3] = rows[3].split(",")[0] + ",103,105,,104,5"
+    with pytest.raises(DataError, match="1 rows have missing values \\(first at data row 4\\)"):
+        read_candle_file(_csv(rows))
+    df, rep = read_candle_file(_csv(rows), nan_policy="drop")
+    assert rep.nan_rows_dropped == 1 and len(df) == 5
+    assert rep.gap_count == 1 and rep.missing_bars == 1  # the dropped row is a gap, not invented
+
+
+def test_duplicates_dropped_and_counted():
+    rows = _rows()
+    rows.insert(3, rows[2])
+    df, rep = read_candle_file(_csv(rows))
+    assert rep.duplicates_dropped == 1 and rep.conflicting_duplicates == 0 and len(df) == 6
+
+
+def test_unsorted_rows_are_sorted():
+    rows = _rows()
+    df, rep = read_candle_file(_csv(rows[::-1]))
+    assert rep.sorted is True and df.index.is_monotonic_increasing and len(df) == 6
+
+
+def test_gaps_reported_never_invented():
+    rows = _rows(10)
+    del rows[4:7]
+    df, rep = read_candle_file(_csv(rows))
+    assert len(df) == 7 and rep.gap_count == 1 and rep.missing_bars == 3
+    assert rep.gaps[0]["start"] == "2024-01-01T04:00:00+00:00"
+
+
+def test_wrong_timeframe_is_refused():
+    # Hourly rows called daily candles would be nonsense: refused with the timeframe the file has.
+    with pytest.raises(DataError, match="are 1h apart, not 1d"):
+        read_candle_file(_csv(_rows()), timeframe="1d")
+
+
+def test_failed_import_keeps_what_is_stored():
+    good, _ = import_candles(_csv(_rows(6)), "MYCOIN/USDT", "1h")
+    assert good.attrs["dataset"] == "import-MYCOINUSDT-1h"
+    rows = _rows(8)
+    rows[5] = rows[5].split(",")[0] + ",-1,102,99,101,5"
+    with pytest.raises(DataError):
+        import_candles(_csv(rows), "MYCOIN/USDT", "1h")
+    assert len(load_candles("import-MYCOINUSDT-1h")) == 6
+    assert [d.id for d in list_datasets()] == ["import-MYCOINUSDT-1h"]
+
+
+def test_empty_and_garbage_files():
+    with pytest.raises(DataError, match="empty"):
+        read_candle_file(b"")
+    with pytest.raises(DataError, match="header but no rows"):
+        read_candle_file(HEADER.encode())
+    with pytest.raises(DataError, match="not numbers"):
+        read_candle_file(_csv(["1704067200,abc,2,0.5,1,1", "1704070800,1,2,0.5,1,1"]))

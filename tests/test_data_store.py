@@ -1,0 +1,133 @@
+"""Candle tables (validation, resampling, quality report) and the on-disk store (round trip, atomicity,
+incremental ranges, the default offline dataset)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.data import store
+from core.data.candles import (TIMEFRAMES, quality_report, resample_candles, timeframe_seconds,
+                               validate_candles)
+from core.data.store import (dataset_info, delete_dataset, ensure_default_dataset, list_datasets,
+                             load_candles, missing_ranges, save_candles)
+from core.errors import DataError
+
+
+def _candles(n=48, start="2024-01-01", freq="1h") -> pd.DataFrame:
+    idx = pd.date_range(start, periods=n, freq=freq, tz="UTC", name="timestamp").as_unit("ns")
+    c = 100 + np.cumsum(np.random.default_rng(0).normal(0, 1, n))
+    df = pd.DataFrame({"open": c - 0.1, "high": c + 1, "low": c - 1, "close": c, "volume": np.arange(n) + 1.0},
+                      index=idx)
+    df.attrs.update(source="test", symbol="BTC/USDT", timeframe="1h")
+    return df
+
+
+def test_timeframes():
+    assert list(TIMEFRAMES) == ["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d"]
+    assert timeframe_seconds("4h") == 14400
+    with pytest.raises(DataError, match="unknown timeframe"):
+        timeframe_seconds("7m")
+
+
+def test_validate_refuses_broken_tables():
+    good = _candles()
+    assert validate_candles(good).index.name == "timestamp"
+    bad = good.copy()
+    bad.iloc[3, bad.columns.get_loc("high")] = bad["low"].iloc[3] - 1
+    with pytest.raises(DataError, match="high below"):
+        validate_candles(bad)
+    with pytest.raises(DataError, match="not sorted"):
+        validate_candles(good.iloc[::-1])
+    with pytest.raises(DataError, match="no 'volume' column"):
+        validate_candles(good.drop(columns="volume"))
+
+
+def test_resample_matches_pandas():
+    df = _candles(100)
+    got = resample_candles(df, "4h")
+    ref = df.resample("4h").agg({"open": "first", "high": "max", "low": "min", "close": "last",
+                                 "volume": "sum"}).dropna()
+    pd.testing.assert_frame_equal(got, ref, check_freq=False, check_names=False)
+    with pytest.raises(DataError, match="finer"):
+        resample_candles(df, "1m")
+
+
+def test_quality_report_counts_gaps_duplicates_zero_volume():
+    df = _candles(48)
+    df = df.drop(df.index[10:13])                       # one gap of 3 bars
+    df = pd.concat([df, df.iloc[[5]]]).sort_index()     # one duplicate
+    df.iloc[0, df.columns.get_loc("volume")] = 0.0
+    rep = quality_report(df, "1h")
+    assert rep["rows"] == 46 and rep["duplicates"] == 1 and rep["zero_volume_bars"] == 1
+    assert rep["gap_count"] == 1 and rep["missing_bars"] == 3
+    assert rep["gaps"][0]["start"] == "2024-01-01T10:00:00+00:00"
+    assert rep["gaps"][0]["end"] == "2024-01-01T12:00:00+00:00"
+    assert rep["span_days"] == pytest.approx(47 / 24)
+
+
+def test_round_trip_list_delete():
+    df = _candles()
+    info = save_candles(df, "bybit_linear", "BTC/USDT", "1h", meta={"note": "x"})
+    assert info.id == "bybit_linear-BTCUSDT-1h" and info.rows == 48
+    back = load_candles(info.id)
+    pd.testing.assert_frame_equal(back, validate_candles(df), check_freq=False)
+    assert back.attrs["source"] == "bybit_linear" and back.attrs["symbol"] == "BTC/USDT"
+    got = dataset_info(info.id)
+    assert got.start == df.index[0] and got.end == df.index[-1] and got.meta["note"] == "x"
+    assert got.ranges == [(df.index[0], df.index[-1] + pd.Timedelta(hours=1))]
+    assert [d.id for d in list_datasets()] == [info.id]
+    delete_dataset(info.id)
+    assert list_datasets() == []
+    with pytest.raises(DataError, match="no dataset"):
+        load_candles(info.id)
+
+
+def test_failed_write_keeps_the_old_dataset(monkeypatch, workspace):
+    info = save_candles(_candles(48), "test", "BTC/USDT", "1h")
+    import pyarrow.parquet as pq
+
+    def broken(table, path, **kw):
+        with open(path, "wb") as fh:
+            fh.write(b"PAR1 half a file")
+        raise OSError("disk full")
+
+    with monkeypatch.context() as m, pytest.raises(OSError):
+        m.setattr(pq, "write_table", broken)
+        save_candles(_candles(96), "test", "BTC/USDT", "1h")
+    assert len(load_candles(info.id)) == 48
+    leftovers = [p for p in os.listdir(workspace / "data" / "candles") if p.endswith(".tmp")]
+    assert leftovers == []
+
+
+def test_metadata_index_is_rebuilt_from_parquet(workspace):
+    info = save_candles(_candles(), "test", "ETH/USDT", "1h")
+    (workspace / "data" / "candles" / f"{info.id}.json").unlink()
+    assert dataset_info(info.id).rows == 48
+
+
+def test_missing_ranges():
+    t = lambda s: pd.Timestamp(s, tz="UTC")  # noqa: E731
+    held = [(t("2024-01-02"), t("2024-01-03")), (t("2024-01-05"), t("2024-01-06"))]
+    assert missing_ranges(t("2024-01-01"), t("2024-01-07"), held) == [
+        (t("2024-01-01"), t("2024-01-02")), (t("2024-01-03"), t("2024-01-05")), (t("2024-01-06"), t("2024-01-07"))]
+    assert missing_ranges(t("2024-01-02"), t("2024-01-03"), held) == []
+
+
+def test_bad_ids_are_refused():
+    with pytest.raises(DataError):
+        load_candles("../../etc/passwd")
+
+
+def test_default_dataset_is_made_once():
+    ds = ensure_default_dataset()
+    assert ds == "synthetic-BTCUSDT-1h"
+    ids = [d.id for d in list_datasets()]
+    assert ids == ["synthetic-BTCUSDT-1h", "synthetic-ETHUSDT-1h"]
+    info = dataset_info(ds)
+    assert info.source == "synthetic" and info.meta["seed"] == 42 and info.rows == 17544
+    assert info.end == pd.Timestamp("2025-12-31 23:00", tz="UTC")
+    before = os.path.getmtime(store._paths(ds)[0])
+    assert ensure_default_dataset() == ds and os.path.getmtime(store._paths(ds)[0]) == before
