@@ -1,0 +1,95 @@
+"""From candles to a training-ready dataset: features, labels, purged splits, train-only scaling.
+
+`prepare_dataset` is the one path every model family trains on; `WindowDataset` (core.features.windows)
+turns its arrays into samples.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import pandas as pd
+
+from core.errors import UserError
+from core.features.labels import LabelConfig, class_names, make_labels
+from core.features.presets import compute_features, resolve_features
+from core.features.scaling import ChannelScaler
+from core.features.splits import SplitConfig, purged_chronological_split, rows_touched
+
+
+@dataclass
+class DatasetConfig:
+    preset: Union[str, Sequence[str]] = "resnet15"
+    label: LabelConfig = field(default_factory=LabelConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    window: int = 64
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if not isinstance(self.preset, str):
+            d["preset"] = list(self.preset)
+        return d
+
+
+@dataclass
+class PreparedData:
+    features: np.ndarray              # float32 (T, C), z-scored with the train-only scaler
+    feature_names: list[str]
+    timestamps: pd.DatetimeIndex      # (T,)
+    y: np.ndarray                     # int64 (T,), -1 where undefined
+    splits: dict[str, np.ndarray]     # sample end positions for train / val / test
+    scaler: ChannelScaler
+    class_names: list[str]
+    window: int
+    candles: pd.DataFrame             # raw candles aligned with `features` (row i = bar i)
+    targets: Optional[dict[str, np.ndarray]] = None   # multitask: magnitude, volatility (float32, NaN undef.)
+    raw_features: Optional[pd.DataFrame] = None      # unscaled features (for charts)
+    labels: Optional[pd.DataFrame] = None            # the full make_labels frame, aligned
+    config: Optional[DatasetConfig] = None
+
+    @property
+    def n_channels(self) -> int:
+        return self.features.shape[1]
+
+    def dataset(self, split: str = "train"):
+        """A WindowDataset over one split."""
+        from core.features.windows import WindowDataset
+
+        if split not in self.splits:
+            raise UserError(f"unknown split {split!r}; choose one of {', '.join(self.splits)}")
+        return WindowDataset(self.features, self.y, self.splits[split], self.window, self.targets)
+
+
+def prepare_dataset(candles: pd.DataFrame, cfg: DatasetConfig) -> PreparedData:
+    """Features (warm-up dropped), labels, purged chronological split, z-score fitted on train rows only."""
+    label_cfg = cfg.label.validate()
+    window = int(cfg.window)
+    if window < 2:
+        raise UserError("the window must be at least 2 bars")
+    names = resolve_features(cfg.preset)
+    raw = compute_features(candles, names)
+    aligned = candles.loc[raw.index]
+    # Labels on the full candles (the warm-up only removes leading rows, so values are the same), so a
+    # vol_scaled label may use volatility history from inside the warm-up: still the past only.
+    labels = make_labels(candles, label_cfg).loc[raw.index]
+    n = len(raw)
+    splits = purged_chronological_split(n, window, int(label_cfg.horizon), cfg.split)
+    y = labels["y"].to_numpy(np.int64)
+    # A vol_scaled label is undefined until its volatility window fills: those ends carry no sample.
+    splits = {k: v[y[v] >= 0] for k, v in splits.items()}
+    for k, v in splits.items():
+        if len(v) == 0:
+            raise UserError(f"the {k} segment has no labelled samples: use more candles")
+    x = raw.to_numpy(np.float64)
+    train_rows = rows_touched(splits["train"], window, n)
+    scaler = ChannelScaler.fit(x, train_rows, names)
+    targets = None
+    if label_cfg.kind == "multitask":
+        targets = {k: labels[k].to_numpy(np.float32) for k in ("magnitude", "volatility")}
+    return PreparedData(
+        features=np.ascontiguousarray(scaler.transform(x)), feature_names=names,
+        timestamps=pd.DatetimeIndex(raw.index), y=y, splits=splits, scaler=scaler,
+        class_names=class_names(label_cfg), window=window, candles=aligned, targets=targets,
+        raw_features=raw, labels=labels, config=cfg,
+    )

@@ -1,0 +1,28 @@
+"""Indicator figures: display downsampling keeps OHLC truthful; split bands follow the purged split."""
+from __future__ import annotations
+
+import numpy as np
+
+from core.features import purged_chronological_split
+from core.viz import indicators as vz
+from tests.features_helpers import synthetic_candles
+
+
+def test_downsample_keeps_ohlc_extremes_and_volume():
+    df = synthetic_candles(12_001, seed=4)
+    d = vz.downsample_candles(df, 5000)
+    assert len(d) <= 5000 and d.index[0] == df.index[0]
+    assert d["high"].max() == df["high"].max() and d["low"].min() == df["low"].min()
+    assert np.isclose(d["volume"].sum(), df["volume"].sum())
+    assert d["close"].iloc[-1] == df["close"].iloc[-1] and d["open"].iloc[0] == df["open"].iloc[0]
+    assert vz.downsample_candles(df.iloc[:100], 5000) is not None
+
+
+def test_split_bands_and_figures():
+    df = synthetic_candles(3000, seed=6)
+    s = purged_chronological_split(len(df), 32, 6)
+    bands = vz.split_bands(df.index, s, 32, 6)
+    assert [b[0] for b in bands] == ["train", "purge", "val", "purge", "test"]
+    assert all(a[2] <= b[1] for a, b in zip(bands, bands[1:]))
+    fig = vz.price_figure(df, vz.OVERLAYS, vz.PANELS, bands)
+    assert len(fig.data) > 10 and sum(1 for sh in fig.layout.shapes if sh.type == "rect") == 5
