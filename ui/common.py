@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any, Callable, Optional
 
 import streamlit as st
 
@@ -60,21 +61,37 @@ def active_dataset() -> str:
     return current
 
 
+def set_active_dataset(dataset_id: str) -> None:
+    """Make `dataset_id` the dataset every page works on (e.g. right after a fetch or import)."""
+    refresh_datasets()
+    st.session_state[ACTIVE_DATASET] = dataset_id
+
+
+def _on_sidebar_change(key: str) -> None:
+    st.session_state[ACTIVE_DATASET] = st.session_state[key]
+
+
 def page_setup(title: str, icon: str = ":material/candlestick_chart:", layout: str = "wide") -> str:
     """Set the page config, draw the shared sidebar, and return the active dataset id."""
     st.set_page_config(page_title=f"{title} · CNN Trading Lab", page_icon=icon, layout=layout)
     current = active_dataset()
     ids = _dataset_ids()
+    if current not in ids:  # made or imported a moment ago: the cached list is stale
+        refresh_datasets()
+        ids = _dataset_ids()
+    key = f"sidebar_dataset_{title}"
+    # A keyed widget keeps its own value across reruns even when `index` changes, so when another
+    # page (or a fetch/import) changed the active dataset, push it into the widget before drawing it;
+    # otherwise the stale widget value would silently switch the active dataset back.
+    if st.session_state.get(key) != current and current in ids:
+        st.session_state[key] = current
     with st.sidebar:
         st.markdown("**Active dataset**")
-        choice = st.selectbox(
-            "Active dataset", ids, index=ids.index(current) if current in ids else 0,
-            key=f"sidebar_dataset_{title}", label_visibility="collapsed",
+        st.selectbox(
+            "Active dataset", ids, key=key, label_visibility="collapsed",
+            on_change=_on_sidebar_change, args=(key,),
             help="Shared by every page. Fetch, import or generate more on the Data page.",
         )
-        if choice != current:
-            st.session_state[ACTIVE_DATASET] = choice
-            current = choice
         if current.startswith("synthetic"):
             st.caption(":orange[synthetic] offline market: simulated prices, not real trades.")
     return current
@@ -92,3 +109,56 @@ def show_error(exc: BaseException) -> None:
 
         with st.expander("Details"):
             st.code("".join(traceback.format_exception(exc)))
+
+
+def _job_panel(name: str, what: str, describe: Optional[Callable[[Any], str]],
+               on_result: Optional[Callable[[Any], None]]) -> None:
+    from ui.jobs import forget_job, get_job
+
+    sid = session_id()
+    job = get_job(sid, name)
+    if job is None:
+        return
+    events, _ = job.snapshot()
+    last = events[-1] if events else None
+    if not job.done:
+        frac = (last.fraction if last else None) or 0.0
+        st.progress(frac, text=(last.message if last and last.message else f"{what} running..."))
+        if st.button("Cancel", key=f"{name}_cancel", icon=":material/stop:"):
+            job.stop()
+        return
+    if job.error:
+        st.error(job.error)
+        if job.trace:  # a bug, not a UserError: the trace stays folded away
+            with st.expander("Details"):
+                st.code(job.trace)
+    elif job.cancelled:
+        st.warning(f"{what} cancelled: what was saved before the cancel is kept.")
+    else:
+        st.success(f"{what} done" + (f": {describe(job.result)}" if describe else "."))
+    seen = f"_job_seen_{name}_{job.started_at}"
+    if not st.session_state.get(seen):
+        # Once per finished job: act on its result, then rerun the whole page (which also stops this
+        # fragment's polling, since the new run sees a finished job).
+        st.session_state[seen] = True
+        if job.result is not None and on_result is not None:
+            on_result(job.result)
+        refresh_datasets()
+        st.rerun(scope="app")
+    if st.button("Dismiss", key=f"{name}_dismiss"):
+        forget_job(sid, name)
+        st.rerun(scope="app")
+
+
+def job_status(name: str, what: str, describe: Optional[Callable[[Any], str]] = None,
+               on_result: Optional[Callable[[Any], None]] = None) -> None:
+    """Show this tab's background job `name` (started with ui.jobs.start_job): a progress bar and a Cancel
+    button while it runs, polled every second by a fragment; then its outcome (the error as a sentence,
+    a cancel note, or `describe(result)`), calling `on_result(result)` once."""
+    from ui.jobs import get_job
+
+    job = get_job(session_id(), name)
+    # run_every only while the job runs: an idle page must not rerun every second
+    running = job is not None and not job.done
+    st.fragment(run_every="1s" if running else None, key=f"{name}_job_fragment")(_job_panel)(
+        name, what, describe, on_result)

@@ -26,7 +26,8 @@ class Job:
     events: list[Progress] = field(default_factory=list)
     latest: dict[str, Progress] = field(default_factory=dict)  # last event per stage
     result: Any = None
-    error: Optional[str] = None
+    error: Optional[str] = None     # one sentence for st.error (a UserError's text, or "Type: message")
+    trace: Optional[str] = None     # the traceback, only for bugs (not UserErrors): for an expander
     cancelled: bool = False
     done: bool = False
     started_at: float = field(default_factory=time.time)
@@ -57,6 +58,7 @@ def start_job(session_id: str, name: str, fn: Callable[..., Any], **kwargs: Any)
     name is already running for this session (then that one is returned)."""
     key = (session_id, name)
     with _LOCK:
+        _prune_locked()
         existing = _REGISTRY.get(key)
         if existing is not None and existing.running:
             return existing
@@ -70,8 +72,9 @@ def start_job(session_id: str, name: str, fn: Callable[..., Any], **kwargs: Any)
             job.cancelled = True
         except UserError as exc:
             job.error = str(exc)
-        except Exception as exc:  # a bug: keep the trace for the page's expander
-            job.error = f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}"
+        except Exception as exc:  # a bug: keep the trace apart, for the page's expander
+            job.error = f"{type(exc).__name__}: {exc}"
+            job.trace = traceback.format_exc()
         finally:
             job.finished_at = time.time()
             job.done = True
@@ -79,6 +82,17 @@ def start_job(session_id: str, name: str, fn: Callable[..., Any], **kwargs: Any)
     job.thread = threading.Thread(target=target, name=f"job-{name}", daemon=True)
     job.thread.start()
     return job
+
+
+# Finished jobs of tabs that never came back would otherwise pile up for the life of the server.
+_KEEP_FINISHED_S = 6 * 3600
+
+
+def _prune_locked() -> None:
+    now = time.time()
+    stale = [k for k, j in _REGISTRY.items() if j.done and j.finished_at and now - j.finished_at > _KEEP_FINISHED_S]
+    for k in stale:
+        del _REGISTRY[k]
 
 
 def get_job(session_id: str, name: str) -> Optional[Job]:

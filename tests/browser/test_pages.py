@@ -1,0 +1,43 @@
+"""Every page of the real app in headless Chromium: it finishes running, shows no exception box, draws a
+plotly chart, and leaves a screenshot in test-artifacts/screenshots/. Pages added later are picked up by
+the glob; a page that legitimately has no chart must say so in NO_CHART."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.browser import selectors as S
+from tests.browser.conftest import ROOT, screenshot, settle
+
+PAGES = [ROOT / "app.py"] + sorted((ROOT / "pages").glob("*.py"))
+NO_CHART: set[str] = set()  # url paths of pages without a chart on their default view (none so far)
+
+
+def _id(path: Path) -> str:
+    return S.url_path(path) or "home"
+
+
+@pytest.mark.parametrize("page_file", PAGES, ids=_id)
+def test_page_renders(page, app_url, page_file):
+    path = S.url_path(page_file)
+    page.goto(f"{app_url}/{path}")
+    settle(page)
+    exceptions = page.locator(S.EXCEPTION)
+    if exceptions.count():
+        screenshot(page, f"FAILED-{_id(page_file)}")
+        pytest.fail(f"{page_file.name} shows an exception:\n{exceptions.first.inner_text()[:2000]}")
+    if path not in NO_CHART:
+        # plotly.js draws after the script finished: wait for its SVG, not only for the container
+        page.wait_for_selector(S.PLOTLY_DRAWN, state="visible", timeout=60_000)
+        assert page.locator(S.PLOTLY_CHART).count() >= 1
+    screenshot(page, _id(page_file))
+
+
+def test_sidebar_lists_every_page(page, app_url):
+    page.goto(app_url)
+    settle(page)
+    nav = page.locator(S.SIDEBAR_NAV)
+    text = nav.inner_text()
+    for page_file in PAGES[1:]:
+        assert S.url_path(page_file).replace("_", " ") in text

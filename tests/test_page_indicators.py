@@ -1,0 +1,71 @@
+"""The Indicators page under AppTest on the default offline market: charts render, widgets drive them."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "2_Indicators.py")
+
+
+@pytest.fixture(autouse=True)
+def _clear_caches():
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def _charts(at: AppTest) -> dict[str, dict]:
+    out = {}
+    for el in at.get("plotly_chart"):
+        spec = json.loads(el.proto.spec)
+        title = spec.get("layout", {}).get("title", {}).get("text", "") or "price"
+        out[str(title)] = spec
+    return out
+
+
+def test_indicators_page_runs_and_reacts():
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    charts = _charts(at)
+    assert {"price", "Feature matrix (z-scored, train scaler)", "Feature correlation", "Labels over time",
+            "Class balance"} <= set(charts)
+    price = charts["price"]
+    names = {t.get("name") for t in price["data"]}
+    assert {"price", "EMA 21", "BB upper", "RSI 14", "MACD", "volume"} <= names
+    # the split drawn as bands: train, purge, val, purge, test
+    bands = [sh["name"] for sh in price["layout"].get("shapes", []) if sh.get("type") == "rect"]
+    assert bands == ["train", "purge", "val", "purge", "test"]
+    # the default synthetic market has 17,520 hourly bars: the price chart is downsampled to <= 5,000
+    candle = next(t for t in price["data"] if t["type"] == "candlestick")
+    assert len(candle["x"]) <= 5000
+    heat = charts["Feature matrix (z-scored, train scaler)"]
+    assert len(heat["data"][0]["y"]) == 15  # resnet15
+
+    at.selectbox(key="ind_preset").select("dilated5").run()
+    assert not at.exception
+    assert len(_charts(at)["Feature matrix (z-scored, train scaler)"]["data"][0]["y"]) == 5
+    at.multiselect(key="ind_overlays").set_value(["Keltner", "VWAP"]).run()
+    at.multiselect(key="ind_panels").set_value(["ATR", "OBV"]).run()
+    assert not at.exception
+    names = {t.get("name") for t in _charts(at)["price"]["data"]}
+    assert {"KC upper", "VWAP 14", "ATR 14", "OBV"} <= names and "RSI 14" not in names
+    at.selectbox(key="ind_label_kind").select("binary").run()
+    assert not at.exception
+    balance = _charts(at)["Class balance"]
+    assert [t["name"] for t in balance["data"]] == ["down", "up"]
+    at.number_input(key="ind_window").set_value(256).run()
+    at.slider(key="ind_train").set_value(0.5).run()
+    assert not at.exception and not at.error
+    # an emptied feature list is a sentence, not a crash; the price chart stays
+    at.multiselect(key="ind_features").set_value([]).run()
+    assert not at.exception
+    assert any("at least one feature" in w.value for w in at.warning)
+    assert "price" in _charts(at)
