@@ -268,3 +268,25 @@ def test_no_api_keys_anywhere():
     assert ex.enableRateLimit is True
     src = Path(bybit.__file__).read_text()
     assert "apiKey" not in src and "secret" not in src.lower()
+
+
+def test_cancelling_an_order_book_recording_is_prompt_and_keeps_what_was_recorded(server):
+    import threading
+    import time
+
+    from core.progress import CancelToken
+
+    token = CancelToken()
+    seen = []
+
+    def progress(p):
+        seen.append(p.done)
+        if p.done == 1:  # cancel while the recorder waits for its next (long) interval
+            threading.Timer(0.2, token.cancel).start()
+
+    t0 = time.monotonic()
+    info = record_order_book("BTC/USDT", "linear", levels=5, interval_s=30, duration_s=300,
+                             exchange=_exchange(server), retry=NO_WAIT, cancel=token, progress=progress)
+    assert time.monotonic() - t0 < 10  # did not sleep out the 30 s interval
+    assert info.snapshots == 1 and seen == [1]
+    assert load_order_book(info.id)["level"].max() == 5

@@ -291,7 +291,10 @@ def record_order_book(
         if i + 1 < n_total:
             wait = t0 + (i + 1) * interval_s - clock()
             if wait > 0:
-                sleep(wait)
+                if cancel is not None and sleep is time.sleep:
+                    cancel.wait(wait)  # wakes at once on cancel instead of sleeping the whole interval
+                else:
+                    sleep(wait)
     if info is None:
         raise DataError("no order-book snapshot was recorded")
     return info
