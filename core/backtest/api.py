@@ -1,0 +1,159 @@
+"""What pages, the CLI and other areas call: backtest a saved run or a rule baseline, sweep the threshold.
+
+`backtest_run(run_id, config=None)` loads the run's test-split probabilities and the candles of the run's
+dataset (`config.json` -> `dataset_id`) and backtests them over the run's test span (out-of-sample: the
+model never trained or early-stopped on those bars) unless `start`/`end` narrow it.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from core.backtest.config import BacktestConfig, make_config
+from core.backtest.engine import BacktestResult, _align, _stamp, run_backtest, simulate
+from core.backtest.metrics import compute_metrics
+from core.backtest.signals import (BASELINES, baseline_signals, confidence_from_probabilities,
+                                   signals_from_probabilities)
+from core.backtest.sizing import position_fractions
+from core.errors import UserError
+
+
+def run_predictions(run: Any) -> pd.DataFrame:
+    """The run's out-of-sample predictions (the test split), sorted by time."""
+    preds = run.predictions
+    if preds is None or preds.empty:
+        raise UserError(f"run '{run.run_id}' has no saved predictions to backtest")
+    if "split" in preds and (preds["split"] == "test").any():
+        preds = preds[preds["split"] == "test"]
+    return preds.sort_values("timestamp").reset_index(drop=True)
+
+
+def load_run_candles(run: Any) -> pd.DataFrame:
+    from core.data.store import load_candles
+
+    ds = run.config.get("dataset_id")
+    if not ds:
+        raise UserError(f"run '{run.run_id}' does not say which dataset it was trained on")
+    try:
+        return load_candles(ds)
+    except UserError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise UserError(f"the dataset '{ds}' of run '{run.run_id}' cannot be loaded ({exc}); fetch or "
+                        "generate it again on the Data page") from exc
+
+
+def _check_overlap(preds: pd.DataFrame, candles: pd.DataFrame, run_id: str) -> None:
+    ts = pd.DatetimeIndex(preds["timestamp"])
+    if not ts.isin(candles.index).any():
+        raise UserError(f"the predictions of run '{run_id}' ({ts[0]:%Y-%m-%d} to {ts[-1]:%Y-%m-%d}) match no "
+                        "candle of its dataset: the dataset was replaced since training")
+
+
+def backtest_predictions(candles: pd.DataFrame, predictions: pd.DataFrame, class_names: Sequence[str],
+                         config: Any = None, start: Any = None, end: Any = None, label: str = "") -> BacktestResult:
+    """Backtest a predictions table (timestamp, prob_<class>...) on candles."""
+    cfg = make_config(config)
+    # the engine applies long_only itself, so a P(down) signal still closes a long in long-only mode
+    sig = signals_from_probabilities(predictions, class_names, cfg.threshold, long_only=False)
+    conf = confidence_from_probabilities(predictions, class_names)
+    if start is None:
+        start = sig.index.min()
+    if end is None:
+        end = sig.index.max()
+    return run_backtest(candles, sig, cfg, conf, start=start, end=end, label=label)
+
+
+def backtest_run(run_id: str, config: Any = None, start: Any = None, end: Any = None,
+                 candles: Optional[pd.DataFrame] = None) -> BacktestResult:
+    """Backtest a saved run on its test span (or [start, end] inside it) with `config` (dict or
+    BacktestConfig; defaults from the source documents)."""
+    from core.train.runs import load_run
+
+    run = load_run(run_id)
+    preds = run_predictions(run)
+    if candles is None:
+        candles = load_run_candles(run)
+    _check_overlap(preds, candles, run_id)
+    return backtest_predictions(candles, preds, run.class_names, config, start, end,
+                                label=f"run {run.config.get('name') or run_id}")
+
+
+def backtest_baseline(name: str, candles: pd.DataFrame, config: Any = None, start: Any = None,
+                      end: Any = None) -> BacktestResult:
+    """Backtest a rule baseline (`buy_and_hold`, `ma_cross`) on candles; the whole dataset by default."""
+    cfg = make_config(config)
+    if name not in BASELINES:
+        raise UserError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
+    if cfg.sizing != "fixed":
+        raise UserError(f"{cfg.sizing} sizing needs a run's probabilities; a rule baseline uses fixed sizing")
+    sig = baseline_signals(name, candles, cfg.ma_fast, cfg.ma_slow, long_only=False)
+    return run_backtest(candles, sig, cfg, None, start=start, end=end, label=f"baseline {name}")
+
+
+def strongest_probability(predictions: pd.DataFrame, start: Any = None, end: Any = None) -> float:
+    """The largest P(up) or P(down) in [start, end]: the highest threshold that still gives a trade."""
+    ts = pd.DatetimeIndex(pd.to_datetime(predictions["timestamp"], utc=True))
+    keep = np.ones(len(predictions), dtype=bool)
+    if start is not None:
+        keep &= ts >= _stamp(start, ts)
+    if end is not None:
+        keep &= ts <= _stamp(end, ts)
+    cols = [c for c in ("prob_up", "prob_down") if c in predictions]
+    if not keep.any() or not cols:
+        return float("nan")
+    return float(predictions.loc[keep, cols].to_numpy().max())
+
+
+def threshold_sweep(candles: pd.DataFrame, predictions: pd.DataFrame, class_names: Sequence[str], config: Any = None,
+                    thresholds: Optional[Sequence[float]] = None, start: Any = None,
+                    end: Any = None) -> pd.DataFrame:
+    """Sharpe, total return, trades and max drawdown of the strategy at each threshold, every other setting
+    fixed, on the same span. (Choosing the threshold from this table and then reporting this span's result
+    is in-sample: the span was used to choose.)"""
+    cfg = make_config(config)
+    if thresholds is None:
+        # from just above chance (1 / number of classes) to 0.9
+        lo = np.ceil(100.0 / max(2, len(class_names))) / 100.0
+        thresholds = np.round(np.arange(lo, 0.901, 0.02), 2)
+    sig0 = signals_from_probabilities(predictions, class_names, cfg.threshold)
+    conf_s = confidence_from_probabilities(predictions, class_names)
+    p = _align(candles, sig0, conf_s, sig0.index.min() if start is None else start,
+               sig0.index.max() if end is None else end, cfg.atr_window)
+    idx = pd.DatetimeIndex(pd.to_datetime(predictions["timestamp"], utc=True))
+    p_up = pd.Series(predictions["prob_up"].to_numpy(dtype=np.float64), index=idx).reindex(
+        p.candles.index).to_numpy()
+    p_down = pd.Series(predictions["prob_down"].to_numpy(dtype=np.float64), index=idx).reindex(
+        p.candles.index).to_numpy()
+    rows = []
+    for thr in thresholds:
+        with np.errstate(invalid="ignore"):
+            long_ = (p_up > thr) & (p_up > p_down)
+            short = (p_down > thr) & (p_down > p_up)
+        sig = np.where(long_, 1, np.where(short, -1, 0)).astype(np.int8)
+        c = make_config(cfg, threshold=float(thr))
+        frac = position_fractions(len(sig), p.confidence, c)
+        out = simulate(p, c, sig, frac)
+        m = compute_metrics(out[0], c.initial_capital, p.bar_seconds, None, out[2])
+        rows.append({"threshold": float(thr), "sharpe": m["sharpe"], "total_return": m["total_return"],
+                     "max_drawdown": m["max_drawdown"], "n_trades": int(len(out[5])),
+                     "exposure": m["exposure"]})
+    return pd.DataFrame(rows)
+
+
+def run_threshold_sweep(run_id: str, config: Any = None, thresholds: Optional[Sequence[float]] = None,
+                        start: Any = None, end: Any = None,
+                        candles: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+    from core.train.runs import load_run
+
+    run = load_run(run_id)
+    preds = run_predictions(run)
+    if candles is None:
+        candles = load_run_candles(run)
+    return threshold_sweep(candles, preds, run.class_names, config, thresholds, start, end)
+
+
+__all__ = ["BacktestConfig", "strongest_probability", "backtest_run", "backtest_baseline", "backtest_predictions", "threshold_sweep",
+           "run_threshold_sweep", "run_predictions", "load_run_candles"]

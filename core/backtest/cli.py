@@ -1,0 +1,87 @@
+"""`python -m core backtest`: backtest a saved run (its test span) or a rule baseline on a dataset.
+
+    python -m core backtest --run RUN_ID [--set key=value ...] [--json] [--returns-csv PATH] [--trades-csv PATH]
+    python -m core backtest --baseline buy_and_hold|ma_cross [--dataset ID] [...]
+
+The CSV paths are the user's own choice (the CLI writes where it is told); with --json the one JSON object
+is {"strategy": {...}, "buy_and_hold": {...}, "span": {...}, "label": ..., "config": {...}}.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from core.errors import UserError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "backtest", help="backtest a run's predictions (or a rule baseline) after fees and risk rules",
+        description="Backtest a run's out-of-sample predictions, or a rule baseline, with fees, slippage, sizing "
+                    "and the stop / take-profit / time / drawdown rules. --set keys are the BacktestConfig "
+                    "fields, e.g. --set threshold=0.55 --set sizing=half_kelly --set stop_loss=fixed.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--run", metavar="RUN_ID", help="a saved run (see `python -m core runs list`)")
+    what.add_argument("--baseline", choices=["buy_and_hold", "ma_cross"], help="a rule baseline instead of a run")
+    p.add_argument("--dataset", default=None, help="dataset id for --baseline (default: the offline market)")
+    p.add_argument("--start", default=None, help="first bar of the span (ISO date/time, UTC)")
+    p.add_argument("--end", default=None, help="last bar of the span (ISO date/time, UTC)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the metrics")
+    p.add_argument("--returns-csv", metavar="PATH", help="write per-bar strategy returns with timestamps")
+    p.add_argument("--trades-csv", metavar="PATH", help="write the trade list")
+    p.set_defaults(func=cmd_backtest)
+
+
+def _ts(value: str | None, name: str) -> Any:
+    if value is None:
+        return None
+    import pandas as pd
+
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"--{name} {value!r} is not a date; use e.g. 2025-06-01 or 2025-06-01T12:00") from exc
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _write_csv(df: Any, path: str) -> None:
+    target = Path(path).expanduser()
+    if target.parent and not target.parent.exists():
+        raise UserError(f"the folder of {path} does not exist")
+    df.to_csv(target, index=False)
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from core.backtest.api import backtest_baseline, backtest_run
+    from core.backtest.config import make_config
+    from core.backtest.metrics import format_metric, METRIC_LABELS
+    from core.cli import parse_set, print_json
+
+    cfg = make_config(parse_set(args.set))
+    start, end = _ts(args.start, "start"), _ts(args.end, "end")
+    if args.run:
+        if args.dataset:
+            raise UserError("--dataset goes with --baseline; a run backtests on its own dataset")
+        result = backtest_run(args.run, cfg, start=start, end=end)
+    else:
+        from core.data.store import ensure_default_dataset, load_candles
+
+        ds = args.dataset or ensure_default_dataset()
+        result = backtest_baseline(args.baseline, load_candles(ds), cfg, start=start, end=end)
+    if args.returns_csv:
+        _write_csv(result.returns_frame(), args.returns_csv)
+    if args.trades_csv:
+        _write_csv(result.trades.drop(columns=["entry_bar", "exit_bar"]), args.trades_csv)
+    if args.json:
+        print_json(result.summary())
+        return 0
+    print(f"{result.label}: {result.start:%Y-%m-%d %H:%M} to {result.end:%Y-%m-%d %H:%M} UTC, "
+          f"{len(result.equity):,} {result.timeframe} bars")
+    print(f"{'metric':32s} {'strategy':>16s} {'buy & hold':>16s}")
+    for k, label in METRIC_LABELS.items():
+        print(f"{label:32s} {format_metric(k, result.metrics.get(k)):>16s} "
+              f"{format_metric(k, result.buy_and_hold.get(k)):>16s}")
+    return 0

@@ -1,0 +1,137 @@
+"""`BacktestConfig`: every knob of a backtest (signals, sizing, costs, risk rules), with the source documents'
+values as defaults, validation with sentences a user can act on, and `--set` style overrides.
+
+Fee defaults are Bybit's published non-VIP rates for USDT linear perpetuals (taker 0.055 %, maker 0.02 %
+per side, as of 2024-2025); fee schedules change and VIP tiers pay less, so both are editable.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Mapping
+
+from core.errors import UserError
+
+BYBIT_TAKER_FEE = 0.00055   # 0.055 % per side, USDT perpetuals, non-VIP (as of 2024-2025)
+BYBIT_MAKER_FEE = 0.0002    # 0.02 % per side
+FEE_NOTE = ("Bybit USDT-perpetual non-VIP rates as of 2024-2025: taker 0.055 %, maker 0.02 % per side. "
+            "Market orders (entries, signal/time exits, stops) pay taker; take-profit limit orders pay maker.")
+
+SIZINGS = ("fixed", "confidence", "kelly", "half_kelly")
+STOP_KINDS = ("none", "fixed", "atr")
+TAKE_PROFIT_KINDS = ("none", "fixed")
+SIGNAL_EXITS = ("reversal", "weak", "none")
+
+
+@dataclass
+class BacktestConfig:
+    # signals
+    threshold: float = 0.6            # long when P(up) > threshold, short when P(down) > threshold (doc 000)
+    long_only: bool = False
+    # sizing (fraction of equity put into a new position)
+    sizing: str = "fixed"             # fixed | confidence | kelly | half_kelly
+    fixed_fraction: float = 1.0       # fixed: this fraction; confidence: base x (confidence - 0.5) x 2
+    kelly_cap: float = 0.25           # Kelly and half-Kelly fractions are capped here (doc 000: 25 %)
+    win_loss_ratio: float = 1.5       # b in f = p - (1 - p) / b (doc 001 uses 1.5)
+    max_position: float = 1.0         # hard cap on any position, in equity (1.0 = no leverage)
+    # costs
+    fee_taker: float = BYBIT_TAKER_FEE
+    fee_maker: float = BYBIT_MAKER_FEE
+    slippage_bps: float = 1.0         # adverse slippage on market fills, basis points of price
+    slippage_vol_k: float = 0.0       # plus k x ATR/close (volatility-scaled part), 0 = off
+    # risk rules (doc 000)
+    stop_loss: str = "atr"            # none | fixed | atr
+    stop_loss_pct: float = 0.02       # fixed stop: 2 % from entry
+    stop_atr_k: float = 2.0           # ATR stop: 2 x ATR(14) from entry
+    trailing_atr_k: float = 1.5       # trailing stop: 1.5 x ATR(14) from the peak; 0 = off
+    take_profit: str = "fixed"        # none | fixed
+    take_profit_pct: float = 0.03     # +3 % from entry (1.5:1 against the 2 % stop)
+    signal_exit: str = "reversal"     # reversal: exit on the opposite signal; weak: exit when the signal no
+    #                                   longer supports the position (confidence drops); none
+    max_hold_hours: float = 12.0      # time exit; 0 = off (converted to bars of the timeframe)
+    daily_dd_halve: float = 0.03      # new positions at half size for the rest of the UTC day after the
+    #                                   equity fell this far from the day's peak; 0 = off
+    weekly_dd_halt: float = 0.10      # flat and no new trades for the rest of the ISO week (Mon 00:00 UTC)
+    #                                   after the equity fell this far from the week's peak; 0 = off
+    atr_window: int = 14
+    initial_capital: float = 10_000.0
+    # rule baselines
+    ma_fast: int = 20
+    ma_slow: int = 50
+
+    def validate(self) -> "BacktestConfig":
+        def frac(name: str, lo: float = 0.0, hi: float = 1.0, lo_open: bool = False) -> None:
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v:
+                raise UserError(f"{name} must be a number, got {v!r}")
+            if v < lo or v > hi or (lo_open and v <= lo):
+                raise UserError(f"{name} must be {'above' if lo_open else 'at least'} {lo} and at most {hi}, "
+                                f"got {v}")
+
+        frac("threshold", 0.0, 1.0)
+        if self.sizing not in SIZINGS:
+            raise UserError(f"unknown sizing {self.sizing!r}; choose one of {', '.join(SIZINGS)}")
+        if self.stop_loss not in STOP_KINDS:
+            raise UserError(f"unknown stop_loss {self.stop_loss!r}; choose one of {', '.join(STOP_KINDS)}")
+        if self.take_profit not in TAKE_PROFIT_KINDS:
+            raise UserError(f"unknown take_profit {self.take_profit!r}; choose none or fixed")
+        if self.signal_exit not in SIGNAL_EXITS:
+            raise UserError(f"unknown signal_exit {self.signal_exit!r}; choose one of {', '.join(SIGNAL_EXITS)}")
+        frac("fixed_fraction", 0.0, 10.0, lo_open=True)
+        frac("max_position", 0.0, 10.0, lo_open=True)
+        frac("kelly_cap", 0.0, 1.0, lo_open=True)
+        frac("win_loss_ratio", 0.0, 100.0, lo_open=True)
+        frac("fee_taker", 0.0, 0.05)
+        frac("fee_maker", -0.01, 0.05)   # some venues pay a maker rebate
+        frac("slippage_bps", 0.0, 1000.0)
+        frac("slippage_vol_k", 0.0, 10.0)
+        frac("stop_loss_pct", 0.0, 0.99, lo_open=True)
+        frac("stop_atr_k", 0.0, 100.0, lo_open=True)
+        frac("trailing_atr_k", 0.0, 100.0)
+        frac("take_profit_pct", 0.0, 100.0, lo_open=True)
+        frac("max_hold_hours", 0.0, 1e6)
+        frac("daily_dd_halve", 0.0, 1.0)
+        frac("weekly_dd_halt", 0.0, 1.0)
+        frac("initial_capital", 0.0, 1e15, lo_open=True)
+        for name in ("atr_window", "ma_fast", "ma_slow"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise UserError(f"{name} must be a whole number of bars, at least 1, got {v!r}")
+        if self.ma_fast >= self.ma_slow:
+            raise UserError("the fast moving average must be shorter than the slow one (ma_fast < ma_slow)")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def config_keys() -> list[str]:
+    return [f.name for f in fields(BacktestConfig)]
+
+
+def make_config(config: "BacktestConfig | Mapping[str, Any] | None" = None, **overrides: Any) -> BacktestConfig:
+    """A validated BacktestConfig from a config, a dict (e.g. parsed `--set` pairs) or None, plus overrides.
+
+    Unknown keys are refused with the list of known ones; whole numbers given for float settings are fine.
+    """
+    if isinstance(config, BacktestConfig):
+        base, data = config, dict(overrides)
+    else:
+        base, data = BacktestConfig(), {**dict(config or {}), **overrides}
+    known = {f.name: f for f in fields(BacktestConfig)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise UserError(f"unknown backtest setting(s): {', '.join(unknown)}; known: {', '.join(known)}")
+    clean: dict[str, Any] = {}
+    for k, v in data.items():
+        default = getattr(BacktestConfig, k, None)
+        if isinstance(default, bool):
+            if isinstance(v, str) and v.lower() in ("true", "false", "1", "0", "yes", "no"):
+                v = v.lower() in ("true", "1", "yes")
+            elif not isinstance(v, bool):
+                raise UserError(f"{k} must be true or false, got {v!r}")
+        elif isinstance(default, float) and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        elif isinstance(default, int) and isinstance(v, float) and v.is_integer():
+            v = int(v)
+        clean[k] = v
+    return replace(base, **clean).validate()

@@ -1,0 +1,236 @@
+"""The backtest engine on hand-built candles: fills at the next open, fees, stops before targets, gaps, the
+trailing stop, time exits, reversals, the drawdown rules, no look-ahead, and numba = plain Python."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.backtest import engine
+from core.backtest.api import backtest_baseline
+from core.backtest.engine import max_hold_bars, run_backtest
+from core.errors import UserError
+
+FREE = dict(fee_taker=0.0, fee_maker=0.0, slippage_bps=0.0, stop_loss="none", trailing_atr_k=0.0,
+            take_profit="none", signal_exit="weak", max_hold_hours=0, daily_dd_halve=0.0, weekly_dd_halt=0.0,
+            fixed_fraction=1.0)
+
+
+def candles(opens, highs=None, lows=None, closes=None, tf="1h", start="2024-01-01") -> pd.DataFrame:
+    o = np.asarray(opens, dtype=float)
+    c = np.asarray(closes if closes is not None else o, dtype=float)
+    h = np.asarray(highs if highs is not None else np.maximum(o, c) + 1, dtype=float)
+    lo = np.asarray(lows if lows is not None else np.minimum(o, c) - 1, dtype=float)
+    idx = pd.date_range(start, periods=len(o), freq={"1h": "h", "15m": "15min", "1d": "D"}[tf], tz="UTC",
+                        name="timestamp")
+    df = pd.DataFrame({"open": o, "high": h, "low": lo, "close": c, "volume": 1.0}, index=idx)
+    df.attrs["timeframe"] = tf
+    return df
+
+
+def test_signal_at_close_trades_at_next_open_and_equity_is_marked_to_market():
+    c = candles([100, 100, 110, 120, 120], closes=[100, 105, 115, 120, 120])
+    res = run_backtest(c, [1, 1, 0, 0, 0], FREE)
+    # long from the open of bar 1 (100) with 10,000 / 100 = 100 units; bar 2's close turns flat -> out at
+    # bar 3's open (120)
+    t = res.trades.iloc[0]
+    assert (t.entry_bar, t.exit_bar, t.side, t.entry_price, t.exit_price) == (1, 3, "long", 100.0, 120.0)
+    assert t.qty == pytest.approx(100.0) and t.exit_reason == "signal"
+    assert res.equity.to_numpy() == pytest.approx([10_000, 10_500, 11_500, 12_000, 12_000])
+    assert res.positions.tolist() == [0, 1, 1, 0, 0]
+    assert res.metrics["total_return"] == pytest.approx(0.2)
+    # buy and hold over the same span: in at bar 1's open (100), out at the last close (120)
+    assert res.buy_and_hold["total_return"] == pytest.approx(0.2) and res.buy_and_hold["n_trades"] == 1
+
+
+def test_taker_fees_on_both_sides_and_slippage_against_the_trader():
+    c = candles([100, 100, 110, 110], closes=[100, 105, 110, 110])
+    res = run_backtest(c, [1, 0, 0, 0], {**FREE, "fee_taker": 0.001})
+    # 100 units at 100: fee 10; sold at 110: fee 11 -> 10,000 + 1,000 - 21
+    assert res.metrics["final_equity"] == pytest.approx(10_979.0)
+    assert res.metrics["fees_paid"] == pytest.approx(21.0)
+    assert res.trades.iloc[0].pnl == pytest.approx(979.0)
+    slipped = run_backtest(c, [1, 0, 0, 0], {**FREE, "slippage_bps": 10})
+    t = slipped.trades.iloc[0]
+    assert t.entry_price == pytest.approx(100.1) and t.exit_price == pytest.approx(110 * 0.999)
+    # fractional quantity: 10,000 / 100.1 units, no rounding
+    assert t.qty == pytest.approx(10_000 / 100.1)
+
+
+def test_short_profits_when_price_falls():
+    c = candles([100, 100, 90, 90], closes=[100, 95, 90, 90])
+    res = run_backtest(c, [-1, 0, 0, 0], FREE)
+    t = res.trades.iloc[0]
+    assert t.side == "short" and t.pnl == pytest.approx(1_000.0)
+    assert res.metrics["final_equity"] == pytest.approx(11_000.0)
+    long_only = run_backtest(c, [-1, 0, 0, 0], {**FREE, "long_only": True})
+    assert long_only.metrics["n_trades"] == 0
+
+
+def test_stop_is_assumed_first_when_stop_and_target_are_both_inside_one_bar():
+    c = candles([100, 100, 100, 100], highs=[101, 101, 104, 101], lows=[99, 99.5, 97, 99])
+    cfg = {**FREE, "stop_loss": "fixed", "stop_loss_pct": 0.02, "take_profit": "fixed", "take_profit_pct": 0.03,
+           "signal_exit": "none"}
+    res = run_backtest(c, [1, 1, 1, 1], cfg)
+    t = res.trades.iloc[0]
+    assert (t.exit_bar, t.exit_reason, t.exit_price) == (2, "stop", pytest.approx(98.0))
+    # the target alone is a maker fill at the target price
+    c2 = candles([100, 100, 100, 100], highs=[101, 101, 104, 101], lows=[99, 99.5, 99, 99])
+    t2 = run_backtest(c2, [1, 0, 0, 0], {**cfg, "fee_maker": 0.0002, "fee_taker": 0.00055}).trades.iloc[0]
+    assert (t2.exit_reason, t2.exit_price) == ("take_profit", pytest.approx(103.0))
+    assert t2.fees == pytest.approx(100 * 10_000 / 100 * 0.00055 + 103 * 100 * 0.0002)
+
+
+def test_a_gap_through_the_stop_fills_at_the_open():
+    c = candles([100, 100, 95, 95], highs=[101, 101, 96, 96], lows=[99, 99, 94, 94])
+    cfg = {**FREE, "stop_loss": "fixed", "stop_loss_pct": 0.02, "signal_exit": "none"}
+    t = run_backtest(c, [1, 1, 1, 1], cfg).trades.iloc[0]
+    assert (t.exit_bar, t.exit_reason, t.exit_price) == (2, "stop", 95.0)
+
+
+def test_atr_and_trailing_stops_follow_the_hand_computed_levels():
+    from core.features.indicators import atr
+
+    n = 30
+    o = np.full(n, 100.0)
+    cl = o.copy()
+    h, lo = o + 1.0, o - 1.0                      # true range 2 -> ATR(14) = 2 exactly
+    h[21], cl[21] = 110.0, 108.0                  # a rally after entry lifts the peak to 110
+    o[22], h[22], lo[22], cl[22] = 108.0, 108.5, 100.0, 101.0
+    c = candles(o, h, lo, cl)
+    a = atr(c["high"], c["low"], c["close"], 14).to_numpy()
+    assert a[19] == pytest.approx(2.0)
+    sig = np.zeros(n)
+    sig[19] = 1                                   # enter at bar 20's open (100)
+    cfg = {**FREE, "signal_exit": "none", "stop_loss": "atr", "stop_atr_k": 2.0, "trailing_atr_k": 1.5}
+    t = run_backtest(c, sig, cfg).trades.iloc[0]
+    # trailing at the close of bar 21: peak 110 - 1.5 x ATR(bar 21) -> hit by bar 22's low of 100
+    expected = 110.0 - 1.5 * a[21]
+    assert (t.entry_bar, t.exit_bar, t.exit_reason) == (20, 22, "trailing")
+    assert t.exit_price == pytest.approx(expected)
+    # without the trailing stop the ATR stop (100 - 2 x 2 = 96) is not reached
+    t2 = run_backtest(c, sig, {**cfg, "trailing_atr_k": 0.0}).trades.iloc[0]
+    assert t2.exit_reason == "end"
+
+
+def test_time_exit_after_max_holding_in_bars_of_the_timeframe():
+    assert max_hold_bars(12, 3600) == 12 and max_hold_bars(12, 900) == 48 and max_hold_bars(12, 86400) == 1
+    assert max_hold_bars(0, 3600) == 0
+    c = candles(np.full(10, 100.0))
+    res = run_backtest(c, np.ones(10), {**FREE, "signal_exit": "none", "max_hold_hours": 3})
+    first = res.trades.iloc[0]
+    assert (first.entry_bar, first.exit_bar, first.exit_reason, first.bars_held) == (1, 4, "time", 3)
+    # no re-entry on the bar of a non-signal exit: the next entry is one bar later
+    assert res.trades.iloc[1].entry_bar == 5
+    c15 = candles(np.full(60, 100.0), tf="15m")
+    t15 = run_backtest(c15, np.ones(60), {**FREE, "signal_exit": "none", "max_hold_hours": 12}).trades.iloc[0]
+    assert t15.exit_bar - t15.entry_bar == 48 and t15.hours_held == pytest.approx(12.0)
+
+
+def test_reversal_exits_and_enters_the_other_side_at_the_same_open():
+    c = candles([100, 100, 100, 100, 100])
+    res = run_backtest(c, [1, 1, -1, -1, -1], {**FREE, "signal_exit": "reversal"})
+    sides = res.trades[["side", "entry_bar", "exit_bar", "exit_reason"]].values.tolist()
+    assert sides == [["long", 1, 3, "signal"], ["short", 3, 4, "end"]]
+
+
+def test_daily_drawdown_halves_the_next_position_and_weekly_drawdown_halts_the_week():
+    # Monday 2024-01-01. A 5 % loss on the first long (bar 1 -> exit at bar 2's open) trips the daily rule.
+    o = [100, 100, 95, 95, 95, 95]
+    c = candles(o, closes=[100, 95, 95, 95, 95, 95])
+    sig = [1, 0, 1, 0, 0, 0]
+    res = run_backtest(c, sig, {**FREE, "daily_dd_halve": 0.03})
+    second = res.trades.iloc[1]
+    equity_before = res.equity.iloc[2]
+    assert second.qty * second.entry_price == pytest.approx(0.5 * equity_before)
+    assert run_backtest(c, sig, FREE).trades.iloc[1].qty * 95 == pytest.approx(res.equity.iloc[2])
+
+    # weekly: a 12 % fall within the week closes the position at the next open and blocks entries until Monday
+    n = 24 * 9
+    o = np.full(n, 100.0)
+    o[3:] = 88.0
+    c = candles(o, closes=np.r_[100, 100, 88, np.full(n - 3, 88.0)])
+    res = run_backtest(c, np.ones(n), {**FREE, "weekly_dd_halt": 0.10, "signal_exit": "none"})
+    first, second = res.trades.iloc[0], res.trades.iloc[1]
+    assert first.exit_reason == "halt" and first.exit_bar == 3
+    assert second.entry_time == pd.Timestamp("2024-01-08 00:00", tz="UTC")  # next Monday 00:00 UTC
+
+
+def test_changing_prices_after_t_changes_no_decision_at_or_before_t():
+    from core.data.synthetic import generate_market
+
+    base = next(iter(generate_market("BTC/USDT", "1h", periods=1200, seed=3).values()))
+    cfg = {"stop_loss": "atr", "trailing_atr_k": 1.5, "take_profit": "fixed", "max_hold_hours": 12,
+           "slippage_vol_k": 0.05, "signal_exit": "reversal"}
+    ref = backtest_baseline("ma_cross", base, {**cfg, "ma_fast": 5, "ma_slow": 20})
+    assert ref.metrics["n_trades"] > 20
+    rng = np.random.default_rng(0)
+    for t in (300, 611, 1000):
+        changed = base.copy()
+        k = len(changed) - t - 1
+        shock = np.exp(np.cumsum(rng.normal(0, 0.03, k)))
+        for col in ("open", "high", "low", "close"):
+            j = changed.columns.get_loc(col)
+            changed.iloc[t + 1:, j] = changed.iloc[t + 1:, j].to_numpy() * shock
+        res = backtest_baseline("ma_cross", changed, {**cfg, "ma_fast": 5, "ma_slow": 20})
+        np.testing.assert_array_equal(res.positions.to_numpy()[: t + 1], ref.positions.to_numpy()[: t + 1])
+        np.testing.assert_allclose(res.equity.to_numpy()[: t + 1], ref.equity.to_numpy()[: t + 1], rtol=1e-12)
+        done = ref.trades[ref.trades.exit_bar <= t]
+        pd.testing.assert_frame_equal(res.trades.iloc[: len(done)], done)
+        entered = ref.trades[ref.trades.entry_bar <= t][["entry_bar", "side", "entry_price", "qty"]]
+        pd.testing.assert_frame_equal(res.trades[res.trades.entry_bar <= t][["entry_bar", "side", "entry_price",
+                                                                             "qty"]], entered)
+        # and the change after t does change what happens after t
+        assert not np.allclose(res.equity.to_numpy()[t + 1:], ref.equity.to_numpy()[t + 1:])
+
+
+def test_compiled_engine_equals_the_plain_python_state_machine():
+    from core.data.synthetic import generate_market
+
+    if not engine.NUMBA:
+        pytest.skip("numba not installed")
+    c = next(iter(generate_market("BTC/USDT", "1h", periods=800, seed=11).values()))
+    rng = np.random.default_rng(1)
+    sig = rng.choice([-1, 0, 1], size=len(c), p=[0.3, 0.4, 0.3])
+    conf = rng.uniform(0.3, 0.9, len(c))
+    cfg = engine.make_config({"sizing": "half_kelly", "slippage_vol_k": 0.1, "daily_dd_halve": 0.01,
+                              "weekly_dd_halt": 0.03})
+    p = engine._align(c, sig, conf, None, None)
+    frac = engine.position_fractions(len(c), p.confidence, cfg)
+    fast = engine.simulate(p, cfg, p.sig, frac)
+    saved = engine._simulate
+    try:
+        engine._simulate = engine._simulate_py
+        slow = engine.simulate(p, cfg, p.sig, frac)
+    finally:
+        engine._simulate = saved
+    assert len(fast[5]) > 20
+    for a, b in zip(fast, slow):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_vectorised_buy_and_hold_equals_the_state_machine():
+    from core.data.synthetic import generate_market
+
+    c = next(iter(generate_market("BTC/USDT", "1h", periods=400, seed=2).values()))
+    for cfg in ({}, {"slippage_bps": 5.0, "slippage_vol_k": 0.2, "fee_taker": 0.001}):
+        cfg = engine.make_config(cfg)
+        p = engine._align(c, np.ones(len(c)), None, None, None)
+        fast = engine.buy_and_hold(p, cfg)
+        loop = engine.simulate(p, cfg, np.ones(len(c), dtype=np.int8), np.ones(len(c)), plain=True)
+        for a, b in zip(fast, loop):
+            np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_bad_input_is_a_sentence():
+    c = candles([100, 100, 100])
+    with pytest.raises(UserError, match="fewer than 2 candles"):
+        run_backtest(c, [1, 1, 1], FREE, start="2024-01-01 02:00")
+    with pytest.raises(UserError, match="-1, 0 or \\+1"):
+        run_backtest(c, [2, 0, 0], FREE)
+    with pytest.raises(UserError, match="unknown backtest setting"):
+        run_backtest(c, [1, 0, 0], {"stop": "fixed"})
+    bad = c.copy()
+    bad.iloc[1, 0] = np.nan
+    with pytest.raises(UserError, match="missing or non-positive"):
+        run_backtest(bad, [1, 0, 0], FREE)

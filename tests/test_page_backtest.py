@@ -1,0 +1,112 @@
+"""The Backtest page under AppTest: a rule baseline without any run, then a really trained tiny run on its
+out-of-sample span with the threshold sweep; bad input is a sentence."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "7_Backtest.py")
+
+
+@pytest.fixture(autouse=True)
+def _clear_caches():
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def _charts(at: AppTest) -> dict[str, dict]:
+    out = {}
+    for el in at.get("plotly_chart"):
+        spec = json.loads(el.proto.spec)
+        out[str(spec.get("layout", {}).get("title", {}).get("text", ""))] = spec
+    return out
+
+
+def _chart(at: AppTest, prefix: str) -> dict:
+    return next(spec for title, spec in _charts(at).items() if title.startswith(prefix))
+
+
+def _metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_baseline_backtest_without_any_run():
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    assert any("No trained runs yet" in i.value for i in at.info)
+    assert at.selectbox(key="bt_source").value == "baseline:buy_and_hold"
+    charts = _charts(at)
+    assert len(charts) == 3
+    eq, _, _ = _chart(at, "Equity vs buy and hold"), _chart(at, "Trades on the price"), _chart(at, "Monthly returns")
+    assert [t["name"] for t in eq["data"]] == ["strategy", "buy & hold", "strategy drawdown", "buy & hold drawdown"]
+    assert len(eq["data"][0]["x"]) <= 4000  # 17,544 hourly bars thinned for display
+    assert "Threshold sweep" not in " ".join(charts)  # a baseline has no probabilities to sweep
+    assert len(at.dataframe) == 2 and at.get("download_button")
+
+    at.selectbox(key="bt_source").select("baseline:ma_cross").run()
+    assert not at.exception
+    before = _metric(at, "Total return")
+    at.selectbox(key="bt_stop").select("fixed").run()
+    at.number_input(key="bt_hold").set_value(0.0).run()
+    assert not at.exception and not at.error
+    assert _metric(at, "Total return") != before
+    trades = _chart(at, "Trades on the price")
+    assert {"long entry", "short entry", "exit"} <= {t.get("name") for t in trades["data"]}
+
+    # a span of a single bar is a sentence, and the page keeps its widgets
+    span = next(s for s in at.slider if (s.key or "").startswith("bt_span_"))
+    lo, _ = span.value
+    span.set_value((lo, lo)).run()
+    assert not at.exception
+    assert any("fewer than 2 candles" in e.value for e in at.error)
+    assert at.selectbox(key="bt_source").value == "baseline:ma_cross"
+
+
+def test_trained_run_backtests_on_its_test_span_with_a_threshold_sweep():
+    from core.data.store import ensure_default_dataset
+    from core.train.config import DataConfig, TrainConfig
+    from core.train.trainer import train_run
+
+    ds = ensure_default_dataset()
+    run = train_run(ds, "cnn1d", {}, DataConfig(preset="chapter6", window=16, horizon=4, threshold=0.002,
+                                                max_rows=1500),
+                    TrainConfig(epochs=1, batch_size=64, lr=3e-3, patience=0, n_boot=50, baselines=["majority"]))
+    preds = run.predictions
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="bt_source").value == f"run:{run.run_id}"
+    assert any("out-of-sample" in md.value for md in at.markdown)
+    header = at.subheader[0].value
+    assert f"{preds['timestamp'].iloc[0]:%Y-%m-%d %H:%M}" in header and f"{len(preds):,} 1h bars" in header
+    top = float(max(preds["prob_up"].max(), preds["prob_down"].max()))
+    sweep = _charts(at)["Threshold sweep (in-sample: computed on the span it reports)"]
+    assert [t["name"] for t in sweep["data"]] == ["Sharpe", "total return %"]
+    if top <= 0.6:  # the default threshold of the document is above what a 1-epoch model says
+        assert any("No trades" in i.value for i in at.info)
+    at.slider(key="bt_threshold").set_value(round(top - 0.02, 2)).run()
+    assert not at.exception
+    assert int(_metric(at, "Trades").replace(",", "")) > 0
+    at.selectbox(key="bt_sizing_True").select("half_kelly").run()
+    assert not at.exception and not at.error
+    assert [r.value for r in at.radio] == ["the reported span"] and at.radio[0].options == ["the reported span"]
+
+    # leave the first half of the test span for choosing the threshold: the sweep there is out-of-sample
+    span = next(s for s in at.slider if (s.key or "").startswith("bt_span_"))
+    lo, hi = span.value
+    mid = lo + (hi - lo) / 2
+    span.set_value((mid, hi)).run()
+    at.radio(key="bt_sweep_on").set_value("the test bars before the reported span").run()
+    assert not at.exception and not at.error
+    title = next(t for t in _charts(at) if t.startswith("Threshold sweep"))
+    assert "before the reported span" in title and "in-sample" not in title
+    assert any("out-of-sample" in c.value for c in at.caption)
