@@ -1,0 +1,162 @@
+"""Benchmark the training engine (prints figures; no timed asserts).
+
+1. The quick preset end to end on the offline market (2 years of 1h candles): prepare, train, evaluate,
+   baselines, save. Target: results in < 60 s on 2 CPU cores.
+2. The full training loop's samples/s (data gathering, augmentation, loss, backward, clipping, AdamW, lr
+   schedule, progress callbacks) against the bare model step (forward + backward + AdamW on one batch
+   already in memory) at the same batch size. Target: the loop within 10 % of the bare step.
+
+Usage: `.venv/bin/python bench/bench_train.py [--preset quick] [--model NAME] [--threads 2] [--steps 60]`
+On a machine whose cores are busy with other jobs use `--threads 1`: torch's thread pool then waits on
+the other jobs and two threads can be many times slower than one.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--preset", default="quick")
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=60, help="bare-step timing steps")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--loop-only", action="store_true", help="skip the end-to-end run, measure [2] only")
+    ap.add_argument("--max-train", type=int, default=0, help="[2] on the most recent N training samples")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a setting as on the command line (model.x, data.x, train.x)")
+    args = ap.parse_args()
+    os.environ.setdefault("CNN_LAB_WORKSPACE", tempfile.mkdtemp(prefix="bench_train_ws_"))
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from core.data.store import ensure_default_dataset
+    from core.train.cli import resolve_configs
+    from core.train.trainer import resolve_device
+
+    model_name, mc, data, train = resolve_configs(args.model, args.preset, args.set)
+    train.device = args.device
+    device = resolve_device(train)
+    load = os.getloadavg()
+    print(f"device {device}, torch threads {torch.get_num_threads()}, preset {args.preset}, model {model_name}, "
+          f"{os.cpu_count()} CPUs, load average {load[0]:.1f} (other jobs on the machine slow every figure)")
+
+    t0 = time.perf_counter()
+    ds = ensure_default_dataset()
+    t_ds = time.perf_counter() - t0
+    if not args.loop_only:
+        end_to_end(ds, t_ds, model_name, mc, data, train)
+    loop_vs_bare(ds, model_name, mc, data, train, device, args.steps, args.max_train)
+
+
+def end_to_end(ds, t_ds, model_name, mc, data, train) -> None:
+    """[1] prepare, train, evaluate, baselines, save: what a user waits for after Start."""
+    import time
+
+    from core.train.trainer import train_run
+
+    stages: dict[str, float] = {}
+    last = {"t": time.perf_counter(), "s": "start"}
+
+    def on(pr):
+        if pr.stage in ("prepare", "train", "evaluate", "baselines", "done"):
+            now = time.perf_counter()
+            stages[last["s"]] = stages.get(last["s"], 0) + now - last["t"]
+            last.update(t=now, s=pr.stage)
+
+    t1 = time.perf_counter()
+    res = train_run(ds, model_name, mc, data, train, progress=on)
+    total = time.perf_counter() - t1
+    m = res.metrics
+    print(f"\n[1] {model_name} end to end on {ds}: {total:.1f} s (+ {t_ds:.1f} s to create/load the dataset)")
+    print("    stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in stages.items() if k != "start"))
+    print(f"    samples train/val/test {res.config['n_samples']}, epochs run {len(res.history)} "
+          f"({res.status}), params {res.config['n_params']:,}")
+    print(f"    test accuracy {m['accuracy']:.3f}, balanced {m['balanced_accuracy']:.3f}, macro F1 "
+          f"{m['macro_f1']:.3f}, ROC AUC {m['roc_auc']:.3f}, log loss {m['log_loss']:.3f}")
+    for b, bm in res.baselines.items():
+        print(f"    {b:<9} accuracy {bm['accuracy']:.3f}, balanced {bm['balanced_accuracy']:.3f}, "
+              f"macro F1 {bm['macro_f1']:.3f}")
+    print(f"    {res.vs_best_baseline.get('verdict', '')}")
+
+
+def loop_vs_bare(ds, model_name, mc, data, train, device, steps: int, max_train: int = 0) -> None:
+    """[2] the full loop's training throughput against the bare model step at the same batch size."""
+    from dataclasses import asdict
+
+    import numpy as np
+    import torch
+
+    from core.data.store import load_candles
+    from core.models import create_model
+    from core.train.trainer import (_autocast, _resolve, _valid_ends, build_source, fit, prepare_for_run,
+                                    target_scaling)
+
+    data, train, mc, ds, kind = _resolve(ds, model_name, mc, data, train)
+    cfg = {"dataset_id": ds, "data_config": asdict(data)}
+    prepared = prepare_for_run(cfg, load_candles(ds))
+    scaling = target_scaling(prepared) if data.label == "multitask" and model_name.endswith("multitask") else None
+    feats = torch.from_numpy(np.ascontiguousarray(prepared.features))
+    if device.type == "cuda" and kind in ("sequence", "flat"):
+        feats = feats.to(device)
+    train_ends = _valid_ends(prepared, "train")[-max_train:] if max_train else None
+    src_tr = build_source(prepared, kind, "train", data.encoding, scaling, train_ends, features_tensor=feats)
+    src_va = build_source(prepared, kind, "val", data.encoding, scaling, features_tensor=feats)
+    n_cls = len(prepared.class_names)
+    bs = train.batch_size
+
+    def new_model():
+        torch.manual_seed(0)
+        return create_model(model_name, int(src_tr.get(np.arange(2), torch.device("cpu"))["x"].shape[1]),
+                            n_cls, **mc).to(device)
+
+    model = new_model()
+    batch = src_tr.get(np.arange(bs), device)
+    opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+    crit = torch.nn.CrossEntropyLoss()
+    model.train()
+
+    def step():
+        with _autocast(device, train):
+            out = model(batch["x"])
+            out = out["direction"] if isinstance(out, dict) else out
+            loss = crit(out.float(), batch["y"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return float(loss.detach())  # the loop also reads the loss every step
+
+    for _ in range(5):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    bare = steps * bs / (time.perf_counter() - t)
+
+    # the loop: same model, same batch size, 3 epochs; throughput of the training phase (validation excluded)
+    loop_cfg = type(train)(**{**asdict(train), "epochs": 3, "patience": 0})
+    fr = fit(new_model(), src_tr, src_va, loop_cfg, n_cls, device, progress=lambda p: None)
+    per_epoch = fr.history["samples_per_second"].to_numpy()
+    loop = float(np.median(per_epoch[1:] if len(per_epoch) > 1 else per_epoch))
+    print(f"\n[2] {model_name} ({kind}), batch size {bs}, {len(src_tr)} training samples, augmentations "
+          f"{'on' if (loop_cfg.noise_std or loop_cfg.time_warp or loop_cfg.scale_min != 1) and src_tr.time_axis is not None else 'off'}")
+    print(f"    bare model step : {bare:10.0f} samples/s")
+    print(f"    full train loop : {loop:10.0f} samples/s  (per epoch: {', '.join(f'{v:.0f}' for v in per_epoch)})")
+    print(f"    loop / bare     : {loop / bare * 100:9.1f} %")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""`python -m core train ...` and `python -m core runs list|show|rename|delete`.
+
+Kept light: heavy imports (torch, sklearn, the models) happen inside the handlers so `--help` is fast.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from core.errors import UserError
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a model on a dataset and save a run",
+                       description="Train a model and save a run folder (the same one the Train page makes). "
+                                   "--set keys: model.<key>, data.<key>, train.<key> (a bare key works when "
+                                   "only one of them has it), e.g. --set data.window=32 --set train.epochs=3.")
+    p.add_argument("--dataset", default=None, help="dataset id (default: the offline synthetic market)")
+    p.add_argument("--model", default=None, help="model name (default: the preset's model)")
+    p.add_argument("--preset", default="quick", help="training preset: quick, resnet, convnext, dilated, chapter")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    p.add_argument("--name", default=None, help="display name of the run")
+    p.add_argument("--folds", type=int, default=0,
+                   help="walk-forward evaluation over K folds instead of one split (no run folder is saved)")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the results")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("runs", help="list, show, rename or delete training runs")
+    rs = r.add_subparsers(dest="runs_command", metavar="ACTION")
+    ls = rs.add_parser("list", help="list runs, newest first")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_runs_list)
+    sh = rs.add_parser("show", help="show a run's config and metrics")
+    sh.add_argument("run_id")
+    sh.add_argument("--json", action="store_true")
+    sh.set_defaults(func=cmd_runs_show)
+    rn = rs.add_parser("rename", help="set a run's display name")
+    rn.add_argument("run_id")
+    rn.add_argument("name")
+    rn.add_argument("--json", action="store_true")
+    rn.set_defaults(func=cmd_runs_rename)
+    de = rs.add_parser("delete", help="delete a run folder")
+    de.add_argument("run_id")
+    de.add_argument("--json", action="store_true")
+    de.set_defaults(func=cmd_runs_delete)
+    r.set_defaults(func=lambda a: (r.print_help(), 0)[1])
+
+
+class TerminalProgress:
+    """A one-line progress bar on stderr (at most ~10 redraws a second) plus one line per epoch."""
+
+    def __init__(self, stream: Any = None, width: int = 28) -> None:
+        self.stream = stream or sys.stderr
+        self.width = width
+        self._last = 0.0
+        self._open = False
+
+    def __call__(self, p: Any) -> None:
+        now = time.monotonic()
+        if p.stage == "batch":
+            if now - self._last < 0.1 and p.done != p.total:
+                return
+            self._last = now
+            frac = p.fraction or 0.0
+            bar = "#" * int(frac * self.width)
+            self.stream.write(f"\r[{bar:<{self.width}}] {frac * 100:5.1f}% {p.message} "
+                              f"loss {p.metrics.get('loss', float('nan')):.4f}   ")
+            self._open = True
+        else:
+            if self._open:
+                self.stream.write("\n")
+                self._open = False
+            self.stream.write(f"{p.stage}: {p.message}\n")
+        self.stream.flush()
+
+
+def resolve_configs(model: str | None, preset_name: str, pairs: list[str]) -> tuple[str, dict, Any, Any]:
+    """(model_name, model_config, DataConfig, TrainConfig) from a preset, --model and --set pairs."""
+    from core.cli import parse_set
+    from core.models import get_spec
+    from core.train.config import apply_overrides, preset, preset_model
+
+    p = preset(preset_name)
+    default_model, default_config = preset_model(preset_name)
+    model_name = model or default_model
+    model_config = default_config if model_name == default_model else {}
+    try:
+        spec = get_spec(model_name)
+    except KeyError as exc:
+        raise UserError(f"unknown model {model_name!r}; see `python -m core models list`") from exc
+    keys = list((getattr(spec, "defaults", None) or {}).keys())
+    mc, data, train = apply_overrides(parse_set(pairs), model_config, p["data"], p["train"], keys)
+    return model_name, mc, data, train
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from core.cli import print_json
+
+    model_name, mc, data, train = resolve_configs(args.model, args.preset, args.set)
+    bar = None if args.quiet else TerminalProgress()
+    if args.folds:
+        from core.train.evaluate import walk_forward
+
+        wf = walk_forward(args.dataset, model_name, mc, data, train, k=args.folds, progress=bar)
+        if args.json:
+            print_json(wf.summary())
+        else:
+            print(wf.text())
+        return 0
+    from core.train.trainer import train_run
+
+    res = train_run(args.dataset, model_name, mc, data, train, progress=bar, name=args.name)
+    if args.json:
+        print_json(res.summary())
+        return 0
+    m = res.metrics
+    print(f"run {res.run_id} ({res.status}) saved in {res.path}")
+    print(f"test: accuracy {m['accuracy']:.3f}  balanced {m['balanced_accuracy']:.3f}  macro F1 "
+          f"{m['macro_f1']:.3f}  ROC AUC {m['roc_auc']:.3f}  log loss {m['log_loss']:.3f}  (n={m['n']})")
+    for name, b in res.baselines.items():
+        print(f"  {name:<9} accuracy {b['accuracy']:.3f}  balanced {b['balanced_accuracy']:.3f}  "
+              f"macro F1 {b['macro_f1']:.3f}  ({b['description']})")
+    if res.vs_best_baseline:
+        print(res.vs_best_baseline["verdict"])
+    return 0
+
+
+def cmd_runs_list(args: argparse.Namespace) -> int:
+    from core.cli import print_json
+    from core.train.runs import runs_table
+
+    df = runs_table()
+    if args.json:
+        print_json({"runs": df.to_dict(orient="records")})
+    elif df.empty:
+        print("no runs yet: python -m core train")
+    else:
+        cols = [c for c in ("run_id", "name", "status", "model_name", "dataset_id", "accuracy", "macro_f1",
+                            "vs_baseline") if c in df]
+        print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+def cmd_runs_show(args: argparse.Namespace) -> int:
+    import json
+
+    from core.cli import print_json
+    from core.train.runs import load_run
+
+    run = load_run(args.run_id)
+    obj = {"run_id": run.run_id, "config": run.config, "metrics": run.metrics,
+           "history": run.history.to_dict(orient="records"), "n_predictions": len(run.predictions)}
+    if args.json:
+        print_json(obj)
+    else:
+        print(json.dumps({"config": run.config, "metrics": run.metrics}, indent=2, default=str))
+    return 0
+
+
+def cmd_runs_rename(args: argparse.Namespace) -> int:
+    from core.cli import print_json
+    from core.train.runs import rename_run
+
+    rename_run(args.run_id, args.name)
+    if args.json:
+        print_json({"run_id": args.run_id, "name": args.name})
+    else:
+        print(f"renamed {args.run_id} to {args.name!r}")
+    return 0
+
+
+def cmd_runs_delete(args: argparse.Namespace) -> int:
+    from core.cli import print_json
+    from core.train.runs import delete_run
+
+    delete_run(args.run_id)
+    if args.json:
+        print_json({"deleted": args.run_id})
+    else:
+        print(f"deleted {args.run_id}")
+    return 0

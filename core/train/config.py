@@ -1,0 +1,254 @@
+"""Training and data configuration dataclasses, the presets from the source documents, and `--set` parsing.
+
+A run is fully described by `(dataset_id, model_name, model_config, DataConfig, TrainConfig)`; all are
+JSON-able and stored in the run's config.json. Presets:
+- `quick` (default): a small CNN on 64-bar windows for a few epochs: results in well under a minute on
+  2 CPU cores for the offline market's 2 years of 1h candles.
+- `resnet` (document 000): AdamW lr 1e-3, wd 1e-4, batch 64, 100 epochs, cosine to 1e-6, patience 15,
+  min_delta 1e-4, class weights [1.2, 0.8, 1.2], 256-bar windows of 15 features, noise / warp / scaling.
+- `convnext` (001): lr 4e-4, batch 32, 100 epochs, wd 0.05, 5 warm-up epochs, label smoothing 0.1, drop
+  path 0.1, layer scale 1e-6, all four augmentations.
+- `dilated` (002): WaveNet with the multi-task head, loss weights 1 / 0.5 / 0.3, 512-bar windows.
+- `chapter` (004): 64-bar windows of 6 indicators, binary labels, batch 32, AdamW lr 5e-4, 80 epochs,
+  patience 12 (the multi-scale CNN of the chapter).
+
+`--set` keys are namespaced `model.<key>`, `data.<key>`, `train.<key>`; a bare key is accepted when only
+one namespace has it (see `apply_overrides`).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Optional, Sequence, Union
+
+from core.errors import UserError
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup: float = 1.0              # warm-up length in epochs (linear from lr/100 to lr)
+    min_lr: float = 1e-6             # cosine floor
+    patience: int = 5                # epochs without improvement of `monitor` before stopping (0 = never)
+    min_delta: float = 1e-4
+    monitor: str = "val_loss"        # or "val_accuracy", "val_macro_f1"
+    clip: float = 1.0                # max gradient norm (0 = off)
+    loss: str = "ce"                 # "ce" or "focal"
+    focal_gamma: float = 2.0
+    label_smoothing: float = 0.0
+    class_weights: Union[None, str, list[float]] = None  # None, "balanced" (from train), or one per class
+    multitask_weights: list[float] = field(default_factory=lambda: [1.0, 0.5, 0.3])
+    noise_std: float = 0.0           # augmentations (train batches only)
+    scale_min: float = 1.0
+    scale_max: float = 1.0
+    time_warp: float = 0.0
+    window_slice: float = 0.0
+    augment_p: float = 0.5
+    seed: int = 0
+    device: str = "auto"             # "auto" (CUDA when present), "cpu", "cuda"
+    amp: bool = True                 # mixed precision on CUDA
+    baselines: list[str] = field(default_factory=lambda: ["majority", "logistic"])
+    baseline_features: str = "summary"  # "summary" or "flat" (see core.train.baselines)
+    n_boot: int = 1000
+    compare_metric: str = "accuracy"  # headline metric of the comparison with the best baseline
+    eval_batch_size: int = 512
+    max_train_samples: Optional[int] = None  # keep only the most recent N training samples
+
+    def validate(self) -> "TrainConfig":
+        if self.epochs < 1:
+            raise UserError("epochs must be at least 1")
+        if self.batch_size < 1:
+            raise UserError("batch_size must be at least 1")
+        if not self.lr > 0:
+            raise UserError("the learning rate (lr) must be positive")
+        if self.monitor not in ("val_loss", "val_accuracy", "val_macro_f1"):
+            raise UserError("monitor must be val_loss, val_accuracy or val_macro_f1")
+        if self.compare_metric not in ("accuracy", "balanced_accuracy", "macro_f1"):
+            raise UserError("compare_metric must be accuracy, balanced_accuracy or macro_f1")
+        if self.loss not in ("ce", "focal"):
+            raise UserError(f"unknown loss {self.loss!r}; choose ce or focal")
+        if not (0 < self.scale_min <= self.scale_max):
+            raise UserError("scale_min must be positive and at most scale_max")
+        if not 0 <= self.window_slice < 1:
+            raise UserError("window_slice must be a fraction in [0, 1)")
+        if isinstance(self.class_weights, str) and self.class_weights != "balanced":
+            raise UserError("class_weights must be 'balanced', a list of numbers, or empty")
+        if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
+            raise UserError("device must be auto, cpu or cuda")
+        return self
+
+
+@dataclass
+class DataConfig:
+    preset: str = "resnet15"         # feature preset (core.features.PRESETS)
+    window: int = 64
+    label: str = "direction3"        # LabelConfig.kind
+    horizon: int = 12
+    threshold: float = 0.002
+    k: float = 1.0                   # vol_scaled labels: threshold = k * rolling volatility
+    vol_window: Optional[int] = None
+    train: float = 0.70
+    val: float = 0.15
+    test: float = 0.15
+    purge: Optional[int] = None      # gap between splits in bars (None = horizon + window, the default)
+    max_rows: Optional[int] = None   # keep only the most recent N candles
+    encoding: dict[str, Any] = field(default_factory=dict)  # make_dataset(...) options for image models
+
+    def validate(self) -> "DataConfig":
+        if self.window < 2:
+            raise UserError("the window must be at least 2 bars")
+        if self.horizon < 1:
+            raise UserError("the horizon must be at least 1 bar")
+        if min(self.train, self.val, self.test) <= 0 or self.train + self.val + self.test > 1.0 + 1e-9:
+            raise UserError("train/val/test shares must be positive and sum to at most 1")
+        return self
+
+
+def to_dataset_config(d: DataConfig) -> Any:
+    """The core.features DatasetConfig for a DataConfig."""
+    from core.features import DatasetConfig, LabelConfig, SplitConfig
+
+    label_kw: dict[str, Any] = {"kind": d.label, "horizon": d.horizon, "threshold": d.threshold, "k": d.k}
+    if d.vol_window is not None:
+        label_kw["vol_window"] = d.vol_window
+    split = SplitConfig(train=d.train, val=d.val, test=d.test, purge=d.purge)
+    return DatasetConfig(preset=d.preset, label=LabelConfig(**label_kw), split=split, window=d.window)
+
+
+def _field_names(cls: type) -> set[str]:
+    return {f.name for f in fields(cls)}
+
+
+def from_dict(cls: type, data: dict[str, Any] | None) -> Any:
+    """Build a dataclass from a dict, rejecting unknown keys with a clear sentence."""
+    data = dict(data or {})
+    unknown = set(data) - _field_names(cls)
+    if unknown:
+        raise UserError(f"unknown {cls.__name__} setting(s): {', '.join(sorted(unknown))}; known: "
+                        f"{', '.join(sorted(_field_names(cls)))}")
+    return cls(**data)
+
+
+# Model names are those of core.models; each preset names the document's architecture.
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {
+        "description": "small 1D CNN, 64-bar windows, 6 epochs: results in < 60 s on 2 CPU cores",
+        "model": "cnn1d", "model_config": {},
+        "data": {"preset": "resnet15", "window": 64, "label": "direction3", "horizon": 12, "threshold": 0.002},
+        "train": {"epochs": 6, "batch_size": 128, "lr": 2e-3, "weight_decay": 1e-4, "warmup": 1,
+                  "patience": 3, "noise_std": 0.02, "scale_min": 0.9,
+                  "scale_max": 1.1},
+    },
+    "resnet": {
+        "description": "document 000: 1D ResNet-18, 15 features x 256 steps, AdamW + cosine, class weights",
+        "model": "resnet18_1d", "model_config": {"width": 64, "dropout": 0.3},
+        "data": {"preset": "resnet15", "window": 256, "label": "direction3", "horizon": 12, "threshold": 0.002},
+        "train": {"epochs": 100, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-4, "warmup": 0,
+                  "min_lr": 1e-6, "patience": 15, "min_delta": 1e-4, "class_weights": [1.2, 0.8, 1.2],
+                  "noise_std": 0.03, "scale_min": 0.9, "scale_max": 1.1, "time_warp": 0.2},
+    },
+    "convnext": {
+        "description": "document 001: ConvNeXt-1D Tiny, AdamW 4e-4, wd 0.05, 5 warm-up epochs, label smoothing",
+        "model": "convnext1d_tiny", "model_config": {"drop_path": 0.1, "layer_scale_init": 1e-6},
+        "data": {"preset": "convnext", "window": 256, "label": "direction3", "horizon": 12, "threshold": 0.002},
+        "train": {"epochs": 100, "batch_size": 32, "lr": 4e-4, "weight_decay": 0.05, "warmup": 5,
+                  "label_smoothing": 0.1, "patience": 15, "noise_std": 0.03, "scale_min": 0.9,
+                  "scale_max": 1.1, "time_warp": 0.2, "window_slice": 0.1},
+    },
+    "dilated": {
+        "description": "document 002: WaveNet (dilations 1..128) with direction + magnitude + volatility heads",
+        "model": "wavenet_multitask", "model_config": {},
+        "data": {"preset": "dilated5", "window": 512, "label": "multitask", "horizon": 1, "threshold": 0.0},
+        "train": {"epochs": 50, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "warmup": 1,
+                  "patience": 10, "multitask_weights": [1.0, 0.5, 0.3]},
+    },
+    "chapter": {
+        "description": "document 004: multi-scale CNN on 64 bars of 6 indicators, binary up/down",
+        "model": "multiscale_cnn", "model_config": {},
+        "data": {"preset": "chapter6", "window": 64, "label": "binary", "horizon": 1, "threshold": 0.0},
+        "train": {"epochs": 80, "batch_size": 32, "lr": 5e-4, "weight_decay": 1e-4, "warmup": 0,
+                  "patience": 12},
+    },
+}
+
+
+def preset(name: str) -> dict[str, Any]:
+    """A deep copy of a preset: {"model", "model_config", "data": DataConfig, "train": TrainConfig}."""
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    p = copy.deepcopy(PRESETS[name])
+    return {"model": p["model"], "model_config": p["model_config"], "description": p["description"],
+            "data": from_dict(DataConfig, p["data"]), "train": from_dict(TrainConfig, p["train"])}
+
+
+def apply_overrides(overrides: dict[str, Any], model_config: dict[str, Any], data: DataConfig,
+                    train: TrainConfig, model_keys: Sequence[str] = ()) -> tuple[dict[str, Any], DataConfig, TrainConfig]:
+    """Apply `--set` pairs. `model.x`, `data.x`, `train.x` address one config; a bare key goes to the only
+    config that has it (`model_keys` are the model's known config keys); an ambiguous or unknown bare key
+    is an error naming the choices."""
+    model_config = dict(model_config)
+    d, t = asdict(data), asdict(train)
+    dkeys, tkeys = _field_names(DataConfig), _field_names(TrainConfig)
+    for key, value in overrides.items():
+        ns, _, name = key.partition(".")
+        if not name:
+            ns, name = "", key
+        if ns == "":
+            owners = [o for o, ok in (("model", name in model_keys), ("data", name in dkeys),
+                                      ("train", name in tkeys)) if ok]
+            if len(owners) > 1:
+                raise UserError(f"--set {name} is ambiguous: write {' or '.join(o + '.' + name for o in owners)}")
+            if not owners:
+                raise UserError(f"--set {name}: unknown key; use model.{name} for a model setting, or one of "
+                                f"data.<{'|'.join(sorted(dkeys))}> / train.<key>")
+            ns = owners[0]
+        if ns == "model":
+            model_config[name] = value
+        elif ns == "data":
+            if name not in dkeys:
+                raise UserError(f"unknown data setting {name!r}; known: {', '.join(sorted(dkeys))}")
+            d[name] = value
+        elif ns == "train":
+            if name not in tkeys:
+                raise UserError(f"unknown train setting {name!r}; known: {', '.join(sorted(tkeys))}")
+            t[name] = value
+        else:
+            raise UserError(f"--set {key}: the prefix must be model., data. or train.")
+    return model_config, from_dict(DataConfig, d).validate(), from_dict(TrainConfig, t).validate()
+
+
+def preset_model(name: str) -> tuple[str, dict[str, Any]]:
+    """The registered model a preset trains and its model config (checked against the model's settings)."""
+    from core.models import get_spec, list_models
+
+    p = PRESETS[name] if name in PRESETS else preset(name)
+    if p["model"] not in {s.name for s in list_models()}:
+        raise UserError(f"the {name!r} preset trains {p['model']!r}, which is not a registered model; "
+                        f"pick one with --model")
+    known = set(get_spec(p["model"]).defaults or {})
+    unknown = sorted(set(p["model_config"]) - known)
+    if unknown:
+        raise UserError(f"the {name!r} preset sets {', '.join(unknown)}, which {p['model']} does not have")
+    return p["model"], dict(p["model_config"])
+
+
+def parse_model_value(key: str, default: Any, raw: Any) -> Any:
+    """A model setting entered as text (lists, dicts, None defaults) read back as JSON, with a clear
+    sentence when it does not parse; other values pass through."""
+    import json
+
+    if not isinstance(raw, str) or isinstance(default, str):
+        return raw
+    text = raw.strip()
+    if text == "" and default is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"model setting {key!r}: {raw!r} is not valid JSON (e.g. [64, 128] or null)") from exc
+    if isinstance(default, (list, tuple)) and not isinstance(value, list):
+        raise UserError(f"model setting {key!r} must be a list such as {json.dumps(list(default))}")
+    return value

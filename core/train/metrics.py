@@ -1,0 +1,143 @@
+"""Classification metrics and the paired block-bootstrap comparison of two models.
+
+`classification_metrics(y_true, proba, class_names)` returns one flat, JSON-able dict with snake_case names:
+accuracy, balanced_accuracy, macro_f1, roc_auc (one-vs-rest, macro), log_loss, per_class (precision /
+recall / f1 / support per class name), confusion (rows = true, columns = predicted), n. sklearn does the work.
+
+`paired_block_bootstrap(...)` gives the difference of a metric between two models on the same test samples
+with a confidence interval. Test samples of a time series are not independent (neighbouring windows
+overlap and labels span `horizon` bars), so samples are resampled in contiguous blocks (a circular
+moving-block bootstrap), and both models see the same resampled indices (paired).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from sklearn import metrics as skm
+
+from core.errors import UserError
+
+HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "log_loss")
+
+
+def _check(y_true: np.ndarray, proba: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true, dtype=np.int64).ravel()
+    p = np.asarray(proba, dtype=np.float64)
+    if p.ndim != 2 or p.shape[0] != y.shape[0] or p.shape[1] != n_classes:
+        raise UserError(f"probabilities of shape {p.shape} do not match {y.shape[0]} labels and "
+                        f"{n_classes} classes")
+    if y.size == 0:
+        raise UserError("there are no samples to evaluate: use a longer dataset or a larger test share")
+    return y, p
+
+
+def classification_metrics(y_true: Sequence[int], proba: np.ndarray, class_names: Sequence[str]) -> dict[str, Any]:
+    """All headline metrics of predicted class probabilities `proba (n, K)` against `y_true (n,)`."""
+    k = len(class_names)
+    y, p = _check(np.asarray(y_true), proba, k)
+    labels = list(range(k))
+    pred = p.argmax(1)
+    prec, rec, f1, sup = skm.precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    present = np.unique(y)
+    # balanced accuracy over the classes present in y_true (sklearn's definition)
+    bal = float(np.mean([rec[c] for c in present])) if present.size else float("nan")
+    pn = np.clip(p, 1e-15, 1.0)
+    pn = pn / pn.sum(1, keepdims=True)
+    out: dict[str, Any] = {
+        "n": int(y.size),
+        "accuracy": float(np.mean(pred == y)),
+        "balanced_accuracy": bal,
+        "macro_f1": float(np.mean(f1)),
+        "roc_auc": roc_auc_ovr(y, pn, k),
+        "log_loss": float(skm.log_loss(y, pn, labels=labels)),
+        "per_class": {
+            str(name): {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]),
+                        "support": int(sup[i])}
+            for i, name in enumerate(class_names)
+        },
+        "confusion": skm.confusion_matrix(y, pred, labels=labels).tolist(),
+        "class_names": [str(c) for c in class_names],
+    }
+    return out
+
+
+def roc_auc_ovr(y: np.ndarray, p: np.ndarray, k: int) -> float:
+    """Macro one-vs-rest ROC AUC over classes that have both positives and negatives (NaN if none)."""
+    aucs = []
+    for c in range(k):
+        pos = y == c
+        if pos.any() and (~pos).any():
+            aucs.append(skm.roc_auc_score(pos, p[:, c]))
+    return float(np.mean(aucs)) if aucs else float("nan")
+
+
+# ---- fast metric kernels for the bootstrap (thousands of resamples: no sklearn call per resample) ----
+
+def _acc(y: np.ndarray, pred: np.ndarray, k: int) -> float:
+    return float(np.mean(y == pred))
+
+
+def _confusion(y: np.ndarray, pred: np.ndarray, k: int) -> np.ndarray:
+    return np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+
+
+def _macro_f1(y: np.ndarray, pred: np.ndarray, k: int) -> float:
+    cm = _confusion(y, pred, k).astype(np.float64)
+    tp = np.diag(cm)
+    denom = cm.sum(0) + cm.sum(1)
+    f1 = np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)
+    return float(f1.mean())
+
+
+def _bal_acc(y: np.ndarray, pred: np.ndarray, k: int) -> float:
+    cm = _confusion(y, pred, k).astype(np.float64)
+    support = cm.sum(1)
+    rec = np.diag(cm)[support > 0] / support[support > 0]
+    return float(rec.mean()) if rec.size else float("nan")
+
+
+FAST_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, int], float]] = {
+    "accuracy": _acc, "macro_f1": _macro_f1, "balanced_accuracy": _bal_acc,
+}
+
+
+def default_block_length(n: int, horizon: int = 1) -> int:
+    """Blocks at least as long as the label horizon (labels of neighbours overlap) and ~n^(1/3)."""
+    return int(max(1, min(n, max(int(horizon), round(n ** (1 / 3))))))
+
+
+def block_bootstrap_indices(n: int, block: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """`(n_boot, n)` indices of a circular moving-block bootstrap: random starts, contiguous blocks."""
+    n_blocks = math.ceil(n / block)
+    starts = rng.integers(0, n, size=(n_boot, n_blocks))
+    idx = (starts[:, :, None] + np.arange(block)[None, None, :]) % n
+    return idx.reshape(n_boot, -1)[:, :n]
+
+
+def paired_block_bootstrap(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, k: int,
+                           metric: str = "accuracy", block: int | None = None, horizon: int = 1,
+                           n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> dict[str, Any]:
+    """`metric(a) - metric(b)` with a percentile confidence interval from a paired block bootstrap."""
+    if metric not in FAST_METRICS:
+        raise UserError(f"bootstrap metric must be one of {', '.join(FAST_METRICS)}")
+    f = FAST_METRICS[metric]
+    y = np.asarray(y_true, dtype=np.int64)
+    a = np.asarray(pred_a, dtype=np.int64)
+    b = np.asarray(pred_b, dtype=np.int64)
+    n = y.size
+    if n < 2:
+        raise UserError("too few test samples for a bootstrap interval")
+    block = int(block or default_block_length(n, horizon))
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(n_boot)
+    for i, idx in enumerate(block_bootstrap_indices(n, block, n_boot, rng)):
+        yy = y[idx]
+        diffs[i] = f(yy, a[idx], k) - f(yy, b[idx], k)
+    lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
+    return {
+        "metric": metric, "diff": f(y, a, k) - f(y, b, k), "ci_low": float(lo), "ci_high": float(hi),
+        "confidence": 1 - alpha, "block": block, "n_boot": int(n_boot), "n": int(n),
+        "p_not_better": float(np.mean(diffs <= 0)),
+    }

@@ -1,0 +1,137 @@
+"""Figures and tables of training runs (pure: data in, plotly figure or DataFrame out).
+
+- `history_figure(history)`: loss and accuracy curves per epoch (train vs validation), best epoch marked.
+- `confusion_figure(confusion, class_names)`: the test confusion matrix, row-normalised (recall) with counts.
+- `baseline_bars(metrics, baselines)`: CNN vs each baseline on the headline metrics.
+- `comparison_figure(vs_best_baseline)`: CNN minus the best baseline with bootstrap intervals per metric.
+- `lr_schedule_figure(epochs, warmup, lr, min_lr)`: the learning rate the trainer will use, step by step.
+- `per_class_table(metrics)`, `comparison_table(metrics, baselines)`: tables for st.dataframe.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+CNN_COLOR = "#1f77b4"
+BASE_COLORS = {"majority": "#999999", "logistic": "#ff7f0e", "mlp": "#2ca02c"}
+METRIC_LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro F1",
+                 "roc_auc": "ROC AUC", "log_loss": "log loss"}
+
+
+def history_figure(history: pd.DataFrame, total_epochs: Optional[int] = None, title: str = "") -> go.Figure:
+    """Loss (left) and accuracy (right) per epoch; works on a partial history while training runs."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"), horizontal_spacing=0.08)
+    h = history if history is not None else pd.DataFrame()
+    if not h.empty:
+        x = h["epoch"]
+        for col, name, dash, c in (("train_loss", "train loss", "dot", 1), ("val_loss", "val loss", "solid", 1),
+                                   ("train_accuracy", "train accuracy", "dot", 2),
+                                   ("val_accuracy", "val accuracy", "solid", 2)):
+            if col in h:
+                fig.add_trace(go.Scatter(x=x, y=h[col], name=name, mode="lines+markers",
+                                         line={"dash": dash, "color": CNN_COLOR if "val" in col else "#7f7f7f"}),
+                              row=1, col=c)
+        if "best" in h and h["best"].astype(bool).any():
+            best = int(h.loc[h["best"].astype(bool), "epoch"].iloc[-1])
+            for c in (1, 2):
+                fig.add_vline(x=best, line={"dash": "dash", "color": "green", "width": 1}, row=1, col=c)
+            fig.add_annotation(x=best, y=1.02, yref="paper", xref="x", text=f"best epoch {best}",
+                               showarrow=False, font={"color": "green", "size": 11})
+    if total_epochs:
+        fig.update_xaxes(range=[0.5, total_epochs + 0.5])
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(height=340, margin={"l": 40, "r": 20, "t": 50, "b": 40}, title=title or None,
+                      legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def confusion_figure(confusion: Sequence[Sequence[int]], class_names: Sequence[str], title: str = "") -> go.Figure:
+    cm = np.asarray(confusion, dtype=np.float64)
+    rows = cm.sum(1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    text = [[f"{int(cm[i, j])}<br>{norm[i, j] * 100:.0f}%" for j in range(cm.shape[1])] for i in range(cm.shape[0])]
+    fig = go.Figure(go.Heatmap(z=norm, x=[f"pred {c}" for c in class_names], y=[f"true {c}" for c in class_names],
+                               text=text, texttemplate="%{text}", colorscale="Blues", zmin=0, zmax=1,
+                               colorbar={"title": "share of row"}))
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(height=330, margin={"l": 60, "r": 20, "t": 40, "b": 40},
+                      title=title or "confusion matrix (test, rows sum to 100 %)")
+    return fig
+
+
+def baseline_bars(metrics: dict[str, Any], baselines: dict[str, dict[str, Any]],
+                  names: Sequence[str] = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc")) -> go.Figure:
+    fig = go.Figure()
+    labels = [METRIC_LABELS[n] for n in names]
+    fig.add_trace(go.Bar(name="CNN", x=labels, y=[metrics.get(n) for n in names], marker_color=CNN_COLOR))
+    for b, m in baselines.items():
+        fig.add_trace(go.Bar(name=b, x=labels, y=[m.get(n) for n in names],
+                             marker_color=BASE_COLORS.get(b, "#bcbd22")))
+    fig.update_layout(barmode="group", height=320, margin={"l": 40, "r": 20, "t": 40, "b": 40},
+                      title="test metrics: CNN vs baselines (same split, same labels)",
+                      legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def comparison_figure(vs: dict[str, Any]) -> go.Figure:
+    """Difference to the best baseline, in points, with the bootstrap interval, for each metric."""
+    items = [vs] + list((vs.get("others") or {}).values()) if vs else []
+    fig = go.Figure()
+    for it in items:
+        d, lo, hi = it["diff"] * 100, it["ci_low"] * 100, it["ci_high"] * 100
+        color = "green" if it.get("beats") else ("crimson" if it.get("worse") else "gray")
+        fig.add_trace(go.Scatter(
+            x=[d], y=[f"{METRIC_LABELS.get(it['metric'], it['metric'])}<br>vs {it['baseline']}"], mode="markers",
+            marker={"size": 12, "color": color}, showlegend=False,
+            error_x={"type": "data", "symmetric": False, "array": [hi - d], "arrayminus": [d - lo]},
+            hovertemplate=f"{it['verdict']}<extra></extra>"))
+    fig.add_vline(x=0, line={"color": "black", "width": 1})
+    conf = int(round(items[0]["confidence"] * 100)) if items else 95
+    fig.update_layout(height=80 + 70 * max(1, len(items)), margin={"l": 40, "r": 20, "t": 40, "b": 40},
+                      title=f"CNN minus best baseline (points, {conf} % block-bootstrap interval)",
+                      xaxis_title="difference (percentage points)")
+    return fig
+
+
+def per_class_table(metrics: dict[str, Any]) -> pd.DataFrame:
+    rows = [{"class": c, **v} for c, v in (metrics.get("per_class") or {}).items()]
+    return pd.DataFrame(rows, columns=["class", "precision", "recall", "f1", "support"])
+
+
+def comparison_table(metrics: dict[str, Any], baselines: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    names = ["accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "log_loss"]
+    rows = [{"model": "CNN", **{METRIC_LABELS[n]: metrics.get(n) for n in names}, "description": ""}]
+    for b, m in baselines.items():
+        rows.append({"model": b, **{METRIC_LABELS[n]: m.get(n) for n in names}, "description": m.get("description", "")})
+    return pd.DataFrame(rows)
+
+
+def history_from_events(events: Sequence[Any]) -> pd.DataFrame:
+    """The live history table from a job's `Progress` events (stage "epoch" carries the epoch's metrics)."""
+    rows = [dict(e.metrics) for e in events if getattr(e, "stage", None) == "epoch" and e.metrics]
+    return pd.DataFrame(rows)
+
+
+def lr_schedule_figure(epochs: int, warmup: float, lr: float, min_lr: float, steps_per_epoch: int = 50,
+                       title: str = "") -> go.Figure:
+    """The learning rate of `core.train.trainer.lr_factor` (linear warm-up, cosine to `min_lr`) over training,
+    with epochs on the x axis (`steps_per_epoch` only sets the resolution of the curve)."""
+    from core.train.trainer import lr_factor
+
+    total = max(1, int(epochs) * steps_per_epoch)
+    warm = int(round(float(warmup) * steps_per_epoch))
+    ratio = min(1.0, float(min_lr) / float(lr)) if lr > 0 else 1.0
+    steps = np.arange(total + 1)
+    y = [float(lr) * lr_factor(int(s), total, warm, ratio) for s in steps]
+    fig = go.Figure(go.Scatter(x=steps / steps_per_epoch, y=y, mode="lines", line={"color": CNN_COLOR},
+                               hovertemplate="epoch %{x:.2f}<br>lr %{y:.2e}<extra></extra>", name="lr"))
+    if warm:
+        fig.add_vline(x=warm / steps_per_epoch, line={"dash": "dot", "color": "gray", "width": 1})
+    fig.update_layout(height=230, margin={"l": 50, "r": 20, "t": 40, "b": 40},
+                      title=title or f"learning rate: {float(warmup):g} warm-up epoch(s), cosine to {float(min_lr):.0e}",
+                      xaxis_title="epoch", yaxis={"tickformat": ".1e"}, showlegend=False)
+    return fig

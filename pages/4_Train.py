@@ -1,0 +1,238 @@
+"""Train: pick features, labels, split, model and training settings; train in the background with live
+curves; Stop keeps the best checkpoint; results beside baselines. Thin: widgets in, core calls, figures
+from core.viz.train out."""
+from __future__ import annotations
+
+import json
+from functools import partial
+
+import streamlit as st
+
+from ui.common import page_setup, load_candles, show_error, session_id
+from ui.jobs import get_job, start_job
+
+dataset_id = page_setup("Train")
+sid = session_id()
+
+from core.features import LABEL_KINDS, PRESETS as FEATURE_PRESETS
+from core.models import get_spec, list_models
+from core.train import runs as registry
+from core.data.orderbook import list_order_books
+from core.device import best_device
+from core.errors import UserError
+from core.train.config import PRESETS, parse_model_value, preset, preset_model
+from core.train.trainer import train_run
+from core.viz import train as vt
+
+JOB = "train"
+st.title("Train")
+st.caption(f"Dataset: **{dataset_id}** (change it in the sidebar). Every run is saved in the workspace "
+           "and compared with simple baselines on the same test split.")
+
+# ------------------------------------------------------------------------------------------ settings
+# Settings widgets take their defaults from the preset; picking another preset resets them.
+SETTING_KEYS = ("train_feat", "train_window", "train_label", "train_horizon", "train_threshold", "train_share",
+                "train_val_share", "train_test_share", "train_epochs", "train_bs", "train_lr", "train_pat",
+                "train_loss", "train_ls", "train_cw", "train_aug", "train_seed", "train_baselines", "train_mts")
+
+
+def _reset_settings() -> None:
+    for key in SETTING_KEYS:
+        st.session_state.pop(key, None)
+
+
+c1, c2 = st.columns(2)
+pname = c1.selectbox("Training preset", list(PRESETS), key="train_preset", on_change=_reset_settings,
+                     format_func=lambda p: f"{p}: {PRESETS[p]['description']}")
+p = preset(pname)
+try:
+    p["model"], p["model_config"] = preset_model(pname)
+except Exception as exc:  # noqa: BLE001 - no fitting model registered: the user picks one
+    show_error(exc)
+models = [m.name for m in list_models()]
+model_name = c2.selectbox("Model", models, key=f"train_model_{pname}",
+                          index=models.index(p["model"]) if p["model"] in models else 0)
+spec = get_spec(model_name)
+c2.caption(f"{spec.description} · input: {spec.input_kind}" + (" · causal" if spec.causal else ""))
+d, t = p["data"], p["train"]
+
+with st.expander("Data: features, labels, split", expanded=False):
+    a, b, c = st.columns(3)
+    fp = list(FEATURE_PRESETS)
+    d.preset = a.selectbox("Feature preset", fp, index=fp.index(d.preset) if d.preset in fp else 0,
+                           key="train_feat")
+    d.window = int(a.number_input("Window (bars)", 8, 1024, d.window, key="train_window"))
+    rows = int(a.number_input("Use the last N candles (0 = all)", 0, 10_000_000, 0, step=1000, key="train_rows"))
+    d.max_rows = rows or None
+    d.label = b.selectbox("Label", list(LABEL_KINDS), index=list(LABEL_KINDS).index(d.label), key="train_label")
+    d.horizon = int(b.number_input("Horizon (bars)", 1, 500, d.horizon, key="train_horizon"))
+    d.threshold = float(b.number_input("Threshold (return)", 0.0, 0.1, d.threshold, step=0.0005,
+                                       format="%.4f", key="train_threshold"))
+    d.train = float(c.number_input("Train share", 0.1, 0.9, d.train, step=0.05, key="train_share"))
+    d.val = float(c.number_input("Validation share", 0.05, 0.5, d.val, step=0.05, key="train_val_share"))
+    d.test = float(c.number_input("Test share", 0.05, 0.5, d.test, step=0.05, key="train_test_share"))
+
+model_errors: list[str] = []
+with st.expander(f"Model settings: {model_name}", expanded=False):
+    # one widget per key of the model's defaults (ModelSpec.defaults), preset values first
+    mc = dict(spec.defaults or {})
+    if model_name == p["model"]:
+        mc.update(p["model_config"])
+    model_config: dict = {}
+    cols = st.columns(3)
+    for i, (k, v) in enumerate((spec.defaults or {}).items()):
+        col, wkey, cur = cols[i % 3], f"train_mc_{pname}_{model_name}_{k}", mc.get(k, v)
+        if isinstance(v, bool):
+            model_config[k] = col.checkbox(k, bool(cur), key=wkey)
+        elif isinstance(v, int):
+            model_config[k] = int(col.number_input(k, value=int(cur), step=1, key=wkey))
+        elif isinstance(v, float):
+            model_config[k] = float(col.number_input(k, value=float(cur), format="%g", key=wkey))
+        elif isinstance(v, str):
+            model_config[k] = col.text_input(k, str(cur), key=wkey)
+        else:  # lists and None: JSON text
+            raw = col.text_input(k, "" if cur is None else json.dumps(cur), key=wkey, help="JSON, e.g. [2, 2, 6, 2]")
+            try:
+                model_config[k] = parse_model_value(k, v, raw)
+            except Exception as exc:  # noqa: BLE001 - shown on Start
+                model_errors.append(str(exc))
+    if not spec.defaults:
+        st.caption("This model has no settings.")
+    if spec.input_kind == "chart_image":
+        d.encoding = {"size": int(st.number_input("Chart image size (pixels)", 32, 224, 64, step=16,
+                                                  key="train_chart_size"))}
+    elif spec.input_kind == "orderbook_image":
+        books = [b.id for b in list_order_books()]
+        if not books:
+            st.info("This model reads order-book snapshots: make or record a book on the Data page first.")
+        else:
+            own = f"{dataset_id}-book"
+            d.encoding = {"book_id": st.selectbox("Order book", books, key="train_book",
+                                                  index=books.index(own) if own in books else 0)}
+
+with st.expander("Training settings", expanded=False):
+    a, b, c = st.columns(3)
+    t.epochs = int(a.number_input("Epochs", 1, 1000, t.epochs, key="train_epochs"))
+    t.batch_size = int(a.number_input("Batch size", 2, 4096, t.batch_size, key="train_bs"))
+    t.lr = float(a.number_input("Learning rate", 1e-6, 1.0, t.lr, format="%.5f", key="train_lr"))
+    t.patience = int(a.number_input("Early-stopping patience (0 = off)", 0, 1000, t.patience, key="train_pat"))
+    mts = int(a.number_input("Max training samples (0 = all)", 0, 10_000_000, t.max_train_samples or 0, step=1000,
+                             key="train_mts"))
+    t.max_train_samples = mts or None
+    t.loss = b.selectbox("Loss", ["ce", "focal"], index=["ce", "focal"].index(t.loss), key="train_loss")
+    t.label_smoothing = float(b.number_input("Label smoothing", 0.0, 0.5, t.label_smoothing, key="train_ls"))
+    cw_opts = ["none", "balanced"] + (["preset"] if isinstance(t.class_weights, list) else [])
+    cw = b.selectbox("Class weights", cw_opts, key="train_cw",
+                     index=2 if isinstance(t.class_weights, list) else (1 if t.class_weights else 0),
+                     format_func=lambda o: f"preset {t.class_weights}" if o == "preset" else o)
+    t.class_weights = None if cw == "none" else ("balanced" if cw == "balanced" else t.class_weights)
+    if not c.checkbox("Augment (noise, scaling, warp, slicing)", bool(t.noise_std or t.time_warp), key="train_aug"):
+        t.noise_std, t.scale_min, t.scale_max, t.time_warp, t.window_slice = 0.0, 1.0, 1.0, 0.0, 0.0
+    t.seed = int(c.number_input("Seed", 0, 2**31 - 1, t.seed, key="train_seed"))
+    t.baselines = c.multiselect("Baselines", ["majority", "logistic", "mlp"], t.baselines, key="train_baselines")
+
+# ---------------------------------------------------------------------------------------- start/stop
+left, right = st.columns([2, 3])
+right.plotly_chart(vt.lr_schedule_figure(t.epochs, t.warmup, t.lr, t.min_lr), width="stretch", key="train_lr_plot")
+run_name = left.text_input("Run name (optional)", key="train_name")
+left.caption(f"AdamW (weight decay {t.weight_decay:g}), {t.loss} loss, gradient clipping at {t.clip:g}, early "
+             f"stopping on {t.monitor} (patience {t.patience}) restoring the best weights; device {t.device}"
+             + (f" ({best_device()} here)." if t.device == "auto" else "."))
+job = get_job(sid, JOB)
+running = job is not None and not job.done
+if left.button("Start training", type="primary", key="train_start", disabled=running, icon=":material/play_arrow:"):
+    try:
+        if model_errors:
+            raise UserError(model_errors[0])
+        t.validate(), d.validate()
+        # start_job owns the keyword `name`, so the run's display name is bound beforehand
+        job = start_job(sid, JOB, partial(train_run, name=run_name or None), dataset_id=dataset_id,
+                        model_name=model_name, model_config=model_config, data_config=d, train_config=t)
+        st.session_state["train_total_epochs"] = t.epochs
+    except Exception as exc:  # noqa: BLE001 - shown to the user
+        show_error(exc)
+
+
+def live() -> None:
+    """Progress bar, Stop and live curves of this tab's training job (polled every second while it runs)."""
+    job = get_job(sid, JOB)
+    if job is None:
+        return
+    events, latest = job.snapshot()
+    if not job.done:
+        b = latest.get("batch")
+        msg = b.message if b else (events[-1].message if events else "starting...")
+        st.progress((b.fraction if b else None) or 0.0, text=msg)
+        if st.button("Stop (keeps the best checkpoint)", key="train_stop", icon=":material/stop:"):
+            job.stop()
+    hist = vt.history_from_events(events)
+    if not hist.empty and not (job.done and job.result is not None):
+        st.plotly_chart(vt.history_figure(hist, st.session_state.get("train_total_epochs")), width="stretch",
+                        key="train_live_curves")
+    if job.done and st.session_state.get("train_seen_job") != job.started_at:
+        st.session_state["train_seen_job"] = job.started_at
+        if job.result is not None:
+            st.session_state["train_view_run"] = job.result.run_id
+        st.rerun(scope="app")  # refresh the run list and results once (and stop polling)
+    if job.done and job.error:
+        st.error(job.error)
+    elif job.done and job.cancelled:
+        st.warning("Stopped before the first epoch finished: nothing was saved.")
+
+
+# poll only while a job runs: an idle page must not rerun every second
+st.fragment(run_every="1s" if job is not None and not job.done else None, key="train_live_fragment")(live)()
+
+# ------------------------------------------------------------------------------------------- results
+st.divider()
+st.subheader("Results")
+table = registry.runs_table()
+if table.empty:
+    st.info("No runs yet: start one above (the quick preset takes under a minute on 2 CPU cores).")
+    st.stop()
+ids = table["run_id"].tolist()
+want = st.session_state.get("train_view_run")
+if want in ids and st.session_state.get("train_run_pick") != want and st.session_state.get("_train_pick_for") != want:
+    st.session_state["train_run_pick"] = want
+    st.session_state["_train_pick_for"] = want
+labels = dict(zip(table["run_id"], table["name"] + " · " + table["status"].astype(str)))
+rid = st.selectbox("Run", ids, key="train_run_pick", format_func=lambda r: labels.get(r, r))
+try:
+    run = registry.load_run(rid)
+except Exception as exc:  # noqa: BLE001
+    show_error(exc)
+    st.stop()
+m, cfg = run.metrics.get("metrics", {}), run.config
+vs = run.metrics.get("vs_best_baseline") or {}
+st.caption(f"{cfg.get('model_name')} on {cfg.get('dataset_id')} · status **{run.metrics.get('status')}** · best "
+           f"epoch {run.metrics.get('best_epoch')} · test {cfg.get('test_start')} .. {cfg.get('test_end')} "
+           f"({m.get('n')} samples)")
+if vs:
+    (st.success if vs.get("beats") else st.warning)(vs["verdict"])
+k = st.columns(5)
+for col, key in zip(k, ["accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "log_loss"]):
+    col.metric(vt.METRIC_LABELS[key], f"{m.get(key, float('nan')):.3f}" if m.get(key) is not None else "n/a")
+st.dataframe(vt.comparison_table(m, run.metrics.get("baselines", {})), hide_index=True, key="train_cmp_table")
+l, r = st.columns(2)
+l.plotly_chart(vt.baseline_bars(m, run.metrics.get("baselines", {})), width="stretch", key="train_bars")
+if vs:
+    r.plotly_chart(vt.comparison_figure(vs), width="stretch", key="train_ci")
+l, r = st.columns(2)
+if m.get("confusion"):
+    l.plotly_chart(vt.confusion_figure(m["confusion"], run.class_names), width="stretch", key="train_cm")
+r.dataframe(vt.per_class_table(m), hide_index=True, key="train_per_class")
+st.plotly_chart(vt.history_figure(run.history), width="stretch", key="train_curves")
+with st.expander("Manage this run"):
+    new = st.text_input("Rename", cfg.get("name", ""), key=f"train_rename_{rid}")
+    a, b = st.columns(2)
+    if a.button("Save name", key="train_rename_btn"):
+        try:
+            registry.rename_run(rid, new)
+            st.rerun()
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc)
+    if b.button("Delete run", key="train_delete_btn", type="secondary"):
+        registry.delete_run(rid)
+        st.session_state.pop("train_view_run", None)
+        st.rerun()
+    st.json(cfg, expanded=False)

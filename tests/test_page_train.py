@@ -1,0 +1,159 @@
+"""The Train page in AppTest: tiny training through the page's own Start button, results, past runs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def _clear_caches():
+    import streamlit as st
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages" / "4_Train.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_train_from_the_page_and_view_results(workspace):
+    from ui.jobs import forget_job, get_job
+
+    at = _page()
+    assert any("No runs yet" in i.value for i in at.info)
+    at.number_input(key="train_rows").set_value(1500)
+    at.number_input(key="train_window").set_value(16)
+    at.number_input(key="train_horizon").set_value(4)
+    at.number_input(key="train_epochs").set_value(2)
+    at.selectbox(key="train_feat").select("chapter6")
+    # model settings are widgets built from the model's ModelSpec.defaults
+    at.number_input(key="train_mc_quick_cnn1d_channels").set_value(8)
+    at.number_input(key="train_mc_quick_cnn1d_layers").set_value(2)
+    at.text_input(key="train_name").input("page run")
+    at.button(key="train_start").click().run()
+    assert not at.exception, at.exception
+    sid = at.session_state["_session_id"]
+    job = get_job(sid, "train")
+    assert job is not None
+    job.thread.join(240)  # AppTest cannot fire run_every: wait for the thread, then rerun like the poll would
+    assert job.done and job.error is None, job.error
+    at.run()
+    at.run()
+    assert not at.exception, at.exception
+    runs = list((workspace / "runs").iterdir())
+    assert len(runs) == 1
+    cfg = json.loads((runs[0] / "config.json").read_text())
+    assert cfg["name"] == "page run" and cfg["data_config"]["window"] == 16
+    assert cfg["train_config"]["epochs"] == 2 and cfg["data_config"]["preset"] == "chapter6"
+    assert cfg["model_name"] == "cnn1d" and cfg["model_config"]["channels"] == 8
+    assert cfg["model_config"]["layers"] == 2
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 4  # live curves, bars, CI, confusion, curves
+    specs = " ".join(c.proto.spec for c in charts)
+    assert "confusion matrix" in specs and "best baseline" in specs
+    verdicts = [e.value for e in list(at.success) + list(at.warning)]
+    assert any("best baseline" in v for v in verdicts)
+    assert at.selectbox(key="train_run_pick").value == runs[0].name
+    at.text_input(key=f"train_rename_{runs[0].name}").input("renamed").run()
+    at.button(key="train_rename_btn").click().run()
+    assert json.loads((runs[0] / "config.json").read_text())["name"] == "renamed"
+    forget_job(sid, "train")
+
+
+def _wait_for(cond, timeout=120.0):
+    import time
+
+    t0 = time.time()
+    while not cond():
+        if time.time() - t0 > timeout:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+def test_stop_keeps_the_best_checkpoint(workspace):
+    from ui.jobs import forget_job, get_job
+
+    at = _page()
+    at.number_input(key="train_rows").set_value(1500)
+    at.number_input(key="train_window").set_value(16)
+    at.number_input(key="train_epochs").set_value(200)
+    at.number_input(key="train_pat").set_value(0)
+    at.number_input(key="train_mc_quick_cnn1d_channels").set_value(8)
+    at.button(key="train_start").click().run()
+    assert not at.exception, at.exception
+    sid = at.session_state["_session_id"]
+    job = get_job(sid, "train")
+    _wait_for(lambda: "epoch" in job.snapshot()[1] or job.done)
+    assert not job.done
+    at.run()  # the poll: progress bar and the Stop button of the running job
+    assert at.get("progress")
+    at.button(key="train_stop").click().run()
+    job.thread.join(120)
+    assert job.done and job.error is None and job.result is not None
+    assert job.result.status == "stopped" and 1 <= len(job.result.history) < 200
+    at.run()
+    at.run()
+    assert not at.exception, at.exception
+    cfg = json.loads((workspace / "runs" / job.result.run_id / "config.json").read_text())
+    assert cfg["status"] == "stopped" and (workspace / "runs" / job.result.run_id / "model.pt").is_file()
+    assert any("stopped" in c.value for c in at.caption)
+    forget_job(sid, "train")
+
+
+def test_bad_settings_show_an_error_and_start_nothing(workspace):
+    from ui.jobs import get_job
+
+    at = _page()
+    at.number_input(key="train_share").set_value(0.9)
+    at.number_input(key="train_val_share").set_value(0.3)
+    at.button(key="train_start").click().run()
+    assert not at.exception, at.exception
+    assert any("sum to at most 1" in e.value for e in at.error)
+    assert get_job(at.session_state["_session_id"], "train") is None
+    # another preset resets the settings to its own values
+    at.selectbox(key="train_preset").select("chapter").run()
+    assert at.number_input(key="train_share").value == pytest.approx(0.7)
+    assert at.selectbox(key="train_label").value == "binary"
+    assert at.selectbox(key="train_model_chapter").value == "multiscale_cnn"
+    assert at.number_input(key="train_mc_chapter_multiscale_cnn_filters").value == 32
+
+
+def test_stop_button_and_viz_builders():
+    from core.viz import train as vt
+
+    hist = pd.DataFrame({"epoch": [1, 2], "train_loss": [1.1, 1.0], "val_loss": [1.2, 1.1],
+                         "train_accuracy": [.4, .5], "val_accuracy": [.38, .41], "best": [True, True]})
+    fig = vt.history_figure(hist, 5)
+    assert len(fig.data) == 4 and fig.layout.xaxis.range == (0.5, 5.5)
+    cm = vt.confusion_figure([[5, 5], [0, 10]], ["down", "up"])
+    assert cm.data[0].z[0][0] == 0.5 and cm.data[0].z[1][1] == 1.0
+    vs = {"metric": "accuracy", "diff": .02, "ci_low": -.01, "ci_high": .05, "confidence": .95,
+          "baseline": "logistic", "beats": False, "worse": False, "verdict": "within noise", "others": {}}
+    assert len(vt.comparison_figure(vs).data) == 1
+    lr = vt.lr_schedule_figure(epochs=10, warmup=2, lr=1e-3, min_lr=1e-5).data[0]
+    assert lr.y[0] == pytest.approx(1e-5) and max(lr.y) == pytest.approx(1e-3)  # warm-up from 1 % of lr
+    assert lr.x[int(np.argmax(lr.y))] == pytest.approx(2.0) and lr.y[-1] == pytest.approx(1e-5)
+    t = vt.per_class_table({"per_class": {"up": {"precision": .5, "recall": .4, "f1": .44, "support": 9}}})
+    assert t.loc[0, "class"] == "up"

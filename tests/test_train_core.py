@@ -1,0 +1,357 @@
+"""The training engine without any dataset: losses, augmentations, schedule, metrics, baselines, the loop."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from sklearn import metrics as skm
+from sklearn.utils.class_weight import compute_class_weight
+
+from core.errors import UserError
+from core.progress import CancelToken, Cancelled
+from core.train import augment as A
+from core.train.baselines import fit_baselines, window_features
+from core.train.config import DataConfig, TrainConfig, apply_overrides, preset, PRESETS
+from core.train.losses import FocalLoss, MultiTaskLoss, balanced_class_weights, build_loss
+from core.train.metrics import (FAST_METRICS, block_bootstrap_indices, classification_metrics,
+                                paired_block_bootstrap)
+from core.train.trainer import TensorSource, fit, lr_factor
+
+
+# ------------------------------------------------------------------------------------------------ losses
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models train faster on one thread, and much faster when other jobs share the cores."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_focal_with_gamma_zero_is_weighted_cross_entropy():
+    g = torch.Generator().manual_seed(0)
+    logits, y = torch.randn(50, 3, generator=g), torch.randint(0, 3, (50,), generator=g)
+    w = torch.tensor([1.2, 0.8, 1.2])
+    assert torch.allclose(FocalLoss(0.0)(logits, y), F.cross_entropy(logits, y), atol=1e-6)
+    assert torch.allclose(FocalLoss(0.0, w)(logits, y), F.cross_entropy(logits, y, weight=w), atol=1e-6)
+    assert torch.allclose(FocalLoss(0.0, label_smoothing=0.1)(logits, y),
+                          F.cross_entropy(logits, y, label_smoothing=0.1), atol=1e-6)
+    # focusing down-weights easy examples: the loss can only shrink
+    assert FocalLoss(2.0)(logits, y) < F.cross_entropy(logits, y)
+
+
+def test_multitask_loss_weights_the_three_terms():
+    g = torch.Generator().manual_seed(1)
+    out = {"direction": torch.randn(8, 3, generator=g), "magnitude": torch.randn(8, generator=g),
+           "volatility": torch.randn(8, generator=g)}
+    y, m, v = torch.randint(0, 3, (8,), generator=g), torch.randn(8, generator=g), torch.randn(8, generator=g)
+    expected = (F.cross_entropy(out["direction"], y) + 0.5 * F.mse_loss(out["magnitude"], m)
+                + 0.3 * F.mse_loss(out["volatility"], v))
+    assert torch.allclose(MultiTaskLoss(nn.CrossEntropyLoss())(out, y, m, v), expected, atol=1e-6)
+
+
+def test_balanced_class_weights_match_sklearn():
+    y = np.array([0] * 10 + [1] * 30 + [2] * 60)
+    ours = balanced_class_weights(torch.tensor(y), 3).numpy()
+    assert np.allclose(ours, compute_class_weight("balanced", classes=np.arange(3), y=y))
+    with pytest.raises(UserError):
+        build_loss("hinge", 3)
+    with pytest.raises(UserError):
+        build_loss("ce", 3, torch.ones(2))
+
+
+# ----------------------------------------------------------------------------------------- augmentations
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_augmentations_keep_shape_and_are_seeded():
+    x = torch.randn(16, 4, 32, generator=_gen(5))
+    s = A.AugmentSettings(0.1, 0.9, 1.1, 0.3, 0.2, p=1.0)
+    a, b = A.augment_batch(x, s, _gen(1)), A.augment_batch(x, s, _gen(1))
+    assert a.shape == x.shape and torch.equal(a, b)
+    assert not torch.equal(a, A.augment_batch(x, s, _gen(2)))
+
+
+def test_magnitude_scaling_stays_in_range():
+    x = torch.ones(200, 2, 8)
+    y = A.magnitude_scale(x, 0.9, 1.1, _gen(), p=1.0)
+    f = y[:, 0, 0]
+    assert f.min() >= 0.9 and f.max() <= 1.1 and f.std() > 0.02
+    assert torch.allclose(y, f[:, None, None].expand_as(y))  # one factor per sample
+
+
+def test_time_warp_keeps_end_points_and_values_in_range():
+    x = torch.cumsum(torch.randn(8, 3, 50, generator=_gen(3)), dim=2)
+    y = A.time_warp(x, 0.5, _gen(), p=1.0)
+    assert torch.allclose(y[..., 0], x[..., 0]) and torch.allclose(y[..., -1], x[..., -1], atol=1e-5)
+    assert (y.amax(2) <= x.amax(2) + 1e-5).all() and (y.amin(2) >= x.amin(2) - 1e-5).all()
+    assert not torch.allclose(y, x)
+
+
+def test_window_slice_crops_the_start_and_keeps_the_last_bar():
+    x = torch.arange(20, dtype=torch.float32).repeat(6, 2, 1)
+    y = A.window_slice(x, 0.5, _gen(4), p=1.0)
+    assert torch.equal(y[..., -1], x[..., -1])
+    for row in y[:, 0]:
+        crop = int(row[0])
+        assert crop < 10 and torch.equal(row[crop:], x[0, 0, crop:])
+        assert (row[:crop] == crop).all()  # padded with the first kept bar
+
+
+# --------------------------------------------------------------------------------------------- schedule
+
+def test_lr_schedule_warms_up_then_decays_to_floor():
+    f = [lr_factor(s, 100, 10, 0.01) for s in range(101)]
+    assert f[0] == pytest.approx(0.01) and f[10] == pytest.approx(1.0)
+    assert all(a <= b + 1e-12 for a, b in zip(f[:10], f[1:11]))
+    assert all(a >= b - 1e-12 for a, b in zip(f[10:], f[11:]))
+    assert f[100] == pytest.approx(0.01)
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+
+def test_classification_metrics_match_sklearn():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    p = rng.dirichlet([1, 1, 1], 300)
+    p[np.arange(300), y] += 0.3  # some skill
+    p /= p.sum(1, keepdims=True)
+    m = classification_metrics(y, p, ["down", "flat", "up"])
+    pred = p.argmax(1)
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert m["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred))
+    assert m["macro_f1"] == pytest.approx(skm.f1_score(y, pred, average="macro"))
+    assert m["roc_auc"] == pytest.approx(skm.roc_auc_score(y, p, multi_class="ovr"))
+    assert m["log_loss"] == pytest.approx(skm.log_loss(y, p))
+    assert np.array_equal(m["confusion"], skm.confusion_matrix(y, pred))
+    assert m["per_class"]["up"]["recall"] == pytest.approx(skm.recall_score(y, pred, average=None)[2])
+    for name, f in FAST_METRICS.items():
+        assert f(y, pred, 3) == pytest.approx(m[name])
+
+
+def test_block_bootstrap_draws_contiguous_blocks():
+    idx = block_bootstrap_indices(100, 10, 5, np.random.default_rng(0))
+    assert idx.shape == (5, 100)
+    steps = np.diff(idx.reshape(5, 10, 10), axis=2) % 100
+    assert (steps == 1).all()
+
+
+def test_paired_bootstrap_sees_a_real_difference_and_no_difference():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 600)
+    good = np.where(rng.random(600) < 0.8, y, 1 - y)
+    coin = rng.integers(0, 2, 600)
+    r = paired_block_bootstrap(y, good, coin, 2, "accuracy", horizon=5, n_boot=300)
+    assert r["ci_low"] > 0.15 and r["block"] >= 5
+    same = paired_block_bootstrap(y, coin, coin, 2, "macro_f1", n_boot=100)
+    assert same["diff"] == 0 and same["ci_low"] == 0 and same["ci_high"] == 0
+
+
+# -------------------------------------------------------------------------------------------- baselines
+
+def test_baselines_majority_frequencies_and_logistic_learns_last_step():
+    rng = np.random.default_rng(2)
+    feats = rng.normal(size=(1200, 3)).astype(np.float32)
+    y = (feats[:, 1] > 0).astype(np.int64)  # label = sign of channel 1 at the window's last bar
+    ends = np.arange(9, 1200)
+    tr, te = ends[:800], ends[800:]
+    out = fit_baselines(feats, y, tr, te, 10, 2, ["majority", "logistic", "mlp"])
+    freq = np.bincount(y[tr], minlength=2) / len(tr)
+    assert np.allclose(out["majority"].proba, freq)
+    assert (out["logistic"].proba.argmax(1) == y[te]).mean() > 0.95
+    assert (out["mlp"].proba.argmax(1) == y[te]).mean() > 0.8
+    wf = window_features(feats, te[:2], 10)
+    w = feats[te[0] - 9:te[0] + 1].T
+    assert np.allclose(wf[0], np.concatenate([w[:, -1], w.mean(1), w.std(1), w.min(1), w.max(1),
+                                              w[:, -1] - w[:, 0]]), atol=1e-6)
+    assert window_features(feats, te[:2], 10, "flat").shape == (2, 30)
+
+
+# ------------------------------------------------------------------------------------------------ config
+
+def test_set_overrides_are_namespaced_and_bare_keys_resolve():
+    p = preset("quick")
+    mc, d, t = apply_overrides({"model.width": 16, "data.window": 32, "train.epochs": 2, "lr": 0.01,
+                                "horizon": 6, "dropout": 0.1}, {}, p["data"], p["train"], ["width", "dropout"])
+    assert mc == {"width": 16, "dropout": 0.1} and d.window == 32 and d.horizon == 6
+    assert t.epochs == 2 and t.lr == 0.01
+    with pytest.raises(UserError, match="unknown"):
+        apply_overrides({"nonsense": 1}, {}, DataConfig(), TrainConfig())
+    with pytest.raises(UserError, match="ambiguous"):
+        apply_overrides({"epochs": 1}, {}, DataConfig(), TrainConfig(), ["epochs"])
+    with pytest.raises(UserError):
+        apply_overrides({"train.epochs": 0}, {}, DataConfig(), TrainConfig())
+    assert set(PRESETS) >= {"quick", "resnet", "convnext", "dilated", "chapter"}
+    assert preset("convnext")["train"].label_smoothing == 0.1
+    assert preset("dilated")["train"].multitask_weights == [1.0, 0.5, 0.3]
+
+
+# -------------------------------------------------------------------------------------------------- loop
+
+class _Tiny(nn.Module):
+    def __init__(self, c: int = 4, k: int = 2, multitask: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(c, 8, 3, padding=1)
+        self.head = nn.Linear(8, k)
+        self.reg = nn.Linear(8, 2) if multitask else None
+        self.seen_train: list[torch.Tensor] = []
+        self.seen_eval: list[torch.Tensor] = []
+
+    def forward(self, x):
+        (self.seen_train if self.training else self.seen_eval).append(x.detach().clone())
+        h = torch.relu(self.conv(x)).mean(2)
+        if self.reg is None:
+            return self.head(h)
+        r = self.reg(h)
+        return {"direction": self.head(h), "magnitude": r[:, 0], "volatility": r[:, 1]}
+
+
+def _data(n=500, c=4, t=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, t, generator=g)
+    y = (x[:, 0, :].mean(1) > 0).long()
+    return TensorSource(x[: int(n * .7)], y[: int(n * .7)]), TensorSource(x[int(n * .7):], y[int(n * .7):])
+
+
+def _model(seed=0, **kw):
+    torch.manual_seed(seed)
+    return _Tiny(**kw)
+
+
+def test_fit_learns_and_is_deterministic():
+    tr, va = _data()
+    cfg = TrainConfig(epochs=6, batch_size=32, lr=1e-2, noise_std=0.05, scale_min=0.9, scale_max=1.1,
+                      time_warp=0.1, window_slice=0.1, class_weights="balanced", patience=0)
+    events = []
+    r1 = fit(_model(), tr, va, cfg, 2, torch.device("cpu"), progress=events.append)
+    r2 = fit(_model(), tr, va, cfg, 2, torch.device("cpu"))
+    cols = ["train_loss", "val_loss", "val_accuracy", "lr"]
+    assert r1.history[cols].equals(r2.history[cols])
+    assert r1.history["val_accuracy"].max() > 0.75
+    assert r1.status == "completed" and len(r1.history) == 6
+    epochs = [e for e in events if e.stage == "epoch"]
+    batches = [e for e in events if e.stage == "batch"]
+    assert len(epochs) == 6 and {"train_loss", "val_loss", "val_accuracy", "lr"} <= set(epochs[0].metrics)
+    assert len(batches) == 6 * math.ceil(len(tr) / 32) and batches[-1].fraction == 1.0
+
+
+def test_augmentation_touches_train_batches_only():
+    tr, va = _data(200)
+    m = _model()
+    fit(m, tr, va, TrainConfig(epochs=1, batch_size=len(tr), noise_std=0.5, augment_p=1.0, patience=0),
+        2, torch.device("cpu"))
+    assert not torch.allclose(m.seen_train[0].sort(0).values, tr.x.sort(0).values)
+    assert torch.equal(torch.cat(m.seen_eval), va.x)  # validation batches are the raw inputs
+
+
+def test_early_stopping_restores_the_best_weights():
+    tr, va = _data(300)
+    va.labels = 1 - va.labels  # validation anti-correlated: val loss gets worse as train improves
+    m = _model()
+    states = []
+    cfg = TrainConfig(epochs=30, batch_size=32, lr=2e-2, patience=2, warmup=0)
+    r = fit(m, tr, va, cfg, 2, torch.device("cpu"),
+            progress=lambda p: states.append({k: v.clone() for k, v in m.state_dict().items()})
+            if p.stage == "epoch" else None)
+    assert r.status == "early_stopped" and len(r.history) == r.best_epoch + 2
+    assert r.history["val_loss"].idxmin() + 1 == r.best_epoch
+    best = states[r.best_epoch - 1]
+    assert all(torch.equal(v, best[k]) for k, v in m.state_dict().items())
+
+
+def test_cancel_keeps_the_best_checkpoint_and_status_stopped():
+    tr, va = _data()
+    tok = CancelToken()
+    seen = []
+
+    def on(p):
+        if p.stage == "epoch":
+            seen.append(p.done)
+            if p.done == 2:
+                tok.cancel()
+    r = fit(_model(), tr, va, TrainConfig(epochs=10, batch_size=32, patience=0), 2, torch.device("cpu"), on, tok)
+    assert r.status == "stopped" and len(r.history) == 2 and r.best_epoch >= 1
+    tok2 = CancelToken()
+    tok2.cancel()
+    with pytest.raises(Cancelled):
+        fit(_model(), tr, va, TrainConfig(epochs=2), 2, torch.device("cpu"), None, tok2)
+
+
+def test_nan_loss_stops_with_a_clear_message():
+    tr, va = _data(200)
+    bad = TensorSource(tr.x.clone(), tr.labels)
+    bad.x[5:] = float("nan")  # the first epoch sees NaN within its first batches
+    with pytest.raises(UserError, match="NaN at epoch 1 batch 1"):
+        fit(_model(), bad, va, TrainConfig(epochs=2, batch_size=64), 2, torch.device("cpu"))
+    # after a good epoch the run ends as failed but keeps the good weights
+    class Boom(_Tiny):
+        calls = 0
+
+        def forward(self, x):
+            Boom.calls += 1
+            out = super().forward(x)
+            return out * float("nan") if self.training and Boom.calls > 8 else out
+    torch.manual_seed(0)
+    r = fit(Boom(), tr, va, TrainConfig(epochs=5, batch_size=32, patience=0), 2, torch.device("cpu"))
+    assert r.status.startswith("failed: loss became NaN at epoch 2") and r.best_epoch == 1
+
+
+def test_multitask_fit_uses_the_regression_targets():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(300, 4, 16, generator=g)
+    y = (x[:, 0, -1] > 0).long()
+    extra = {"magnitude": x[:, 1, -1].numpy(), "volatility": x[:, 2, :].std(1).numpy()}
+    tr = TensorSource(x[:200], y[:200], {k: v[:200] for k, v in extra.items()})
+    va = TensorSource(x[200:], y[200:], {k: v[200:] for k, v in extra.items()})
+    r = fit(_model(multitask=True), tr, va, TrainConfig(epochs=3, batch_size=32, lr=1e-2, patience=0), 2,
+            torch.device("cpu"))
+    assert r.history["train_loss"].iloc[-1] < r.history["train_loss"].iloc[0]
+
+
+def test_clipping_and_given_class_weights_reach_the_step(monkeypatch):
+    tr, va = _data(200)
+    calls = []
+    real = nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, *a, **kw):
+        calls.append(max_norm)
+        return real(params, max_norm, *a, **kw)
+    monkeypatch.setattr(nn.utils, "clip_grad_norm_", spy)
+    r = fit(_model(), tr, va, TrainConfig(epochs=1, batch_size=32, clip=0.5, class_weights=[2.0, 0.5],
+                                          patience=0), 2, torch.device("cpu"))
+    assert calls and set(calls) == {0.5} and len(calls) == math.ceil(len(tr) / 32)
+    assert r.class_weights == [2.0, 0.5]
+    calls.clear()
+    fit(_model(), tr, va, TrainConfig(epochs=1, batch_size=32, clip=0, patience=0), 2, torch.device("cpu"))
+    assert calls == []
+    with pytest.raises(UserError, match="class_weights has 3 entries"):
+        fit(_model(), tr, va, TrainConfig(epochs=1, class_weights=[1, 1, 1]), 2, torch.device("cpu"))
+
+
+def test_cosine_schedule_is_what_the_optimizer_uses():
+    tr, va = _data(320)  # 224 train samples: 7 steps per epoch at batch 32
+    cfg = TrainConfig(epochs=4, batch_size=32, lr=1e-2, min_lr=1e-4, warmup=1, patience=0)
+    r = fit(_model(), tr, va, cfg, 2, torch.device("cpu"))
+    steps = math.ceil(len(tr) / 32)
+    expected_end = [1e-2 * lr_factor(e * steps, 4 * steps, steps, 1e-2) for e in range(1, 5)]
+    assert np.allclose(r.history["lr"], expected_end)
+    assert r.history["lr"].iloc[0] == pytest.approx(1e-2)   # end of warm-up: the peak
+    assert r.history["lr"].iloc[-1] == pytest.approx(1e-4)  # cosine floor at the end
+
+
+@pytest.mark.parametrize("loss,smoothing", [("focal", 0.0), ("ce", 0.1), ("focal", 0.1)])
+def test_focal_loss_and_label_smoothing_train(loss, smoothing):
+    tr, va = _data()
+    r = fit(_model(), tr, va, TrainConfig(epochs=4, batch_size=32, lr=1e-2, loss=loss, label_smoothing=smoothing,
+                                          class_weights="balanced", patience=0), 2, torch.device("cpu"))
+    assert r.history["val_accuracy"].max() > 0.75
+    assert r.history["train_loss"].iloc[-1] < r.history["train_loss"].iloc[0]

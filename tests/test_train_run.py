@@ -1,0 +1,203 @@
+"""train_run end to end on small slices of the offline market and of real BTC candles: the run folder,
+reload reproducing predictions, determinism, stop, walk-forward, the CLI."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core.errors import UserError
+from core.progress import CancelToken
+from core.train import runs as registry
+from core.train.config import DataConfig, TrainConfig
+from core.train.trainer import train_run
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models train faster on one thread, and much faster when other jobs share the cores."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+SMALL_DATA = dict(preset="chapter6", window=16, horizon=4, threshold=0.002, max_rows=1000)
+SMALL_TRAIN = dict(epochs=2, batch_size=64, lr=3e-3, patience=0, n_boot=200)
+
+
+def _model() -> tuple[str, dict]:
+    """A small sequence model of the zoo with a small config."""
+    from core.models import list_models
+
+    specs = {s.name: s for s in list_models() if s.input_kind == "sequence"}
+    assert "cnn1d" in specs
+    return "cnn1d", {"channels": 16, "layers": 2}
+
+
+@pytest.fixture(scope="module")
+def candles():
+    from core.data.synthetic import generate_market
+
+    return next(iter(generate_market("BTC/USDT", "1h", periods=1000, seed=7).values()))
+
+
+def _train(candles, **over):
+    name, mc = _model()
+    d = DataConfig(**{**SMALL_DATA, **over.pop("data", {})})
+    t = TrainConfig(**{**SMALL_TRAIN, **over.pop("train", {})})
+    return train_run("synthetic-BTCUSDT-1h", name, mc, d, t, candles=candles, **over)
+
+
+def test_run_folder_follows_the_contract_and_reloads_exactly(candles, workspace):
+    res = _train(candles)
+    folder = workspace / "runs" / res.run_id
+    cfg = json.loads((folder / "config.json").read_text())
+    for key in ("schema_version", "dataset_id", "model_name", "model_config", "data_config", "train_config",
+                "class_names", "input_kind", "feature_names"):
+        assert key in cfg, key
+    assert cfg["class_names"] == ["down", "flat", "up"] and cfg["input_kind"] == "sequence"
+    preds = pd.read_parquet(folder / "predictions.parquet")
+    assert list(preds.columns) == ["timestamp", "y_true", "prob_down", "prob_flat", "prob_up", "split"]
+    assert str(preds["timestamp"].dt.tz) == "UTC" and (preds["split"] == "test").all()
+    assert np.allclose(preds[["prob_down", "prob_flat", "prob_up"]].sum(1), 1.0, atol=1e-5)
+    hist = pd.read_csv(folder / "history.csv")
+    assert len(hist) == 2 and {"train_loss", "val_loss", "val_accuracy", "lr"} <= set(hist.columns)
+    met = json.loads((folder / "metrics.json").read_text())
+    assert set(met["baselines"]) == {"majority", "logistic"}
+    for k in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "log_loss"):
+        assert isinstance(met["metrics"][k], float)
+    vs = met["vs_best_baseline"]
+    assert vs["ci_low"] <= vs["diff"] <= vs["ci_high"] and vs["baseline"] in met["baselines"]
+    # the majority baseline really is the training class frequencies, evaluated on the same test labels
+    assert met["baselines"]["majority"]["n"] == met["metrics"]["n"] == len(preds)
+
+    run = registry.load_run(res.run_id)
+    again = run.predict(candles=candles)
+    pd.testing.assert_frame_equal(again, run.predictions, check_exact=True)
+    assert [r.run_id for r in registry.list_runs()] == [res.run_id]
+
+    # the same run as an older app version saved it (schema v0: no version, other key names) still loads,
+    # rebuilds its model and reproduces its predictions
+    v0 = {"model": cfg["model_name"], "dataset": cfg["dataset_id"], "classes": cfg["class_names"],
+          "features": cfg["feature_names"], "created_at": cfg["created_at"],
+          "config": {"model": cfg["model_config"], "data": cfg["data_config"], "train": cfg["train_config"]}}
+    (folder / "config.json").write_text(json.dumps(v0))
+    old = registry.load_run(res.run_id)
+    assert old.config["schema_version"] == registry.SCHEMA_VERSION and old.config["input_kind"] == "sequence"
+    pd.testing.assert_frame_equal(old.predict(candles=candles), run.predictions, check_exact=True)
+
+
+def test_same_config_same_numbers(candles):
+    a = _train(candles)
+    b = _train(candles)
+    assert a.run_id != b.run_id
+    assert a.metrics == b.metrics and a.baselines == b.baselines
+    assert a.history.drop(columns=["seconds", "samples_per_second"]).equals(
+        b.history.drop(columns=["seconds", "samples_per_second"]))
+    c = _train(candles, train={"seed": 1})
+    assert c.metrics["log_loss"] != a.metrics["log_loss"]
+
+
+def test_stop_keeps_the_best_checkpoint_as_a_usable_run(candles):
+    tok = CancelToken()
+
+    def on(p):
+        if p.stage == "epoch" and p.done == 1:
+            tok.cancel()
+    res = _train(candles, train={"epochs": 5}, progress=on, cancel=tok)
+    assert res.status == "stopped" and len(res.history) == 1
+    run = registry.load_run(res.run_id)
+    assert run.metrics["status"] == "stopped" and run.config["status"] == "stopped"
+    pd.testing.assert_frame_equal(run.predict(candles=candles), run.predictions)
+
+
+def test_bad_settings_are_user_errors(candles):
+    with pytest.raises(UserError):
+        _train(candles, data={"window": 1})
+    with pytest.raises(UserError, match="unknown model"):
+        train_run("x", "no_such_model", {}, DataConfig(**SMALL_DATA), TrainConfig(**SMALL_TRAIN), candles=candles)
+
+
+def test_walk_forward_covers_the_test_span_out_of_sample(candles):
+    from core.train.evaluate import walk_forward
+
+    name, mc = _model()
+    wf = walk_forward("synthetic-BTCUSDT-1h", name, mc, DataConfig(**SMALL_DATA),
+                      TrainConfig(**{**SMALL_TRAIN, "epochs": 1}), k=3, candles=candles)
+    ts = wf.predictions["timestamp"]
+    assert ts.is_monotonic_increasing and ts.is_unique
+    assert sorted(wf.predictions["fold"].unique()) == [1, 2, 3]
+    assert wf.metrics["n"] == len(wf.predictions) == sum(f["n_test"] for f in wf.folds)
+    # each fold trains strictly before its test block
+    for f in wf.folds:
+        assert f["n_train"] > 0 and f["test_start"] < f["test_end"]
+    assert set(wf.baselines) == {"majority", "logistic"} and "verdict" in wf.vs_best_baseline
+
+
+def test_on_real_btc_candles(shared_data):
+    raw = pd.read_csv(shared_data / "binance_spot_BTCUSDT_1h.csv")
+    ts_col = next(c for c in raw.columns if "time" in c.lower())
+    ts = raw[ts_col]
+    idx = pd.to_datetime(ts, unit="ms", utc=True) if np.issubdtype(ts.dtype, np.number) else \
+        pd.to_datetime(ts, utc=True)
+    c = raw.set_index(idx.rename("timestamp"))[["open", "high", "low", "close", "volume"]].astype(float)
+    c = c[~c.index.duplicated()].sort_index().iloc[-1000:]
+    c.attrs.update(source="binance", symbol="BTC/USDT", timeframe="1h")
+    res = _train(c, train={"epochs": 1})
+    assert res.metrics["n"] > 100 and 0 <= res.metrics["accuracy"] <= 1
+
+
+def test_cli_train_json_and_runs_commands(workspace, candles, capsys):
+    from core.cli import main
+    from core.data.store import save_candles
+
+    ds = save_candles(candles, "synthetic", "BTC/USDT", "1h").id
+    env = {"CNN_LAB_WORKSPACE": str(workspace), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "core", "train", "--dataset", ds, "--model", "cnn1d", "--json",
+           "--set", "model.channels=16", "--set", "layers=2", "--set", "data.window=16", "--set", "horizon=4",
+           "--set", "train.epochs=2", "--set", "n_boot=100", "--set", "data.preset=chapter6"]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    obj = json.loads(out.stdout)  # stdout is exactly one JSON object; the progress bar goes to stderr
+    assert "[" in out.stderr and "epoch 2/2" in out.stderr and "100.0%" in out.stderr
+    assert {"run_id", "metrics", "baselines", "vs_best_baseline"} <= set(obj)
+    assert {"accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "log_loss"} <= set(obj["metrics"])
+    assert {"majority", "logistic"} <= set(obj["baselines"]) and obj["dataset_id"] == ds
+    assert obj["epochs_run"] == 2 and obj["model_name"] == "cnn1d"
+    rid = obj["run_id"]
+    assert (workspace / "runs" / rid / "model.pt").is_file()
+
+    def run(*a):
+        capsys.readouterr()
+        code = main(["runs", *a])
+        o = capsys.readouterr()
+        return code, o.out, o.err
+    code, text, _ = run("list", "--json")
+    assert code == 0 and [r["run_id"] for r in json.loads(text)["runs"]] == [rid]
+    assert run("rename", rid, "cli run")[0] == 0
+    code, text, _ = run("show", rid, "--json")
+    shown = json.loads(text)
+    assert shown["config"]["name"] == "cli run" and len(shown["history"]) == 2
+    code, _, err = run("show", "../../etc")
+    assert code == 2 and "not a valid run id" in err
+    assert run("delete", rid)[0] == 0
+    assert json.loads(run("list", "--json")[1])["runs"] == []
+    capsys.readouterr()
+    assert main(["train", "--set", "bogus=1"]) == 2
+    assert "bogus" in capsys.readouterr().err
+    # walk-forward from the command line: out-of-sample metrics over the folds, no run folder
+    assert main(["train", "--dataset", ds, "--model", "cnn1d", "--folds", "2", "--json", "--quiet",
+                 "--set", "model.channels=8", "--set", "layers=2", "--set", "data.window=16", "--set", "horizon=4",
+                 "--set", "train.epochs=1", "--set", "n_boot=50", "--set", "data.preset=chapter6"]) == 0
+    wf = json.loads(capsys.readouterr().out)
+    assert wf["mode"] == "walk_forward" and wf["n_folds"] == 2 and len(wf["folds"]) == 2
+    assert wf["metrics"]["n"] == sum(f["n_test"] for f in wf["folds"]) and "logistic" in wf["baselines"]
+    assert not (workspace / "runs").exists() or not any((workspace / "runs").iterdir())
