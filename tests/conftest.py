@@ -30,7 +30,9 @@ def _torch_threads():
     try:
         import torch
 
-        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+        # the suite's models are small: one thread is as fast and does not fight the app server and
+        # browser that the browser tests run beside it
+        torch.set_num_threads(1)
     except ImportError:
         pass
     yield
