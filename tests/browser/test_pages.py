@@ -11,7 +11,9 @@ from tests.browser import selectors as S
 from tests.browser.conftest import ROOT, screenshot, settle
 
 PAGES = [ROOT / "app.py"] + sorted((ROOT / "pages").glob("*.py"))
-NO_CHART: set[str] = set()  # url paths of pages without a chart on their default view (none so far)
+NO_CHART: set[str] = {"Experiments", "Inspect"}  # url paths of pages without a chart on their default view
+# (Experiments: a fresh workspace has no runs and no sweeps to chart; its AppTest test covers the charts)
+# (Inspect: a fresh workspace has no trained run to look inside; tests/test_page_inspect.py trains one)
 
 
 def _id(path: Path) -> str:

@@ -1,0 +1,298 @@
+"""torch Datasets that turn a PreparedData and sample end positions into what the 2D models read.
+
+`make_dataset(prepared, ends, input_kind, **cfg)` is what the trainer calls:
+- "sequence" / "flat": delegated to `core.features.WindowDataset` (x: (C, window)).
+- "indicator_image": x (1, window, C), the scaled features of the window mapped to [0, 1] with bounds fitted
+  on the rows the training samples see (never on validation or test rows).
+- "chart_image": x (3, H, W) float in [0, 1], the raw candles of the window rendered as a chart. Rendering
+  is lazy and batched: a DataLoader calls `__getitems__` with a whole batch of indices, which renders them in
+  one vectorised call; rendered images are kept in a bounded cache.
+- "orderbook_image": x (1, window, L), one depth-heatmap row per candle (the last book snapshot at or
+  before that candle's close), log sizes scaled by the 99th percentile of the training rows.
+Every item is `(x, y)` with y an int64 class (as WindowDataset).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from core.encodings.candlestick import ChartStyle, candles_to_array, render_candles
+from core.encodings.indicator_image import (
+    IndicatorImageScaler, fit_indicator_scaler, indicator_images, train_rows_of,
+)
+from core.encodings.gaf import gramian_angular_field
+from core.encodings.orderbook_heatmap import HeatmapConfig, align_to_candles, orderbook_heatmap
+from core.encodings.recurrence import recurrence_plot
+from core.errors import UserError
+
+INPUT_KINDS = ("sequence", "flat", "indicator_image", "chart_image", "orderbook_image")
+
+
+def _check_ends(ends: np.ndarray, window: int, n_rows: int) -> np.ndarray:
+    ends = np.asarray(ends, dtype=np.int64).ravel()
+    if ends.size and (ends.min() < window - 1 or ends.max() >= n_rows):
+        raise UserError(f"sample ends must lie in [{window - 1}, {n_rows - 1}] for a window of {window}")
+    return ends
+
+
+def _labels(y: np.ndarray, ends: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(y)[ends], dtype=torch.long)
+
+
+class _BatchedDataset(Dataset):
+    """Base: `_render(ends) -> float32 array (n, ...)`; single items and batches share it."""
+
+    def __init__(self, y: np.ndarray, ends: np.ndarray) -> None:
+        self.ends = ends
+        self.labels = _labels(y, ends)
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def _render(self, ends: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.size and (idx.min() < -len(self) or idx.max() >= len(self)):
+            raise IndexError(f"index out of range for a dataset of {len(self)} samples")
+        x = torch.from_numpy(self._render(self.ends[idx]))
+        return [(x[k], self.labels[j]) for k, j in enumerate(idx)]
+
+
+class IndicatorImageDataset(_BatchedDataset):
+    """x: (1, window, C) float32 in [0, 1]."""
+
+    def __init__(self, features: np.ndarray, y: np.ndarray, ends: np.ndarray, window: int,
+                 scaler: IndicatorImageScaler) -> None:
+        self.features = np.asarray(features, dtype=np.float32)
+        self.window = int(window)
+        super().__init__(y, _check_ends(ends, self.window, len(self.features)))
+        self.scaler = scaler
+        self.scaled = scaler.transform(self.features)  # once: items are then views
+
+    def _render(self, ends: np.ndarray) -> np.ndarray:
+        starts = ends - self.window + 1
+        rows = starts[:, None] + np.arange(self.window)[None, :]
+        return self.scaled[rows][:, None]  # (n, 1, window, C)
+
+
+class ChartImageDataset(_BatchedDataset):
+    """x: (3, H, W) float32 in [0, 1], rendered lazily from the raw candles of each window."""
+
+    def __init__(self, ohlcv: np.ndarray, y: np.ndarray, ends: np.ndarray, window: int, size: int = 64,
+                 style: ChartStyle | None = None, cache_items: int = 4096) -> None:
+        self.ohlcv = np.asarray(ohlcv, dtype=np.float64)
+        self.window = int(window)
+        super().__init__(y, _check_ends(ends, self.window, len(self.ohlcv)))
+        self.size = size
+        self.style = style or ChartStyle()
+        render_candles(self.ohlcv[: self.window], size, self.style)  # fail early on a bad size/window
+        self.cache_items = int(cache_items)
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()  # end -> uint8 (H, W, 3)
+
+    def _render(self, ends: np.ndarray) -> np.ndarray:
+        todo = np.array([e for e in dict.fromkeys(ends.tolist()) if e not in self._cache], dtype=np.int64)
+        if todo.size:
+            rows = (todo - self.window + 1)[:, None] + np.arange(self.window)[None, :]
+            imgs = render_candles(self.ohlcv[rows], self.size, self.style)
+            for e, img in zip(todo.tolist(), imgs):
+                self._cache[e] = img
+        out = np.stack([self._cache[e] for e in ends.tolist()]) if len(ends) else np.zeros(
+            (0,) + self._cache_shape(), np.uint8)
+        for e in ends.tolist():
+            self._cache.move_to_end(e)
+        while len(self._cache) > self.cache_items:
+            self._cache.popitem(last=False)
+        return out.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+
+    def _cache_shape(self) -> tuple[int, ...]:
+        return render_candles(self.ohlcv[: self.window], self.size, self.style).shape[1:]
+
+
+class OrderBookImageDataset(_BatchedDataset):
+    """x: (1, window, L) float32 in [0, 1]: per-candle depth-heatmap rows of the window."""
+
+    def __init__(self, rows: np.ndarray, y: np.ndarray, ends: np.ndarray, window: int,
+                 scale: float) -> None:
+        self.window = int(window)
+        self.rows = np.clip(np.asarray(rows, dtype=np.float32) / np.float32(scale), 0.0, 1.0)
+        super().__init__(y, _check_ends(ends, self.window, len(self.rows)))
+
+    def _render(self, ends: np.ndarray) -> np.ndarray:
+        idx = (ends - self.window + 1)[:, None] + np.arange(self.window)[None, :]
+        return self.rows[idx][:, None]
+
+
+@dataclass
+class OrderBookRows:
+    """Heatmap rows aligned one per candle, with which candles a book snapshot covers."""
+
+    rows: np.ndarray  # (T, L)
+    covered: np.ndarray  # (T,) bool
+
+
+def orderbook_rows_for(prepared: Any, book: pd.DataFrame, heatmap: HeatmapConfig | None = None,
+                       max_staleness_seconds: float | None = None) -> OrderBookRows:
+    """Align order-book snapshots to the candles of `prepared` (one heatmap row per candle)."""
+    hm = orderbook_heatmap(book, heatmap)
+    idx = pd.DatetimeIndex(prepared.candles.index)
+    tf = _timeframe_seconds(prepared.candles)
+    rows, covered = align_to_candles(hm, idx, tf, max_staleness_seconds)
+    return OrderBookRows(rows, covered)
+
+
+def covered_ends(ends: np.ndarray, covered: np.ndarray, window: int) -> np.ndarray:
+    """The sample ends whose whole input window has order-book coverage."""
+    ends = np.asarray(ends, dtype=np.int64)
+    c = np.concatenate([[0], np.cumsum(~np.asarray(covered, bool))])
+    gaps = c[ends + 1] - c[np.clip(ends - window + 1, 0, None)]
+    return ends[gaps == 0]
+
+
+def _timeframe_seconds(candles: pd.DataFrame) -> float | None:
+    tf = candles.attrs.get("timeframe") if hasattr(candles, "attrs") else None
+    if tf:
+        try:
+            from core.data.candles import timeframe_seconds
+            return float(timeframe_seconds(tf))
+        except (ImportError, KeyError, ValueError, UserError):
+            pass
+    return None  # inferred from the bar spacing
+
+
+def make_dataset(prepared: Any, ends: np.ndarray, input_kind: str, **cfg: Any) -> Dataset:
+    """The Dataset a model of `input_kind` trains or predicts on, over samples ending at `ends`.
+
+    Config keys: chart_image - `size` (64), `chart_window` (default min(window, size)), `style`,
+    `cache_items`; indicator_image - `quantiles` ((0.01, 0.99)); orderbook_image - `order_book` (long
+    snapshot table) or `book_id` (loaded with core.data.orderbook), `heatmap` (HeatmapConfig),
+    `max_staleness_seconds`. Scaling is always fitted on `prepared.splits["train"]` windows.
+    """
+    if input_kind not in INPUT_KINDS:
+        raise UserError(f"unknown input kind {input_kind!r}; expected one of {', '.join(INPUT_KINDS)}")
+    window = int(prepared.window)
+    ends = np.asarray(ends, dtype=np.int64).ravel()
+    train_ends = np.asarray(prepared.splits["train"], dtype=np.int64)
+
+    if input_kind in ("sequence", "flat"):
+        from core.features import WindowDataset
+        return WindowDataset(prepared.features, prepared.y, ends, window)
+
+    if input_kind == "indicator_image":
+        scaler = fit_indicator_scaler(prepared.features, train_rows_of(train_ends, window),
+                                      tuple(cfg.get("quantiles", (0.01, 0.99))))
+        return IndicatorImageDataset(prepared.features, prepared.y, ends, window, scaler)
+
+    if input_kind == "chart_image":
+        size = cfg.get("size", 64)
+        width = size if isinstance(size, int) else int(size[1])
+        chart_window = int(cfg.get("chart_window") or min(window, width))
+        if chart_window > window:
+            raise UserError(f"chart_window ({chart_window}) cannot be longer than the data window ({window})")
+        ohlcv = candles_to_array(prepared.candles)
+        if len(ohlcv) != len(prepared.features):
+            raise UserError("the candles are not aligned with the features (different lengths)")
+        return ChartImageDataset(ohlcv, prepared.y, ends, chart_window, size, cfg.get("style"),
+                                 int(cfg.get("cache_items", 4096)))
+
+    # orderbook_image
+    book = cfg.get("order_book")
+    if book is None and cfg.get("book_id"):
+        from core.data.orderbook import load_order_book
+        book = load_order_book(cfg["book_id"])
+    if book is None:
+        raise UserError("an order-book model needs order-book snapshots: record or generate a book for "
+                        "this market first")
+    ob = orderbook_rows_for(prepared, book, cfg.get("heatmap"), cfg.get("max_staleness_seconds"))
+    ok_train = covered_ends(train_ends, ob.covered, window)
+    ok = covered_ends(ends, ob.covered, window)
+    if len(ok) < len(ends) or len(ok_train) == 0:
+        raise UserError(f"the order book covers {len(ok)} of {len(ends)} sample windows; use snapshots that "
+                        f"span the candles or restrict the samples with covered_ends()")
+    train_vals = ob.rows[train_rows_of(ok_train, window)]
+    nz = train_vals[train_vals > 0]
+    scale = float(np.quantile(nz, 0.99)) if nz.size else 1.0
+    return OrderBookImageDataset(ob.rows, prepared.y, ends, window, scale if scale > 0 else 1.0)
+
+
+ENCODING_NAMES = ("chart", "indicator image", "GASF", "GADF", "recurrence")
+
+
+def window_encodings(prepared: Any, end: int, size: int = 64, chart_window: int | None = None,
+                     quantiles: tuple[float, float] = (0.01, 0.99)) -> dict[str, np.ndarray]:
+    """Every encoding of the window ending at row `end`, for display (the Encodings page).
+
+    "chart": uint8 (H, W, 3); "indicator image": (window, C) in [0, 1] scaled with train-only bounds;
+    "GASF"/"GADF"/"recurrence": (window, window) of the window's close prices.
+    """
+    window = int(prepared.window)
+    n_rows = len(prepared.features)
+    if not window - 1 <= int(end) < n_rows:
+        raise UserError(f"pick a bar between {window - 1} and {n_rows - 1} (a full window must precede it)")
+    ends = np.array([int(end)])
+    ohlcv = candles_to_array(prepared.candles)
+    cw = int(chart_window or min(window, size))
+    chart = render_candles(ohlcv[end - cw + 1: end + 1], size)[0]
+    scaler = fit_indicator_scaler(prepared.features,
+                                  train_rows_of(np.asarray(prepared.splits["train"]), window), quantiles)
+    close = ohlcv[end - window + 1: end + 1, 3]
+    return {
+        "chart": chart,
+        "indicator image": indicator_images(prepared.features, ends, window, scaler)[0],
+        "GASF": gramian_angular_field(close, "summation"),
+        "GADF": gramian_angular_field(close, "difference"),
+        "recurrence": recurrence_plot(close),
+    }
+
+
+def gallery_encodings(prepared: Any, ends: np.ndarray, kind: str, size: int = 64) -> np.ndarray:
+    """A stack of one encoding for many windows (for the gallery grouped by label)."""
+    ends = _check_ends(ends, int(prepared.window), len(prepared.features))
+    window = int(prepared.window)
+    ohlcv = candles_to_array(prepared.candles)
+    if kind == "chart":
+        cw = min(window, size)
+        rows = (ends - cw + 1)[:, None] + np.arange(cw)[None, :]
+        return render_candles(ohlcv[rows], size)
+    if kind == "indicator image":
+        scaler = fit_indicator_scaler(prepared.features,
+                                      train_rows_of(np.asarray(prepared.splits["train"]), window))
+        return indicator_images(prepared.features, ends, window, scaler)
+    rows = (ends - window + 1)[:, None] + np.arange(window)[None, :]
+    close = ohlcv[rows, 3]
+    if kind == "GASF":
+        return gramian_angular_field(close, "summation")
+    if kind == "GADF":
+        return gramian_angular_field(close, "difference")
+    if kind == "recurrence":
+        return recurrence_plot(close)
+    raise UserError(f"unknown encoding {kind!r}; choose one of {', '.join(ENCODING_NAMES)}")
+
+
+def gallery_ends(prepared: Any, split: str = "train", per_class: int = 6, seed: int = 0) -> np.ndarray:
+    """Up to `per_class` sample ends of each class from `split` (seeded random picks, in time order within a
+    class), concatenated in class order: the windows a gallery grouped by label shows."""
+    if split not in prepared.splits:
+        raise UserError(f"unknown split {split!r}; choose one of {', '.join(prepared.splits)}")
+    if per_class < 1:
+        raise UserError("show at least one example per class")
+    ends = np.asarray(prepared.splits[split], dtype=np.int64)
+    y = np.asarray(prepared.y)[ends]
+    rng = np.random.default_rng(seed)
+    picked = []
+    for k in range(len(prepared.class_names)):
+        of_k = ends[y == k]
+        if len(of_k) > per_class:
+            of_k = np.sort(rng.choice(of_k, per_class, replace=False))
+        picked.append(of_k)
+    return np.concatenate(picked) if picked else np.zeros(0, np.int64)

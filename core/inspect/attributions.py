@@ -1,0 +1,329 @@
+"""Attributions: which parts of an input window pushed the model towards a class.
+
+Written directly in torch (no captum dependency):
+- `saliency`: |d logit_target / d x| (Simonyan et al.).
+- `integrated_gradients`: (x - x') * integral_0^1 d logit / d x at x' + a (x - x') da, with Gauss-Legendre
+  quadrature (as captum's default); the result carries the completeness gap
+  sum(attributions) - (f(x) - f(x')), which is ~0 when enough steps are used.
+- `grad_cam`: ReLU(sum_c mean(dlogit/dA_c) * A_c) at a convolutional layer (by default the last one that
+  ran), upsampled to the input's time axis (1D models) or its H, W (2D models).
+`time_profile` reduces any of them to one score per time step for drawing over a candlestick chart.
+All functions work on one sample without the batch dimension, put the model in eval mode for the
+duration, and restore its mode afterwards. Targets are logits of the direction head (multitask models
+return a dict; its "direction" entry is used).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.errors import UserError
+
+Method = Literal["saliency", "integrated_gradients", "grad_cam"]
+METHODS: tuple[str, ...] = ("saliency", "integrated_gradients", "grad_cam")
+
+
+def _logits(out: object) -> torch.Tensor:
+    if isinstance(out, dict):
+        if "direction" not in out:
+            raise UserError("the model returns a dict without a 'direction' output to attribute")
+        out = out["direction"]
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        raise UserError("attributions need a model that returns logits of shape (batch, classes)")
+    return out
+
+
+class _EvalMode:
+    """Context: eval mode (dropout off, batch-norm running stats) restored to the previous mode on exit."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model, self.was = model, model.training
+
+    def __enter__(self) -> nn.Module:
+        self.model.eval()
+        return self.model
+
+    def __exit__(self, *exc: object) -> None:
+        self.model.train(self.was)
+
+
+def _input(model: nn.Module, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)
+    p = next(model.parameters(), None)
+    return t.detach().to(p.device if p is not None else "cpu")
+
+
+def predict_proba(model: nn.Module, x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Class probabilities (softmax of the logits) for one sample."""
+    xb = _input(model, x).unsqueeze(0)
+    with _EvalMode(model), torch.no_grad():
+        return torch.softmax(_logits(model(xb)), dim=1)[0].cpu().numpy()
+
+
+def _resolve_target(model: nn.Module, xb: torch.Tensor, target: int | None) -> int:
+    with torch.no_grad():
+        logits = _logits(model(xb))
+    n_classes = logits.shape[1]
+    if target is None:
+        return int(logits[0].argmax())
+    if not 0 <= int(target) < n_classes:
+        raise UserError(f"target class must be between 0 and {n_classes - 1}, got {target}")
+    return int(target)
+
+
+def saliency(model: nn.Module, x: torch.Tensor | np.ndarray, target: int | None = None,
+             absolute: bool = True) -> np.ndarray:
+    """Gradient of the target logit with respect to the input, same shape as `x`."""
+    xb = _input(model, x).unsqueeze(0)
+    with _EvalMode(model):
+        tgt = _resolve_target(model, xb, target)
+        xb.requires_grad_(True)
+        _logits(model(xb))[0, tgt].backward()
+        g = xb.grad[0].detach().cpu().numpy()
+    model.zero_grad(set_to_none=True)
+    return np.abs(g) if absolute else g
+
+
+@dataclass
+class IGResult:
+    attributions: np.ndarray  # same shape as x
+    delta: float  # sum(attributions) - (f(x) - f(baseline)): the completeness gap
+    f_x: float
+    f_baseline: float
+    target: int
+
+
+def integrated_gradients(
+    model: nn.Module,
+    x: torch.Tensor | np.ndarray,
+    target: int | None = None,
+    baseline: torch.Tensor | np.ndarray | None = None,
+    steps: int = 64,
+    batch_size: int = 32,
+) -> IGResult:
+    """Integrated gradients of the target logit from `baseline` (default zeros) to `x`."""
+    if steps < 1 or batch_size < 1:
+        raise UserError("integrated gradients need at least one step and a batch size of at least one")
+    xs = _input(model, x)
+    base = torch.zeros_like(xs) if baseline is None else _input(model, baseline)
+    if base.shape != xs.shape:
+        raise UserError(f"the baseline has shape {tuple(base.shape)}, the input {tuple(xs.shape)}")
+    nodes, weights = np.polynomial.legendre.leggauss(steps)
+    alphas = torch.as_tensor((nodes + 1) / 2, dtype=torch.float32, device=xs.device)
+    w = torch.as_tensor(weights / 2, dtype=torch.float32, device=xs.device)
+    diff = xs - base
+    total = torch.zeros_like(xs)
+    with _EvalMode(model):
+        tgt = _resolve_target(model, xs.unsqueeze(0), target)
+        for i in range(0, steps, batch_size):
+            a = alphas[i:i + batch_size].view(-1, *([1] * xs.ndim))
+            pts = (base.unsqueeze(0) + a * diff.unsqueeze(0)).requires_grad_(True)
+            out = _logits(model(pts))[:, tgt].sum()
+            (g,) = torch.autograd.grad(out, pts)
+            total += (g * w[i:i + batch_size].view_as(a)).sum(0)
+        with torch.no_grad():
+            f = _logits(model(torch.stack([xs, base])))[:, tgt]
+    attr = (diff * total).detach().cpu().numpy()
+    f_x, f_b = float(f[0]), float(f[1])
+    return IGResult(attr, float(attr.sum(dtype=np.float64) - (f_x - f_b)), f_x, f_b, tgt)
+
+
+@dataclass
+class GradCamResult:
+    cam: np.ndarray  # input spatial shape: (T,) for (C, T) input; (H, W) for (C, H, W) input; in [0, 1]
+    layer: str
+    layer_cam: np.ndarray  # at the layer's own resolution, before upsampling
+    target: int
+
+
+def conv_layers(model: nn.Module) -> list[str]:
+    """Names of the convolution layers (1D and 2D), in definition order."""
+    return [n for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d))]
+
+
+def grad_cam(model: nn.Module, x: torch.Tensor | np.ndarray, target: int | None = None,
+             layer: str | None = None) -> GradCamResult:
+    """Grad-CAM at `layer` (default: the last convolution executed in the forward pass whose output has
+    more than one position; a 1x1 map cannot localise anything)."""
+    xs = _input(model, x)
+    modules = dict(model.named_modules())
+    if layer is not None and layer not in modules:
+        raise UserError(f"the model has no layer named {layer!r}")
+    names = [layer] if layer is not None else conv_layers(model)
+    if not names:
+        raise UserError("Grad-CAM needs a convolutional layer; this model has none")
+    acts: dict[str, torch.Tensor] = {}
+    order: list[str] = []
+
+    def hook_for(name: str):
+        def hook(_m: nn.Module, _i: object, out: object) -> None:
+            if isinstance(out, torch.Tensor) and out.ndim in (3, 4):
+                acts[name] = out
+                order.append(name)
+        return hook
+
+    handles = [modules[n].register_forward_hook(hook_for(n)) for n in names]
+    try:
+        with _EvalMode(model):
+            xb = xs.unsqueeze(0).requires_grad_(True)  # so layers before a frozen stem still get grads
+            tgt = _resolve_target(model, xb.detach(), target)
+            order.clear()
+            acts.clear()
+            logit = _logits(model(xb))[0, tgt]
+            if not order:
+                raise UserError(f"layer {names[-1]!r} produced no (batch, channels, time[, width]) output")
+            # By default the last convolution whose output still has more than one position: after a deep
+            # ResNet on a small chart the last map is 1x1 and its CAM would say nothing about where or when.
+            resolved = [n for n in order if acts[n][0, 0].numel() > 1]
+            chosen = resolved[-1] if layer is None and resolved else order[-1]
+            a = acts[chosen]
+            (g,) = torch.autograd.grad(logit, a)
+    finally:
+        for h in handles:
+            h.remove()
+    spatial = tuple(range(2, a.ndim))
+    weights = g.mean(dim=spatial, keepdim=True)
+    cam = F.relu((weights * a).sum(dim=1, keepdim=True)).detach()  # (1, 1, T') or (1, 1, H', W')
+    target_size = xs.shape[-1:] if a.ndim == 3 else xs.shape[-2:]
+    mode = "linear" if a.ndim == 3 else "bilinear"
+    up = F.interpolate(cam, size=tuple(target_size), mode=mode, align_corners=False)[0, 0]
+    up = up / up.max() if float(up.max()) > 0 else up
+    raw = cam[0, 0].cpu().numpy()
+    return GradCamResult(up.cpu().numpy(), chosen, raw, tgt)
+
+
+def time_profile(attr: np.ndarray, input_kind: str, n_bars: int | None = None) -> np.ndarray:
+    """One non-negative score per time step from an attribution or CAM of one input.
+
+    sequence/flat: (C, T) or CAM (T,) -> (T,); indicator_image/orderbook_image: (1, T, C) or CAM (T, C) ->
+    (T,) (time runs down the rows); chart_image: (3, H, W) or CAM (H, W) -> per pixel column, then averaged
+    into `n_bars` candles when given (columns map to bars as the renderer draws them).
+    """
+    a = np.abs(np.asarray(attr, dtype=np.float64))
+    if input_kind in ("sequence", "flat"):
+        prof = a if a.ndim == 1 else a.reshape(-1, a.shape[-1]).sum(0)
+    elif input_kind in ("indicator_image", "orderbook_image"):
+        b = a[0] if a.ndim == 3 else a
+        prof = b.sum(axis=1)
+    elif input_kind == "chart_image":
+        b = a.sum(0) if a.ndim == 3 else a
+        prof = b.sum(axis=0)
+        if n_bars is not None:
+            from core.encodings.candlestick import _column_layout
+            bar, _, _ = _column_layout(int(n_bars), prof.shape[0])
+            prof = np.bincount(bar, weights=prof, minlength=n_bars) / np.bincount(bar, minlength=n_bars)
+    else:
+        raise UserError(f"unknown input kind {input_kind!r}")
+    return prof
+
+
+def attribute(model: nn.Module, x: torch.Tensor | np.ndarray, method: str, target: int | None = None,
+              **kwargs: object) -> np.ndarray:
+    """One attribution map by method name (for pages): saliency/IG give x's shape, Grad-CAM the CAM."""
+    if method == "saliency":
+        return saliency(model, x, target, **kwargs)
+    if method == "integrated_gradients":
+        return integrated_gradients(model, x, target, **kwargs).attributions
+    if method == "grad_cam":
+        return grad_cam(model, x, target, **kwargs).cam
+    raise UserError(f"unknown attribution method {method!r}; use one of {', '.join(METHODS)}")
+
+
+@dataclass
+class GradientRF:
+    """The effective (empirical) receptive field of a trained model, from input gradients."""
+
+    profile: np.ndarray       # (T,) share of the gradient mass per time step (bar for chart models), sums to 1
+    channel_time: np.ndarray  # (C, T) mean |gradient| per input channel/row and time step (for a heatmap)
+    span95: int               # fewest most-recent steps holding >= 95 % of the mass (how far back it looks)
+    centre_lag: float         # mass-weighted distance of the gradient from the last step, in steps
+    n_windows: int
+    analytic_rf: int | None = None  # the analytic receptive field in the same steps (bars), when known
+    source: str = "core.inspect.attributions"
+
+
+def gradient_receptive_field(model: nn.Module, windows: torch.Tensor | np.ndarray, input_kind: str,
+                             n_bars: int | None = None, batch_size: int = 64) -> GradientRF:
+    """How strongly each input time step moves the model's prediction, averaged over real windows.
+
+    For every window the gradient of its predicted-class logit with respect to the input is taken; |grad|
+    is reduced to one score per time step (`time_profile`), averaged over the windows and normalised to
+    sum to 1. `span95` counts back from the last bar (a trading model's prediction is made at the last
+    bar, so "how far back" is the question). Works for sequence and image inputs alike.
+    """
+    xs = torch.as_tensor(np.asarray(windows) if not isinstance(windows, torch.Tensor) else windows,
+                         dtype=torch.float32)
+    if xs.ndim < 3 or len(xs) == 0:
+        raise UserError("the effective receptive field needs a batch of windows (N, ...)")
+    p = next(model.parameters(), None)
+    dev = p.device if p is not None else torch.device("cpu")
+    grads = []
+    with _EvalMode(model):
+        for i in range(0, len(xs), batch_size):
+            xb = xs[i:i + batch_size].to(dev).requires_grad_(True)
+            logits = _logits(model(xb))
+            picked = logits.gather(1, logits.detach().argmax(1, keepdim=True)).sum()
+            (g,) = torch.autograd.grad(picked, xb)
+            grads.append(g.abs().detach().cpu().numpy())
+    model.zero_grad(set_to_none=True)
+    g = np.concatenate(grads).mean(axis=0)  # one mean |grad| map of the input's shape
+    if input_kind in ("sequence", "flat"):
+        ct = g.reshape(-1, g.shape[-1])
+    elif input_kind in ("indicator_image", "orderbook_image"):
+        ct = (g[0] if g.ndim == 3 else g).T  # (T, C) image -> (C, T)
+    elif input_kind == "chart_image":
+        ct = g.sum(0) if g.ndim == 3 else g  # (H, W): rows x pixel columns
+    else:
+        raise UserError(f"unknown input kind {input_kind!r}")
+    prof = time_profile(g, input_kind, n_bars)
+    total = prof.sum()
+    prof = prof / total if total > 0 else np.full_like(prof, 1.0 / len(prof))
+    from_end = np.cumsum(prof[::-1])
+    span = int(np.searchsorted(from_end, 0.95 - 1e-12) + 1)
+    lags = np.arange(len(prof))[::-1]
+    return GradientRF(prof, np.asarray(ct, dtype=np.float64), min(span, len(prof)),
+                      float((prof * lags).sum()), int(len(xs)))
+
+
+def run_receptive_field(model: nn.Module, windows: torch.Tensor | np.ndarray, input_kind: str,
+                        n_bars: int | None = None) -> GradientRF:
+    """The effective receptive field of a trained model on real windows, with its analytic bound.
+
+    Uses `core.inspect.receptive_field` (gradient map and analytic walk) when it is available and falls back
+    to `gradient_receptive_field`. For chart images the pixel columns are mapped back to candles, so every
+    figure is in bars back from the last bar.
+    """
+    x = np.asarray(windows, dtype=np.float32)
+    try:
+        from core.inspect import receptive_field as rfm
+
+        eff = rfm.effective_receptive_field(model, x, input_kind=input_kind)
+    except (ImportError, AttributeError):
+        return gradient_receptive_field(model, x, input_kind, n_bars)
+    grid = np.asarray(eff.grad_map, dtype=np.float64)  # (rows, steps) - steps are pixel columns for charts
+    if input_kind == "chart_image":
+        prof = time_profile(grid, "chart_image", n_bars)
+    else:
+        prof = grid.sum(axis=0)
+    total = prof.sum()
+    prof = prof / total if total > 0 else np.full_like(prof, 1.0 / len(prof))
+    from_end = np.cumsum(prof[::-1])
+    span = min(int(np.searchsorted(from_end, 0.95 - 1e-12) + 1), len(prof))
+    analytic = None
+    try:
+        axis = rfm.TIME_AXIS.get(input_kind, 0)
+        example = torch.as_tensor(x[:1])
+        rep = rfm.receptive_field(model, int(example.shape[2 + axis]), axis=axis, example=example)
+        analytic = int(rep.receptive_field)
+        if input_kind == "chart_image" and n_bars:
+            analytic = int(np.ceil(analytic * n_bars / example.shape[-1]))
+    except Exception:  # noqa: BLE001 - the analytic bound is extra information; the gradient map stands alone
+        analytic = None
+    lags = np.arange(len(prof))[::-1]
+    return GradientRF(prof, grid, span, float((prof * lags).sum()), int(len(x)), analytic,
+                      "core.inspect.receptive_field")

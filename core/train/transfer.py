@@ -1,0 +1,456 @@
+"""Transfer learning for the chart ResNet: pre-train on a source, fine-tune on the target with the early
+stages frozen, and train the same model from scratch on the same target split for an honest comparison.
+
+Sources of the starting weights:
+- `dataset:<id>`: pre-train the model on another dataset (another symbol, timeframe, or the offline market)
+  with the same data settings; the source run is a real run in the registry.
+- `run:<run_id>`: reuse an earlier run of the same model (e.g. a source run of a previous comparison).
+- `weights:<file>`: a torchvision resnet18 state_dict (`.pth`) placed in `workspace/pretrained/`
+  (loaded with `torch.load(weights_only=True)` by `core.models.load_torchvision_weights`).
+The classification head (`fc`) is always new for the target's classes. Frozen stages keep their weights
+*and* their batch-norm statistics (their BatchNorm layers stay in eval mode while the rest trains), so a
+frozen stage really is a fixed feature extractor from the source.
+
+Both target runs (fine-tuned and scratch) go through the same data preparation, the same `fit` loop,
+the same test split and the same baselines as `train_run`, and are saved in the run registry; a small
+record `workspace/transfer/<id>.json` ties the three runs together for the Encodings page.
+
+The trainer (`core.train.trainer.train_run`) builds its model internally, so the fine-tuned run is trained
+here with the trainer's public pieces (`prepare_for_run`, `build_source`, `fit`, `predictions_for`,
+`compare_to_baselines`, `runs.save_run`) and an init step between model creation and `fit`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from core.errors import UserError
+from core.progress import CancelToken, Progress, ProgressCallback
+from core.train.config import DataConfig, TrainConfig, from_dict
+from core.workspace import atomic_write_json, read_json, safe_name, ws_path, workspace_root
+
+PRETRAINED_DIR = "pretrained"
+RECORDS_DIR = "transfer"
+DEFAULT_MODEL = "chart_resnet18"
+HEAD_PREFIXES = ("fc.",)
+
+
+# ------------------------------------------------------------------------------------------ weight files
+
+def pretrained_dir() -> Path:
+    d = ws_path(PRETRAINED_DIR)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def list_weight_files() -> list[str]:
+    """File names of the `.pth`/`.pt` state_dicts placed in `workspace/pretrained/`."""
+    return sorted(p.name for p in pretrained_dir().iterdir()
+                  if p.is_file() and p.suffix in (".pth", ".pt") and not p.name.startswith("."))
+
+
+def weight_file(name: str) -> Path:
+    try:
+        safe_name(name)
+    except ValueError:
+        raise UserError(f"{name!r} is not a valid weights file name") from None
+    path = pretrained_dir() / name
+    if not path.is_file():
+        raise UserError(f"there is no weights file {name!r} in {pretrained_dir()}; place a torchvision "
+                        f"resnet18 .pth there first")
+    return path
+
+
+# --------------------------------------------------------------------------------------- init and freeze
+
+def _models_helper(name: str) -> Callable[..., Any]:
+    """A chart-ResNet helper from the model registry (exported by core.models or its chart_resnet module)."""
+    import core.models as models
+
+    fn = getattr(models, name, None)
+    if fn is None:
+        from core.models import chart_resnet
+
+        fn = getattr(chart_resnet, name)
+    return fn
+
+
+def _is_head(key: str) -> bool:
+    return key.startswith(HEAD_PREFIXES)
+
+
+def init_from_state_dict(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> dict[str, Any]:
+    """Copy every tensor of `state` whose name and shape match the model's, except the head.
+
+    Raises a UserError when nothing but the head would load (a different architecture or width).
+    """
+    own = model.state_dict()
+    loaded, skipped = [], []
+    for k, v in state.items():
+        if _is_head(k):
+            continue
+        if k in own and tuple(own[k].shape) == tuple(v.shape):
+            loaded.append(k)
+        else:
+            skipped.append(k)
+    body = [k for k in own if not _is_head(k)]
+    if not loaded:
+        raise UserError(f"no weights of {what} fit this model (different architecture or width)")
+    missing = [k for k in body if k not in loaded]
+    if missing:
+        raise UserError(f"{what} does not cover this model: {len(missing)} of {len(body)} tensors are missing or "
+                        f"have other shapes (e.g. {missing[0]}); use the same model settings (width) as the source")
+    with torch.no_grad():
+        for k in loaded:
+            own[k].copy_(state[k].to(own[k].dtype))
+    return {"loaded_tensors": len(loaded), "skipped_tensors": len(skipped)}
+
+
+def init_from_run(model: nn.Module, run_id: str) -> dict[str, Any]:
+    """Start from the body of an earlier run's best weights (the run's model.pt)."""
+    from core.train import runs as registry
+
+    folder = registry.run_path(run_id)
+    if not (folder / "model.pt").is_file():
+        raise UserError(f"run {run_id!r} has no saved weights (model.pt)")
+    state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
+    return init_from_state_dict(model, state, f"run {run_id}")
+
+
+def init_from_weights_file(model: nn.Module, name: str) -> dict[str, Any]:
+    """Start from a torchvision resnet18 state_dict in workspace/pretrained (all but `fc`)."""
+    path = weight_file(name)
+    load_torchvision_weights = _models_helper("load_torchvision_weights")
+    try:
+        out = load_torchvision_weights(model, path.relative_to(workspace_root()))
+    except UserError:
+        raise
+    except (RuntimeError, KeyError, ValueError, AttributeError) as exc:
+        raise UserError(f"{name} is not a torchvision resnet18 state_dict for this model: {exc}") from None
+    return {"weights_file": name, "loaded_tensors": int(out.get("loaded", 0))}
+
+
+def freeze_early_stages(model: nn.Module, n: int) -> list[str]:
+    """Freeze the first `n` stages of the chart ResNet (0 = none, 1 = the stem, 2 = stem + layer1, ...,
+    5 = everything but the head) with `core.models.freeze_stages`: frozen parameters stop learning and
+    their BatchNorm layers keep the source's statistics. Returns the names of the frozen parameters."""
+    freeze_stages = _models_helper("freeze_stages")
+    n = int(n)
+    if n:
+        try:
+            freeze_stages(model, n)
+        except AttributeError:
+            raise UserError("this model has no ResNet stages to freeze; use freeze 0") from None
+    return [nm for nm, p in model.named_parameters() if not p.requires_grad]
+
+
+# ----------------------------------------------------------------------------------------- one target run
+
+def _configs(data_config: Any, train_config: Any) -> tuple[DataConfig, TrainConfig]:
+    data = data_config if isinstance(data_config, DataConfig) else from_dict(DataConfig, data_config)
+    train = train_config if isinstance(train_config, TrainConfig) else from_dict(TrainConfig, train_config)
+    data.validate()
+    train.validate()
+    if data.label == "multitask":
+        raise UserError("transfer learning here is for classification labels; pick direction3, binary or "
+                        "vol_scaled")
+    return data, train
+
+
+def train_with_init(
+    dataset_id: str,
+    model_name: str,
+    model_config: Optional[dict[str, Any]],
+    data_config: DataConfig | dict[str, Any],
+    train_config: TrainConfig | dict[str, Any],
+    init: Optional[Callable[[nn.Module], dict[str, Any]]] = None,
+    freeze_stages: int = 0,
+    transfer_info: Optional[dict[str, Any]] = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+    name: Optional[str] = None,
+    candles: Optional[pd.DataFrame] = None,
+) -> Any:
+    """`train_run` with a step between creating the model and training it: `init(model)` loads starting
+    weights, then the stem and the first `freeze_stages` stages are frozen. Saved as a normal run whose
+    config carries `transfer` (what was loaded, what was frozen). Returns the trainer's RunResult."""
+    from core.models import create_model, get_spec
+    from core.train import runs as registry
+    from core.train.baselines import fit_baselines
+    from core.train.metrics import classification_metrics
+    from core.train.trainer import (RunResult, build_source, compare_to_baselines, datetime_now, fit,
+                                    predict_outputs, predictions_for, prepare_for_run, resolve_device)
+
+    data, train = _configs(data_config, train_config)
+    try:
+        input_kind = get_spec(model_name).input_kind
+    except KeyError as exc:
+        raise UserError(f"unknown model {model_name!r}") from exc
+    model_config = dict(model_config or {})
+
+    def stage(s: str, msg: str) -> None:
+        if cancel is not None and s in ("prepare", "train"):
+            cancel.raise_if_cancelled()
+        if progress is not None:
+            progress(Progress(s, 0, None, msg))
+
+    stage("prepare", f"preparing {dataset_id} for {model_name}")
+    config: dict[str, Any] = {"dataset_id": dataset_id, "model_name": model_name, "model_config": model_config,
+                              "data_config": asdict(data), "train_config": asdict(train)}
+    if candles is None:
+        from core.data.store import load_candles
+
+        candles = load_candles(dataset_id)
+    prepared = prepare_for_run(config, candles)
+    from core.encodings.samples import selectable_ends
+
+    class_names = [str(c) for c in prepared.class_names]
+    n_classes = len(class_names)
+    train_ends = selectable_ends(prepared, "train")
+    if train.max_train_samples:
+        train_ends = train_ends[-int(train.max_train_samples):]
+    src = {s: build_source(prepared, input_kind, s, data.encoding, None, train_ends if s == "train" else None)
+           for s in ("train", "val", "test")}
+    if len(src["test"]) < 1:
+        raise UserError("the test split is empty: use a longer dataset or a larger test share")
+    device = resolve_device(train)
+    sample = src["train"].get(np.arange(min(2, len(src["train"]))), torch.device("cpu"))["x"]
+    in_channels = int(sample.shape[1])
+    torch.manual_seed(train.seed)
+    np.random.seed(train.seed)
+    try:
+        model = create_model(model_name, in_channels, n_classes, **model_config)
+    except TypeError as exc:
+        raise UserError(f"model {model_name!r} does not accept these settings: {exc}") from exc
+    info = dict(transfer_info or {})
+    if init is not None:
+        stage("init", f"loading starting weights ({info.get('source', 'given')})")
+        info.update(init(model))
+    frozen = freeze_early_stages(model, freeze_stages)
+    n_trainable = int(sum(p.numel() for p in model.parameters() if p.requires_grad))
+    info.update(freeze_stages=int(freeze_stages), frozen_tensors=len(frozen), trainable_params=n_trainable)
+
+    stage("train", f"fine-tuning {model_name} on {len(src['train'])} samples ({n_trainable:,} trainable "
+                   f"parameters)")
+    fr = fit(model, src["train"], src["val"], train, n_classes, device, progress, cancel)
+
+    stage("evaluate", "scoring the test split")
+    config = dict(config, class_names=class_names, input_kind=input_kind,
+                  feature_names=list(prepared.feature_names), in_channels=in_channels, targets_scaling=None,
+                  device=str(device))
+    preds = predictions_for(model, prepared, config, "test", device)
+    val_proba = predict_outputs(model, src["val"], device, train.eval_batch_size, train)["proba"]
+    y_test = preds["y_true"].to_numpy()
+    proba = preds[[f"prob_{c}" for c in class_names]].to_numpy()
+    metrics = classification_metrics(y_test, proba, class_names)
+    val_metrics = classification_metrics(src["val"].labels, val_proba, class_names)
+    bl_proba: dict[str, np.ndarray] = {}
+    baselines: dict[str, dict[str, Any]] = {}
+    if train.baselines:
+        stage("baselines", f"fitting baselines: {', '.join(train.baselines)}")
+        bl = fit_baselines(prepared.features, prepared.y, train_ends, selectable_ends(prepared, "test"),
+                           int(prepared.window), n_classes, train.baselines, train.seed, train.baseline_features)
+        bl_proba = {k: b.proba for k, b in bl.items()}
+        baselines = {k: dict(classification_metrics(y_test, b.proba, class_names), description=b.description)
+                     for k, b in bl.items()}
+    vs = compare_to_baselines(y_test, proba, bl_proba, n_classes, data.horizon, train.n_boot, train.seed,
+                              train.compare_metric)
+    n_params = int(sum(p.numel() for p in model.parameters()))
+    config.update(status=fr.status, created_at=datetime_now(), name=name or "", n_params=n_params,
+                  best_epoch=fr.best_epoch, train_seconds=fr.train_seconds, class_weights_used=fr.class_weights,
+                  n_samples={s: len(v) for s, v in src.items()},
+                  test_start=str(preds["timestamp"].iloc[0]), test_end=str(preds["timestamp"].iloc[-1]),
+                  transfer=info, versions={"torch": torch.__version__, "numpy": np.__version__})
+    run_id = registry.new_run_id(model_name, {k: config[k] for k in
+                                              ("dataset_id", "model_config", "data_config", "train_config",
+                                               "transfer")})
+    config["name"] = name or run_id
+    metrics_doc = {"status": fr.status, "metrics": metrics, "val_metrics": val_metrics, "baselines": baselines,
+                   "vs_best_baseline": vs, "best_epoch": fr.best_epoch, "epochs_run": len(fr.history),
+                   "train_seconds": fr.train_seconds, "samples_per_second": fr.samples_per_second}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    path = registry.save_run(run_id, config, fr.history, metrics_doc, state, prepared.scaler, preds)
+    if fr.status.startswith("failed"):
+        raise UserError(f"fine-tuning {fr.status}; the best weights before that were saved as run {run_id}")
+    if progress is not None:
+        progress(Progress("done", 1, 1, f"saved run {run_id} ({fr.status})", {"run_id": run_id}))
+    return RunResult(run_id, path, fr.status, metrics, val_metrics, baselines, vs, fr.history, config, preds)
+
+
+# ----------------------------------------------------------------------------------- the whole comparison
+
+@dataclass
+class TransferSpec:
+    """What to compare. `source` is `dataset:<id>`, `run:<run_id>` or `weights:<file in workspace/pretrained>`."""
+
+    target_dataset_id: str
+    source: str
+    freeze_stages: int = 1
+    model_name: str = DEFAULT_MODEL
+    model_config: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)          # target runs (fine-tune and scratch)
+    source_train: Optional[TrainConfig] = None                       # pre-training (default: `train`)
+
+    def parsed_source(self) -> tuple[str, str]:
+        kind, _, ref = str(self.source).partition(":")
+        if kind not in ("dataset", "run", "weights") or not ref:
+            raise UserError("the source must be 'dataset:<id>', 'run:<run id>' or 'weights:<file>'")
+        return kind, ref
+
+
+@dataclass
+class TransferResult:
+    record_id: str
+    source_run_id: Optional[str]
+    finetuned_run_id: str
+    scratch_run_id: str
+    metrics: dict[str, dict[str, Any]]  # "fine-tuned" / "scratch" -> test metrics
+
+
+class _Stages:
+    """Relays progress with the phase named, and a fraction over the whole comparison."""
+
+    def __init__(self, progress: Optional[ProgressCallback], n_phases: int) -> None:
+        self.progress, self.n, self.i, self.name = progress, n_phases, 0, ""
+
+    def start(self, name: str) -> None:
+        self.name = name
+        if self.progress is not None:
+            self.progress(Progress("phase", self.i, self.n, name))
+        self.i += 1
+
+    def __call__(self, p: Progress) -> None:
+        if self.progress is None:
+            return
+        msg = f"{self.name}: {p.message}" if p.message else self.name
+        if p.stage == "batch" and p.total:
+            frac = (self.i - 1 + p.done / p.total) / self.n
+            self.progress(Progress("batch", int(frac * 1000), 1000, msg, p.metrics))
+        else:
+            self.progress(Progress(p.stage, p.done, p.total, msg, p.metrics))
+
+
+def transfer_vs_scratch(spec: TransferSpec, progress: Optional[ProgressCallback] = None,
+                        cancel: Optional[CancelToken] = None) -> TransferResult:
+    """Pre-train (if the source is a dataset), fine-tune on the target with early stages frozen, train the
+    same model from scratch on the target, and record the three runs together."""
+    from core.models import get_spec
+    from core.train.trainer import train_run
+
+    kind, ref = spec.parsed_source()
+    try:
+        ik = get_spec(spec.model_name).input_kind
+    except KeyError as exc:
+        raise UserError(f"unknown model {spec.model_name!r}") from exc
+    if ik != "chart_image":
+        raise UserError(f"transfer vs scratch is for chart models; {spec.model_name} reads {ik}")
+    if kind == "dataset" and ref == spec.target_dataset_id:
+        raise UserError("the source dataset is the target itself: pick another symbol, timeframe or the "
+                        "offline market as the source")
+    data, train = _configs(spec.data, spec.train)
+    phases = _Stages(progress, 3 if kind == "dataset" else 2)
+    source_run_id: Optional[str] = None
+    if kind == "dataset":
+        phases.start(f"pre-training on {ref}")
+        src = train_run(ref, spec.model_name, spec.model_config, data, spec.source_train or train,
+                        progress=phases, cancel=cancel, name=f"source: {spec.model_name} on {ref}")
+        source_run_id = src.run_id
+        source_desc = f"dataset:{ref} (run {source_run_id})"
+        init: Callable[[nn.Module], dict[str, Any]] = lambda m: init_from_run(m, source_run_id)  # noqa: E731
+    elif kind == "run":
+        from core.train.runs import load_run
+
+        src_cfg = load_run(ref).config
+        if src_cfg.get("model_name") != spec.model_name:
+            raise UserError(f"run {ref} is a {src_cfg.get('model_name')}, not a {spec.model_name}")
+        source_run_id = ref
+        source_desc = f"run:{ref}"
+        init = lambda m: init_from_run(m, ref)  # noqa: E731
+    else:
+        weight_file(ref)  # fail before any training when the file is missing
+        source_desc = f"weights:{ref}"
+        init = lambda m: init_from_weights_file(m, ref)  # noqa: E731
+
+    phases.start(f"fine-tuning on {spec.target_dataset_id}")
+    ft = train_with_init(spec.target_dataset_id, spec.model_name, spec.model_config, data, train, init,
+                         spec.freeze_stages, {"source": source_desc, "source_run_id": source_run_id},
+                         progress=phases, cancel=cancel,
+                         name=f"fine-tuned: {spec.model_name} from {source_desc.split(' ')[0]}, "
+                              f"{spec.freeze_stages} stage(s) frozen")
+    phases.start(f"training from scratch on {spec.target_dataset_id}")
+    sc = train_run(spec.target_dataset_id, spec.model_name, spec.model_config, data, train,
+                   progress=phases, cancel=cancel, name=f"scratch: {spec.model_name} (transfer baseline)")
+    record_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{ft.run_id[-6:]}"
+    record = {"id": record_id, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "target_dataset_id": spec.target_dataset_id, "source": source_desc,
+              "source_run_id": source_run_id, "finetuned_run_id": ft.run_id, "scratch_run_id": sc.run_id,
+              "freeze_stages": int(spec.freeze_stages), "model_name": spec.model_name,
+              "model_config": spec.model_config, "data_config": asdict(data), "train_config": asdict(train)}
+    atomic_write_json(_records_dir() / f"{safe_name(record_id)}.json", record)
+    return TransferResult(record_id, source_run_id, ft.run_id, sc.run_id,
+                          {"fine-tuned": ft.metrics, "scratch": sc.metrics})
+
+
+def _records_dir() -> Path:
+    d = ws_path(RECORDS_DIR)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def list_comparisons() -> list[dict[str, Any]]:
+    """Recorded comparisons, newest first (records whose files cannot be read are skipped)."""
+    out = []
+    for p in _records_dir().glob("*.json"):
+        try:
+            out.append(read_json(p))
+        except (OSError, ValueError):
+            continue
+    out.sort(key=lambda r: str(r.get("created_at", "")), reverse=True)
+    return out
+
+
+COMPARE_KEYS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "log_loss")
+
+
+def comparison_table(record: dict[str, Any]) -> pd.DataFrame:
+    """Test metrics of the fine-tuned and the scratch run side by side (and their difference), read from the
+    registry; a run deleted since is reported as a UserError naming it."""
+    from core.train.runs import load_run
+
+    cols = {}
+    for label, key in (("fine-tuned", "finetuned_run_id"), ("scratch", "scratch_run_id")):
+        rid = record.get(key)
+        try:
+            run = load_run(rid)
+        except UserError:
+            raise UserError(f"the {label} run {rid} of this comparison was deleted") from None
+        m = run.metrics.get("metrics") or {}
+        cols[label] = [m.get(k) for k in COMPARE_KEYS] + [run.metrics.get("best_epoch"),
+                                                          run.metrics.get("train_seconds")]
+    df = pd.DataFrame(cols, index=[*COMPARE_KEYS, "best_epoch", "train_seconds"])
+    a = pd.to_numeric(df["fine-tuned"], errors="coerce")
+    b = pd.to_numeric(df["scratch"], errors="coerce")
+    df["fine-tuned - scratch"] = a - b
+    df.index.name = "metric"
+    return df
+
+
+def comparison_metrics(record: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{"fine-tuned": {...}, "scratch": {...}} test metrics (for the bar figure)."""
+    t = comparison_table(record)
+    return {c: {k: (None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v))
+                for k, v in t[c].items() if k in COMPARE_KEYS} for c in ("fine-tuned", "scratch")}
+
+
+def workspace_hint() -> str:
+    """Where a user puts torchvision weights (for the page's help text)."""
+    return str(Path(workspace_root()) / PRETRAINED_DIR)

@@ -1,0 +1,201 @@
+"""Inspect: look inside a trained run. Pick a window of its test period (click the price chart, or by date),
+see the input channels, the feature maps of every layer, the most active channels, attributions over time
+drawn under the candles, the predicted probabilities and the effective receptive field. Thin: widgets in,
+core calls, core.viz figures out."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from ui.common import page_setup, show_error
+
+page_setup("Inspect")
+st.title("Inspect a trained model")
+
+from core.train.runs import list_runs, load_run  # noqa: E402
+
+runs = [r for r in list_runs() if not str(r.status).startswith("failed")]
+if not runs:
+    st.info("No trained runs yet: train one on the Train page (the quick preset takes under a minute), then "
+            "come back to look inside it.")
+    st.stop()
+
+from core.encodings.samples import end_near, sample_batch, sample_for_run, selectable_ends  # noqa: E402
+from core.inspect import attributions as attr  # noqa: E402
+from core.inspect.feature_maps import capture_feature_maps, most_active_channels  # noqa: E402
+from core.viz import encodings as ve  # noqa: E402
+from core.viz import inspect as vi  # noqa: E402
+
+labels = {r.run_id: f"{r.name} · {r.model_name} on {r.dataset_id}" for r in runs}
+rid = st.selectbox("Run", list(labels), format_func=labels.get, key="insp_run")
+
+
+@st.cache_resource(show_spinner="Loading the run's model and data...", max_entries=3)
+def _load(run_id: str):
+    run = load_run(run_id)
+    return run, run.prepare(), run.model("cpu")
+
+
+try:
+    run, prepared, model = _load(rid)
+except Exception as exc:  # noqa: BLE001 - a deleted dataset, a broken run: a sentence, not a trace
+    show_error(exc)
+    st.stop()
+
+cfg = run.config
+kind = str(cfg.get("input_kind") or "sequence")
+class_names = run.class_names
+ends = selectable_ends(prepared, "test")
+if len(ends) == 0:
+    st.warning("This run's test period holds no labelled windows.")
+    st.stop()
+stamps = pd.DatetimeIndex(prepared.timestamps[ends])
+m = (run.metrics.get("metrics") or {})
+st.caption(f"{cfg.get('model_name')} · input **{kind}** · {len(ends):,} test windows "
+           f"{stamps[0]:%Y-%m-%d} .. {stamps[-1]:%Y-%m-%d} · test accuracy "
+           f"{m.get('accuracy', float('nan')):.3f}")
+
+# ------------------------------------------------------------------------------------------ choose a window
+ss = st.session_state
+if ss.get("_insp_pos_for") != rid or not 0 <= int(ss.get("insp_pos", -1)) < len(ends):
+    ss["insp_pos"] = len(ends) - 1
+    ss["_insp_pos_for"] = rid
+
+
+def _pos_of(when) -> int:
+    return int(np.searchsorted(ends, end_near(prepared, ends, when)))
+
+
+def _on_click() -> None:
+    pts = ((ss.get("insp_price") or {}).get("selection") or {}).get("points") or []
+    if pts and pts[0].get("x") is not None:
+        ss["insp_pos"] = _pos_of(pts[0]["x"])
+
+
+def _on_date() -> None:
+    if ss.get("insp_date") is not None:
+        ss["insp_pos"] = _pos_of(pd.Timestamp(ss["insp_date"]) + pd.Timedelta(hours=12))
+
+
+c1, c2 = st.columns([1, 1])
+c1.date_input("Jump to date (UTC)", value=None, min_value=stamps[0].date(), max_value=stamps[-1].date(),
+              key="insp_date", on_change=_on_date)
+c2.number_input(f"Test window # (0 .. {len(ends) - 1})", 0, len(ends) - 1, key="insp_pos")
+pos = int(ss["insp_pos"])
+end = int(ends[pos])
+close = pd.Series(prepared.candles["close"].to_numpy()[ends], index=stamps)
+st.plotly_chart(vi.test_set_figure(close, run.predictions, class_names, selected=stamps[pos]), width="stretch",
+                key="insp_price", on_select=_on_click, selection_mode="points")
+
+try:
+    sample = sample_for_run(prepared, cfg, end)
+except Exception as exc:  # noqa: BLE001 - e.g. an order book that was deleted since training
+    show_error(exc)
+    st.stop()
+probs = attr.predict_proba(model, sample.x)
+pred = int(np.argmax(probs))
+truth = f"actual **{class_names[sample.y]}**" if sample.y >= 0 else "actual: undefined"
+st.markdown(f"Window ending **{sample.timestamp:%Y-%m-%d %H:%M} UTC** ({sample.n_bars} bars): predicted "
+            f"**{class_names[pred]}** ({probs[pred]:.0%}), {truth}.")
+
+
+@st.cache_data(show_spinner="Capturing feature maps...", max_entries=4)
+def _feature_maps(run_id: str, end: int, _model, _x):
+    return capture_feature_maps(_model, _x)
+
+
+@st.cache_data(show_spinner="Computing attributions...", max_entries=16)
+def _attributions(run_id: str, end: int, methods: tuple, target, steps: int, kind: str, n_bars: int, _model, _x):
+    """Per method: one score per bar; failures (e.g. Grad-CAM without a convolution) as sentences."""
+    profiles, notes, gap = {}, [], None
+    for method in methods:
+        try:
+            if method == "integrated_gradients":
+                ig = attr.integrated_gradients(_model, _x, target, steps=steps)
+                raw, gap = ig.attributions, (ig.delta, ig.f_x - ig.f_baseline)
+            else:
+                raw = attr.attribute(_model, _x, method, target)
+            profiles[method] = attr.time_profile(raw, kind, n_bars)
+        except Exception as exc:  # noqa: BLE001 - one method failing leaves the others
+            notes.append(f"{method.replace('_', ' ')}: {exc}")
+    return profiles, notes, gap
+
+
+@st.cache_data(show_spinner="Computing input gradients over test windows...", max_entries=8)
+def _erf(run_id: str, n: int, n_bars: int, _model, _prepared, _cfg, _ends):
+    pick = _ends[np.unique(np.linspace(0, len(_ends) - 1, min(n, len(_ends))).round().astype(int))]
+    return attr.run_receptive_field(_model, sample_batch(_prepared, _cfg, pick), _cfg["input_kind"], n_bars)
+
+
+tabs = st.tabs(["Input and prediction", "Feature maps", "Attributions", "Receptive field"])
+
+# ----------------------------------------------------------------------------------------- input, prediction
+with tabs[0]:
+    left, right = st.columns([2, 1])
+    if kind == "chart_image":
+        left.plotly_chart(ve.window_with_encodings_figure(
+            sample.candles, {"what the model sees": (np.clip(sample.x.transpose(1, 2, 0), 0, 1) * 255).astype(np.uint8)}),
+            width="stretch", key="insp_input")
+    else:
+        left.plotly_chart(vi.input_channels_figure(sample.x, sample.channel_names,
+                                                   sample.candles.index if kind != "orderbook_image" else None),
+                          width="stretch", key="insp_input")
+    right.plotly_chart(vi.probabilities_figure(probs, class_names, sample.y if sample.y >= 0 else None),
+                       width="stretch", key="insp_probs")
+
+# ------------------------------------------------------------------------------------------- feature maps
+with tabs[1]:
+    maps = _feature_maps(rid, end, model, sample.x)
+    names = [n for n, a in maps.items() if a.ndim >= 1]
+    shaped = {n: f"{n}  {tuple(maps[n].shape)}" for n in names}
+    spatial = [n for n in names if maps[n].ndim >= 2 and maps[n][0].size > 1]  # not pooled to 1x1
+    default = spatial[-1] if spatial else names[-1]
+    if ss.get("_insp_layer_for") != rid:
+        ss["insp_layer"] = default
+        ss["_insp_layer_for"] = rid
+    a, b = st.columns([3, 1])
+    layer = a.selectbox(f"Layer ({len(names)} captured by forward hooks, in execution order)", names,
+                        format_func=shaped.get, key="insp_layer")
+    k = int(b.slider("Most active channels", 1, 16, 6, key="insp_topk"))
+    fmap = maps[layer]
+    st.plotly_chart(vi.feature_map_figure(layer, fmap), width="stretch", key="insp_fmap")
+    top = most_active_channels(fmap, k)
+    st.plotly_chart(vi.most_active_channels_figure(layer, fmap, top), width="stretch", key="insp_top")
+    st.caption("Channels ranked by mean |activation| over their positions for this window: "
+               + ", ".join(f"ch {c} ({s:.3g})" for c, s in top))
+
+# ------------------------------------------------------------------------------------------- attributions
+with tabs[2]:
+    a, b, c = st.columns(3)
+    methods = a.multiselect("Methods", list(attr.METHODS), list(attr.METHODS), key="insp_methods",
+                            format_func=lambda s: s.replace("_", " "))
+    target = b.selectbox("Explain the class", ["predicted", *class_names], key="insp_target")
+    steps = int(c.select_slider("Integrated-gradients steps", [16, 32, 64, 128], 32, key="insp_ig_steps"))
+    tgt = None if target == "predicted" else class_names.index(target)
+    profiles, notes, ig_gap = _attributions(rid, end, tuple(methods), tgt, steps, kind, sample.n_bars, model, sample.x)
+    if profiles:
+        st.plotly_chart(vi.attribution_figure(sample.candles, profiles,
+                                              title=f"what pushed the model towards "
+                                                    f"{class_names[tgt if tgt is not None else pred]}"),
+                        width="stretch", key="insp_attr")
+    for n in notes:
+        st.warning(n)
+    if ig_gap is not None:
+        st.caption(f"Integrated gradients completeness gap: {ig_gap[0]:+.2e} (sum of attributions minus "
+                   f"f(x) - f(baseline) = {ig_gap[1]:+.3f}); small means enough steps.")
+
+# ----------------------------------------------------------------------------------------- receptive field
+with tabs[3]:
+    n_win = int(st.select_slider("Test windows to average over", [8, 16, 32, 64, 128], 32, key="insp_erf_n"))
+
+    try:
+        erf = _erf(rid, n_win, sample.n_bars, model, prepared, cfg, ends)
+        rows = sample.channel_names if kind != "chart_image" else None
+        st.plotly_chart(vi.receptive_field_figure(erf.profile, erf.span95, erf.channel_time, rows, erf.analytic_rf),
+                        width="stretch", key="insp_erf")
+        st.caption(f"Averaged over {erf.n_windows} test windows: 95 % of the gradient mass lies in the last "
+                   f"**{erf.span95}** of {len(erf.profile)} bars; centre of mass {erf.centre_lag:.1f} bars back"
+                   + (f"; analytic receptive field {erf.analytic_rf} bars" if erf.analytic_rf else "") + ".")
+    except Exception as exc:  # noqa: BLE001
+        show_error(exc)

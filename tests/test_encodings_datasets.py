@@ -1,0 +1,134 @@
+"""make_dataset: what the 2D models receive from a PreparedData and sample ends."""
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from core.encodings.candlestick import render_candles
+from core.encodings.datasets import covered_ends, make_dataset
+from core.errors import UserError
+
+WINDOW = 16
+
+
+def _prepared(t=120, c=4, seed=0):
+    """A PreparedData as core.features.prepare_dataset returns it (fields per docs/ARCHITECTURE.md)."""
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2024-01-01", periods=t, freq="1h", tz="UTC", name="timestamp")
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, t)))
+    open_ = np.r_[close[0], close[:-1]]
+    candles = pd.DataFrame({
+        "open": open_, "high": np.maximum(open_, close) * 1.003, "low": np.minimum(open_, close) * 0.997,
+        "close": close, "volume": rng.random(t) + 0.5}, index=idx)
+    candles.attrs.update(source="test", symbol="BTC/USDT", timeframe="1h")
+    ends = np.arange(WINDOW - 1, t)
+    n = len(ends)
+    splits = {"train": ends[: int(n * 0.7)], "val": ends[int(n * 0.7): int(n * 0.85)],
+              "test": ends[int(n * 0.85):]}
+    return SimpleNamespace(
+        features=rng.normal(size=(t, c)).astype(np.float32), feature_names=[f"f{i}" for i in range(c)],
+        timestamps=idx, y=rng.integers(0, 3, t).astype(np.int64), splits=splits, window=WINDOW,
+        candles=candles, class_names=["down", "flat", "up"], scaler=None, targets=None)
+
+
+def test_indicator_image_items_and_train_only_scaling():
+    p = _prepared()
+    ds = make_dataset(p, p.splits["test"], "indicator_image")
+    x, y = ds[3]
+    assert x.shape == (1, WINDOW, 4) and x.dtype == torch.float32 and y.dtype == torch.long
+    assert 0 <= x.min() and x.max() <= 1
+    assert int(y) == p.y[p.splits["test"][3]]
+    # a different test segment leaves every training item unchanged
+    q = _prepared()
+    q.features = p.features.copy()
+    q.features[p.splits["test"][0]:] += 100.0
+    a, b = make_dataset(p, p.splits["train"], "indicator_image"), make_dataset(q, q.splits["train"],
+                                                                                   "indicator_image")
+    for i in (0, len(a) // 2, len(a) - 1):
+        torch.testing.assert_close(a[i][0], b[i][0])
+
+
+def test_chart_image_rendered_lazily_in_batches_and_cached():
+    p = _prepared()
+    ds = make_dataset(p, p.splits["val"], "chart_image", size=64)
+    loader = DataLoader(ds, batch_size=5, shuffle=False)
+    xb, yb = next(iter(loader))
+    assert xb.shape == (5, 3, 64, 64) and xb.dtype == torch.float32 and yb.shape == (5,)
+    assert 0 <= xb.min() and xb.max() <= 1 and xb.max() > 0.5
+    end = p.splits["val"][2]
+    window = p.candles[["open", "high", "low", "close", "volume"]].to_numpy()[end - WINDOW + 1: end + 1]
+    expect = torch.from_numpy(render_candles(window, 64)[0]).permute(2, 0, 1).float() / 255
+    torch.testing.assert_close(xb[2], expect)
+    assert len(ds._cache) == 5
+    torch.testing.assert_close(ds[2][0], expect)  # served from the cache
+    small = make_dataset(p, p.splits["val"], "chart_image", size=64, cache_items=3)
+    small.__getitems__(list(range(6)))
+    assert len(small._cache) == 3
+
+
+def test_orderbook_image_from_aligned_snapshots():
+    p = _prepared(t=60)
+    rows = []
+    for i, t in enumerate(p.candles.index):
+        mid = p.candles["close"].iloc[i]
+        snap = t + pd.Timedelta(minutes=59)  # just before the candle closes
+        for lvl in range(1, 6):
+            rows.append((snap, "bid", lvl, mid * (1 - 0.001 * lvl), 10.0 * lvl + i))
+            rows.append((snap, "ask", lvl, mid * (1 + 0.001 * lvl), 5.0 * lvl))
+    book = pd.DataFrame(rows, columns=["timestamp", "side", "level", "price", "size"])
+    ds = make_dataset(p, p.splits["test"], "orderbook_image", order_book=book)
+    x, y = ds[0]
+    assert x.shape == (1, WINDOW, 100) and 0 <= x.min() and x.max() <= 1
+    # bids sit below the mid (bins < 50), asks above
+    assert x[0, :, :50].sum() > 0 and x[0, :, 50:].sum() > 0
+    # a book that starts late does not cover early windows: a clear error, and covered_ends to filter
+    late = book[book["timestamp"] > p.candles.index[40]]
+    with pytest.raises(UserError, match="covers"):
+        make_dataset(p, p.splits["train"], "orderbook_image", order_book=late)
+    cov = np.zeros(60, bool)
+    cov[41:] = True
+    assert covered_ends(np.arange(WINDOW - 1, 60), cov, WINDOW).min() == 41 + WINDOW - 1
+    with pytest.raises(UserError, match="order-book snapshots"):
+        make_dataset(p, p.splits["test"], "orderbook_image")
+
+
+def test_sequence_delegates_to_window_dataset():
+    features = pytest.importorskip("core.features")
+    if not hasattr(features, "WindowDataset"):
+        pytest.skip("core.features.WindowDataset has not landed yet")
+    p = _prepared()
+    ds = make_dataset(p, p.splits["train"], "sequence")
+    assert isinstance(ds, features.WindowDataset)
+    assert tuple(ds[0][0].shape) == (4, WINDOW)
+
+
+def test_unknown_kind_and_bad_ends():
+    p = _prepared()
+    with pytest.raises(UserError, match="unknown input kind"):
+        make_dataset(p, p.splits["train"], "video")
+    with pytest.raises(UserError, match="sample ends"):
+        make_dataset(p, np.array([2]), "indicator_image")
+
+
+def test_window_and_gallery_encodings_for_display():
+    from core.encodings.datasets import ENCODING_NAMES, gallery_encodings, window_encodings
+    p = _prepared()
+    end = int(p.splits["test"][5])
+    enc = window_encodings(p, end, size=64)
+    assert list(enc) == list(ENCODING_NAMES)
+    assert enc["chart"].shape == (64, 64, 3) and enc["chart"].dtype == np.uint8
+    assert enc["indicator image"].shape == (WINDOW, 4) and enc["GASF"].shape == (WINDOW, WINDOW)
+    ds = make_dataset(p, np.array([end]), "indicator_image")
+    np.testing.assert_allclose(enc["indicator image"], ds[0][0][0].numpy())
+    for kind in ENCODING_NAMES:
+        g = gallery_encodings(p, p.splits["val"][:4], kind, size=64)
+        assert len(g) == 4
+        if kind != "chart":
+            np.testing.assert_allclose(g[0], window_encodings(p, int(p.splits["val"][0]))[kind], atol=1e-6)
+    with pytest.raises(UserError, match="pick a bar"):
+        window_encodings(p, 3)
+    with pytest.raises(UserError, match="unknown encoding"):
+        gallery_encodings(p, p.splits["val"][:2], "fft")

@@ -1,0 +1,68 @@
+"""Figures of the Encodings page: structure a user sees (traces, titles, overlay)."""
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from core.encodings.candlestick import render_candles
+from core.encodings.gaf import gramian_angular_field
+from core.encodings.orderbook_heatmap import HeatmapConfig, orderbook_heatmap
+from core.viz.encodings import encoding_gallery_figure, orderbook_heatmap_figure, window_with_encodings_figure
+
+
+def _window(n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    c = 100 + rng.normal(0, 1, n).cumsum()
+    o = np.r_[c[0], c[:-1]]
+    idx = pd.date_range("2024-01-01", periods=n, freq="1h", tz="UTC")
+    return pd.DataFrame({"open": o, "high": np.maximum(o, c) + 0.3, "low": np.minimum(o, c) - 0.3,
+                         "close": c, "volume": rng.random(n)}, index=idx)
+
+
+def test_window_beside_its_encodings():
+    w = _window()
+    enc = {"chart": render_candles(w.to_numpy(), 64)[0], "GASF": gramian_angular_field(w["close"].to_numpy())}
+    fig = window_with_encodings_figure(w, enc)
+    kinds = [type(t).__name__ for t in fig.data]
+    assert kinds == ["Candlestick", "Image", "Heatmap"]
+    assert [a.text for a in fig.layout.annotations] == ["candles", "chart", "GASF"]
+    assert fig.layout.yaxis3.autorange == "reversed"
+
+
+def test_gallery_grouped_by_label():
+    imgs = np.random.default_rng(0).random((7, 16, 16))
+    labels = np.array([0, 2, 2, 0, 2, 2, 2])
+    fig = encoding_gallery_figure(imgs, labels, ["down", "flat", "up"], per_class=3)
+    titles = sorted(a.text for a in fig.layout.annotations if a.text)
+    assert titles == sorted(["down #1", "down #2", "up #1", "up #2", "up #3"])
+    assert len(fig.data) == 9 and all(isinstance(t, go.Image) for t in fig.data)
+    rgb = encoding_gallery_figure(np.zeros((2, 8, 8, 3), np.uint8), [1, 0], ["a", "b"], per_class=1)
+    assert len(rgb.data) == 2
+
+
+def test_orderbook_heatmap_with_price_path():
+    ts = pd.date_range("2024-01-01", periods=30, freq="1s", tz="UTC")
+    rows = []
+    for i, t in enumerate(ts):
+        mid = 100 + 0.02 * i
+        rows += [(t, "bid", 1, mid - 0.05, 5.0), (t, "ask", 1, mid + 0.05, 3.0)]
+    book = pd.DataFrame(rows, columns=["timestamp", "side", "level", "price", "size"])
+    fixed = orderbook_heatmap_figure(orderbook_heatmap(book, HeatmapConfig(n_bins=20, pct_range=0.01,
+                                                                           anchor="first")))
+    heat, path = fixed.data
+    assert isinstance(heat, go.Heatmap) and isinstance(path, go.Scatter)
+    assert np.asarray(heat.z).shape == (20, 30)
+    assert np.asarray(path.y)[-1] > np.asarray(path.y)[0]  # the rising mid is drawn
+    assert min(heat.y) < 100 < max(heat.y)  # absolute price axis
+    rel = orderbook_heatmap_figure(orderbook_heatmap(book, HeatmapConfig(n_bins=20, pct_range=0.01)))
+    assert rel.data[1].yaxis == "y2"
+
+
+def test_transfer_comparison_bars():
+    from core.viz.encodings import transfer_comparison_figure
+
+    fig = transfer_comparison_figure({"fine-tuned": {"accuracy": 0.55, "macro_f1": 0.5, "roc_auc": None},
+                                      "scratch": {"accuracy": 0.5, "macro_f1": 0.45}})
+    assert [t.name for t in fig.data] == ["fine-tuned", "scratch"]
+    assert list(fig.data[0].x) == ["accuracy", "balanced accuracy", "macro f1", "roc auc"]
+    assert list(fig.data[0].text) == ["0.550", "n/a", "0.500", "n/a"]
+    assert fig.layout.barmode == "group"

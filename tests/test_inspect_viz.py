@@ -1,0 +1,74 @@
+"""Figures of the Inspect page."""
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from core.viz.inspect import (
+    attribution_figure, feature_map_figure, input_channels_figure, most_active_channels_figure,
+    probabilities_figure,
+)
+
+
+def test_feature_maps_1d_2d_and_vectors():
+    f1 = feature_map_figure("layer1", np.random.default_rng(0).random((16, 40)))
+    assert isinstance(f1.data[0], go.Heatmap) and np.asarray(f1.data[0].z).shape == (16, 40)
+    f2 = feature_map_figure("conv1", np.random.default_rng(0).random((10, 12, 12)), max_channels=6, wrap=4)
+    assert len(f2.data) == 6 and {a.text for a in f2.layout.annotations} == {f"ch {i}" for i in range(6)}
+    assert isinstance(feature_map_figure("fc", np.arange(3.0)).data[0], go.Bar)
+    top = most_active_channels_figure("layer1", np.random.default_rng(0).random((16, 40)), [(3, 0.9), (7, 0.5)])
+    assert [t.name.split()[1] for t in top.data] == ["3", "7"]
+    assert input_channels_figure(np.zeros((1, 20, 4)), list("abcd")).data[0].y == tuple("abcd")
+
+
+def test_attributions_under_candles_and_probabilities():
+    idx = pd.date_range("2024-01-01", periods=10, freq="1h", tz="UTC")
+    w = pd.DataFrame({"open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 1.0}, index=idx)
+    fig = attribution_figure(w, {"saliency": np.arange(10.0), "grad_cam": np.ones(10)})
+    assert [type(t).__name__ for t in fig.data] == ["Candlestick", "Bar", "Bar"]
+    assert max(fig.data[1].y) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="9 scores for 10"):
+        attribution_figure(w, {"ig": np.ones(9)})
+    p = probabilities_figure(np.array([0.2, 0.5, 0.3]), ["down", "flat", "up"], true_class=2)
+    assert p.data[0].marker.color[2] != p.data[0].marker.color[0]
+    assert list(p.data[0].x) == ["down", "flat", "up"]
+
+
+def test_test_set_figure_colours_right_and_wrong_and_marks_the_choice():
+    from core.viz.inspect import test_set_figure
+
+    idx = pd.date_range("2025-01-01", periods=6, freq="1h", tz="UTC")
+    close = pd.Series([1.0, 2, 3, 4, 5, 6], index=idx)
+    preds = pd.DataFrame({"timestamp": idx, "y_true": [0, 1, 1, 0, 1, 0],
+                          "prob_down": [0.9, 0.9, 0.2, 0.6, 0.1, 0.3], "prob_up": [0.1, 0.1, 0.8, 0.4, 0.9, 0.7]})
+    fig = test_set_figure(close, preds, ["down", "up"], selected=idx[2])
+    colors = list(fig.data[0].marker.color)
+    assert colors == ["#26a65b", "#e84142", "#26a65b", "#26a65b", "#26a65b", "#e84142"]
+    assert list(fig.data[0].customdata) == ["down", "down", "up", "down", "up", "up"]
+    assert len(fig.data) == 2 and pd.Timestamp(fig.data[1].x[0]) == idx[2]
+    thin = test_set_figure(pd.Series(np.arange(10_000.0), index=pd.date_range("2020", periods=10_000, freq="1h")),
+                           max_points=500)
+    assert len(thin.data[0].x) <= 500
+
+
+def test_receptive_field_figure_in_bars_back():
+    from core.viz.inspect import receptive_field_figure
+
+    prof = np.r_[np.zeros(10), np.full(6, 1 / 6)]
+    fig = receptive_field_figure(prof, 6, np.ones((3, 16)), ["a", "b", "c"], analytic_rf=8)
+    bars = fig.data[0]
+    assert list(bars.x)[-1] == 0 and list(bars.x)[0] == 15  # lag 0 is the last bar
+    assert list(fig.data[1].y) == ["a", "b", "c"]
+    texts = " ".join(a.text for a in fig.layout.annotations)
+    assert "last 6 bars" in texts and "analytic RF 8" in texts
+    beyond = receptive_field_figure(prof, 6, analytic_rf=435)
+    assert "beyond the 16-bar window" in " ".join(a.text for a in beyond.layout.annotations)
+
+
+def test_pooled_maps_are_bars_and_top_channels_keep_their_indices():
+    pooled = feature_map_figure("avgpool", np.arange(12.0).reshape(12, 1, 1))
+    assert isinstance(pooled.data[0], go.Bar) and list(pooled.data[0].x)[:2] == ["ch 0", "ch 1"]
+    assert "(12, 1, 1)" in pooled.layout.title.text
+    fmap = np.random.default_rng(1).random((20, 6, 6))
+    top = most_active_channels_figure("layer3", fmap, [(17, 0.9), (4, 0.8), (11, 0.7)])
+    assert [a.text for a in top.layout.annotations] == ["ch 17", "ch 4", "ch 11"]

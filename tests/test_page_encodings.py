@@ -1,0 +1,168 @@
+"""The Encodings page in AppTest on real BTC candles: a window beside its encodings, the gallery grouped by
+label, the order-book heatmap (offline and recorded books), bad settings as a sentence, and the transfer vs
+scratch comparison started from the page."""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from features_helpers import csv_candles
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _clear_caches():
+    import streamlit as st
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+
+
+def _save(shared_data, name: str, symbol: str, rows: int) -> str:
+    from core.data.store import save_candles
+
+    return save_candles(csv_candles(shared_data / name, rows), "file", symbol, "1h").id
+
+
+@pytest.fixture
+def btc(shared_data) -> str:
+    return _save(shared_data, "binance_spot_BTCUSDT_1h.csv", "BTC/USDT", 900)
+
+
+def _page(ds: str) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages" / "5_Encodings.py"), default_timeout=240)
+    at.session_state["active_dataset"] = ds
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _chart(at: AppTest, key_part: str) -> dict:
+    for c in at.get("plotly_chart"):
+        if key_part in c.proto.id:
+            return json.loads(c.proto.spec)
+    raise AssertionError(f"no chart {key_part!r}; have {[c.proto.id for c in at.get('plotly_chart')]}")
+
+
+def _shape(z) -> tuple[int, ...]:
+    if isinstance(z, dict):
+        return tuple(int(v) for v in str(z["shape"]).split(","))
+    return np.asarray(z).shape
+
+
+def test_window_and_its_encodings_follow_the_chosen_time(btc):
+    at = _page(btc)
+    assert not at.error, [e.value for e in at.error]
+    fig = _chart(at, "enc_window_fig")
+    titles = [a["text"] for a in fig["layout"]["annotations"]]
+    assert titles == ["candles", "chart", "indicator image", "GASF", "GADF", "recurrence"]
+    assert fig["data"][0]["type"] == "candlestick" and len(fig["data"][0]["x"]) == 32  # the window's bars
+    assert _shape(fig["data"][3]["z"]) == (32, 32)  # GASF of a 32-bar window
+
+    cap = next(c.value for c in at.caption if c.value.startswith("Window of 32 bars"))
+    slider = at.slider(key="enc_when")
+    later = slider.value + timedelta(hours=100)
+    slider.set_value(later).run()
+    assert not at.exception, at.exception
+    cap2 = next(c.value for c in at.caption if c.value.startswith("Window of 32 bars"))
+    assert cap2 != cap and f"{pd.Timestamp(later).floor('h'):%Y-%m-%d}" in cap2
+    fig2 = _chart(at, "enc_window_fig")
+    assert fig2["data"][0]["x"][-1] != fig["data"][0]["x"][-1]
+
+    at.select_slider(key="enc_size").set_value(48).run()
+    assert not at.exception, at.exception
+    chart = _chart(at, "enc_window_fig")["data"][1]
+    assert chart["type"] == "image"
+
+
+def test_gallery_groups_windows_by_label(btc):
+    at = _page(btc)
+    gal = _chart(at, "enc_gallery_fig")
+    titles = [a["text"] for a in gal["layout"]["annotations"] if a["text"]]
+    assert any(t.startswith("down #") for t in titles) and any(t.startswith("up #") for t in titles)
+    assert len(gal["data"]) == 3 * 6  # three classes x six examples per class (blank cells included)
+    at.selectbox(key="enc_gallery_kind").select("chart").run()
+    at.slider(key="enc_gallery_n").set_value(3).run()
+    assert not at.exception, at.exception
+    gal = _chart(at, "enc_gallery_fig")
+    assert len(gal["data"]) == 9 and "chart, train segment" in json.dumps(gal["layout"]["title"])
+
+
+def test_orderbook_heatmap_offline_and_recorded(btc, shared_data):
+    from core.data.orderbook import save_order_book
+    from core.encodings.orderbook_heatmap import wide_book_to_long
+
+    at = _page(btc)
+    hm = _chart(at, "enc_book_fig")
+    heat = next(t for t in hm["data"] if t["type"] == "heatmap")
+    assert _shape(heat["z"]) == (100, 300)  # 100 price bins x the last 300 snapshots
+    assert any(t["type"] == "scatter" and t["name"] == "mid price" for t in hm["data"])
+
+    wide = pd.read_csv(shared_data / "binance_spot_BTCUSDT_L2top20_20240808.csv", nrows=400)
+    save_order_book(wide_book_to_long(wide), "binance-btc-l2", "binance", "BTC/USDT")
+    at = _page(btc)
+    at.selectbox(key="enc_book").select("binance-btc-l2").run()
+    at.number_input(key="enc_book_n").set_value(100).run()
+    at.radio(key="enc_book_axis").set_value("fixed price").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    hm = _chart(at, "enc_book_fig")
+    heat = next(t for t in hm["data"] if t["type"] == "heatmap")
+    assert _shape(heat["z"])[0] == 100 and _shape(heat["z"])[1] <= 100
+    assert hm["layout"]["yaxis"]["title"]["text"] == "price"
+
+
+def test_bad_settings_are_a_sentence_not_a_trace(shared_data):
+    short = _save(shared_data, "binance_spot_BTCUSDT_1h.csv", "BTC/USDT", 150)
+    at = _page(short)
+    at.number_input(key="enc_window").set_value(200).run()
+    assert not at.exception
+    assert at.error and "Traceback" not in at.error[0].value and len(at.error[0].value) > 20
+
+
+def test_transfer_section_needs_a_source_and_says_so(btc):
+    at = _page(btc)
+    assert any("Only one dataset" in i.value for i in at.info)
+    assert at.button(key="enc_tr_start").disabled
+    at.radio(key="enc_tr_source_kind").set_value("weights").run()
+    assert any("torchvision resnet18" in i.value for i in at.info)
+    assert any("No comparison yet" in i.value for i in at.info)
+
+
+@pytest.mark.slow
+def test_transfer_vs_scratch_from_the_page(shared_data):
+    from ui.jobs import get_job
+
+    target = _save(shared_data, "binance_spot_BTCUSDT_1h.csv", "BTC/USDT", 320)
+    source = _save(shared_data, "binance_spot_ETHUSDT_1h.csv", "ETH/USDT", 320)
+    at = _page(target)
+    at.number_input(key="enc_window").set_value(16)
+    at.number_input(key="enc_horizon").set_value(4)
+    at.selectbox(key="enc_tr_source_ds").select(source)
+    at.select_slider(key="enc_tr_size").set_value(32)
+    at.number_input(key="enc_tr_epochs").set_value(1)
+    at.number_input(key="enc_tr_rows").set_value(0)
+    at.button(key="enc_tr_start").click().run()
+    assert not at.exception, at.exception
+    job = get_job(at.session_state["_session_id"], "transfer")
+    assert job is not None
+    job.thread.join(280)
+    assert job.done and job.error is None, job.error
+    at.run()
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert any("Transfer comparison done" in s.value for s in at.success)
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["fine-tuned", "scratch", "fine-tuned - scratch"]
+    assert table.loc["accuracy", "fine-tuned - scratch"] == pytest.approx(
+        table.loc["accuracy", "fine-tuned"] - table.loc["accuracy", "scratch"])
+    bars = _chart(at, "enc_tr_fig")
+    assert [t["name"] for t in bars["data"]] == ["fine-tuned", "scratch"]

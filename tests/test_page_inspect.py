@@ -1,0 +1,169 @@
+"""The Inspect page in AppTest: a real (tiny) trained run, a window picked by number and by date, feature
+maps of a chosen layer, attributions over time under the candles, probabilities, the receptive field."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.train.config import DataConfig, TrainConfig
+from features_helpers import csv_candles
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _clear_caches():
+    import streamlit as st
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+
+
+def _dataset(shared_data, rows=700) -> str:
+    from core.data.store import save_candles
+
+    return save_candles(csv_candles(shared_data / "binance_spot_BTCUSDT_1h.csv", rows), "file", "BTC/USDT",
+                        "1h").id
+
+
+def _train(ds: str, model: str, **model_config) -> str:
+    from core.train.trainer import train_run
+
+    res = train_run(ds, model, model_config, DataConfig(preset="chapter6", window=24, horizon=4),
+                    TrainConfig(epochs=1, batch_size=64, baselines=["majority"], n_boot=20, seed=1),
+                    name=f"tiny {model}")
+    return res.run_id
+
+
+def _page(ds: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages" / "6_Inspect.py"), default_timeout=180)
+    if ds:
+        at.session_state["active_dataset"] = ds  # no default market needed
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _specs(at: AppTest) -> dict[str, dict]:
+    return {c.proto.id: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+
+
+def _spec_with(at: AppTest, text: str) -> dict:
+    found = [s for s in _specs(at).values() if text in json.dumps(s.get("layout", {}).get("title", ""))]
+    assert found, f"no chart titled with {text!r}"
+    return found[0]
+
+
+def _shape(z) -> tuple[int, ...]:
+    """Shape of a plotly array (plain list, or the typed-array dict plotly 6 sends)."""
+    if isinstance(z, dict):
+        return tuple(int(v) for v in str(z["shape"]).split(","))
+    return np.asarray(z).shape
+
+
+def _len(x) -> int:
+    return _shape(x)[0]
+
+
+def test_no_runs_says_what_to_do(shared_data):
+    at = _page(_dataset(shared_data, 300))
+    assert any("No trained runs yet" in i.value for i in at.info)
+
+
+def test_inspect_a_1d_run(shared_data):
+    from core.train.runs import load_run
+
+    ds = _dataset(shared_data)
+    rid = _train(ds, "cnn1d")
+    run = load_run(rid)
+    at = _page(ds)
+    assert not at.error, [e.value for e in at.error]
+    n_test = len(run.predictions)
+    # default: the last test window; its prediction is the saved one
+    md = " ".join(m.value for m in at.markdown)
+    last_ts = run.predictions["timestamp"].iloc[-1]
+    assert f"{last_ts:%Y-%m-%d %H:%M}" in md
+    saved = run.predictions.iloc[-1][[f"prob_{c}" for c in run.class_names]].to_numpy(float)
+    assert f"**{run.class_names[int(np.argmax(saved))]}** ({saved.max():.0%})" in md
+
+    # pick a window by number, then by date
+    at.number_input(key="insp_pos").set_value(3).run()
+    assert not at.exception, at.exception
+    assert f"{run.predictions['timestamp'].iloc[3]:%Y-%m-%d %H:%M}" in " ".join(m.value for m in at.markdown)
+    day = run.predictions["timestamp"].iloc[n_test // 2]
+    at.date_input(key="insp_date").set_value(day.date()).run()
+    assert not at.exception, at.exception
+    pos = at.number_input(key="insp_pos").value
+    picked = run.predictions["timestamp"].iloc[pos]
+    assert abs(picked - (pd.Timestamp(day.date(), tz="UTC") + pd.Timedelta(hours=12))) <= pd.Timedelta(hours=1)
+
+    # feature maps: every layer can be chosen (shapes shown); a conv layer is a channels x time heatmap
+    options = at.selectbox(key="insp_layer").options
+    assert "features.0  (32, 24)" in options and "fc  (3,)" in options and len(options) >= 10
+    at.selectbox(key="insp_layer").select("features.4").run()
+    assert not at.exception, at.exception
+    fm = _spec_with(at, "features.4 (64, 12)")
+    assert fm["data"][0]["type"] == "heatmap" and _shape(fm["data"][0]["z"]) == (64, 12)
+    top = _spec_with(at, "features.4: most active channels")
+    assert len(top["data"]) == at.slider(key="insp_topk").value
+
+    # attributions: candles on top and one row per method, bar for bar
+    attr = _spec_with(at, "what pushed the model")
+    kinds = [t["type"] for t in attr["data"]]
+    assert kinds[0] == "candlestick" and kinds.count("bar") == 3
+    assert all(_len(t["x"]) == 24 for t in attr["data"][1:])
+    assert any("completeness gap" in c.value for c in at.caption)
+    # receptive field in bars, averaged over real test windows
+    assert any("95 % of the gradient mass" in c.value for c in at.caption)
+    _spec_with(at, "effective receptive field")
+    _spec_with(at, "predicted probabilities")
+
+
+def test_inspect_a_2d_indicator_image_run_shows_grids(shared_data):
+    ds = _dataset(shared_data)
+    _train(ds, "cnn_ta")
+    at = _page(ds)
+    assert not at.error, [e.value for e in at.error]
+    at.selectbox(key="insp_layer").select("features.2").run()
+    assert not at.exception, at.exception
+    spec = _spec_with(at, "features.2 (64, 24, 6)")
+    # (C, H, W) maps come as a facet grid of images, one per channel
+    assert all(t["type"] == "image" for t in spec["data"]) and len(spec["data"]) == 64
+    attr = _spec_with(at, "what pushed the model")
+    assert all(_len(t["x"]) == 24 for t in attr["data"][1:])
+
+
+def test_a_model_without_convolutions_gets_a_sentence_for_grad_cam(shared_data):
+    ds = _dataset(shared_data)
+    _train(ds, "logistic")
+    at = _page(ds)
+    assert any("grad cam" in w.value and "convolution" in w.value for w in at.warning)
+    attr = _spec_with(at, "what pushed the model")
+    assert [t["type"] for t in attr["data"]].count("bar") == 2  # saliency and integrated gradients still shown
+
+
+@pytest.mark.slow
+def test_inspect_a_chart_run_maps_pixels_to_candles(shared_data):
+    from core.train.trainer import train_run
+
+    ds = _dataset(shared_data, 500)
+    train_run(ds, "chart_resnet18", {}, DataConfig(preset="chapter6", window=24, horizon=4, encoding={"size": 32,
+                                                                                                  "chart_window": 16}),
+              TrainConfig(epochs=1, batch_size=32, baselines=[], max_train_samples=32, seed=1))
+    at = _page(ds)
+    assert not at.error, [e.value for e in at.error]
+    inp = next(s for s in _specs(at).values() if "what the model sees" in json.dumps(s["layout"]))
+    assert [t["type"] for t in inp["data"]] == ["candlestick", "image"]
+    assert _len(inp["data"][0]["x"]) == 16  # the charted bars, not the 24-bar data window
+    attr = _spec_with(at, "what pushed the model")
+    assert all(_len(t["x"]) == 16 for t in attr["data"][1:])
+    at.selectbox(key="insp_layer").select("layer1.0.conv1").run()
+    assert not at.exception, at.exception
+    spec = _spec_with(at, "layer1.0.conv1 (64, 8, 8)")
+    assert all(t["type"] == "image" for t in spec["data"])

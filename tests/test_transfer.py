@@ -1,0 +1,155 @@
+"""Transfer learning for the chart ResNet: pre-train on a source, fine-tune with early stages frozen, compare
+with the same model from scratch; all three are real runs in the registry. Tiny: 32x32 charts, 32 training
+samples, one epoch (the full-size resnet18 is the contract, so the samples are what is kept small)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from core.errors import UserError
+from core.train import transfer as tr
+from core.train.config import DataConfig, TrainConfig
+from core.train.runs import list_runs, load_run
+from features_helpers import csv_candles
+
+ROWS = 520
+
+
+def _data() -> DataConfig:
+    return DataConfig(preset="chapter6", window=32, horizon=4, threshold=0.002, encoding={"size": 32})
+
+
+def _train(**kw) -> TrainConfig:
+    base = dict(epochs=1, batch_size=32, lr=1e-3, patience=0, baselines=["majority"], n_boot=20,
+                max_train_samples=32, seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture
+def datasets(shared_data):
+    from core.data.store import save_candles
+
+    btc = save_candles(csv_candles(shared_data / "binance_spot_BTCUSDT_1h.csv", ROWS), "file", "BTC/USDT", "1h")
+    eth = save_candles(csv_candles(shared_data / "binance_spot_ETHUSDT_1h.csv", ROWS), "file", "ETH/USDT", "1h")
+    return btc.id, eth.id
+
+
+def _state(run_id: str) -> dict[str, torch.Tensor]:
+    return torch.load(load_run(run_id).path / "model.pt", map_location="cpu", weights_only=True)
+
+
+def _stage_keys(state: dict, prefixes: tuple[str, ...]) -> list[str]:
+    return [k for k in state if k.startswith(prefixes)]
+
+
+@pytest.mark.slow
+def test_pretrain_finetune_and_scratch_are_three_real_runs(datasets, workspace):
+    target, source = datasets
+    events = []
+    spec = tr.TransferSpec(target_dataset_id=target, source=f"dataset:{source}", freeze_stages=2,
+                           data=_data(), train=_train())
+    res = tr.transfer_vs_scratch(spec, progress=events.append)
+
+    ids = {r.run_id: r for r in list_runs()}
+    assert {res.source_run_id, res.finetuned_run_id, res.scratch_run_id} <= set(ids)
+    assert ids[res.source_run_id].dataset_id == source
+    assert ids[res.finetuned_run_id].dataset_id == target and ids[res.scratch_run_id].dataset_id == target
+    ft_cfg = load_run(res.finetuned_run_id).config
+    assert ft_cfg["transfer"]["source_run_id"] == res.source_run_id and ft_cfg["transfer"]["freeze_stages"] == 2
+
+    src, ft, sc = _state(res.source_run_id), _state(res.finetuned_run_id), _state(res.scratch_run_id)
+    frozen = _stage_keys(src, ("conv1.", "bn1.", "layer1."))  # stem + layer1, running stats included
+    assert frozen and all(torch.equal(src[k], ft[k]) for k in frozen)
+    # the unfrozen stages trained on the target, starting from the source's weights
+    assert not torch.equal(src["layer4.1.conv2.weight"], ft["layer4.1.conv2.weight"])
+    assert not torch.equal(src["layer4.1.bn2.running_mean"], ft["layer4.1.bn2.running_mean"])
+    # the scratch run did not start from the source
+    assert not torch.equal(src["conv1.weight"], sc["conv1.weight"])
+
+    # the same test split for both target runs, and the comparison reads their saved metrics
+    p_ft, p_sc = load_run(res.finetuned_run_id).predictions, load_run(res.scratch_run_id).predictions
+    pd.testing.assert_series_equal(p_ft["timestamp"], p_sc["timestamp"])
+    rec = tr.list_comparisons()[0]
+    assert rec["finetuned_run_id"] == res.finetuned_run_id and rec["scratch_run_id"] == res.scratch_run_id
+    table = tr.comparison_table(rec)
+    assert table.loc["accuracy", "fine-tuned"] == pytest.approx(res.metrics["fine-tuned"]["accuracy"])
+    assert table.loc["accuracy", "scratch"] == pytest.approx(res.metrics["scratch"]["accuracy"])
+    assert table.loc["accuracy", "fine-tuned - scratch"] == pytest.approx(
+        res.metrics["fine-tuned"]["accuracy"] - res.metrics["scratch"]["accuracy"])
+    phases = [e.message for e in events if e.stage == "phase"]
+    assert len(phases) == 3 and phases[0].startswith("pre-training")
+
+    # the fine-tuned run reloads and predicts what it saved
+    run = load_run(res.finetuned_run_id)
+    again = run.predict()
+    cols = [f"prob_{c}" for c in run.class_names]
+    np.testing.assert_allclose(again[cols].to_numpy(), run.predictions[cols].to_numpy(), atol=1e-5)
+
+
+def test_start_from_torchvision_weights_in_the_workspace(datasets, workspace):
+    from core.models import create_model
+
+    target, _ = datasets
+    torch.manual_seed(11)
+    tv = create_model("chart_resnet18", 3, 1000).state_dict()  # torchvision's key names and shapes
+    (workspace / "pretrained").mkdir()
+    torch.save(tv, workspace / "pretrained" / "resnet18-test.pth")
+    assert tr.list_weight_files() == ["resnet18-test.pth"]
+
+    res = tr.train_with_init(target, "chart_resnet18", {}, _data(), _train(),
+                             init=lambda m: tr.init_from_weights_file(m, "resnet18-test.pth"),
+                             freeze_stages=5, transfer_info={"source": "weights:resnet18-test.pth"})
+    st = _state(res.run_id)
+    body = [k for k in tv if not k.startswith("fc.")]
+    assert all(torch.equal(tv[k], st[k]) for k in body)  # everything but the head frozen at the file's values
+    assert st["fc.weight"].shape == (3, 512)  # a new head for our 3 classes
+    cfg = load_run(res.run_id).config
+    assert cfg["transfer"]["weights_file"] == "resnet18-test.pth" and cfg["transfer"]["trainable_params"] == 512 * 3 + 3
+
+
+def test_clear_errors_before_any_training(datasets, workspace):
+    target, source = datasets
+    with pytest.raises(UserError, match="source dataset is the target"):
+        tr.transfer_vs_scratch(tr.TransferSpec(target, f"dataset:{target}", data=_data(), train=_train()))
+    with pytest.raises(UserError, match="no weights file"):
+        tr.transfer_vs_scratch(tr.TransferSpec(target, "weights:missing.pth", data=_data(), train=_train()))
+    with pytest.raises(UserError, match="source must be"):
+        tr.transfer_vs_scratch(tr.TransferSpec(target, "somewhere", data=_data(), train=_train()))
+    with pytest.raises(UserError, match="chart models"):
+        tr.transfer_vs_scratch(tr.TransferSpec(target, f"dataset:{source}", model_name="cnn1d", data=_data(),
+                                               train=_train()))
+    (workspace / "pretrained").mkdir(exist_ok=True)
+    (workspace / "pretrained" / "junk.pth").write_bytes(b"not a torch file")
+    with pytest.raises(UserError):
+        tr.train_with_init(target, "chart_resnet18", {}, _data(), _train(),
+                           init=lambda m: tr.init_from_weights_file(m, "junk.pth"))
+    assert list_runs() == []  # nothing half-made was left in the registry
+
+
+def test_init_from_state_dict_refuses_a_different_architecture():
+    from core.models import create_model
+
+    model = create_model("chart_resnet18", 3, 3)
+    other = create_model("cnn1d", 4, 3).state_dict()
+    with pytest.raises(UserError, match="no weights"):
+        tr.init_from_state_dict(model, other, "a cnn1d run")
+    full = create_model("chart_resnet18", 3, 2).state_dict()  # other classes: the head is skipped anyway
+    info = tr.init_from_state_dict(model, full, "a binary run")
+    assert info["loaded_tensors"] == len([k for k in full if not k.startswith("fc.")])
+    assert torch.equal(model.state_dict()["layer3.0.conv1.weight"], full["layer3.0.conv1.weight"])
+
+
+def test_cli_lists_comparisons_and_refuses_a_missing_source(capsys, workspace):
+    import json
+
+    from core.cli import main
+
+    assert main(["transfer", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"comparisons": []}
+    assert main(["transfer", "--target", "nope", "--json"]) == 2
+    assert "--source" in capsys.readouterr().err
+    assert main(["transfer", "--target", "nope", "--source", "weights:missing.pth", "--quiet"]) == 2
+    assert "no weights file" in capsys.readouterr().err
