@@ -1,0 +1,187 @@
+"""Architectures: pick a model of the zoo and its settings; its layers and receptive field (in bars and in the
+active dataset's time), the effective receptive field on real windows next to the analytic bound, and several
+models side by side. Thin: widgets in, core.inspect calls, core.viz.architectures figures out."""
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from ui.common import load_candles, page_setup, show_error
+
+dataset_id = page_setup("Architectures")
+
+from core.errors import UserError
+from core.features import PRESETS
+from core.inspect.receptive_field import bars_to_time, dataset_effective_rf, window_advice
+from core.inspect.summary import registry_analysis
+from core.models import get_spec, list_models
+from core.train.config import parse_model_value
+from core.viz import architectures as va
+
+st.title("Architectures and receptive fields")
+st.caption("How far back each model looks: the receptive field walked layer by layer (kernel, stride, "
+           "dilation, padding), and the effective field measured with gradients on real windows.")
+
+
+@st.cache_data(show_spinner="Building the model and walking its layers...", max_entries=64)
+def _analyse(name: str, config_json: str, window: int, n_features: int):
+    return registry_analysis(name, window, n_features, latency_runs=3, **json.loads(config_json))
+
+
+@st.cache_data(show_spinner="Back-propagating through real windows of the active dataset...", max_entries=8)
+def _effective(dataset_id: str, name: str, config_json: str, preset: str, window: int, n_windows: int):
+    return dataset_effective_rf(load_candles(dataset_id), name, json.loads(config_json), preset=preset,
+                                window=window, n_windows=n_windows)
+
+
+try:
+    candles = load_candles(dataset_id)
+    timeframe = candles.attrs.get("timeframe") or None
+except Exception as exc:  # a broken dataset file: the architecture part still works, in bars
+    show_error(exc)
+    candles, timeframe = None, None
+
+specs = {s.name: s for s in list_models()}
+names = list(specs)
+
+# ---- model and settings ------------------------------------------------------------------------------------
+c1, c2, c3 = st.columns([2, 1, 1])
+name = c1.selectbox("Model", names, index=names.index("wavenet") if "wavenet" in names else 0, key="arch_model",
+                    format_func=lambda n: f"{n} ({specs[n].family}, {specs[n].input_kind})")
+spec = get_spec(name)
+c1.caption(spec.description + (" · causal" if spec.causal else ""))
+unit = "px" if spec.input_kind == "chart_image" else "bars"
+window = int(c2.number_input("Chart image size (px)" if unit == "px" else "Window (bars)", 4, 4096, 64,
+                             key="arch_window"))
+preset_names = list(PRESETS)
+preset = c3.selectbox("Feature preset", preset_names, index=preset_names.index("resnet15")
+                      if "resnet15" in preset_names else 0, key="arch_preset",
+                      format_func=lambda p: f"{p} ({len(PRESETS[p])} features)")
+n_features = len(PRESETS[preset])
+if spec.input_kind == "orderbook_image":
+    n_features = int(c3.number_input("Price levels (heatmap width)", 2, 200, 20, key="arch_levels"))
+
+config: dict = {}
+errors: list[str] = []
+with st.expander(f"Settings of {name}", expanded=True):
+    cols = st.columns(4)
+    for i, (k, v) in enumerate(spec.defaults.items()):
+        col, key = cols[i % 4], f"arch_cfg_{name}_{k}"
+        if isinstance(v, bool):
+            config[k] = col.checkbox(k, v, key=key)
+        elif isinstance(v, int):
+            config[k] = int(col.number_input(k, value=v, step=1, key=key))
+        elif isinstance(v, float):
+            config[k] = float(col.number_input(k, value=v, format="%g", key=key))
+        elif isinstance(v, str):
+            config[k] = col.text_input(k, v, key=key)
+        else:  # lists (and None): JSON text
+            raw = col.text_input(k, json.dumps(v), key=key, help="JSON, e.g. [2, 2, 6, 2]")
+            try:
+                config[k] = parse_model_value(k, v, raw)
+            except UserError as exc:
+                errors.append(str(exc))
+    if not spec.defaults:
+        st.caption("This model has no settings.")
+config = {k: v for k, v in config.items() if v != spec.defaults.get(k)}  # only what differs from defaults
+config_json = json.dumps(config, sort_keys=True)
+
+report = summary = None
+if errors:
+    for e in errors:
+        st.error(e)
+else:
+    try:
+        report, summary = _analyse(name, config_json, window, n_features)
+    except Exception as exc:
+        show_error(exc)
+
+# ---- the analytic field ------------------------------------------------------------------------------------
+if report is not None:
+    m1, m2, m3, m4, m5 = st.columns(5)
+    m1.metric(f"Receptive field ({unit})", f"{report.receptive_field:,}")
+    m2.metric("Receptive field (time)", bars_to_time(report.receptive_field, timeframe)
+              if unit == "bars" and timeframe else "—", help=f"in the active dataset's timeframe ({timeframe})")
+    m3.metric("Parameters", f"{summary.params:,}")
+    m4.metric("MACs per sample", f"{summary.macs:,}")
+    m5.metric("CPU latency", f"{summary.latency_ms:.2f} ms" if summary.latency_ms is not None else "—",
+              help="median of 3 single-window forward passes on this machine's CPU (after a warm-up pass)")
+    advice = window_advice(report, timeframe)
+    if advice is not None:
+        (st.warning if advice[0] == "warning" else st.info)(advice[1])
+    for note in report.notes:
+        st.caption(note)
+
+    if not report.layers:
+        st.info(f"{name} has no convolution or pooling: nothing grows with depth.")
+    else:
+        st.plotly_chart(va.rf_growth_figure(report, timeframe), width="stretch", key="arch_growth_chart")
+        st.markdown("**Layers on the longest path**")
+        shapes = {l.name: l.output_shape for l in summary.layers}
+        st.dataframe(va.layer_frame(report, timeframe, shapes), hide_index=True,
+                     height=min(420, 38 + 35 * len(report.layers)), key="arch_layers")
+        st.caption("`jump`: input bars between neighbouring outputs of a layer; `start`: the first input bar "
+                   "that output 0 sees (negative: padding). Output t sees bars start + t·jump … "
+                   "start + t·jump + RF − 1.")
+
+# ---- the effective field -----------------------------------------------------------------------------------
+st.subheader("Effective receptive field")
+st.caption("Mean |∂ output / ∂ input| of the freshly initialised model (seed 0) over validation windows of the "
+           "active dataset, per channel and bar: where the prediction actually looks. Trained runs: Inspect page.")
+e1, e2 = st.columns([1, 3])
+n_windows = int(e1.slider("Windows", 8, 256, 64, step=8, key="arch_erf_windows"))
+request = [dataset_id, name, config_json, preset, window, n_windows]
+if e1.button("Compute on real windows", key="arch_erf_btn", icon=":material/bolt:",
+             disabled=report is None or candles is None):
+    st.session_state["arch_erf_request"] = request
+if report is not None and candles is not None and st.session_state.get("arch_erf_request") == request:
+    try:
+        res = _effective(dataset_id, name, config_json, preset, window, n_windows)
+    except Exception as exc:
+        show_error(exc)
+        res = None
+    if res is not None:
+        erf = res["erf"]
+        with e1:
+            st.metric(f"Analytic bound ({unit})", f"{erf.analytic_rf:,}",
+                      help="what can reach the output: the receptive field for a model that reads its last "
+                           "step, the whole window for a model that pools over its last feature map")
+            st.metric(f"95 % of the gradient ({unit})", f"{erf.span:,}",
+                      help="the shortest run of consecutive bars holding 95 % of the gradient mass")
+            st.metric("95 % look-back from the last bar", f"{erf.lookback:,}")
+            if erf.utilisation is not None:
+                st.metric("RF utilisation", f"{erf.utilisation:.0%}",
+                          help="effective span / analytic field (capped by the window)")
+        with e2:
+            st.plotly_chart(va.erf_figure(erf, res["row_names"], erf.analytic_rf, unit),
+                            width="stretch", key="arch_erf_chart")
+        if res["contributions"]:
+            st.plotly_chart(va.dilation_figure(res["contributions"], timeframe), width="stretch",
+                            key="arch_dilation_chart")
+            st.caption("Each bar: the mean change of the predicted class probabilities (total-variation "
+                       "distance) when that block's skip output is replaced by zeros, as a share of all blocks. "
+                       "It measures the level's direct path to the head; its effect through later blocks stays.")
+else:
+    e2.info("Press **Compute on real windows** to measure where this model looks on the active dataset.")
+
+# ---- side by side ------------------------------------------------------------------------------------------
+st.subheader("Side by side")
+default_compare = [n for n in ("cnn1d", "resnet18_1d", "convnext1d", "wavenet", "tcn", "multiscale_cnn")
+                   if n in specs]
+compare = st.multiselect("Models (default settings, same window and features)", names, default_compare,
+                         key="arch_compare")
+rows = []
+for other in compare:
+    try:
+        rep_o, sum_o = _analyse(other, "{}", window, n_features)
+    except Exception as exc:  # one model that cannot take this window does not hide the others
+        st.caption(f"{other}: {exc}")
+        continue
+    rows.append({"model": other, "family": specs[other].family, "params": sum_o.params, "macs": sum_o.macs,
+                 "receptive_field": rep_o.receptive_field, "unit": rep_o.unit, "window": rep_o.input_length,
+                 "latency_ms": sum_o.latency_ms})
+if rows:
+    st.dataframe(va.comparison_frame(rows, timeframe), hide_index=True, key="arch_compare_table")
+    st.caption("Chart models are compared in pixels on a square image of the window's size; latency is the "
+               "median of 3 single-window CPU forward passes.")
