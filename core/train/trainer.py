@@ -525,11 +525,14 @@ class Scored:
 
 def fit_and_score(prepared: Any, config: dict[str, Any], data: DataConfig, train: TrainConfig, input_kind: str,
                   progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
-                  stage: Optional[Callable[[str, str], None]] = None, with_baselines: bool = True) -> Scored:
+                  stage: Optional[Callable[[str, str], None]] = None, with_baselines: bool = True,
+                  init: Optional[Callable[[nn.Module], dict[str, Any]]] = None) -> Scored:
     """Build the model, train it on `prepared`'s train/val splits, score the test split and the baselines.
 
     `config` holds dataset_id, model_name, model_config, data_config, train_config; a copy is returned
     completed with class_names, input_kind, feature_names, in_channels, targets_scaling, device.
+    `init(model) -> dict`, when given, runs between creating the model and training it (transfer learning:
+    load starting weights, freeze stages); what it returns is stored in the config as `transfer`.
     """
     from core.models import create_model
     from core.train.baselines import fit_baselines
@@ -558,6 +561,9 @@ def fit_and_score(prepared: Any, config: dict[str, Any], data: DataConfig, train
         model = create_model(model_name, in_channels, n_classes, **model_config)
     except TypeError as exc:
         raise UserError(f"model {model_name!r} does not accept these settings: {exc}") from exc
+    if init is not None:
+        stage("init", "loading starting weights")
+        config = dict(config, transfer=init(model))
     with torch.no_grad():
         probe = model.eval()(sample)
     if isinstance(probe, dict) and scaling is None:
@@ -600,11 +606,13 @@ def train_run(dataset_id: Optional[str], model_name: str, model_config: Optional
               data_config: DataConfig | dict[str, Any] | None = None,
               train_config: TrainConfig | dict[str, Any] | None = None,
               progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
-              name: Optional[str] = None, candles: Optional[pd.DataFrame] = None) -> RunResult:
+              name: Optional[str] = None, candles: Optional[pd.DataFrame] = None,
+              init: Optional[Callable[[nn.Module], dict[str, Any]]] = None) -> RunResult:
     """Prepare the data, train, evaluate against baselines on the same test split, and save the run.
 
     `dataset_id=None` uses the offline market (`ensure_default_dataset`). `candles` may be passed to skip
     loading (they must be the dataset's candles). A stopped run (cancel) is saved with status "stopped".
+    `init(model) -> dict` runs between model creation and training (see `fit_and_score`).
     """
     from core.train import runs as registry
 
@@ -616,7 +624,7 @@ def train_run(dataset_id: Optional[str], model_name: str, model_config: Optional
     config: dict[str, Any] = {"dataset_id": dataset_id, "model_name": model_name, "model_config": model_config,
                               "data_config": asdict(data), "train_config": asdict(train)}
     prepared = prepare_for_run(config, candles if candles is not None else _load_candles(dataset_id))
-    sc = fit_and_score(prepared, config, data, train, input_kind, progress, cancel, stage)
+    sc = fit_and_score(prepared, config, data, train, input_kind, progress, cancel, stage, init=init)
     fr, preds = sc.fit, sc.predictions
     vs = compare_to_baselines(sc.y_test, sc.proba, sc.baseline_proba, len(sc.config["class_names"]),
                               data.horizon, train.n_boot, train.seed, train.compare_metric)
@@ -628,7 +636,8 @@ def train_run(dataset_id: Optional[str], model_name: str, model_config: Optional
                   test_start=str(preds["timestamp"].iloc[0]), test_end=str(preds["timestamp"].iloc[-1]),
                   versions={"torch": torch.__version__, "numpy": np.__version__})
     run_id = registry.new_run_id(model_name, {k: config[k] for k in
-                                              ("dataset_id", "model_config", "data_config", "train_config")})
+                                              ("dataset_id", "model_config", "data_config", "train_config",
+                                               "transfer") if k in config})
     config["name"] = name or run_id
     metrics_doc = {"status": fr.status, "metrics": sc.metrics, "val_metrics": sc.val_metrics,
                    "baselines": sc.baselines, "vs_best_baseline": vs, "best_epoch": fr.best_epoch,

@@ -15,9 +15,7 @@ Both target runs (fine-tuned and scratch) go through the same data preparation, 
 the same test split and the same baselines as `train_run`, and are saved in the run registry; a small
 record `workspace/transfer/<id>.json` ties the three runs together for the Encodings page.
 
-The trainer (`core.train.trainer.train_run`) builds its model internally, so the fine-tuned run is trained
-here with the trainer's public pieces (`prepare_for_run`, `build_source`, `fit`, `predictions_for`,
-`compare_to_baselines`, `runs.save_run`) and an init step between model creation and `fit`.
+The fine-tuned run is a plain `train_run` with an `init` step between creating the model and training it.
 """
 from __future__ import annotations
 
@@ -27,7 +25,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -182,107 +179,21 @@ def train_with_init(
     """`train_run` with a step between creating the model and training it: `init(model)` loads starting
     weights, then the stem and the first `freeze_stages` stages are frozen. Saved as a normal run whose
     config carries `transfer` (what was loaded, what was frozen). Returns the trainer's RunResult."""
-    from core.models import create_model, get_spec
-    from core.train import runs as registry
-    from core.train.baselines import fit_baselines
-    from core.train.metrics import classification_metrics
-    from core.train.trainer import (RunResult, build_source, compare_to_baselines, datetime_now, fit,
-                                    predict_outputs, predictions_for, prepare_for_run, resolve_device)
+    from core.train.trainer import train_run
 
     data, train = _configs(data_config, train_config)
-    try:
-        input_kind = get_spec(model_name).input_kind
-    except KeyError as exc:
-        raise UserError(f"unknown model {model_name!r}") from exc
-    model_config = dict(model_config or {})
-
-    def stage(s: str, msg: str) -> None:
-        if cancel is not None and s in ("prepare", "train"):
-            cancel.raise_if_cancelled()
-        if progress is not None:
-            progress(Progress(s, 0, None, msg))
-
-    stage("prepare", f"preparing {dataset_id} for {model_name}")
-    config: dict[str, Any] = {"dataset_id": dataset_id, "model_name": model_name, "model_config": model_config,
-                              "data_config": asdict(data), "train_config": asdict(train)}
-    if candles is None:
-        from core.data.store import load_candles
-
-        candles = load_candles(dataset_id)
-    prepared = prepare_for_run(config, candles)
-    from core.encodings.samples import selectable_ends
-
-    class_names = [str(c) for c in prepared.class_names]
-    n_classes = len(class_names)
-    train_ends = selectable_ends(prepared, "train")
-    if train.max_train_samples:
-        train_ends = train_ends[-int(train.max_train_samples):]
-    src = {s: build_source(prepared, input_kind, s, data.encoding, None, train_ends if s == "train" else None)
-           for s in ("train", "val", "test")}
-    if len(src["test"]) < 1:
-        raise UserError("the test split is empty: use a longer dataset or a larger test share")
-    device = resolve_device(train)
-    sample = src["train"].get(np.arange(min(2, len(src["train"]))), torch.device("cpu"))["x"]
-    in_channels = int(sample.shape[1])
-    torch.manual_seed(train.seed)
-    np.random.seed(train.seed)
-    try:
-        model = create_model(model_name, in_channels, n_classes, **model_config)
-    except TypeError as exc:
-        raise UserError(f"model {model_name!r} does not accept these settings: {exc}") from exc
     info = dict(transfer_info or {})
-    if init is not None:
-        stage("init", f"loading starting weights ({info.get('source', 'given')})")
-        info.update(init(model))
-    frozen = freeze_early_stages(model, freeze_stages)
-    n_trainable = int(sum(p.numel() for p in model.parameters() if p.requires_grad))
-    info.update(freeze_stages=int(freeze_stages), frozen_tensors=len(frozen), trainable_params=n_trainable)
 
-    stage("train", f"fine-tuning {model_name} on {len(src['train'])} samples ({n_trainable:,} trainable "
-                   f"parameters)")
-    fr = fit(model, src["train"], src["val"], train, n_classes, device, progress, cancel)
+    def _init(model: nn.Module) -> dict[str, Any]:
+        if init is not None:
+            info.update(init(model))
+        frozen = freeze_early_stages(model, freeze_stages)
+        info.update(freeze_stages=int(freeze_stages), frozen_tensors=len(frozen),
+                    trainable_params=int(sum(p.numel() for p in model.parameters() if p.requires_grad)))
+        return info
 
-    stage("evaluate", "scoring the test split")
-    config = dict(config, class_names=class_names, input_kind=input_kind,
-                  feature_names=list(prepared.feature_names), in_channels=in_channels, targets_scaling=None,
-                  device=str(device))
-    preds = predictions_for(model, prepared, config, "test", device)
-    val_proba = predict_outputs(model, src["val"], device, train.eval_batch_size, train)["proba"]
-    y_test = preds["y_true"].to_numpy()
-    proba = preds[[f"prob_{c}" for c in class_names]].to_numpy()
-    metrics = classification_metrics(y_test, proba, class_names)
-    val_metrics = classification_metrics(src["val"].labels, val_proba, class_names)
-    bl_proba: dict[str, np.ndarray] = {}
-    baselines: dict[str, dict[str, Any]] = {}
-    if train.baselines:
-        stage("baselines", f"fitting baselines: {', '.join(train.baselines)}")
-        bl = fit_baselines(prepared.features, prepared.y, train_ends, selectable_ends(prepared, "test"),
-                           int(prepared.window), n_classes, train.baselines, train.seed, train.baseline_features)
-        bl_proba = {k: b.proba for k, b in bl.items()}
-        baselines = {k: dict(classification_metrics(y_test, b.proba, class_names), description=b.description)
-                     for k, b in bl.items()}
-    vs = compare_to_baselines(y_test, proba, bl_proba, n_classes, data.horizon, train.n_boot, train.seed,
-                              train.compare_metric)
-    n_params = int(sum(p.numel() for p in model.parameters()))
-    config.update(status=fr.status, created_at=datetime_now(), name=name or "", n_params=n_params,
-                  best_epoch=fr.best_epoch, train_seconds=fr.train_seconds, class_weights_used=fr.class_weights,
-                  n_samples={s: len(v) for s, v in src.items()},
-                  test_start=str(preds["timestamp"].iloc[0]), test_end=str(preds["timestamp"].iloc[-1]),
-                  transfer=info, versions={"torch": torch.__version__, "numpy": np.__version__})
-    run_id = registry.new_run_id(model_name, {k: config[k] for k in
-                                              ("dataset_id", "model_config", "data_config", "train_config",
-                                               "transfer")})
-    config["name"] = name or run_id
-    metrics_doc = {"status": fr.status, "metrics": metrics, "val_metrics": val_metrics, "baselines": baselines,
-                   "vs_best_baseline": vs, "best_epoch": fr.best_epoch, "epochs_run": len(fr.history),
-                   "train_seconds": fr.train_seconds, "samples_per_second": fr.samples_per_second}
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    path = registry.save_run(run_id, config, fr.history, metrics_doc, state, prepared.scaler, preds)
-    if fr.status.startswith("failed"):
-        raise UserError(f"fine-tuning {fr.status}; the best weights before that were saved as run {run_id}")
-    if progress is not None:
-        progress(Progress("done", 1, 1, f"saved run {run_id} ({fr.status})", {"run_id": run_id}))
-    return RunResult(run_id, path, fr.status, metrics, val_metrics, baselines, vs, fr.history, config, preds)
+    return train_run(dataset_id, model_name, model_config, data, train, progress=progress, cancel=cancel,
+                     name=name, candles=candles, init=_init)
 
 
 # ----------------------------------------------------------------------------------- the whole comparison
