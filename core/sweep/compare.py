@@ -1,0 +1,182 @@
+"""The Experiments overview: every run of the registry as one table row, filtering, and what comparing
+several runs needs (histories, out-of-sample backtests).
+
+Rows come from the registry's public API (`list_runs`, `run_path`, `upgrade_config`); backtest figures come
+from `core.backtest.backtest_run` (the run's test span: out of sample) and are cached as plain JSON in
+`workspace/experiments/backtests/<run_id>.json`, so the table shows them without re-running backtests.
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+from typing import Any, Iterable, Optional, Sequence
+
+import pandas as pd
+
+from core.errors import UserError
+from core.workspace import atomic_write_json, read_json, safe_name, ws_path
+
+BT_METRICS = ("total_return", "sharpe", "max_drawdown", "n_trades")
+HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "log_loss")
+
+
+def backtest_available() -> bool:
+    """Whether core.backtest provides backtest_run (it is another area's work and may be missing)."""
+    try:
+        return importlib.util.find_spec("core.backtest.api") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _bt_cache_path(run_id: str) -> Any:
+    return ws_path("experiments", "backtests", f"{safe_name(run_id)}.json")
+
+
+def cached_backtest(run_id: str) -> Optional[dict[str, Any]]:
+    p = _bt_cache_path(run_id)
+    if not p.is_file():
+        return None
+    try:
+        return read_json(p)
+    except (ValueError, OSError):
+        return None
+
+
+def run_backtest_for(run_id: str, config: Any = None) -> Any:
+    """The run's out-of-sample backtest (`core.backtest.backtest_run`); its headline figures are cached."""
+    if not backtest_available():
+        raise UserError("backtests need core.backtest, which is not installed in this copy of the app")
+    from core.backtest import backtest_run
+
+    res = backtest_run(run_id, config)
+    strat = {k: _num(res.metrics.get(k)) for k in BT_METRICS}
+    bh = {k: _num((res.buy_and_hold or {}).get(k)) for k in BT_METRICS}
+    atomic_write_json(_bt_cache_path(run_id), {"run_id": run_id, "strategy": strat, "buy_and_hold": bh,
+                                               "default_config": config is None})
+    return res
+
+
+def _num(v: Any) -> Optional[float]:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def runs_overview() -> pd.DataFrame:
+    """One row per run: ids, dataset, model, key config, test metrics, best baseline, the CNN's gap to it
+    (with whether the bootstrap interval clears zero), and cached out-of-sample backtest figures."""
+    from core.train.runs import list_runs, run_path, upgrade_config
+
+    rows = []
+    for info in list_runs():
+        folder = run_path(info.run_id)
+        try:
+            cfg = upgrade_config(read_json(folder / "config.json"))
+            met = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
+        except (ValueError, OSError, UserError):
+            continue
+        d, t = cfg.get("data_config") or {}, cfg.get("train_config") or {}
+        m = met.get("metrics") or {}
+        bl = met.get("baselines") or {}
+        vs = met.get("vs_best_baseline") or {}
+        row: dict[str, Any] = {
+            "run_id": info.run_id, "name": info.name, "created_at": info.created_at, "status": info.status,
+            "dataset": info.dataset_id, "model": info.model_name, "features": d.get("preset"),
+            "window": d.get("window"), "label": d.get("label"), "horizon": d.get("horizon"),
+            "epochs": met.get("epochs_run"), "lr": t.get("lr"), "seed": t.get("seed"),
+            "params": cfg.get("n_params"),
+        }
+        for k in HEADLINE:
+            row[k] = _num(m.get(k))
+        best_bl, best_val = None, None
+        for name, b in bl.items():
+            v = _num((b or {}).get("accuracy"))
+            if v is not None and (best_val is None or v > best_val):
+                best_bl, best_val = name, v
+        row["best_baseline"] = best_bl
+        row["baseline_accuracy"] = best_val
+        row["vs_baseline"] = _num(vs.get("diff"))
+        row["beats_baseline"] = vs.get("beats")
+        bt = cached_backtest(info.run_id) or {}
+        s, b = bt.get("strategy") or {}, bt.get("buy_and_hold") or {}
+        row["bt_return"] = s.get("total_return")
+        row["bt_sharpe"] = s.get("sharpe")
+        row["bt_max_dd"] = s.get("max_drawdown")
+        row["bt_trades"] = s.get("n_trades")
+        row["bh_return"] = b.get("total_return")
+        rows.append(row)
+    # what a user compares first on the left; the key config and the ids after it
+    cols = ["name", "model", "dataset", "status", "balanced_accuracy", "accuracy", "macro_f1", "roc_auc", "log_loss",
+            "best_baseline", "baseline_accuracy", "vs_baseline", "beats_baseline", "bt_return", "bh_return",
+            "bt_sharpe", "bt_max_dd", "bt_trades", "features", "window", "label", "horizon", "epochs", "lr", "seed",
+            "params", "created_at", "run_id"]
+    df = pd.DataFrame(rows, columns=cols)
+    for c in (*HEADLINE, "baseline_accuracy", "vs_baseline", "bt_return", "bt_sharpe", "bt_max_dd", "bt_trades",
+              "bh_return", "lr"):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
+    return df
+
+
+def filter_overview(df: pd.DataFrame, text: str = "", models: Iterable[str] = (), datasets: Iterable[str] = (),
+                    statuses: Iterable[str] = (), sort_by: Optional[str] = None,
+                    ascending: bool = False) -> pd.DataFrame:
+    """Rows whose name/id/model/dataset contain `text` (case-insensitive) and whose model, dataset and status
+    are among those given (empty = all), sorted by `sort_by` (missing values last)."""
+    out = df
+    text = (text or "").strip().lower()
+    if text:
+        hay = (out["name"].astype(str) + " " + out["run_id"].astype(str) + " " + out["model"].astype(str) + " "
+               + out["dataset"].astype(str)).str.lower()
+        out = out[hay.str.contains(text, regex=False)]
+    for col, allowed in (("model", models), ("dataset", datasets), ("status", statuses)):
+        allowed = list(allowed)
+        if allowed:
+            out = out[out[col].isin(allowed)]
+    if sort_by:
+        if sort_by not in out.columns:
+            raise UserError(f"cannot sort by {sort_by!r}: no such column")
+        out = out.sort_values(sort_by, ascending=ascending, na_position="last", kind="stable")
+    return out.reset_index(drop=True)
+
+
+def histories(run_ids: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """run label -> its per-epoch history (for overlaid training curves)."""
+    from core.train.runs import load_run
+
+    out = {}
+    for rid in run_ids:
+        run = load_run(rid)
+        out[_label(run.config, rid)] = run.history
+    return out
+
+
+def metrics_of(run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """run label -> test metrics and the best baseline's metrics (for metric bars)."""
+    from core.train.runs import load_run
+
+    out = {}
+    for rid in run_ids:
+        run = load_run(rid)
+        m = run.metrics.get("metrics") or {}
+        bl = run.metrics.get("baselines") or {}
+        best = max(bl.items(), key=lambda kv: _num(kv[1].get("accuracy")) or -1.0)[1] if bl else {}
+        out[_label(run.config, rid)] = {"model": {k: _num(m.get(k)) for k in HEADLINE},
+                                        "best_baseline": {k: _num(best.get(k)) for k in HEADLINE}}
+    return out
+
+
+def _label(cfg: dict[str, Any], rid: str) -> str:
+    name = str(cfg.get("name") or rid)
+    return name if name == rid else f"{name} ({rid[-6:]})"
+
+
+def run_labels(run_ids: Sequence[str]) -> dict[str, str]:
+    from core.train.runs import load_run
+
+    return {rid: _label(load_run(rid).config, rid) for rid in run_ids}
+
+
+__all__ = ["backtest_available", "cached_backtest", "run_backtest_for", "runs_overview", "filter_overview",
+           "histories", "metrics_of", "run_labels", "BT_METRICS"]

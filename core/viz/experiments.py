@@ -1,0 +1,144 @@
+"""Figures and tables of the Experiments page (pure: data in, plotly figure or DataFrame out).
+
+- `curves_figure(histories)`: training curves of several runs overlaid (loss | accuracy; val solid,
+  train dotted, one colour per run).
+- `metric_bars(metrics)`: test metrics of several runs side by side, each with its best baseline marked.
+- `equity_figure(curves, benchmarks)`: out-of-sample equity of several runs on one chart, each rebased to
+  1.0 at its first bar, with buy and hold over the same spans dashed.
+- `sweep_figure(summary, cells, rank_by)`: the sweep ranking: mean +- std across seeds per group, every
+  seed as a dot, so the spread is visible next to the differences.
+- `sweep_progress_table(cells)`: per-cell status of a running sweep.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+PALETTE = qualitative.Plotly + qualitative.D3
+METRIC_LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro F1",
+                 "roc_auc": "ROC AUC", "log_loss": "log loss", "vs_baseline": "CNN minus best baseline"}
+
+
+def _color(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+def curves_figure(histories: Mapping[str, pd.DataFrame], title: str = "training curves") -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"), horizontal_spacing=0.08)
+    for i, (label, h) in enumerate(histories.items()):
+        if h is None or h.empty or "epoch" not in h:
+            continue
+        for col, c, dash, show in (("val_loss", 1, "solid", True), ("train_loss", 1, "dot", False),
+                                   ("val_accuracy", 2, "solid", False), ("train_accuracy", 2, "dot", False)):
+            if col in h:
+                fig.add_trace(go.Scatter(x=h["epoch"], y=h[col], mode="lines+markers", legendgroup=label,
+                                         name=label if show else f"{label} {col}", showlegend=show,
+                                         line={"color": _color(i), "dash": dash},
+                                         hovertemplate=f"{label}<br>{col} %{{y:.4f}} (epoch %{{x}})<extra></extra>"),
+                              row=1, col=c)
+    fig.update_xaxes(title_text="epoch")
+    fig.update_layout(height=360, title=f"{title} (solid: validation, dotted: train)",
+                      margin={"l": 40, "r": 20, "t": 60, "b": 40}, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def metric_bars(metrics: Mapping[str, Mapping[str, Mapping[str, Optional[float]]]],
+                keys: Sequence[str] = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc"),
+                title: str = "test metrics (out of sample)") -> go.Figure:
+    """`metrics`: label -> {"model": {metric: value}, "best_baseline": {metric: value}}."""
+    fig = go.Figure()
+    x = [METRIC_LABELS.get(k, k) for k in keys]
+    for i, (label, m) in enumerate(metrics.items()):
+        vals = [m.get("model", {}).get(k) for k in keys]
+        fig.add_trace(go.Bar(x=x, y=[np.nan if v is None else v for v in vals], name=label,
+                             marker_color=_color(i), offsetgroup=str(i),
+                             text=[("" if v is None else f"{v:.3f}") for v in vals], textposition="outside"))
+        base = [m.get("best_baseline", {}).get(k) for k in keys]
+        if any(b is not None for b in base):
+            fig.add_trace(go.Scatter(x=x, y=[np.nan if b is None else b for b in base], mode="markers",
+                                     name=f"{label}: best baseline", offsetgroup=str(i), legendgroup=label,
+                                     marker={"symbol": "line-ew-open", "size": 26, "color": "black",
+                                             "line": {"width": 3}}, showlegend=i == 0,
+                                     hovertemplate="best baseline %{y:.3f}<extra></extra>"))
+    fig.update_layout(barmode="group", height=380, title=f"{title}; black line: that run's best baseline",
+                      yaxis_title="score", margin={"l": 40, "r": 20, "t": 60, "b": 40},
+                      legend={"orientation": "h", "y": -0.2}, scattermode="group")
+    return fig
+
+
+def equity_figure(curves: Mapping[str, pd.Series], benchmarks: Optional[Mapping[str, pd.Series]] = None,
+                  title: str = "out-of-sample equity (rebased to 1.0)") -> go.Figure:
+    fig = go.Figure()
+    for i, (label, eq) in enumerate(curves.items()):
+        if eq is None or len(eq) == 0:
+            continue
+        eq = eq.astype(float)
+        fig.add_trace(go.Scatter(x=eq.index, y=eq / eq.iloc[0], mode="lines", name=label,
+                                 line={"color": _color(i)}))
+    seen: set[tuple[Any, Any]] = set()
+    for i, (label, bh) in enumerate((benchmarks or {}).items()):
+        if bh is None or len(bh) == 0:
+            continue
+        key = (bh.index[0], bh.index[-1], round(float(bh.iloc[-1] / bh.iloc[0]), 10))
+        if key in seen:  # runs on the same data and span share one buy and hold line
+            continue
+        seen.add(key)
+        bh = bh.astype(float)
+        fig.add_trace(go.Scatter(x=bh.index, y=bh / bh.iloc[0], mode="lines", name=f"buy and hold ({label})",
+                                 line={"color": "#7f7f7f", "dash": "dash", "width": 1}))
+    fig.add_hline(y=1.0, line={"color": "#bbbbbb", "width": 1})
+    fig.update_layout(height=380, title=title, yaxis_title="equity / start", margin={"l": 40, "r": 20, "t": 50, "b": 40},
+                      legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def sweep_figure(summary: pd.DataFrame, cells: pd.DataFrame, rank_by: str,
+                 title: str = "") -> go.Figure:
+    """Horizontal: one row per group (best on top), bar = mean across seeds, whisker = std, dots = seeds;
+    the dotted line is the mean of the best baseline on the same test splits."""
+    fig = go.Figure()
+    if summary is None or summary.empty:
+        fig.update_layout(title="no finished cells yet", height=200)
+        return fig
+    order = list(summary["group"])[::-1]
+    mean, std = summary[f"{rank_by}_mean"], summary[f"{rank_by}_std"].fillna(0.0)
+    fig.add_trace(go.Bar(y=summary["group"], x=mean, orientation="h", name="mean across seeds",
+                         error_x={"type": "data", "array": std, "visible": True, "color": "black"},
+                         marker_color="#9ecae1",
+                         text=[f"{m:.3f} ± {s:.3f}" for m, s in zip(mean, std)], textposition="inside"))
+    done = cells[cells["run_id"].notna()] if "run_id" in cells else cells
+    if rank_by in done:
+        fig.add_trace(go.Scatter(y=done["group"], x=done[rank_by], mode="markers", name="one seed",
+                                 marker={"color": "#08519c", "size": 8, "symbol": "circle-open"},
+                                 text=[f"seed {s}" for s in done.get("seed", [])],
+                                 hovertemplate="%{text}: %{x:.4f}<extra></extra>"))
+    base_col = f"best_baseline_{rank_by}"
+    if base_col in done and done[base_col].notna().any():
+        fig.add_vline(x=float(done[base_col].mean()), line={"dash": "dot", "color": "#d62728"},
+                      annotation_text="best baseline (mean)", annotation_position="top")
+    label = METRIC_LABELS.get(rank_by, rank_by)
+    fig.update_yaxes(categoryorder="array", categoryarray=order)
+    fig.update_layout(height=max(260, 70 + 45 * len(summary)), xaxis_title=f"{label} (test split)",
+                      title=title or f"sweep ranking by {label}: mean ± std across seeds, dots = seeds",
+                      margin={"l": 20, "r": 20, "t": 60, "b": 40}, legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def sweep_progress_table(cells: Mapping[Any, Mapping[str, Any]], plan: Sequence[Mapping[str, Any]] = ()) -> pd.DataFrame:
+    """One row per cell: its name, status, progress (0-100) and the latest message."""
+    names = {int(c["index"]): c.get("name", "") for c in plan}
+    rows = []
+    indices = sorted(set(names) | {int(i) for i in cells})
+    for i in indices:
+        s = cells.get(i, cells.get(str(i), {})) or {}
+        rows.append({"cell": i, "name": names.get(i, ""), "status": s.get("status") or "waiting",
+                     "progress": round(100 * float(s.get("fraction") or 0.0)), "message": s.get("message") or ""})
+    return pd.DataFrame(rows, columns=["cell", "name", "status", "progress", "message"])
+
+
+__all__ = ["curves_figure", "metric_bars", "equity_figure", "sweep_figure", "sweep_progress_table"]

@@ -1,0 +1,206 @@
+"""The Experiments page in AppTest: the runs table (filter), comparing runs (curves, bars, equity), rename,
+delete, export, import (a hostile zip is refused in the page), and a sweep started from the page."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL_DATA = dict(preset="chapter6", window=16, horizon=4, threshold=0.002, max_rows=1200)
+SMALL_TRAIN = dict(epochs=1, batch_size=64, lr=3e-3, patience=0, n_boot=50, baselines=["majority"])
+
+
+@pytest.fixture(autouse=True)
+def _clear_caches():
+    import streamlit as st
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+
+
+@pytest.fixture(scope="module")
+def zips(tmp_path_factory):
+    """One real tiny run (cnn1d) trained once, as a run zip, plus the candles it was trained on."""
+    from core.data.synthetic import generate_market
+    from core.train.archive import export_run_zip
+    from core.train.trainer import train_run
+
+    candles = next(iter(generate_market("BTC/USDT", "1h", periods=1200, seed=11).values()))
+    ws = tmp_path_factory.mktemp("page_src_ws")
+    old = os.environ.get("CNN_LAB_WORKSPACE")
+    os.environ["CNN_LAB_WORKSPACE"] = str(ws)
+    try:
+        res = train_run("synthetic-BTCUSDT-1h", "cnn1d", {}, SMALL_DATA, SMALL_TRAIN, candles=candles, name="alpha cnn")
+        blob = export_run_zip(res.run_id)
+    finally:
+        if old is None:
+            os.environ.pop("CNN_LAB_WORKSPACE", None)
+        else:
+            os.environ["CNN_LAB_WORKSPACE"] = old
+    return res.run_id, blob, candles
+
+
+def _store(candles) -> None:
+    """The runs' dataset (the page's backtests load the candles of a run's dataset)."""
+    from core.data.store import save_candles
+
+    save_candles(candles, "synthetic", "BTC/USDT", "1h")
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "pages" / "8_Experiments.py"), default_timeout=180)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _table(at, *columns: str):
+    """The st.dataframe that has all `columns` (AppTest dataframes carry no widget key)."""
+    for df in at.dataframe:
+        v = df.value
+        if all(c in v.columns for c in columns):
+            return v
+    raise AssertionError(f"no table with columns {columns}")
+
+
+RUNS = ("run_id", "bt_return")
+SUMMARY = ("n_seeds", "vs_best")
+CELLS = ("cell", "run_id", "status", "error")
+
+
+def _specs(at) -> str:
+    return " ".join(c.proto.spec for c in at.get("plotly_chart"))
+
+
+def test_runs_table_compare_rename_delete_export_import(zips, workspace):
+    from core.sweep.compare import backtest_available
+    from core.train import runs as registry
+    from core.train.archive import import_run_zip
+
+    rid_a, zip_a, candles = zips
+    _store(candles)
+    at = _page()
+    assert any("No runs yet" in i.value for i in at.info)
+    import_run_zip(zip_a)
+    rid_b = import_run_zip(zip_a)  # a second copy under a new id, renamed: two runs to compare
+    registry.rename_run(rid_b, "beta copy")
+    at.run()
+    table = _table(at, *RUNS)
+    assert set(table["run_id"]) == {rid_a, rid_b} and set(table["model"]) == {"cnn1d"}
+    assert table["balanced_accuracy"].notna().all() and table["best_baseline"].eq("majority").all()
+    # filter and sort
+    at.text_input(key="exp_filter").input("beta").run()
+    assert list(_table(at, *RUNS)["run_id"]) == [rid_b]
+    at.text_input(key="exp_filter").input("").run()
+    at.multiselect(key="exp_models").set_value(["cnn1d"]).run()
+    assert len(_table(at, *RUNS)) == 2
+    at.multiselect(key="exp_models").set_value([]).run()
+    at.selectbox(key="exp_sort").select("name").run()
+    assert list(_table(at, *RUNS)["name"]) == ["alpha cnn", "beta copy"]
+    # compare both: overlaid curves and metric bars with the baselines marked
+    at.multiselect(key="exp_pick").set_value([rid_a, rid_b]).run()
+    assert not at.exception, at.exception
+    specs = _specs(at)
+    assert "alpha cnn" in specs and "beta copy" in specs and "best baseline" in specs and "val_loss" in specs
+    if backtest_available():
+        at.toggle(key="exp_equity").set_value(True).run()
+        assert not at.exception, at.exception
+        assert "buy and hold" in _specs(at) and "equity" in _specs(at)
+        assert _table(at, *RUNS)["bt_return"].notna().all()  # the table shows the figures
+    # export is offered as a zip download
+    assert any(getattr(b.proto, "label", "") == "Export zip" for b in at.get("download_button"))
+    # rename and delete through the page
+    at.selectbox(key="exp_manage").select(rid_a).run()
+    at.text_input(key=f"exp_rename_{rid_a}").input("renamed run").run()
+    at.button(key="exp_rename_btn").click().run()
+    assert registry.load_run(rid_a).config["name"] == "renamed run"
+    assert at.button(key="exp_delete_btn").disabled
+    at.checkbox(key=f"exp_delete_sure_{rid_a}").check().run()
+    at.button(key="exp_delete_btn").click().run()
+    assert not at.exception, at.exception
+    assert [r.run_id for r in registry.list_runs()] == [rid_b]
+    # import: the exported zip comes back; a hostile one is refused with a sentence and changes nothing
+    at.file_uploader(key="exp_upload").set_value(("run.zip", zip_a, "application/zip")).run()
+    at.button(key="exp_import_btn").click().run()
+    assert not at.exception, at.exception
+    assert any(f"Imported as run {rid_a}" in s.value for s in at.success)
+    assert {r.run_id for r in registry.list_runs()} == {rid_a, rid_b}
+    evil = io.BytesIO()
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("x/../../escape.txt", b"hello")
+    at.file_uploader(key="exp_upload").set_value(("evil.zip", evil.getvalue(), "application/zip")).run()
+    at.button(key="exp_import_btn").click().run()
+    assert any("outside its run folder" in e.value for e in at.error)
+    assert {r.run_id for r in registry.list_runs()} == {rid_a, rid_b}
+    assert not (workspace.parent / "escape.txt").exists()
+
+
+def test_sweep_from_the_page(zips, workspace):
+    from ui.jobs import forget_job, get_job
+
+    _store(zips[2])
+    at = _page()
+    at.text_area(key="exp_grid").input("grid: {model: [cnn1d, nosuchnet]}\n").run()
+    assert any("unknown model 'nosuchnet'" in e.value for e in at.error)
+    assert at.button(key="exp_sweep_start").disabled
+    grid = ("name: page\npreset: quick\ndataset: synthetic-BTCUSDT-1h\n"
+            "data: {preset: chapter6, window: 16, horizon: 4, max_rows: 1000}\n"
+            "train: {epochs: 1, n_boot: 50, baselines: [majority]}\ngrid:\n  seed: [0, 1]\n")
+    at.text_area(key="exp_grid").input(grid).run()
+    assert not at.error and not at.button(key="exp_sweep_start").disabled
+    assert any("2 cells" in c.value for c in at.caption)
+    at.number_input(key="exp_jobs").set_value(1).run()
+    at.button(key="exp_sweep_start").click().run()
+    assert not at.exception, at.exception
+    sid = at.session_state["_session_id"]
+    job = get_job(sid, "sweep")
+    assert job is not None
+    job.thread.join(240)  # AppTest cannot fire run_every: wait, then rerun like the poll would
+    assert job.done and job.error is None, job.error
+    at.run()
+    at.run()
+    assert not at.exception, at.exception
+    assert any("completed: 2/2 cells saved as runs" in s.value for s in at.success)
+    summ = _table(at, *SUMMARY)
+    assert len(summ) == 1 and summ.loc[0, "n_seeds"] == 2 and "±" in summ.iloc[0]["balanced_accuracy (mean ± std)"]
+    assert "mean ± std across seeds" in _specs(at)
+    cells = _table(at, *CELLS)
+    assert list(cells["status"]) == ["completed", "completed"]
+    assert set(_table(at, *RUNS)["run_id"]) == set(cells["run_id"])
+    # "compare this sweep's runs" fills the comparison
+    at.button(key="exp_sweep_compare").click().run()
+    assert set(at.multiselect(key="exp_pick").value) == set(cells["run_id"])
+    (first,) = [p.name for p in (workspace / "sweeps").iterdir()]
+    meta = json.loads((workspace / "sweeps" / first / "sweep.json").read_text())
+    assert meta["status"] == "completed" and meta["n_cells"] == 2
+
+    # a long sweep, cancelled from the page while its first cell trains
+    at.text_area(key="exp_grid").input(grid.replace("epochs: 1", "epochs: 400, patience: 0").replace("[0, 1]", "[0, 1, 2]")).run()
+    at.button(key="exp_sweep_start").click().run()
+    job = get_job(sid, "sweep")
+    deadline = time.time() + 120
+    while time.time() < deadline and not job.done:
+        last = job.snapshot()[1].get("sweep")
+        cell = (last.metrics.get("cells") or {}).get(0, {}) if last else {}
+        if cell.get("stage") == "train" and (cell.get("fraction") or 0) >= 2 / 400:
+            break
+        time.sleep(0.2)
+    at.run()
+    assert not at.exception, at.exception
+    assert at.get("progress") and "progress" in _table(at, "cell", "progress", "message").columns
+    at.button(key="exp_sweep_cancel").click().run()
+    job.thread.join(240)
+    at.run()
+    at.run()
+    assert any("cancelled: 1/3 cells saved as runs" in w.value for w in at.warning)
+    statuses = list(_table(at, *CELLS)["status"])
+    assert statuses == ["stopped", "cancelled", "cancelled"]
+    forget_job(sid, "sweep")

@@ -1,0 +1,159 @@
+"""Sweep grids: parsing YAML/JSON as plain data, expansion into validated cells, and the ranking with its
+spread across seeds (no training here: fast)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.errors import UserError
+from core.sweep.grid import expand_grid, load_grid, parse_grid
+from core.sweep.runner import summarize
+
+GRID_YAML = """
+name: zoo
+preset: quick
+data: {max_rows: 3000, preset: chapter6}
+train: {epochs: 2}
+grid:
+  model: [cnn1d, tcn]
+  seed: [0, 1, 2]
+  symbol: [BTC/USDT, ETH/USDT]
+  window: [16, 32]
+  train.lr: [0.001, 0.003]
+"""
+
+
+def test_grid_expands_to_every_combination_with_each_value_in_its_place():
+    spec = load_grid(GRID_YAML)
+    cells = expand_grid(spec)
+    assert len(cells) == 2 * 3 * 2 * 2 * 2
+    seen = set()
+    for c in cells:
+        p = c.params
+        assert c.model_name == p["model"]
+        assert c.train_config["seed"] == p["seed"] and c.train_config["lr"] == p["train.lr"]
+        assert c.data_config["window"] == p["window"]
+        assert c.dataset_id == {"BTC/USDT": "synthetic-BTCUSDT-1h", "ETH/USDT": "synthetic-ETHUSDT-1h"}[p["symbol"]]
+        # the file's base settings reach every cell; the preset fills the rest
+        assert c.data_config["max_rows"] == 3000 and c.data_config["preset"] == "chapter6"
+        assert c.train_config["epochs"] == 2 and c.train_config["batch_size"] == 128
+        seen.add(json.dumps(p, sort_keys=True))
+        assert "seed" not in c.group and f"model={p['model']}" in c.group
+    assert len(seen) == len(cells)
+    # the last axis varies fastest, the first slowest
+    assert [c.params["train.lr"] for c in cells[:2]] == [0.001, 0.003]
+    assert {c.params["model"] for c in cells[:24]} == {"cnn1d"}
+    # cells that differ only by seed share a group; 2 models x 2 symbols x 2 windows x 2 lrs = 16 groups
+    assert len({c.group for c in cells}) == 16
+
+
+def test_json_file_and_dataset_axis(tmp_path):
+    p = tmp_path / "g.json"
+    p.write_text(json.dumps({"name": "j", "dataset": "import-MYCOIN-1h",
+                             "grid": {"dataset": ["import-MYCOIN-1h", "bybit_linear-BTCUSDT-4h"],
+                                      "model.dropout": [0.1]}, "model": "cnn1d"}))
+    cells = expand_grid(load_grid(p))
+    assert [c.dataset_id for c in cells] == ["import-MYCOIN-1h", "bybit_linear-BTCUSDT-4h"]
+    assert all(c.model_config.get("dropout") == 0.1 for c in cells)
+    # symbol axis keeps the base dataset's source and timeframe
+    cells = expand_grid(parse_grid({"dataset": "bybit_linear-BTCUSDT-4h", "grid": {"symbol": ["ETH/USDT"]}}))
+    assert cells[0].dataset_id == "bybit_linear-ETHUSDT-4h"
+
+
+@pytest.mark.parametrize("text, words", [
+    ("grid: {seed: [0, 1]}\nfoo: 1\n", "unknown grid file key"),
+    ("name: x\n", "needs a 'grid'"),
+    ("grid: {seed: []}\n", "has no values"),
+    ("grid: {seed: [1, 1]}\n", "repeats a value"),
+    ("grid: {model: [cnn1d, nosuchnet]}\n", "unknown model 'nosuchnet'"),
+    ("grid: {nosuchkey: [1, 2]}\n", "unknown key"),
+    ("grid: {train.nosuch: [1]}\n", "unknown train setting"),
+    ("grid: {window: [1]}\n", "window must be at least 2"),
+    ("model: cnn1d\ngrid: {model.nosuch: [1]}\n", "has no setting"),
+    ("grid: {seed: [0, 1.5]}\n", "whole numbers"),
+    ("grid: {seed: [0, 1], window: [8, 16, 32]}\nmax_cells: 5\n", "6 cells, more than max_cells=5"),
+    ("grid:\n  seed: [0, 1\n", "not valid YAML at line"),
+    ("{\"grid\": ", "not valid JSON"),
+    ("rank_by: profit\ngrid: {seed: [0]}\n", "rank_by must be one of"),
+    ("grid: {dataset: [import-X-1h], symbol: [BTC/USDT]}\n", "either the 'dataset' axis"),
+])
+def test_bad_grids_are_refused_with_a_sentence(text, words):
+    with pytest.raises(UserError, match=words.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        expand_grid(load_grid(text))
+
+
+def test_yaml_is_read_as_plain_data_only(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = f"grid: {{seed: [0]}}\nname: !!python/object/apply:os.system ['touch {marker}']\n"
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_grid(evil)
+    assert not marker.exists()
+
+
+def _table(groups: dict[str, list[float]], metric: str = "balanced_accuracy") -> pd.DataFrame:
+    rows = []
+    for g, vals in groups.items():
+        for seed, v in enumerate(vals):
+            rows.append({"cell": len(rows), "group": g, "seed": seed, "model": g, "dataset": "d",
+                         "run_id": f"r{len(rows)}", metric: v, "vs_baseline": v - 0.4, "beats_baseline": v > 0.45})
+    return pd.DataFrame(rows)
+
+
+def test_ranking_shows_mean_std_and_which_gaps_are_noise():
+    t = _table({"steady": [0.50, 0.52, 0.51], "worse": [0.40, 0.41, 0.42], "noisy": [0.49, 0.55, 0.43]})
+    s = summarize(t, "balanced_accuracy")
+    assert list(s["group"]) == ["steady", "noisy", "worse"] and list(s["rank"]) == [1, 2, 3]
+    row = s.set_index("group")
+    assert row.loc["steady", "balanced_accuracy_mean"] == pytest.approx(0.51)
+    assert row.loc["steady", "balanced_accuracy_std"] == pytest.approx(np.std([0.50, 0.52, 0.51], ddof=1))
+    assert row.loc["steady", "n_seeds"] == 3 and row.loc["steady", "beats_baseline"] == "3/3"
+    assert row.loc["steady", "vs_best"] == "best"
+    assert row.loc["noisy", "vs_best"].startswith("within noise")   # 0.49 vs 0.51 with std 0.06
+    assert row.loc["worse", "vs_best"].startswith("worse by 0.100")
+    assert row.loc["steady", "balanced_accuracy (mean ± std)"] == "0.510 ± 0.010"
+    # lower is better for log loss; a single seed cannot tell noise
+    t2 = _table({"a": [0.9], "b": [0.7]}, "log_loss")
+    s2 = summarize(t2, "log_loss")
+    assert list(s2["group"]) == ["b", "a"] and s2.loc[1, "vs_best"] == "one seed: spread unknown"
+    # failed cells (no run) are left out, not counted as zeros
+    t3 = _table({"a": [0.5, 0.6]})
+    t3.loc[1, "run_id"] = None
+    assert summarize(t3).loc[0, "n_seeds"] == 1
+
+
+def test_experiment_figures_and_tables():
+    from core.viz import experiments as vx
+
+    idx = pd.date_range("2025-01-01", periods=5, freq="h", tz="UTC")
+    bh = pd.Series([100.0, 101, 99, 102, 103], idx)
+    fig = vx.equity_figure({"a": pd.Series([10_000.0, 10_100, 10_050, 10_200, 10_300], idx),
+                            "b": pd.Series([5_000.0, 4_900, 4_950, 5_100, 5_000], idx)}, {"a": bh, "b": bh * 2})
+    names = [t.name for t in fig.data]
+    assert names == ["a", "b", "buy and hold (a)"]  # one buy-and-hold line for runs on the same span
+    assert fig.data[0].y[0] == 1.0 and fig.data[1].y[-1] == pytest.approx(1.0)
+    bars = vx.metric_bars({"r1": {"model": {"accuracy": 0.5}, "best_baseline": {"accuracy": 0.45}},
+                           "r2": {"model": {"accuracy": 0.55}, "best_baseline": {}}}, keys=("accuracy",))
+    assert [t.type for t in bars.data] == ["bar", "scatter", "bar"] and bars.data[1].y[0] == 0.45
+    plan = [{"index": i, "name": f"cell {i}"} for i in range(3)]
+    t = vx.sweep_progress_table({0: {"status": "running", "fraction": 0.5, "message": "epoch 2"},
+                                 "2": {"status": "failed", "fraction": 1.0, "message": "bad"}}, plan)
+    assert list(t["status"]) == ["running", "waiting", "failed"] and list(t["progress"]) == [50, 0, 100]
+    cells = _table({"x": [0.5, 0.52], "y": [0.4, 0.45]})
+    cells["best_baseline_balanced_accuracy"] = 0.33
+    s = summarize(cells)
+    fig = vx.sweep_figure(s, cells, "balanced_accuracy")
+    assert list(fig.data[0].y) == ["x", "y"] and len(fig.data[1].x) == 4  # bars per group, a dot per seed
+    assert fig.data[0].error_x.array[0] == pytest.approx(np.std([0.5, 0.52], ddof=1))
+
+
+def test_the_shipped_example_grid_is_valid():
+    from pathlib import Path
+
+    import core.sweep
+
+    cells = expand_grid(load_grid(Path(core.sweep.__file__).parent / "example_grid.yaml"))
+    assert len(cells) == 12 and {c.model_name for c in cells} == {"cnn1d", "tcn"}
+    assert {c.dataset_id for c in cells} == {"synthetic-BTCUSDT-1h", "synthetic-ETHUSDT-1h"}

@@ -1,0 +1,150 @@
+"""Sweeps end to end on tiny configs: 2 local worker processes (loky), cancel (nothing new starts, the
+running cell keeps its checkpoint), the CLI, and a local Ray instance (slow)."""
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from core.errors import UserError
+from core.progress import CancelToken
+from core.sweep import runner
+from core.train import runs as registry
+
+TINY = {"preset": "quick", "data": {"preset": "chapter6", "window": 16, "horizon": 4, "max_rows": 1000},
+        "train": {"epochs": 1, "patience": 0, "n_boot": 50, "baselines": ["majority"]}}
+
+
+@pytest.fixture()
+def market(workspace):
+    """Small offline BTC and ETH datasets (1,200 hourly bars each) in the test's workspace."""
+    from core.data.store import save_candles
+    from core.data.synthetic import generate_market
+
+    for sym, df in generate_market(["BTC/USDT", "ETH/USDT"], "1h", periods=1200, seed=5).items():
+        save_candles(df, "synthetic", sym, "1h")
+    return workspace
+
+
+def test_two_local_workers_make_one_run_per_cell_and_rank_them(market):
+    events = []
+    spec = {**TINY, "name": "two-workers", "grid": {"symbol": ["BTC/USDT", "ETH/USDT"], "seed": [0, 1]}}
+    res = runner.run_sweep(spec, jobs=2, backend="loky", progress=events.append)
+    assert res.status == "completed" and [c["status"] for c in res.cells] == ["completed"] * 4
+    workers = {c["worker"] for c in res.cells}
+    assert len(workers) == 2  # two worker processes shared the cells
+    runs = {r.run_id: r for r in registry.list_runs()}
+    assert set(runs) == {c["run_id"] for c in res.cells}
+    for plan, cell in zip(res.plan, res.cells):
+        cfg = registry.load_run(cell["run_id"]).config
+        assert cfg["dataset_id"] == plan["dataset_id"] and cfg["train_config"]["seed"] == plan["params"]["seed"]
+        assert cfg["name"] == plan["name"] and "two-workers #" in cfg["name"]
+    assert {p["dataset_id"] for p in res.plan} == {"synthetic-BTCUSDT-1h", "synthetic-ETHUSDT-1h"}
+    # the ranking: one group per symbol, two seeds each, mean and spread
+    summ = res.summary()
+    assert len(summ) == 2 and list(summ["n_seeds"]) == [2, 2] and summ.loc[0, "vs_best"] == "best"
+    table = res.table()
+    for g, grp in table.groupby("group"):
+        row = summ.set_index("group").loc[g]
+        assert row["balanced_accuracy_mean"] == pytest.approx(grp["balanced_accuracy"].mean())
+        assert row["balanced_accuracy_std"] == pytest.approx(grp["balanced_accuracy"].std(ddof=1))
+    # progress per cell reached the caller; the sweep is stored and reloads the same
+    cells_seen = [e.metrics.get("cells", {}) for e in events if e.stage == "sweep"]
+    assert any(len(c) >= 1 for c in cells_seen) and events[-1].stage == "done"
+    again = runner.load_sweep(res.sweep_id)
+    assert again.status == "completed" and again.summary().equals(summ)
+    assert runner.list_sweeps()[0]["sweep_id"] == res.sweep_id
+
+
+def test_cancel_stops_new_cells_and_the_running_one_keeps_its_checkpoint(market):
+    spec = {**TINY, "name": "cancel", "train": {**TINY["train"], "epochs": 400},
+            "grid": {"seed": [0, 1, 2]}}
+    token = CancelToken()
+
+    def on_progress(p):
+        cell = (p.metrics.get("cells") or {}).get(0) or {}
+        if cell.get("stage") == "train" and (cell.get("fraction") or 0) >= 2 / 400:
+            token.cancel()  # at least one epoch of cell 0 has finished
+
+    res = runner.run_sweep(spec, jobs=1, progress=on_progress, cancel=token)
+    assert res.status == "cancelled"
+    first, *rest = res.cells
+    assert first["status"] == "stopped" and first["epochs_run"] < 400
+    assert registry.load_run(first["run_id"]).metrics["status"] == "stopped"
+    assert [c["status"] for c in rest] == ["cancelled", "cancelled"]
+    assert [r.run_id for r in registry.list_runs()] == [first["run_id"]]
+    assert (res.path / "cancel").is_file()
+
+
+def test_bad_input_fails_before_anything_runs(market):
+    with pytest.raises(UserError, match="not in the workspace"):
+        runner.run_sweep({**TINY, "grid": {"dataset": ["import-NOPE-1h"]}}, jobs=1)
+    with pytest.raises(UserError, match="unknown backend"):
+        runner.run_sweep({**TINY, "grid": {"seed": [0]}}, backend="spark")
+    with pytest.raises(UserError, match="use 2 or more workers for ray"):
+        runner.run_sweep({**TINY, "grid": {"seed": [0]}}, jobs=1, backend="ray")
+    assert registry.list_runs() == [] and runner.list_sweeps() == []
+
+
+def test_cli_runs_a_grid_file_and_shows_it(market, tmp_path, capsys):
+    from core.cli import main
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("name: cli\npreset: quick\ndata: {preset: chapter6, window: 16, horizon: 4, max_rows: 1000}\n"
+                    "train: {epochs: 1, n_boot: 50, baselines: [majority]}\ngrid:\n  model: [cnn1d]\n  seed: [3]\n")
+    assert main(["sweep", "--grid", str(grid), "--jobs", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "completed" and out["n_cells"] == 1 and out["ranking"][0]["n_seeds"] == 1
+    rid = out["cells"][0]["run_id"]
+    assert registry.load_run(rid).config["train_config"]["seed"] == 3
+    assert main(["sweep", "--show", out["sweep_id"]]) == 0
+    assert "model=cnn1d" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("grid: {model: [nosuchnet]}\n")
+    assert main(["sweep", "--grid", str(bad)]) == 2
+    assert "unknown model 'nosuchnet'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ray_backend_on_a_local_instance(market):
+    import ray  # pinned in requirements-dev.txt: this test must run, not skip
+    spec = {**TINY, "name": "ray", "grid": {"seed": [0, 1]}}
+    res = runner.run_sweep(spec, jobs=2, backend="ray")
+    assert res.status == "completed", res.cells
+    assert not ray.is_initialized()  # the instance the sweep started is stopped again
+    for c in res.cells:
+        run = registry.load_run(c["run_id"])
+        # trained in a Ray worker's scratch workspace, shipped back as a zip, imported as untrusted
+        assert run.config["train_config"]["seed"] == c["index"]
+        assert (run.path / "scaler.json").is_file() and (run.path / "scaler.joblib").is_file()
+        assert run.config["import_source"].startswith("sweep worker")
+        assert run.metrics["metrics"]["balanced_accuracy"] == pytest.approx(c["metrics"]["balanced_accuracy"])
+    assert len(registry.list_runs()) == 2
+    assert not (res.path / "scratch").exists()
+
+
+@pytest.mark.slow
+def test_dask_backend_on_a_local_cluster(market):
+    import distributed  # noqa: F401 - pinned in requirements-dev.txt: this test must run, not skip
+
+    res = runner.run_sweep({**TINY, "name": "dask", "grid": {"seed": [0, 1]}}, jobs=2, backend="dask")
+    assert res.status == "completed", res.cells
+    assert len({c["worker"] for c in res.cells}) >= 1
+    for c in res.cells:
+        run = registry.load_run(c["run_id"])
+        assert run.config["import_source"].startswith("sweep worker")
+        assert run.config["train_config"]["seed"] == c["index"]
+
+
+def test_an_unreachable_cluster_is_a_clear_error_and_leaves_nothing(market):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for backend, what in (("ray", "Ray cluster"), ("dask", "Dask scheduler")):
+        with pytest.raises(UserError, match=f"cannot reach the {what} at 127.0.0.1:{port}"):
+            runner.run_sweep({**TINY, "grid": {"seed": [0, 1]}}, jobs=2, backend=backend,
+                             address=f"127.0.0.1:{port}")
+    assert runner.list_sweeps() == [] and registry.list_runs() == []
