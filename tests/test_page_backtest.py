@@ -51,6 +51,10 @@ def test_baseline_backtest_without_any_run():
     assert len(eq["data"][0]["x"]) <= 4000  # 17,544 hourly bars thinned for display
     assert "Threshold sweep" not in " ".join(charts)  # a baseline has no probabilities to sweep
     assert len(at.dataframe) == 2 and at.get("download_button")
+    # the buy-and-hold baseline is held through (no stops or time exits): it is the benchmark itself
+    assert _metric(at, "Trades") == "1"
+    ret = next(m for m in at.metric if m.label == "Total return")
+    assert ret.value in ret.delta, (ret.value, ret.delta)  # "buy & hold <same figure>"
 
     at.selectbox(key="bt_source").select("baseline:ma_cross").run()
     assert not at.exception

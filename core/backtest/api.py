@@ -6,6 +6,8 @@ model never trained or early-stopped on those bars) unless `start`/`end` narrow 
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -89,6 +91,11 @@ def backtest_baseline(name: str, candles: pd.DataFrame, config: Any = None, star
         raise UserError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
     if cfg.sizing != "fixed":
         raise UserError(f"{cfg.sizing} sizing needs a run's probabilities; a rule baseline uses fixed sizing")
+    if name == "buy_and_hold":
+        # held through: stops, targets, time exits and drawdown throttles would turn the benchmark into a
+        # churning strategy (a 12 h time exit re-enters every 12 bars) that is no longer buy and hold
+        cfg = replace(cfg, stop_loss="none", trailing_atr_k=0.0, take_profit="none", max_hold_hours=0.0,
+                      daily_dd_halve=0.0, weekly_dd_halt=0.0)
     sig = baseline_signals(name, candles, cfg.ma_fast, cfg.ma_slow, long_only=False)
     return run_backtest(candles, sig, cfg, None, start=start, end=end, label=f"baseline {name}")
 

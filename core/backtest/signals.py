@@ -15,7 +15,7 @@ import pandas as pd
 from core.errors import UserError
 
 BASELINES = {
-    "buy_and_hold": "always long (the benchmark itself, run through the same costs and risk rules)",
+    "buy_and_hold": "always long, held through (the benchmark: entry costs only, no stops or time exits)",
     "ma_cross": "long when the fast SMA of closes is above the slow one, short (or flat if long-only) below",
 }
 
