@@ -1,7 +1,7 @@
 """Shared fixtures: every test gets its own empty workspace; the real market data in ../shared/data."""
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,3 +36,18 @@ def _torch_threads():
     except ImportError:
         pass
     yield
+
+
+@pytest.fixture(autouse=True)
+def _clear_streamlit_caches():
+    """Streamlit's caches outlive AppTest instances in one process (STREAMLIT_NOTES): every test starts
+    clean, after the workspace fixture pointed CNN_LAB_WORKSPACE at a fresh folder."""
+    def clear() -> None:
+        st = sys.modules.get("streamlit")
+        if st is not None:
+            st.cache_data.clear()
+            st.cache_resource.clear()
+
+    clear()
+    yield
+    clear()

@@ -3,34 +3,20 @@ time, the layer table, the warnings, the effective field on real windows, bad se
 from __future__ import annotations
 
 import base64
-import json
 from pathlib import Path
 
 import numpy as np
 
-import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
+
+from tests.page_helpers import charts
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "3_Architectures.py")
 
 
-@pytest.fixture(autouse=True)
-def _clear_caches():
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
 def _charts(at: AppTest) -> dict[str, dict]:
-    out = {}
-    for el in at.get("plotly_chart"):
-        spec = json.loads(el.proto.spec)
-        out[spec["layout"]["title"]["text"]] = spec
-    return out
+    return charts(at)
 
 
 def _arr(v):

@@ -2,32 +2,18 @@
 out-of-sample span with the threshold sweep; bad input is a sentence."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
+
+from tests.page_helpers import charts
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "7_Backtest.py")
 
 
-@pytest.fixture(autouse=True)
-def _clear_caches():
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
 def _charts(at: AppTest) -> dict[str, dict]:
-    out = {}
-    for el in at.get("plotly_chart"):
-        spec = json.loads(el.proto.spec)
-        out[str(spec.get("layout", {}).get("title", {}).get("text", ""))] = spec
-    return out
+    return charts(at)
 
 
 def _chart(at: AppTest, prefix: str) -> dict:

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,15 +26,6 @@ def small_candles(n: int = 200, seed: int = 1, start: str = "2024-03-01") -> pd.
     idx = pd.date_range(start, periods=n, freq="1h", tz="UTC", name="timestamp")
     return pd.DataFrame({"open": open_, "high": high, "low": low, "close": close,
                          "volume": rng.uniform(1, 5, n)}, index=idx)
-
-
-@pytest.fixture(autouse=True)
-def _clear_caches():
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
 
 
 @pytest.fixture

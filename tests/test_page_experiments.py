@@ -17,15 +17,6 @@ SMALL_DATA = dict(preset="chapter6", window=16, horizon=4, threshold=0.002, max_
 SMALL_TRAIN = dict(epochs=1, batch_size=64, lr=3e-3, patience=0, n_boot=50, baselines=["majority"])
 
 
-@pytest.fixture(autouse=True)
-def _clear_caches():
-    import streamlit as st
-
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-
-
 @pytest.fixture(scope="module")
 def zips(tmp_path_factory):
     """One real tiny run (cnn1d) trained once, as a run zip, plus the candles it was trained on."""

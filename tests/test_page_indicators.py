@@ -1,33 +1,18 @@
 """The Indicators page under AppTest on the default offline market: charts render, widgets drive them."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
+
+from tests.page_helpers import charts
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "2_Indicators.py")
 
 
-@pytest.fixture(autouse=True)
-def _clear_caches():
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
 def _charts(at: AppTest) -> dict[str, dict]:
-    out = {}
-    for el in at.get("plotly_chart"):
-        spec = json.loads(el.proto.spec)
-        title = spec.get("layout", {}).get("title", {}).get("text", "") or "price"
-        out[str(title)] = spec
-    return out
+    return charts(at, untitled="price")
 
 
 def test_indicators_page_runs_and_reacts():

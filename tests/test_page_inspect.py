@@ -16,15 +16,6 @@ from features_helpers import csv_candles
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _clear_caches():
-    import streamlit as st
-
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-
-
 def _dataset(shared_data, rows=700) -> str:
     from core.data.store import save_candles
 

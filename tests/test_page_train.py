@@ -22,15 +22,6 @@ def _one_torch_thread():
     torch.set_num_threads(n)
 
 
-@pytest.fixture(autouse=True)
-def _clear_caches():
-    import streamlit as st
-
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-
-
 def _page() -> AppTest:
     at = AppTest.from_file(str(ROOT / "pages" / "4_Train.py"), default_timeout=120)
     at.run()

@@ -1,0 +1,85 @@
+"""The app shell under AppTest: the home page and every page run on the default offline data without an
+exception, and the active dataset in the sidebar is shared by every page."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = sorted((ROOT / "pages").glob("*.py"))
+
+
+def _run(path: Path) -> AppTest:
+    at = AppTest.from_file(str(path), default_timeout=120)
+    at.run()
+    return at
+
+
+def _chart_titles(at: AppTest) -> list[str]:
+    out = []
+    for el in at.get("plotly_chart"):
+        spec = json.loads(el.proto.spec)
+        out.append(str(spec.get("layout", {}).get("title", {}).get("text", "")))
+    return out
+
+
+def test_home_runs_on_the_default_offline_market(workspace):
+    at = _run(ROOT / "app.py")
+    assert not at.exception, at.exception
+    assert at.session_state["active_dataset"].startswith("synthetic")
+    titles = _chart_titles(at)
+    assert titles and "synthetic" in titles[0]
+    assert "CNN Trading Lab" in at.title[0].value
+    # the default dataset was written inside the test's workspace, nowhere else
+    assert any(workspace.rglob("*.parquet"))
+
+
+def test_home_links_each_existing_page_and_no_missing_one():
+    at = _run(ROOT / "app.py")
+    links = [el.proto.page for el in at.get("page_link")]  # the url path Streamlit resolved the page to
+    expected = sorted(re.sub(r"^[0-9]*[_ -]*", "", p.stem) for p in PAGES)
+    assert sorted(links) == expected
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_every_page_runs_without_exception(page):
+    at = _run(page)
+    assert not at.exception, f"{page.name}: {at.exception}"
+
+
+def test_sidebar_switch_changes_the_active_dataset():
+    from core.data import store
+
+    default = store.ensure_default_dataset()
+    other = _make_second_dataset()
+    at = _run(ROOT / "app.py")
+    assert at.session_state["active_dataset"] == default
+    at.selectbox(key="sidebar_dataset_Home").select(other).run()
+    assert not at.exception
+    assert at.session_state["active_dataset"] == other
+    assert "ETH/USDT" in " ".join(m.value for m in at.metric)
+
+
+def test_active_dataset_set_elsewhere_wins_over_the_stale_sidebar_widget():
+    from core.data import store
+
+    default = store.ensure_default_dataset()
+    other = _make_second_dataset()
+    at = _run(ROOT / "app.py")
+    assert at.selectbox(key="sidebar_dataset_Home").value == default
+    at.session_state["active_dataset"] = other  # what a fetch or an import does
+    at.run()
+    assert at.session_state["active_dataset"] == other
+    assert at.selectbox(key="sidebar_dataset_Home").value == other
+
+
+def _make_second_dataset() -> str:
+    from core.data import store
+    from tests.test_page_data import small_candles
+
+    info = store.save_candles(small_candles(300), "file", "ETH/USDT", "1h")
+    return info.id
