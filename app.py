@@ -1,7 +1,9 @@
 """CNN Trading Lab: the home page (Streamlit directory mode: this file + one file per page in pages/).
 
-Run with `make run` or `python -m streamlit run app.py`. The home page says what the app is, links the
-pipeline's pages that exist, and summarises the active dataset (the offline synthetic market by default).
+Run with `make run` or `python -m streamlit run app.py`. The home page says what the app is, shows the
+pipeline as a picture with a link to each page, runs the one-click demo (data -> features -> model ->
+backtest on the offline market, in the background, core.demo) ending on its summary, and summarises the
+active dataset (the offline synthetic market by default).
 """
 from __future__ import annotations
 
@@ -10,9 +12,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui.common import load_candles, page_setup, show_error
+from ui.common import job_status, load_candles, page_setup, session_id, show_error
+from ui.jobs import get_job, start_job
 
 ROOT = Path(__file__).resolve().parent
+DEMO_JOB = "demo"
 
 # The pipeline in the order a user walks it. A step links to its page once pages/N_<Name>.py exists;
 # until then it is listed without a link (page_link to a missing file would raise).
@@ -24,7 +28,7 @@ PIPELINE = [
     ("Train", "Train a model in the background and watch its curves; honest baselines."),
     ("Inspect", "Feature maps, attributions and effective receptive fields of a trained run."),
     ("Backtest", "Signals from probabilities, fees, slippage, sizing and stops; equity curves."),
-    ("Live", "Signals on fresh candles."),
+    ("Live", "The model on fresh Bybit candles, or a replay of stored ones: signal, size, stop and target."),
     ("Experiments", "Compare runs and sweeps."),
 ]
 
@@ -61,9 +65,8 @@ st.markdown(
     "(simulated prices, labelled as such wherever they are shown)."
 )
 
-# --- one-click demo (issue 8): the button that runs data -> features -> model -> backtest goes here ---
-
 st.subheader("The pipeline")
+st.image(str(ROOT / "assets" / "pipeline.svg"), width="stretch")
 pages = _pages()
 listed = set()
 for step, (name, what) in enumerate(PIPELINE, start=1):
@@ -80,6 +83,83 @@ for step, (name, what) in enumerate(PIPELINE, start=1):
 for key, path in pages.items():  # pages added later that the list above does not know yet
     if key not in listed:
         _link(path, path.stem.split("_", 1)[-1].replace("_", " "))
+
+# ------------------------------------------------------------------------------------ one-click demo
+st.subheader("One-click demo")
+st.markdown(
+    "Runs the whole path on the offline market: the default features and labels, the **quick** model "
+    "(a small CNN, a few epochs), honest baselines on the same test split, then an out-of-sample backtest "
+    "of the model's signals with fees, slippage and stops, against buy and hold. Under a minute on 2 CPU "
+    "cores; the model is saved as a normal run you can open on every page."
+)
+sid = session_id()
+demo_job = get_job(sid, DEMO_JOB)
+demo_running = demo_job is not None and not demo_job.done
+if st.button("Run the demo", type="primary", key="demo_run", icon=":material/play_arrow:", disabled=demo_running):
+    from core.demo import run_demo
+
+    start_job(sid, DEMO_JOB, run_demo)
+    st.rerun()
+# on_result: other pages cache their run lists for a few seconds; the demo's new run must show up at once
+job_status(DEMO_JOB, "Demo", describe=lambda r: f"run {r.run_id} in {r.seconds.get('total', 0):.0f} s",
+           on_result=lambda r: st.cache_data.clear())
+
+
+def _open(page: str, **state: object) -> None:
+    """Carry the demo's run into another page's own selection, then go there."""
+    for k, v in state.items():
+        st.session_state[k] = v
+    st.switch_page(page)
+
+
+def _demo_summary() -> None:
+    from core.demo import last_demo
+    from core.viz import live as vl
+
+    res = last_demo()
+    if res is None:
+        st.caption("No demo run yet in this workspace.")
+        return
+    st.markdown(f"**Last demo**: run `{res.run_id}` · {res.model_name} on {res.dataset_id} · out-of-sample "
+                f"span {res.test_start[:16]} to {res.test_end[:16]} · {res.seconds.get('total', 0):.0f} s")
+    vs = res.vs_best_baseline or {}
+    if vs.get("verdict"):
+        (st.success if vs.get("beats") else st.warning)(vs["verdict"])
+    bt, bh = res.backtest or {}, res.buy_and_hold or {}
+    k = st.columns(4)
+    k[0].metric("Model accuracy (test)", f"{(res.metrics or {}).get('accuracy', float('nan')):.3f}",
+                help="on the test split, never seen in training")
+    if vs:
+        k[1].metric(f"Best baseline ({vs.get('baseline')})", f"{vs.get('baseline_value', float('nan')):.3f}",
+                    delta=f"{vs.get('diff', 0) * 100:+.1f} points for the model")
+    k[2].metric("Strategy return", f"{bt.get('total_return', float('nan')) * 100:+.1f} %",
+                delta=f"{(bt.get('total_return', 0) - bh.get('total_return', 0)) * 100:+.1f} points vs buy and hold")
+    k[3].metric("Buy and hold return", f"{bh.get('total_return', float('nan')) * 100:+.1f} %")
+    eq = res.equity
+    market = " · synthetic (simulated) market" if res.dataset_id.startswith("synthetic") else f" · {res.dataset_id}"
+    st.plotly_chart(vl.equity_figure(eq.get("strategy"), eq.get("buy_and_hold"),
+                                     title="equity: model strategy vs buy and hold (out of sample, after costs)"
+                                           + market),
+                    width="stretch", key="demo_equity")
+    l, r = st.columns(2)
+    l.dataframe(vl.demo_classification_table(res.summary()), hide_index=True, key="demo_cls_table")
+    r.dataframe(vl.demo_trading_table(res.summary()), hide_index=True, key="demo_trade_table")
+    st.markdown("**Look deeper**")
+    b = st.columns(4)
+    if "train" in pages and b[0].button("Training curves and baselines", key="demo_open_train"):
+        _open(str(pages["train"].relative_to(ROOT)), train_view_run=res.run_id)
+    if "backtest" in pages and b[1].button("Backtest with your own rules", key="demo_open_backtest"):
+        _open(str(pages["backtest"].relative_to(ROOT)), bt_source=f"run:{res.run_id}")
+    if "live" in pages and b[2].button("Replay its signals live", key="demo_open_live"):
+        _open(str(pages["live"].relative_to(ROOT)), live_run_request=res.run_id)
+    if "experiments" in pages and b[3].button("Compare with other runs", key="demo_open_experiments"):
+        _open(str(pages["experiments"].relative_to(ROOT)), exp_pick_request=[res.run_id])
+
+
+try:
+    _demo_summary()
+except Exception as exc:  # noqa: BLE001 - the home page must still show what the app is
+    show_error(exc)
 
 st.subheader("Active dataset")
 try:

@@ -1,0 +1,162 @@
+"""Figures and tables of the Live page and of the home-page demo (pure: data in, plotly figure or table out).
+
+- `live_figure(candles, signals, current)`: the latest candles with the logged signals as markers, the
+  current signal's entry, stop and target levels, and the class probabilities of the logged bars below.
+- `signal_table(signals)`: the signal log for st.dataframe.
+- `probability_bars(signal, threshold)`: the current bar's class probabilities against the threshold.
+- `equity_figure(equity, buy_and_hold)`: strategy equity against buy and hold (demo summary).
+- `demo_classification_table(summary)`, `demo_trading_table(summary)`: model vs baselines, strategy vs
+  buy and hold.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+UP_COLOR = "#26a69a"
+DOWN_COLOR = "#ef5350"
+LONG_COLOR = "#2ca02c"
+SHORT_COLOR = "#d62728"
+CLASS_COLORS = {"down": SHORT_COLOR, "flat": "#7f7f7f", "up": LONG_COLOR}
+
+
+def _get(sig: Any, key: str, default: Any = None) -> Any:
+    if sig is None:
+        return default
+    if isinstance(sig, Mapping):
+        return sig.get(key, default)
+    return getattr(sig, key, default)
+
+
+def live_figure(candles: pd.DataFrame, signals: Optional[pd.DataFrame] = None, current: Any = None,
+                bars: int = 150, title: str = "", height: int = 560) -> go.Figure:
+    """Candles of the last `bars` bars, logged signals (▲ long below the low, ▼ short above the high),
+    the current signal's entry / stop / target as horizontal lines, and P(class) of the logged bars."""
+    c = candles.iloc[-int(bars):] if candles is not None else pd.DataFrame()
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.74, 0.26], vertical_spacing=0.04)
+    if len(c):
+        fig.add_trace(go.Candlestick(x=c.index, open=c["open"], high=c["high"], low=c["low"], close=c["close"],
+                                     name="price", increasing_line_color=UP_COLOR,
+                                     decreasing_line_color=DOWN_COLOR, showlegend=False), row=1, col=1)
+    s = signals if signals is not None else pd.DataFrame()
+    if len(s) and len(c):
+        s = s[(pd.to_datetime(s["timestamp"], utc=True) >= c.index[0]) &
+              (pd.to_datetime(s["timestamp"], utc=True) <= c.index[-1])]
+        s = s.sort_values("timestamp")
+        ts = pd.to_datetime(s["timestamp"], utc=True)
+        pad = (c["high"] - c["low"]).median() * 0.6 if len(c) else 0.0
+        hi = c["high"].reindex(ts).to_numpy()
+        lo = c["low"].reindex(ts).to_numpy()
+        for action, sym, color, y in (("long", "triangle-up", LONG_COLOR, lo - pad),
+                                      ("short", "triangle-down", SHORT_COLOR, hi + pad)):
+            m = (s["action"] == action).to_numpy()
+            if m.any():
+                fig.add_trace(go.Scatter(x=ts[m], y=y[m], mode="markers", name=f"{action} signal",
+                                         marker={"symbol": sym, "size": 11, "color": color},
+                                         customdata=s.loc[m, "confidence"].to_numpy(),
+                                         hovertemplate=f"{action} %{{x}}<br>confidence %{{customdata:.2f}}"
+                                                       "<extra></extra>"), row=1, col=1)
+        for col in [k for k in s.columns if k.startswith("prob_")]:
+            name = col[5:]
+            fig.add_trace(go.Scatter(x=ts, y=s[col], mode="lines+markers", name=f"P({name})",
+                                     line={"color": CLASS_COLORS.get(name), "width": 1.5},
+                                     marker={"size": 4}), row=2, col=1)
+    action = _get(current, "action")
+    if action in ("long", "short") and len(c):
+        x0 = pd.Timestamp(_get(current, "timestamp"))
+        x1 = c.index[-1] + (c.index[-1] - c.index[-2] if len(c) > 1 else pd.Timedelta(hours=1)) * 6
+        for key, color, label in (("price", "#444", "entry"), ("stop", SHORT_COLOR, "stop"),
+                                  ("target", LONG_COLOR, "target")):
+            level = _get(current, key)
+            if level is None or not np.isfinite(level):
+                continue
+            fig.add_trace(go.Scatter(x=[x0, x1], y=[level, level], mode="lines+text", name=label,
+                                     text=["", f"{label} {level:,.2f}"], textposition="top left",
+                                     line={"color": color, "dash": "dash" if key != "price" else "dot"}),
+                          row=1, col=1)
+    fig.update_yaxes(title_text="price", row=1, col=1)
+    fig.update_yaxes(title_text="probability", range=[0, 1], row=2, col=1)
+    fig.update_layout(height=height, title=title or None, xaxis_rangeslider_visible=False,
+                      margin={"l": 50, "r": 20, "t": 50 if title else 20, "b": 30},
+                      legend={"orientation": "h", "y": 1.02, "x": 0})
+    return fig
+
+
+def probability_bars(signal: Any, threshold: Optional[float] = None, height: int = 220) -> go.Figure:
+    probs = dict(_get(signal, "probabilities", {}) or {})
+    names = list(probs)
+    fig = go.Figure(go.Bar(x=names, y=[probs[n] for n in names],
+                           marker_color=[CLASS_COLORS.get(n, "#1f77b4") for n in names],
+                           text=[f"{probs[n]:.2f}" for n in names], textposition="outside"))
+    if threshold is not None:
+        fig.add_hline(y=threshold, line={"dash": "dash", "color": "#444"}, annotation_text="threshold")
+    fig.update_layout(height=height, yaxis={"range": [0, 1.1], "title": "probability"},
+                      margin={"l": 40, "r": 10, "t": 20, "b": 30}, showlegend=False)
+    return fig
+
+
+SIGNAL_COLUMNS = ["timestamp", "action", "confidence", "price", "size", "notional", "stop", "target", "mode",
+                  "source", "run_id", "logged_at"]
+
+
+def signal_table(signals: pd.DataFrame) -> pd.DataFrame:
+    """The signal log, newest first, with the columns a trader reads first."""
+    if signals is None or signals.empty:
+        return pd.DataFrame(columns=SIGNAL_COLUMNS)
+    cols = [c for c in SIGNAL_COLUMNS if c in signals] + [c for c in signals if c.startswith("prob_")]
+    out = signals[cols].copy()
+    for c in ("confidence", "size") + tuple(k for k in cols if k.startswith("prob_")):
+        if c in out:
+            out[c] = out[c].astype(float).round(3)
+    for c in ("price", "stop", "target", "notional"):
+        if c in out:
+            out[c] = pd.to_numeric(out[c], errors="coerce").round(2)
+    return out
+
+
+def equity_figure(equity: pd.Series, buy_and_hold: Optional[pd.Series] = None, title: str = "",
+                  height: int = 380) -> go.Figure:
+    """Strategy equity against buy and hold over the same span (both start at the same capital)."""
+    fig = go.Figure()
+    if buy_and_hold is not None and len(buy_and_hold):
+        fig.add_trace(go.Scatter(x=buy_and_hold.index, y=buy_and_hold.to_numpy(), name="buy and hold",
+                                 line={"color": "#7f7f7f"}))
+    if equity is not None and len(equity):
+        fig.add_trace(go.Scatter(x=equity.index, y=equity.to_numpy(), name="model strategy",
+                                 line={"color": "#1f77b4", "width": 2}))
+    fig.update_layout(height=height, title=title or None, yaxis_title="equity",
+                      margin={"l": 50, "r": 20, "t": 50 if title else 20, "b": 30},
+                      legend={"orientation": "h", "y": 1.02, "x": 0})
+    return fig
+
+
+def _fmt(v: Any, pct: bool = False) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "-"
+    return f"{v * 100:.1f} %" if pct else f"{v:.3f}"
+
+
+def demo_classification_table(summary: Mapping[str, Any]) -> pd.DataFrame:
+    """The model against each baseline on the same test split."""
+    rows = []
+    entries = [(f"model: {summary.get('model_name', 'CNN')}", summary.get("metrics") or {})]
+    entries += [(f"baseline: {k}", v) for k, v in (summary.get("baselines") or {}).items()]
+    for label, m in entries:
+        rows.append({"": label, "accuracy": _fmt(m.get("accuracy")),
+                     "balanced accuracy": _fmt(m.get("balanced_accuracy")), "macro F1": _fmt(m.get("macro_f1"))})
+    return pd.DataFrame(rows)
+
+
+def demo_trading_table(summary: Mapping[str, Any]) -> pd.DataFrame:
+    """The model's strategy against buy and hold over the same out-of-sample span, after costs."""
+    rows = []
+    for label, key in (("model strategy", "backtest"), ("buy and hold", "buy_and_hold")):
+        bm = summary.get(key) or {}
+        rows.append({"": label, "total return": _fmt(bm.get("total_return"), pct=True),
+                     "Sharpe": _fmt(bm.get("sharpe")), "max drawdown": _fmt(bm.get("max_drawdown"), pct=True),
+                     "trades": "-" if bm.get("n_trades") is None else str(int(bm["n_trades"]))})
+    return pd.DataFrame(rows)

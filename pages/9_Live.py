@@ -1,0 +1,248 @@
+"""Live: a trained run on the latest candles, every N seconds - from Bybit through ccxt, or an offline replay of
+a stored dataset as if it were live (the default: no network needed). Each tick shows the signal, its
+confidence, the suggested size and the stop / target levels over a live-updating chart, and logs the signal
+in the workspace. A failed fetch is shown and the loop carries on. Thin: widgets in, core.live, core.viz out."""
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from ui.common import load_candles, page_setup, show_error
+
+dataset_id = page_setup("Live")
+
+from core.backtest.config import BacktestConfig, SIZINGS, STOP_KINDS
+from core.data.bybit import MARKET_TYPES
+from core.data.candles import TIMEFRAMES
+from core.live.feed import BybitFeed, ReplayFeed
+from core.live.log import read_signals
+from core.live.signals import load_live_model, signal_config, tick
+from core.train import runs as registry
+from core.viz import live as vl
+
+D = BacktestConfig()
+STATE = "live_state"
+
+st.title("Live signals")
+st.caption("The run's model on the latest closed candles, with its features computed exactly as in training "
+           "(the run's feature list and its own saved scaler). Replay steps through stored candles as if they "
+           "arrived live; Live asks Bybit's public API through ccxt. Signals are suggestions, not orders.")
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the run's model...")
+def _live_model(run_id: str, stamp: float):
+    # `stamp` (the weights' mtime) is part of the cache key: a run replaced on disk is loaded again
+    return load_live_model(run_id)
+
+
+# ------------------------------------------------------------------------------------------------ the run
+table = registry.runs_table()
+if table.empty:
+    st.info("No trained runs yet: train one on the Train page, or run the one-click demo on the home page. "
+            "Below: the latest candles of the active dataset, which a run's signals would be drawn on.")
+    try:
+        st.plotly_chart(vl.live_figure(load_candles(dataset_id), title=f"{dataset_id}: latest candles (no run yet)"),
+                        width="stretch", key="live_chart_norun")
+    except Exception as exc:  # noqa: BLE001
+        show_error(exc)
+    st.stop()
+ids = table["run_id"].tolist()
+want = st.session_state.pop("live_run_request", None)  # e.g. the home page's "replay its signals"
+if want in ids:
+    st.session_state["live_run"] = want
+labels = dict(zip(table["run_id"], table["name"].astype(str) + " · " + table["model_name"].astype(str) + " · "
+                  + table["dataset_id"].astype(str)))
+run_id = st.selectbox("Run", ids, key="live_run", format_func=lambda r: labels.get(r, r))
+try:
+    stamp = (registry.run_path(run_id) / "model.pt").stat().st_mtime
+    lm = _live_model(run_id, stamp)
+except Exception as exc:  # noqa: BLE001 - a run that cannot go live says why; the page stays usable
+    show_error(exc)
+    st.stop()
+
+# --------------------------------------------------------------------------------------------- settings
+mode = st.radio("Source", ["replay", "live"], key="live_mode", horizontal=True,
+                format_func=lambda m: {"replay": "Replay a stored dataset (offline)",
+                                       "live": "Live from Bybit (needs internet)"}[m])
+a, b, c = st.columns(3)
+interval = int(a.number_input("Tick every (seconds)", 1, 3600, 2 if mode == "replay" else 30, key=f"live_every_{mode}"))
+if mode == "replay":
+    from core.data.store import list_datasets
+
+    ds_ids = [d.id for d in list_datasets()]
+    default_ds = lm.dataset_id if lm.dataset_id in ds_ids else dataset_id
+    replay_ds = b.selectbox("Dataset to replay", ds_ids, index=ds_ids.index(default_ds) if default_ds in ds_ids else 0,
+                            key="live_replay_ds")
+    step = int(c.number_input("Bars per tick", 1, 1000, 1, key="live_replay_step",
+                              help="how far the replayed clock moves each tick"))
+    source_key = ("replay", run_id, replay_ds)
+else:
+    run_symbol, tf_default, run_market = lm.market()
+    symbol = b.text_input("Symbol", run_symbol, key="live_symbol")
+    market = b.selectbox("Market", MARKET_TYPES, index=MARKET_TYPES.index(run_market), key="live_market")
+    tf_default = tf_default if tf_default in TIMEFRAMES else "1h"
+    tf = c.selectbox("Timeframe", list(TIMEFRAMES), index=list(TIMEFRAMES).index(tf_default), key="live_tf")
+    if tf != tf_default:
+        c.warning(f"The run was trained on {tf_default} candles; its signals on {tf} bars are out of its "
+                  "training distribution.")
+    step = 0
+    source_key = ("live", run_id, symbol.strip().upper(), market, tf)
+
+with st.expander("Signal, sizing and risk settings (the Backtest page's rules)", expanded=False):
+    a, b, c = st.columns(3)
+    threshold = a.slider("Probability threshold", 0.05, 0.95, D.threshold, 0.01, key="live_threshold",
+                         help="long when P(up) > threshold, short when P(down) > threshold")
+    long_only = a.checkbox("Long only", D.long_only, key="live_long_only")
+    sizing = b.selectbox("Sizing", SIZINGS, index=SIZINGS.index(D.sizing), key="live_sizing")
+    fraction = b.number_input("Fixed / base fraction of equity", 0.01, 10.0, D.fixed_fraction, 0.05,
+                              key="live_fraction")
+    equity = b.number_input("Account equity (USDT)", 1.0, 1e12, D.initial_capital, 1000.0, key="live_equity")
+    stop_kind = c.selectbox("Stop-loss", STOP_KINDS, index=STOP_KINDS.index(D.stop_loss), key="live_stop")
+    stop_k = c.number_input("Stop: k x ATR(14)", 0.1, 20.0, D.stop_atr_k, 0.1, key="live_stop_k")
+    stop_pct = c.number_input("Stop: fixed %", 0.1, 50.0, D.stop_loss_pct * 100, 0.1, key="live_stop_pct") / 100
+    tp_pct = c.number_input("Take-profit % (0 = off)", 0.0, 500.0, D.take_profit_pct * 100, 0.1, key="live_tp") / 100
+try:
+    cfg = signal_config(threshold=threshold, long_only=long_only, sizing=sizing, fixed_fraction=fraction,
+                        initial_capital=equity, stop_loss=stop_kind, stop_atr_k=stop_k, stop_loss_pct=stop_pct,
+                        take_profit="fixed" if tp_pct > 0 else "none", take_profit_pct=tp_pct or D.take_profit_pct)
+except Exception as exc:  # noqa: BLE001
+    show_error(exc)
+    st.stop()
+
+
+# ------------------------------------------------------------------------------------------------- state
+def _new_state() -> dict:
+    return {"key": source_key, "running": False, "cursor": None, "last": None, "last_tick": 0.0,
+            "ticks": 0, "errors": 0, "last_error": None, "error_at": None, "feed": None, "candles": None,
+            "finished": False}
+
+
+state = st.session_state.get(STATE)
+if state is None or state["key"] != source_key:
+    state = _new_state()
+    st.session_state[STATE] = state
+
+
+def _feed():
+    """The feed of this source; a replay keeps its clock in the state, a Bybit client is reused."""
+    if mode == "replay":
+        candles = load_candles(replay_ds)
+        feed = ReplayFeed(candles)
+        if state["cursor"] is None:
+            start = lm.config.get("test_start") if replay_ds == lm.dataset_id else None
+            # out of sample by default: the run's test span; another dataset starts after the warm-up
+            state["cursor"] = (feed.position_of(start) - 1 if start else min(len(candles) - 1, lm.lookback))
+        feed.cursor = max(0, min(int(state["cursor"]), len(candles) - 1))
+        return feed
+    if state["feed"] is None:
+        state["feed"] = BybitFeed(symbol.strip(), tf, market)
+    return state["feed"]
+
+
+def _tick() -> None:
+    state["last_tick"] = time.monotonic()
+    try:
+        feed = _feed()
+    except Exception as exc:  # noqa: BLE001 - a bad symbol or market: say so, keep the page
+        state["errors"] += 1
+        state["last_error"] = str(exc)
+        return
+    res = tick(lm, feed, cfg, advance=step)
+    state["ticks"] += 1
+    if mode == "replay":
+        state["cursor"] = feed.cursor
+        state["finished"] = res.finished
+        if res.finished:
+            state["running"] = False
+    if res.error:
+        state["errors"] += 1
+        state["last_error"] = res.error
+        state["error_at"] = time.strftime("%H:%M:%S")
+    else:
+        state["last_error"] = None
+        state["last"] = res.signal
+        state["candles"] = res.candles.iloc[-300:] if res.candles is not None else None
+
+
+def _toggle() -> None:
+    # a callback runs before the script, so the button is drawn with its new label; the panel below takes
+    # the first tick at once (its last tick is older than the interval)
+    state["running"] = not state["running"]
+    if state["running"]:
+        state["last_tick"] = 0.0
+
+
+def _reset() -> None:
+    state.update(_new_state())
+
+
+b1, b2, b3, _ = st.columns([1, 1, 1, 3])
+b1.button("Pause" if state["running"] else "Start", key="live_toggle", type="primary", on_click=_toggle,
+          icon=":material/pause:" if state["running"] else ":material/play_arrow:", disabled=state["finished"])
+if b2.button("Step once" if mode == "replay" else "Fetch now", key="live_step_btn", icon=":material/skip_next:"):
+    _tick()
+b3.button("Reset", key="live_reset", icon=":material/restart_alt:", on_click=_reset)
+
+
+def _panel() -> None:
+    # a timer tick (or a full rerun after the interval has passed) moves the loop on by one
+    if state["running"] and time.monotonic() - state["last_tick"] >= interval * 0.9:
+        _tick()
+    sig = state["last"]
+    where = "replay" if mode == "replay" else "Bybit"
+    if state["running"]:
+        st.caption(f":green[running] · {where} · a tick every {interval} s · {state['ticks']} ticks, "
+                   f"{state['errors']} failed")
+    elif state["finished"]:
+        st.info("The replay reached the end of the dataset. Reset to start again.")
+    else:
+        st.caption(f"paused · {where} · {state['ticks']} ticks, {state['errors']} failed")
+    if state["last_error"]:
+        st.error(f"{state['last_error']} (at {state['error_at'] or 'now'}; the loop carries on and tries again"
+                 f"{' at the next tick' if state['running'] else ' when you step or start'}).")
+    if sig is None:
+        st.info("Press Start (or Step once) to take the first signal." if mode == "replay" else
+                "Press Start (or Fetch now) to take the first signal from Bybit.")
+        return
+    arrow = {"long": ":green[▲ LONG]", "short": ":red[▼ SHORT]", "flat": ":gray[● FLAT]"}[sig.action]
+    st.markdown(f"### {arrow} &nbsp; {sig.timestamp:%Y-%m-%d %H:%M} UTC bar · close {sig.price:,.2f}")
+    k = st.columns(5)
+    k[0].metric("Confidence", f"{sig.confidence:.2f}", help="probability of the side acted on (flat: of no trade)")
+    k[1].metric("Suggested size", f"{sig.size * 100:.1f} %", help=f"{sizing} sizing: {sig.notional:,.0f} USDT")
+    k[2].metric("Stop", "-" if sig.stop is None else f"{sig.stop:,.2f}")
+    k[3].metric("Target", "-" if sig.target is None else f"{sig.target:,.2f}")
+    k[4].metric("ATR(14)", f"{sig.atr:,.2f}")
+    if sig.extra:  # a multi-task run also predicts the horizon's return and volatility
+        st.caption(" · ".join(f"predicted {k} over the horizon: {v * 100:{'+' if k == 'magnitude' else ''}.2f} %"
+                              for k, v in sig.extra.items()))
+    log = read_signals(run_id, limit=2000)
+    log = log[log["source"] == sig.source] if "source" in log and len(log) else log
+    left, right = st.columns([4, 1])
+    left.plotly_chart(vl.live_figure(state["candles"], log, sig, title=f"{sig.source} · run {lm.name}"),
+                      width="stretch", key="live_chart")
+    right.plotly_chart(vl.probability_bars(sig, threshold), width="stretch", key="live_probs")
+
+
+def _log_table() -> None:
+    st.subheader("Signal log")
+    try:
+        log = read_signals(run_id, limit=500)
+        st.caption(f"Logged once per bar and settings in the workspace (live/signals/{run_id}/), newest first.")
+        st.dataframe(vl.signal_table(log), hide_index=True, key="live_log_table")
+        if len(log):
+            st.download_button("Download CSV", log.to_csv(index=False).encode(), f"signals-{run_id}.csv",
+                               "text/csv", key="live_log_csv")
+    except Exception as exc:  # noqa: BLE001
+        show_error(exc)
+
+
+def _live() -> None:
+    was_running = state["running"]
+    _panel()
+    _log_table()
+    if was_running and not state["running"]:
+        st.rerun(scope="app")  # the replay ran out: stop the timer
+
+
+st.fragment(run_every=interval if state["running"] else None, key="live_fragment")(_live)()

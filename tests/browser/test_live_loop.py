@@ -1,0 +1,66 @@
+"""The Live page's timer loop in a real browser (AppTest never fires `run_every`): Start makes the fragment tick
+every N seconds on its own, each tick moves the replayed clock and logs a signal; Pause stops it.
+Its own server, on a workspace holding one tiny trained run."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from tests.browser.conftest import ROOT, free_port, screenshot, settle, streamlit_command, wait_healthy
+from tests.browser import selectors as S
+from tests.test_live import install_run, trained  # noqa: F401 - the session fixture
+
+
+@pytest.fixture
+def live_app(trained, workspace, tmp_path):  # noqa: F811
+    install_run(trained, workspace)
+    port = free_port()
+    log = tmp_path / "streamlit.log"
+    env = dict(os.environ, CNN_LAB_WORKSPACE=str(workspace), PYTHONUNBUFFERED="1")
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(streamlit_command(port), cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc, 60, log)
+        yield url, workspace
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _ticks(page) -> int:
+    m = re.search(r"(\d+) ticks", page.inner_text("[data-testid='stMain']"))
+    return int(m.group(1)) if m else 0
+
+
+def test_start_ticks_on_a_timer_and_pause_stops(page, live_app):
+    url, workspace = live_app
+    page.goto(f"{url}/Live")
+    settle(page)
+    assert page.locator(S.EXCEPTION).count() == 0
+    page.locator(S.key("live_every_replay")).locator("input").fill("1")
+    page.keyboard.press("Enter")
+    settle(page)
+    page.locator(S.key("live_toggle")).locator("button").first.click()
+    page.wait_for_function(
+        "() => /([3-9]|\\d\\d+) ticks/.test(document.querySelector(\"[data-testid='stMain']\").innerText)",
+        timeout=60_000, polling=200)  # three ticks or more, with no click after Start
+    assert page.locator(S.EXCEPTION).count() == 0
+    page.wait_for_selector(S.PLOTLY_DRAWN, state="visible", timeout=60_000)
+    screenshot(page, "live-running")
+    page.locator(S.key("live_toggle")).locator("button").first.click()
+    page.wait_for_function("() => /paused/.test(document.querySelector(\"[data-testid='stMain']\").innerText)",
+                           timeout=30_000, polling=200)
+    settle(page)
+    paused_at = _ticks(page)
+    page.wait_for_timeout(3000)
+    assert _ticks(page) == paused_at  # no tick while paused
+    logged = sum(len(f.read_text().splitlines()) for f in (workspace / "live" / "signals").rglob("*.jsonl"))
+    assert logged == paused_at >= 3  # every tick a new replayed bar, logged once

@@ -1,0 +1,326 @@
+"""Live signals in core: features exactly as in training, replay stepping without look-ahead, the signal rules
+against core.backtest's, the append-only log, and the Bybit feed through ccxt against the local fixture server
+(closed candles only; server down -> an error sentence and the loop carries on)."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.errors import UserError
+from core.live.feed import BybitFeed, ReplayFeed
+from core.live.log import append_signal, read_signals
+from core.live.signals import (decide, levels, load_live_model, predict_probabilities, signal_config,
+                               suggested_size, tick)
+
+DATASET = "synthetic-BTCUSDT-1h"
+TINY_DATA = dict(preset="chapter6", window=16, horizon=4, threshold=0.002)
+TINY_TRAIN = dict(epochs=1, batch_size=64, lr=3e-3, patience=0, n_boot=50, baselines=["majority"])
+
+
+def synthetic_candles(periods: int = 1500, seed: int = 7, end: pd.Timestamp | None = None) -> pd.DataFrame:
+    from core.data.synthetic import generate_market
+
+    c = next(iter(generate_market("BTC/USDT", "1h", periods=periods, seed=seed).values()))
+    if end is not None:  # the same prices, moved in time so the last bar opens at `end`
+        c = c.copy()
+        c.index = pd.DatetimeIndex(c.index + (end - c.index[-1]), name="timestamp")
+    return c
+
+
+_TRAINED: dict = {}
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """One tiny run trained once per session (in its own workspace), also for the page tests that import
+    this fixture; tests copy its folder into their own workspace."""
+    from core.train.trainer import train_run
+
+    if _TRAINED:
+        return _TRAINED
+    ws = tmp_path_factory.mktemp("live_train_ws")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CNN_LAB_WORKSPACE", str(ws))
+    try:
+        candles = synthetic_candles()
+        res = train_run(DATASET, "cnn1d", {}, TINY_DATA, TINY_TRAIN, candles=candles, name="live test run")
+    finally:
+        mp.undo()
+    _TRAINED.update(run_id=res.run_id, folder=ws / "runs" / res.run_id, candles=candles)
+    return _TRAINED
+
+
+def install_run(trained, workspace) -> str:
+    """Put the trained run and its dataset into this test's workspace."""
+    from core.data.store import save_candles
+
+    shutil.copytree(trained["folder"], workspace / "runs" / trained["run_id"])
+    save_candles(trained["candles"], "synthetic", "BTC/USDT", "1h")
+    return trained["run_id"]
+
+
+@pytest.fixture
+def run_id(trained, workspace) -> str:
+    return install_run(trained, workspace)
+
+
+# ------------------------------------------------------------------------------------- exactly as trained
+
+def test_live_probabilities_equal_the_runs_own_test_predictions(run_id, trained):
+    """The live path (feed tail of window + warm-up bars, the run's saved scaler) reproduces the
+    probabilities the training saved for its test split, bar for bar."""
+    from core.train.runs import load_run
+
+    lm = load_live_model(run_id)
+    preds = load_run(run_id).predictions.set_index("timestamp")
+    feed = ReplayFeed(trained["candles"])
+    cols = [f"prob_{c}" for c in lm.class_names]
+    for t in preds.index[[0, len(preds) // 2, -1]]:
+        feed.cursor = feed.position_of(t)
+        got = predict_probabilities(lm, feed.latest(lm.lookback), last=1)
+        assert got.index[-1] == t
+        np.testing.assert_allclose(got[cols].iloc[-1].to_numpy(), preds.loc[t, cols].to_numpy(float), atol=1e-5)
+
+
+def test_the_scaler_is_the_runs_not_refitted(run_id, trained):
+    """Shifting every live feature's scale must change the output: the saved scaler is applied as it is."""
+    lm = load_live_model(run_id)
+    candles = trained["candles"].iloc[-lm.lookback:]
+    base = predict_probabilities(lm, candles, last=5)
+    lm.scaler.mean = lm.scaler.mean + 3 * lm.scaler.scale  # a different scaler -> different inputs
+    shifted = predict_probabilities(lm, candles, last=5)
+    assert not np.allclose(base.to_numpy(), shifted.to_numpy())
+
+
+def test_too_little_history_is_a_clear_error(run_id, trained):
+    lm = load_live_model(run_id)
+    with pytest.raises(UserError, match="warm-up"):
+        predict_probabilities(lm, trained["candles"].iloc[:40])
+
+
+# ----------------------------------------------------------------------------------------------- replay
+
+def test_replay_steps_through_time_and_never_sees_the_future(run_id, trained):
+    lm = load_live_model(run_id)
+    candles = trained["candles"]
+    feed = ReplayFeed(candles, cursor=1200)
+    r1 = tick(lm, feed, advance=3)
+    assert r1.error is None and feed.cursor == 1203
+    assert r1.signal.timestamp == candles.index[1203] and r1.candles.index[-1] == candles.index[1203]
+    assert len(r1.candles) == lm.lookback
+    # bars after the replayed clock are changed: the decision at the clock is unchanged
+    future = candles.copy()
+    future.iloc[1204:, :4] *= 1.5
+    again = decide(lm, ReplayFeed(future, cursor=1203).latest(lm.lookback), mode="replay")
+    assert again.probabilities == r1.signal.probabilities and again.stop == r1.signal.stop
+    # the end of the data ends the replay
+    feed.cursor = len(candles) - 2
+    assert tick(lm, feed).finished is False
+    end = tick(lm, feed)
+    assert end.finished is True and feed.cursor == len(candles) - 1
+
+
+def test_replay_position_of_and_bad_cursor(trained):
+    candles = trained["candles"]
+    feed = ReplayFeed(candles)
+    assert feed.position_of(candles.index[100]) == 100
+    assert feed.position_of(candles.index[100] + pd.Timedelta(minutes=30)) == 100
+    with pytest.raises(UserError, match="outside the dataset"):
+        ReplayFeed(candles, cursor=len(candles))
+
+
+# ------------------------------------------------------------------------------------- signal, size, levels
+
+def test_signal_rules_follow_the_backtest():
+    from core.backtest.sizing import position_fractions
+
+    cfg = signal_config(stop_loss="atr", stop_atr_k=2.0, take_profit="fixed", take_profit_pct=0.03)
+    assert levels(1, 100.0, 2.0, cfg) == (96.0, pytest.approx(103.0))
+    assert levels(-1, 100.0, 2.0, cfg) == (104.0, pytest.approx(97.0))
+    assert levels(0, 100.0, 2.0, cfg) == (None, None)
+    fixed = signal_config(stop_loss="fixed", stop_loss_pct=0.05, take_profit="none")
+    assert levels(1, 200.0, 9.0, fixed) == (pytest.approx(190.0), None)
+    for sizing in ("fixed", "confidence", "kelly", "half_kelly"):
+        c = signal_config(sizing=sizing)
+        want = float(position_fractions(1, np.array([0.72]), c)[0])
+        assert suggested_size(1, 0.72, c) == pytest.approx(want)
+        assert suggested_size(0, 0.72, c) == 0.0
+    assert suggested_size(1, 0.72, signal_config(sizing="kelly")) <= 0.25  # the Kelly cap
+    with pytest.raises(UserError):
+        signal_config(threshold=1.5)
+
+
+def test_decide_gives_a_consistent_signal(run_id, trained):
+    lm = load_live_model(run_id)
+    candles = trained["candles"].iloc[:1300]
+    probs = predict_probabilities(lm, candles).iloc[-1]
+    p_up, p_down = probs["prob_up"], probs["prob_down"]
+    thr = float(min(p_up, p_down) + abs(p_up - p_down) / 2) if p_up != p_down else 0.3
+    sig = decide(lm, candles, signal_config(threshold=thr, sizing="fixed", fixed_fraction=0.5,
+                                           initial_capital=2000))
+    want = "long" if p_up > p_down else "short"
+    assert sig.action == want and sig.size == 0.5 and sig.notional == 1000
+    assert sig.confidence == pytest.approx(max(p_up, p_down))
+    assert (sig.stop < sig.price < sig.target) if want == "long" else (sig.target < sig.price < sig.stop)
+    flat = decide(lm, candles, signal_config(threshold=0.99))
+    assert flat.action == "flat" and flat.size == 0 and flat.stop is None and flat.target is None
+
+
+# -------------------------------------------------------------------------------------------------- log
+
+def test_log_is_append_only_once_per_bar_and_in_the_workspace(run_id, trained, workspace):
+    lm = load_live_model(run_id)
+    feed = ReplayFeed(trained["candles"], cursor=1300)
+    first = tick(lm, feed, advance=0)
+    assert first.logged is True
+    assert tick(lm, feed, advance=0).logged is False       # the same bar again: not logged twice
+    files = list((workspace / "live" / "signals" / run_id).glob("*.jsonl"))
+    assert len(files) == 1
+    before = files[0].read_bytes()
+    second = tick(lm, feed, advance=1)
+    assert second.logged is True
+    after = files[0].read_bytes() if files[0].exists() else b""
+    if second.signal.timestamp.date() == first.signal.timestamp.date():
+        assert after.startswith(before) and after.count(b"\n") == 2  # earlier lines kept byte for byte
+    other = tick(lm, feed, signal_config(threshold=0.35), advance=0)
+    assert other.logged is True  # other settings on the same bar are another decision
+    log = read_signals(run_id)
+    assert len(log) == 3 and log["timestamp"].is_monotonic_decreasing
+    assert set(log["action"]) <= {"long", "short", "flat"}
+    assert json.loads(before.splitlines()[0])["timestamp"] == first.signal.timestamp.isoformat()
+    assert not list(workspace.parent.glob("*.jsonl"))  # nothing written outside the workspace
+
+
+def test_log_refuses_unsafe_run_ids_and_reads_empty():
+    assert read_signals().empty
+    with pytest.raises(UserError, match="not a valid run id"):
+        append_signal({"run_id": "../escape", "timestamp": "2025-01-01T00:00:00+00:00"})
+
+
+# ----------------------------------------------------------------------------------------------- bybit
+
+NOW_OPEN_MINUTES = 25
+
+
+@pytest.fixture
+def bybit_server():
+    from tests.test_data_bybit import FakeBybit
+
+    end = pd.Timestamp("2025-03-01 12:00", tz="UTC")
+    candles = synthetic_candles(periods=1500, end=end)  # the last one (12:00) is still open at 12:25
+    fake = FakeBybit(candles)
+    yield fake, candles, end + pd.Timedelta(minutes=NOW_OPEN_MINUTES)
+    fake.close()
+
+
+def _point(feed: BybitFeed, url: str) -> None:
+    feed.exchange.urls["api"] = {k: url for k in feed.exchange.urls["api"]}
+
+
+def test_bybit_feed_gives_the_latest_closed_candles(bybit_server):
+    from core.data.bybit import RetryConfig, make_exchange
+
+    fake, candles, now = bybit_server
+    ex = make_exchange("linear", timeout=3000)
+    feed = BybitFeed("BTCUSDT", "1h", "linear", exchange=ex, now=lambda: now,
+                     retry=RetryConfig(retries=1, backoff_s=0.01, sleep=lambda s: None))
+    _point(feed, fake.url)
+    got = feed.latest(1200)
+    assert len(got) == 1200 and got.index[-1] == candles.index[-2]  # the open 12:00 candle is left out
+    pd.testing.assert_frame_equal(got, candles.iloc[-1201:-1], check_freq=False, check_names=False,
+                                  check_exact=False, rtol=1e-12)
+    assert len(fake.klines_asked()) == 2  # 1200 candles = two pages of at most 1000
+    assert got.attrs["source"] == "bybit_linear" and got.attrs["timeframe"] == "1h"
+    # the next tick, an hour later: the candles held are reused, one request asks for what closed since
+    fake.requests.clear()
+    feed.now = lambda: now + pd.Timedelta(hours=1)
+    later = feed.latest(1200)
+    asked = fake.klines_asked()
+    assert len(asked) == 1 and asked[0][0] == int(candles.index[-2].value // 1_000_000)
+    assert later.index[-1] == candles.index[-1] and len(later) == 1200
+    pd.testing.assert_frame_equal(later, candles.iloc[-1200:], check_freq=False, check_names=False,
+                                  check_exact=False, rtol=1e-12)
+
+
+def test_fetch_failure_is_reported_and_the_loop_carries_on(bybit_server, run_id):
+    from core.data.bybit import RetryConfig, make_exchange
+    from tests.test_data_bybit import FakeBybit
+
+    fake, candles, now = bybit_server
+    lm = load_live_model(run_id)
+    feed = BybitFeed("BTC/USDT", "1h", "linear", exchange=make_exchange("linear", timeout=2000),
+                     now=lambda: now, retry=RetryConfig(retries=1, backoff_s=0.01, sleep=lambda s: None))
+    _point(feed, fake.url)
+    ok = tick(lm, feed)
+    assert ok.error is None and ok.signal.mode == "live" and ok.signal.timestamp == candles.index[-2]
+    fake.close()                                        # the server goes down
+    down = tick(lm, feed)
+    assert down.signal is None and down.error == "no connection to Bybit: use the offline market or import a file"
+    back = FakeBybit(candles)                           # and comes back
+    try:
+        _point(feed, back.url)
+        again = tick(lm, feed)
+        assert again.error is None and again.signal.timestamp == ok.signal.timestamp
+    finally:
+        back.close()
+    log = read_signals(run_id)
+    assert len(log) == 1 and log.loc[0, "mode"] == "live"  # one bar, logged once; the failure logged nothing
+
+
+def test_unknown_symbol_is_a_sentence(bybit_server, run_id):
+    from core.data.bybit import RetryConfig, make_exchange
+
+    fake, _, now = bybit_server
+    feed = BybitFeed("NOPE/USDT", "1h", "linear", exchange=make_exchange("linear", timeout=2000), now=lambda: now,
+                     retry=RetryConfig(retries=1, backoff_s=0.01, sleep=lambda s: None))
+    _point(feed, fake.url)
+    res = tick(load_live_model(run_id), feed)
+    assert res.error and "no USDT linear perpetual market 'NOPE/USDT'" in res.error
+
+
+def test_cli_replay_json(run_id, capsys):
+    from core.cli import main
+
+    assert main(["live", "--run", run_id, "--ticks", "3", "--json", "--set", "threshold=0.4"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["signals"]) == 3 and out["source"].startswith("replay:")
+    ts = [pd.Timestamp(s["timestamp"]) for s in out["signals"]]
+    assert ts == sorted(ts) and ts[1] - ts[0] == pd.Timedelta(hours=1)
+    assert len(read_signals(run_id)) == 3
+
+
+def test_multitask_run_goes_live_with_its_regression_outputs(workspace):
+    """A multi-task run (direction + magnitude + volatility) predicts live like its saved test predictions,
+    the regression heads back in the targets' own units."""
+    from core.train.runs import load_run
+    from core.train.trainer import train_run
+
+    candles = synthetic_candles(1300)
+    small = {"channels": 8, "skip_channels": 8, "hidden": 8, "layers": 4}
+    res = train_run(DATASET, "wavenet_multitask", small, dict(preset="dilated5", window=32, horizon=4,
+                                                              label="multitask"), dict(TINY_TRAIN), candles=candles)
+    lm = load_live_model(res.run_id)
+    preds = load_run(res.run_id).predictions.set_index("timestamp")
+    t = preds.index[-1]
+    feed = ReplayFeed(candles, cursor=int(candles.index.get_loc(t)))
+    cols = ["prob_down", "prob_flat", "prob_up", "pred_magnitude", "pred_volatility"]
+    got = predict_probabilities(lm, feed.latest(lm.lookback))
+    np.testing.assert_allclose(got[cols].iloc[-1].to_numpy(), preds.loc[t, cols].to_numpy(float), atol=1e-5)
+    sig = tick(lm, feed, advance=0).signal
+    assert set(sig.extra) == {"magnitude", "volatility"} and "pred_volatility" in read_signals(res.run_id)
+
+
+def test_a_run_that_cannot_go_live_says_why(run_id, workspace):
+    """An indicator-image run's encoding is scaled on its training windows: refused with a sentence."""
+    cfg_path = workspace / "runs" / run_id / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["input_kind"] = "indicator_image"
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(UserError, match="live signals work with sequence and chart-image models"):
+        load_live_model(run_id)
+    with pytest.raises(UserError, match="there is no run"):
+        load_live_model("no-such-run")

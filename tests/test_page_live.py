@@ -1,0 +1,103 @@
+"""The Live page in AppTest: replay stepping with the signal, size, levels, chart and log; the live mode against
+the local Bybit fixture server, including the server going down (error shown, last signal kept, the loop
+carries on) and coming back. AppTest never fires run_every, so ticks come from the page's own buttons."""
+from __future__ import annotations
+
+import json
+import threading
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+import pandas as pd
+from streamlit.testing.v1 import AppTest
+
+from tests.test_live import install_run, synthetic_candles, trained  # noqa: F401 - the session fixture
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = str(ROOT / "pages" / "9_Live.py")
+
+
+def _page(**state) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_no_runs_says_where_to_get_one():
+    at = _page()
+    assert any("No trained runs yet" in i.value for i in at.info)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1 and "candlestick" in charts[0].proto.spec and "no run yet" in charts[0].proto.spec
+
+
+def test_replay_steps_show_signal_levels_chart_and_log(trained, workspace):  # noqa: F811
+    run_id = install_run(trained, workspace)
+    at = _page(live_run_request=run_id)
+    assert at.selectbox(key="live_run").value == run_id
+    assert at.radio(key="live_mode").value == "replay"
+    assert any("Press Start" in i.value for i in at.info)
+    at.slider(key="live_threshold").set_value(0.34)
+    at.button(key="live_step_btn").click().run()
+    assert not at.exception, at.exception
+    m = _metrics(at)
+    assert {"Confidence", "Suggested size", "Stop", "Target", "ATR(14)"} <= set(m)
+    test_start = pd.Timestamp(json.loads((workspace / "runs" / run_id / "config.json").read_text())["test_start"])
+    assert any(f"{test_start:%Y-%m-%d %H:%M} UTC bar" in md.value for md in at.markdown)  # out of sample first
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2 and "candlestick" in charts[0].proto.spec
+    at.button(key="live_step_btn").click().run()
+    table = at.dataframe[0].value
+    assert len(table) == 2 and table["timestamp"].iloc[0] == test_start + pd.Timedelta(hours=1)
+    assert len(list((workspace / "live" / "signals" / run_id).glob("*.jsonl"))) >= 1
+    at.button(key="live_toggle").click().run()  # Start: running, and the first tick at once
+    assert at.session_state["live_state"]["running"] is True
+    assert len(at.dataframe[0].value) == 3
+    at.button(key="live_toggle").click().run()
+    assert at.session_state["live_state"]["running"] is False
+
+
+def _restart(fake) -> None:
+    """Bring the fixture server back on the same port (the page's client keeps its address)."""
+    port = fake.server.server_address[1]
+    fake.server = ThreadingHTTPServer(("127.0.0.1", port), fake.server.RequestHandlerClass)
+    fake.thread = threading.Thread(target=fake.server.serve_forever, daemon=True)
+    fake.thread.start()
+
+
+def test_live_mode_fetch_failure_is_shown_and_the_loop_carries_on(trained, workspace, monkeypatch):  # noqa: F811
+    from tests.test_data_bybit import FakeBybit
+
+    run_id = install_run(trained, workspace)
+    now_bar = pd.Timestamp.now(tz="UTC").floor("h")
+    fake = FakeBybit(synthetic_candles(periods=1500, end=now_bar))  # the newest bar is still open
+    monkeypatch.setenv("CNN_LAB_BYBIT_URL", fake.url)
+    try:
+        at = _page()
+        at.radio(key="live_mode").set_value("live").run()
+        assert at.text_input(key="live_symbol").value == "BTCUSDT"
+        at.button(key="live_step_btn").click().run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        first = [md.value for md in at.markdown if "UTC bar" in md.value]
+        assert first and f"{now_bar - pd.Timedelta(hours=1):%Y-%m-%d %H:%M} UTC bar" in first[0]
+        fake.close()                                     # the server goes down
+        at.button(key="live_step_btn").click().run()
+        assert not at.exception
+        errors = [e.value for e in at.error]
+        assert errors and "no connection to Bybit" in errors[0] and "carries on" in errors[0]
+        assert "Confidence" in _metrics(at)              # the last signal stays on screen
+        assert at.session_state["live_state"]["errors"] == 1
+        _restart(fake)                                   # and comes back: the next tick works again
+        at.button(key="live_step_btn").click().run()
+        assert not at.error and "Confidence" in _metrics(at)
+        assert at.session_state["live_state"]["ticks"] == 3
+        log = at.dataframe[0].value
+        assert len(log) == 1 and log["mode"].iloc[0] == "live"  # same closed bar: logged once
+    finally:
+        fake.close()
