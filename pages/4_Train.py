@@ -8,7 +8,7 @@ from functools import partial
 
 import streamlit as st
 
-from ui.common import page_setup, load_candles, show_error, session_id
+from ui.common import page_setup, show_error, session_id
 from ui.jobs import get_job, start_job
 
 dataset_id = page_setup("Train")

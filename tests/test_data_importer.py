@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from core.data.importer import import_candles, read_candle_file
-from core.data.store import list_datasets, load_candles, save_candles
+from core.data.store import list_datasets, load_candles
 from core.errors import DataError
 
 HEADER = "timestamp,open,high,low,close,volume\n"

@@ -73,7 +73,6 @@ def _simulate_py(open_, high, low, close, atr, sig, frac, day, week, long_only,
     entry_bar = 0
     entry_px = 0.0
     entry_fee = 0.0
-    entry_eq = 0.0
     stop = 0.0
     stop_is_trail = False
     tp = 0.0
@@ -162,7 +161,6 @@ def _simulate_py(open_, high, low, close, atr, sig, frac, day, week, long_only,
                     entry_bar = i
                     entry_px = px
                     entry_fee = f
-                    entry_eq = eq_now
                     peak = px
                     if stop_kind == 1:
                         stop = px * (1.0 - direction * stop_pct)

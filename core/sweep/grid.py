@@ -213,7 +213,7 @@ def expand_grid(spec: GridSpec) -> list[SweepCell]:
     from core.data.store import dataset_id as make_dataset_id
     from core.errors import DataError
     from core.models import get_spec, list_models
-    from core.train.config import DataConfig, TrainConfig, apply_overrides, preset, preset_model
+    from core.train.config import apply_overrides, preset, preset_model
 
     n = 1
     for values in spec.grid.values():

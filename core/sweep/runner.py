@@ -246,7 +246,6 @@ def _load_inputs(cells: list[SweepCell]) -> dict[tuple[str, Optional[int]], pd.D
 
     out: dict[tuple[str, Optional[int]], pd.DataFrame] = {}
     full: dict[str, pd.DataFrame] = {}
-    default = store.dataset_id("synthetic", store.DEFAULT_SYMBOL, store.DEFAULT_TIMEFRAME)
     for c in cells:
         ds, rows = c.dataset_id, c.data_config.get("max_rows")
         if (ds, rows) in out:

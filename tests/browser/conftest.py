@@ -8,7 +8,6 @@ missing, the tests fail with a sentence saying what to install: they are never s
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
