@@ -208,7 +208,12 @@ def _panel() -> None:
     arrow = {"long": ":green[▲ LONG]", "short": ":red[▼ SHORT]", "flat": ":gray[● FLAT]"}[sig.action]
     st.markdown(f"### {arrow} &nbsp; {sig.timestamp:%Y-%m-%d %H:%M} UTC bar · close {sig.price:,.2f}")
     k = st.columns(5)
-    k[0].metric("Confidence", f"{sig.confidence:.2f}", help="probability of the side acted on (flat: of no trade)")
+    if sig.action == "flat":  # say how far the strongest side is from trading, not P(flat)
+        side = max((c for c in ("up", "down") if c in sig.probabilities), key=lambda c: sig.probabilities[c])
+        k[0].metric("Strongest side", f"{side} {sig.probabilities[side]:.2f}",
+                    help=f"below the {threshold:.2f} threshold, so no trade")
+    else:
+        k[0].metric("Confidence", f"{sig.confidence:.2f}", help="probability of the side acted on")
     k[1].metric("Suggested size", f"{sig.size * 100:.1f} %", help=f"{sizing} sizing: {sig.notional:,.0f} USDT")
     k[2].metric("Stop", "-" if sig.stop is None else f"{sig.stop:,.2f}")
     k[3].metric("Target", "-" if sig.target is None else f"{sig.target:,.2f}")

@@ -37,6 +37,10 @@ def test_no_runs_says_where_to_get_one():
     assert len(charts) == 1 and "candlestick" in charts[0].proto.spec and "no run yet" in charts[0].proto.spec
 
 
+# a trade shows its confidence; no trade shows how close the strongest side came to the threshold
+SIGNAL_METRICS = {"Confidence", "Strongest side"}
+
+
 def test_replay_steps_show_signal_levels_chart_and_log(trained, workspace):  # noqa: F811
     run_id = install_run(trained, workspace)
     at = _page(live_run_request=run_id)
@@ -47,7 +51,7 @@ def test_replay_steps_show_signal_levels_chart_and_log(trained, workspace):  # n
     at.button(key="live_step_btn").click().run()
     assert not at.exception, at.exception
     m = _metrics(at)
-    assert {"Confidence", "Suggested size", "Stop", "Target", "ATR(14)"} <= set(m)
+    assert {"Suggested size", "Stop", "Target", "ATR(14)"} <= set(m) and SIGNAL_METRICS & set(m)
     test_start = pd.Timestamp(json.loads((workspace / "runs" / run_id / "config.json").read_text())["test_start"])
     assert any(f"{test_start:%Y-%m-%d %H:%M} UTC bar" in md.value for md in at.markdown)  # out of sample first
     charts = at.get("plotly_chart")
@@ -91,11 +95,11 @@ def test_live_mode_fetch_failure_is_shown_and_the_loop_carries_on(trained, works
         assert not at.exception
         errors = [e.value for e in at.error]
         assert errors and "no connection to Bybit" in errors[0] and "carries on" in errors[0]
-        assert "Confidence" in _metrics(at)              # the last signal stays on screen
+        assert SIGNAL_METRICS & set(_metrics(at))       # the last signal stays on screen
         assert at.session_state["live_state"]["errors"] == 1
         _restart(fake)                                   # and comes back: the next tick works again
         at.button(key="live_step_btn").click().run()
-        assert not at.error and "Confidence" in _metrics(at)
+        assert not at.error and SIGNAL_METRICS & set(_metrics(at))
         assert at.session_state["live_state"]["ticks"] == 3
         log = at.dataframe[0].value
         assert len(log) == 1 and log["mode"].iloc[0] == "live"  # same closed bar: logged once
