@@ -125,9 +125,18 @@ def test_ray_backend_on_a_local_instance(market):
 
 
 @pytest.mark.slow
-def test_dask_backend_on_a_local_cluster(market):
+def test_dask_backend_on_a_local_cluster(market, tmp_path, monkeypatch):
+    import sys
+    import types
+
     import distributed  # noqa: F401 - pinned in requirements-dev.txt: this test must run, not skip
 
+    # as under Streamlit, whose pages run as `__main__`: spawned workers must not re-run that script
+    page = tmp_path / "page.py"
+    page.write_text("raise RuntimeError('a page script ran inside a sweep worker')\n")
+    fake_main = types.ModuleType("__main__")
+    fake_main.__file__ = str(page)
+    monkeypatch.setitem(sys.modules, "__main__", fake_main)
     res = runner.run_sweep({**TINY, "name": "dask", "grid": {"seed": [0, 1]}}, jobs=2, backend="dask")
     assert res.status == "completed", res.cells
     assert len({c["worker"] for c in res.cells}) >= 1

@@ -26,6 +26,8 @@ Progress and cancel go through the sweep folder `workspace/sweeps/<sweep_id>/`:
 """
 from __future__ import annotations
 
+import contextlib
+
 import math
 import os
 import re
@@ -36,7 +38,7 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import pandas as pd
@@ -370,8 +372,9 @@ def _backend_context(backend: str, jobs: int, address: Optional[str]) -> tuple[A
             client = Client(address, timeout=30)
             cleanup = client.close
         else:
-            cluster = LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+            with _plain_main():
+                cluster = LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
             client = Client(cluster)
 
             def cleanup() -> None:
@@ -379,6 +382,23 @@ def _backend_context(backend: str, jobs: int, address: Optional[str]) -> tuple[A
                 cluster.close()
         return joblib.parallel_config(backend="dask", n_jobs=jobs), cleanup
     raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+@contextlib.contextmanager
+def _plain_main() -> Iterator[None]:
+    """Start worker processes with a bare `__main__`. Streamlit (and AppTest) run a page as the `__main__`
+    module, and multiprocessing's spawn re-runs the main module's file in every new process: without this
+    a Dask worker started from a page would execute that page script, and fail."""
+    import sys
+    import types
+
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
 
 
 def run_sweep(spec: GridSpec | dict[str, Any] | str | Path, jobs: int = 2, backend: str = "loky",
