@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run test install install-dev browser-deps bench clean
+.PHONY: run test install install-dev browser-deps bench results clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -28,8 +28,14 @@ run: install
 test: install-dev browser-deps
 	$(BIN)/python -m pytest
 
+# the speed and memory benchmarks (a few minutes); `make results` is the real-data study (about 30 minutes)
 bench: install-dev
-	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	for b in bench/bench_*.py; do [ "$$b" = bench/bench_results.py ] && continue; echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+results: install-dev
+	$(BIN)/python bench/bench_results.py --out workspace/results/results.md
+	$(BIN)/python bench/bench_results.py --preset chapter --models cnn1d,tcn,multiscale_cnn --epochs 10 \
+	  --out workspace/results/results_chapter.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache
