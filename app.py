@@ -173,7 +173,8 @@ try:
     c3.metric("Bars", f"{info.rows:,}")
     c4.metric("Span", f"{(info.end - info.start).days} days" if info.start is not None else "-",
               help=f"{info.start} to {info.end}")
-    st.plotly_chart(candlestick_figure(load_candles(dataset_id), height=420), width="stretch",
+    # an overview: about 750 candles (2 years of 1h as daily candles) draw fast; the Data page shows more
+    st.plotly_chart(candlestick_figure(load_candles(dataset_id), height=420, max_candles=750), width="stretch",
                     key="home_candles")
     st.caption("Change the active dataset in the sidebar; fetch, import or generate more on the Data page.")
 except Exception as exc:  # noqa: BLE001 - the home page must still show what the app is
