@@ -36,9 +36,25 @@ SETTING_KEYS = ("train_feat", "train_window", "train_label", "train_horizon", "t
                 "train_loss", "train_ls", "train_cw", "train_aug", "train_seed", "train_baselines", "train_mts")
 
 
+# A page's widget values are dropped when the user visits another page (they belong to the page): a copy
+# of every setting is kept in a key of our own and put back on return, so a user who starts a run, looks
+# at another page and comes back finds the settings of that run, not the preset's.
+KEPT = "train_kept_settings"
+KEPT_PREFIXES = ("train_preset", "train_model_", "train_mc_", "train_rows", "train_chart_size", "train_name")
+for _key, _value in st.session_state.get(KEPT, {}).items():
+    if _key not in st.session_state:
+        st.session_state[_key] = _value
+
+
+def _keep_settings() -> None:
+    st.session_state[KEPT] = {k: st.session_state[k] for k in list(st.session_state.keys())
+                              if isinstance(k, str) and (k in SETTING_KEYS or k.startswith(KEPT_PREFIXES))}
+
+
 def _reset_settings() -> None:
     for key in SETTING_KEYS:
         st.session_state.pop(key, None)
+        st.session_state.get(KEPT, {}).pop(key, None)
 
 
 c1, c2 = st.columns(2)
@@ -135,6 +151,7 @@ with st.expander("Training settings", expanded=False):
 left, right = st.columns([2, 3])
 right.plotly_chart(vt.lr_schedule_figure(t.epochs, t.warmup, t.lr, t.min_lr), width="stretch", key="train_lr_plot")
 run_name = left.text_input("Run name (optional)", key="train_name")
+_keep_settings()
 left.caption(f"AdamW (weight decay {t.weight_decay:g}), {t.loss} loss, gradient clipping at {t.clip:g}, early "
              f"stopping on {t.monitor} (patience {t.patience}) restoring the best weights; device {t.device}"
              + (f" ({best_device()} here)." if t.device == "auto" else "."))

@@ -36,6 +36,9 @@ def test_train_leave_come_back_and_stop(page, app_url):
     _go(page, "Train")
     page.evaluate(S.RUN_COUNTER_JS)
     page.wait_for_selector(S.PROGRESS, state="visible", timeout=60_000)
+    # the settings of the running job are still there (widget values belong to a page; the page keeps them)
+    assert page.locator(S.key("train_epochs")).locator("input").input_value() == "200"
+    assert page.locator(S.key("train_pat")).locator("input").input_value() == "0"
     stop = page.locator(S.key("train_stop")).locator("button").first
     stop.wait_for(state="visible", timeout=60_000)
     # the live curves of this run are there after coming back
