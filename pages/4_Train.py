@@ -8,7 +8,7 @@ from functools import partial
 
 import streamlit as st
 
-from ui.common import page_setup, show_error, session_id
+from ui.common import keep_settings, page_setup, show_error, session_id
 from ui.jobs import get_job, start_job
 
 dataset_id = page_setup("Train")
@@ -36,19 +36,10 @@ SETTING_KEYS = ("train_feat", "train_window", "train_label", "train_horizon", "t
                 "train_loss", "train_ls", "train_cw", "train_aug", "train_seed", "train_baselines", "train_mts")
 
 
-# A page's widget values are dropped when the user visits another page (they belong to the page): a copy
-# of every setting is kept in a key of our own and put back on return, so a user who starts a run, looks
-# at another page and comes back finds the settings of that run, not the preset's.
+# Settings survive a visit to another page (the running job's settings stay on screen).
 KEPT = "train_kept_settings"
-KEPT_PREFIXES = ("train_preset", "train_model_", "train_mc_", "train_rows", "train_chart_size", "train_name")
-for _key, _value in st.session_state.get(KEPT, {}).items():
-    if _key not in st.session_state:
-        st.session_state[_key] = _value
-
-
-def _keep_settings() -> None:
-    st.session_state[KEPT] = {k: st.session_state[k] for k in list(st.session_state.keys())
-                              if isinstance(k, str) and (k in SETTING_KEYS or k.startswith(KEPT_PREFIXES))}
+_keep_settings = keep_settings(KEPT, SETTING_KEYS, ("train_preset", "train_model_", "train_mc_", "train_rows",
+                                                    "train_chart_size", "train_name"))
 
 
 def _reset_settings() -> None:

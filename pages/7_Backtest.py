@@ -5,13 +5,18 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ui.common import load_candles, page_setup, show_error
+from ui.common import keep_settings, load_candles, page_setup, show_error
 
 from core.backtest.config import (BYBIT_MAKER_FEE, BYBIT_TAKER_FEE, FEE_NOTE, SIGNAL_EXITS, SIZINGS, STOP_KINDS,
                                   BacktestConfig)
 from core.backtest.signals import BASELINES
 
 dataset_id = page_setup("Backtest")
+# the strategy and its settings survive a visit to another page
+_keep = keep_settings("bt_kept_settings", (
+    "bt_source", "bt_threshold", "bt_long_only", "bt_fraction", "bt_kelly_cap", "bt_wl", "bt_fee_taker",
+    "bt_fee_maker", "bt_slip", "bt_slip_k", "bt_stop", "bt_stop_pct", "bt_stop_k", "bt_trail", "bt_tp_on", "bt_tp",
+    "bt_signal_exit", "bt_hold", "bt_daily", "bt_weekly", "bt_sweep_on"), ("bt_sizing_",))
 st.title("Backtest")
 st.caption("A signal formed at the close of a bar trades at the next bar's open; stops are checked against each "
            "bar's high and low (the stop first when stop and target fall in one bar; a gap through the stop fills "
@@ -64,6 +69,8 @@ except Exception as exc:  # a broken runs folder must not take the page down: ba
 options = [f"run:{r[0]}" for r in runs] + [f"baseline:{b}" for b in BASELINES]
 labels = {f"run:{r[0]}": f"run · {r[1]} ({r[2]}, {r[3]})" for r in runs}
 labels.update({f"baseline:{b}": f"rule baseline · {b}: {d}" for b, d in BASELINES.items()})
+if st.session_state.get("bt_source") not in options:  # e.g. a kept run that was deleted since
+    st.session_state.pop("bt_source", None)
 source = st.selectbox("Strategy", options, key="bt_source", format_func=lambda o: labels.get(o, o),
                       help="A trained run's out-of-sample probabilities, or a rule baseline (no model needed).")
 if not runs:
@@ -147,6 +154,7 @@ cfg = dict(threshold=float(threshold), long_only=bool(long_only), sizing=sizing,
            stop_atr_k=float(stop_k), trailing_atr_k=float(trail_k), take_profit="fixed" if tp_on else "none",
            take_profit_pct=float(tp_pct) / 100, signal_exit=signal_exit, max_hold_hours=float(max_hold),
            daily_dd_halve=float(daily) / 100, weekly_dd_halt=float(weekly) / 100)
+_keep()
 
 try:
     result = _backtest(source, ds, cfg, start, end)

@@ -100,3 +100,18 @@ def test_trained_run_backtests_on_its_test_span_with_a_threshold_sweep():
     title = next(t for t in _charts(at) if t.startswith("Threshold sweep"))
     assert "before the reported span" in title and "in-sample" not in title
     assert any("out-of-sample" in c.value for c in at.caption)
+
+
+def test_settings_survive_a_visit_to_another_page():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/7_Backtest.py").run()
+    at.selectbox(key="bt_source").select("baseline:ma_cross").run()
+    at.number_input(key="bt_hold").set_value(6.0).run()
+    assert not at.exception
+    at.switch_page("pages/2_Indicators.py").run()
+    assert not at.exception and "bt_hold" not in at.session_state  # Streamlit dropped the page's widgets
+    at.switch_page("pages/7_Backtest.py").run()
+    assert not at.exception
+    assert at.selectbox(key="bt_source").value == "baseline:ma_cross"
+    assert at.number_input(key="bt_hold").value == 6.0

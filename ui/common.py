@@ -162,3 +162,19 @@ def job_status(name: str, what: str, describe: Optional[Callable[[Any], str]] = 
     running = job is not None and not job.done
     st.fragment(run_every="1s" if running else None, key=f"{name}_job_fragment")(_job_panel)(
         name, what, describe, on_result)
+
+
+def keep_settings(store_key: str, keys: tuple[str, ...] = (), prefixes: tuple[str, ...] = ()) -> Callable[[], None]:
+    """Streamlit drops a page's widget values when the user visits another page (they belong to the page).
+    Call this at the top of a page: it puts back the values kept from the page's last run (widgets that
+    already have a value, e.g. handed over by another page, keep theirs) and returns the function that
+    keeps the current values; call that once the page has drawn its settings."""
+    for key, value in st.session_state.get(store_key, {}).items():
+        if key not in st.session_state:
+            st.session_state[key] = value
+
+    def keep() -> None:
+        st.session_state[store_key] = {k: st.session_state[k] for k in list(st.session_state.keys())
+                                       if isinstance(k, str) and (k in keys or k.startswith(prefixes))}
+
+    return keep
