@@ -7,9 +7,12 @@ import json
 
 import streamlit as st
 
-from ui.common import load_candles, page_setup, show_error
+from ui.common import keep_settings, load_candles, page_setup, show_error
 
 dataset_id = page_setup("Architectures")
+# the model, its settings and the comparison survive a visit to another page
+_keep = keep_settings("arch_kept_settings", ("arch_model", "arch_window", "arch_preset", "arch_levels",
+                                             "arch_compare", "arch_erf_windows"), ("arch_cfg_",))
 
 from core.errors import UserError
 from core.features import PRESETS
@@ -171,6 +174,7 @@ default_compare = [n for n in ("cnn1d", "resnet18_1d", "convnext1d", "wavenet", 
                    if n in specs]
 compare = st.multiselect("Models (default settings, same window and features)", names, default_compare,
                          key="arch_compare")
+_keep()
 rows = []
 for other in compare:
     try:

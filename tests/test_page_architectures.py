@@ -93,3 +93,16 @@ def test_architectures_page_end_to_end():
     at.text_input(key="arch_cfg_convnext1d_dims").input("[16, 32, 64, 128]").run()
     assert not at.exception and not at.error
     assert _metrics(at)["Receptive field (bars)"] == "584"  # the field does not depend on the widths
+
+
+def test_model_and_settings_survive_a_visit_to_another_page():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/3_Architectures.py").run()
+    at.selectbox(key="arch_model").select("tcn").run()
+    at.number_input(key="arch_window").set_value(96).run()
+    assert not at.exception
+    at.switch_page("pages/1_Data.py").run()
+    at.switch_page("pages/3_Architectures.py").run()
+    assert not at.exception
+    assert at.selectbox(key="arch_model").value == "tcn" and at.number_input(key="arch_window").value == 96
