@@ -244,76 +244,22 @@ class GradientRF:
     centre_lag: float         # mass-weighted distance of the gradient from the last step, in steps
     n_windows: int
     analytic_rf: int | None = None  # the analytic receptive field in the same steps (bars), when known
-    source: str = "core.inspect.attributions"
-
-
-def gradient_receptive_field(model: nn.Module, windows: torch.Tensor | np.ndarray, input_kind: str,
-                             n_bars: int | None = None, batch_size: int = 64) -> GradientRF:
-    """How strongly each input time step moves the model's prediction, averaged over real windows.
-
-    For every window the gradient of its predicted-class logit with respect to the input is taken; |grad|
-    is reduced to one score per time step (`time_profile`), averaged over the windows and normalised to
-    sum to 1. `span95` counts back from the last bar (a trading model's prediction is made at the last
-    bar, so "how far back" is the question). Works for sequence and image inputs alike.
-    """
-    xs = torch.as_tensor(np.asarray(windows) if not isinstance(windows, torch.Tensor) else windows,
-                         dtype=torch.float32)
-    if xs.ndim < 3 or len(xs) == 0:
-        raise UserError("the effective receptive field needs a batch of windows (N, ...)")
-    p = next(model.parameters(), None)
-    dev = p.device if p is not None else torch.device("cpu")
-    grads = []
-    with _EvalMode(model):
-        for i in range(0, len(xs), batch_size):
-            xb = xs[i:i + batch_size].to(dev).requires_grad_(True)
-            logits = _logits(model(xb))
-            picked = logits.gather(1, logits.detach().argmax(1, keepdim=True)).sum()
-            (g,) = torch.autograd.grad(picked, xb)
-            grads.append(g.abs().detach().cpu().numpy())
-    model.zero_grad(set_to_none=True)
-    g = np.concatenate(grads).mean(axis=0)  # one mean |grad| map of the input's shape
-    if input_kind in ("sequence", "flat"):
-        ct = g.reshape(-1, g.shape[-1])
-    elif input_kind in ("indicator_image", "orderbook_image"):
-        ct = (g[0] if g.ndim == 3 else g).T  # (T, C) image -> (C, T)
-    elif input_kind == "chart_image":
-        ct = g.sum(0) if g.ndim == 3 else g  # (H, W): rows x pixel columns
-    else:
-        raise UserError(f"unknown input kind {input_kind!r}")
-    prof = time_profile(g, input_kind, n_bars)
-    total = prof.sum()
-    prof = prof / total if total > 0 else np.full_like(prof, 1.0 / len(prof))
-    from_end = np.cumsum(prof[::-1])
-    span = int(np.searchsorted(from_end, 0.95 - 1e-12) + 1)
-    lags = np.arange(len(prof))[::-1]
-    return GradientRF(prof, np.asarray(ct, dtype=np.float64), min(span, len(prof)),
-                      float((prof * lags).sum()), int(len(xs)))
 
 
 def run_receptive_field(model: nn.Module, windows: torch.Tensor | np.ndarray, input_kind: str,
                         n_bars: int | None = None) -> GradientRF:
-    """The effective receptive field of a trained model on real windows, with its analytic bound.
+    """The effective receptive field of a trained model on real windows, with its analytic bound, in bars
+    back from the last bar: `core.inspect.receptive_field`'s gradient map, with a chart's pixel columns
+    mapped back to candles."""
+    from core.inspect import receptive_field as rfm
 
-    Uses `core.inspect.receptive_field` (gradient map and analytic walk) when it is available and falls back
-    to `gradient_receptive_field`. For chart images the pixel columns are mapped back to candles, so every
-    figure is in bars back from the last bar.
-    """
     x = np.asarray(windows, dtype=np.float32)
-    try:
-        from core.inspect import receptive_field as rfm
-
-        eff = rfm.effective_receptive_field(model, x, input_kind=input_kind)
-    except (ImportError, AttributeError):
-        return gradient_receptive_field(model, x, input_kind, n_bars)
+    eff = rfm.effective_receptive_field(model, x, input_kind=input_kind)
     grid = np.asarray(eff.grad_map, dtype=np.float64)  # (rows, steps) - steps are pixel columns for charts
-    if input_kind == "chart_image":
-        prof = time_profile(grid, "chart_image", n_bars)
-    else:
-        prof = grid.sum(axis=0)
+    prof = time_profile(grid, "chart_image", n_bars) if input_kind == "chart_image" else grid.sum(axis=0)
     total = prof.sum()
     prof = prof / total if total > 0 else np.full_like(prof, 1.0 / len(prof))
-    from_end = np.cumsum(prof[::-1])
-    span = min(int(np.searchsorted(from_end, 0.95 - 1e-12) + 1), len(prof))
+    span = min(rfm.lookback_span(prof, 0.95), len(prof))
     analytic = None
     try:
         axis = rfm.TIME_AXIS.get(input_kind, 0)
@@ -325,5 +271,4 @@ def run_receptive_field(model: nn.Module, windows: torch.Tensor | np.ndarray, in
     except Exception:  # noqa: BLE001 - the analytic bound is extra information; the gradient map stands alone
         analytic = None
     lags = np.arange(len(prof))[::-1]
-    return GradientRF(prof, grid, span, float((prof * lags).sum()), int(len(x)), analytic,
-                      "core.inspect.receptive_field")
+    return GradientRF(prof, grid, span, float((prof * lags).sum()), int(len(x)), analytic)
