@@ -113,7 +113,7 @@ except Exception as exc:  # noqa: BLE001
 
 # ------------------------------------------------------------------------------------------------- state
 def _new_state() -> dict:
-    return {"key": source_key, "running": False, "cursor": None, "last": None, "last_tick": 0.0,
+    return {"key": source_key, "running": False, "last": None, "last_tick": 0.0,
             "ticks": 0, "errors": 0, "last_error": None, "error_at": None, "feed": None, "candles": None,
             "finished": False}
 
@@ -125,18 +125,17 @@ if state is None or state["key"] != source_key:
 
 
 def _feed():
-    """The feed of this source; a replay keeps its clock in the state, a Bybit client is reused."""
-    if mode == "replay":
-        candles = load_candles(replay_ds)
-        feed = ReplayFeed(candles)
-        if state["cursor"] is None:
+    """The feed of this source, made once per source (the state is new when the source changes): a replay
+    keeps its clock (`cursor`) itself, a Bybit client is reused."""
+    if state["feed"] is None:
+        if mode == "replay":
+            feed = ReplayFeed(load_candles(replay_ds))
             start = lm.config.get("test_start") if replay_ds == lm.dataset_id else None
             # out of sample by default: the run's test span; another dataset starts after the warm-up
-            state["cursor"] = (feed.position_of(start) - 1 if start else min(len(candles) - 1, lm.lookback))
-        feed.cursor = max(0, min(int(state["cursor"]), len(candles) - 1))
-        return feed
-    if state["feed"] is None:
-        state["feed"] = BybitFeed(symbol.strip(), tf, market)
+            feed.cursor = max(0, feed.position_of(start) - 1 if start else min(len(feed.candles) - 1, lm.lookback))
+            state["feed"] = feed
+        else:
+            state["feed"] = BybitFeed(symbol.strip(), tf, market)
     return state["feed"]
 
 
@@ -151,7 +150,6 @@ def _tick() -> None:
     res = tick(lm, feed, cfg, advance=step)
     state["ticks"] += 1
     if mode == "replay":
-        state["cursor"] = feed.cursor
         state["finished"] = res.finished
         if res.finished:
             state["running"] = False
@@ -185,10 +183,7 @@ if b2.button("Step once" if mode == "replay" else "Fetch now", key="live_step_bt
 b3.button("Reset", key="live_reset", icon=":material/restart_alt:", on_click=_reset)
 
 
-def _panel() -> None:
-    # a timer tick (or a full rerun after the interval has passed) moves the loop on by one
-    if state["running"] and time.monotonic() - state["last_tick"] >= interval * 0.9:
-        _tick()
+def _panel(log) -> None:
     sig = state["last"]
     where = "replay" if mode == "replay" else "Bybit"
     if state["running"]:
@@ -221,7 +216,6 @@ def _panel() -> None:
     if sig.extra:  # a multi-task run also predicts the horizon's return and volatility
         st.caption(" · ".join(f"predicted {k} over the horizon: {v * 100:{'+' if k == 'magnitude' else ''}.2f} %"
                               for k, v in sig.extra.items()))
-    log = read_signals(run_id, limit=2000)
     log = log[log["source"] == sig.source] if "source" in log and len(log) else log
     left, right = st.columns([4, 1])
     left.plotly_chart(vl.live_figure(state["candles"], log, sig, title=f"{sig.source} · run {lm.name}"),
@@ -229,10 +223,10 @@ def _panel() -> None:
     right.plotly_chart(vl.probability_bars(sig, threshold), width="stretch", key="live_probs")
 
 
-def _log_table() -> None:
+def _log_table(log) -> None:
     st.subheader("Signal log")
     try:
-        log = read_signals(run_id, limit=500)
+        log = log.head(500)
         st.caption(f"Logged once per bar and settings in the workspace (live/signals/{run_id}/), newest first.")
         st.dataframe(vl.signal_table(log), hide_index=True, key="live_log_table")
         if len(log):
@@ -244,8 +238,12 @@ def _log_table() -> None:
 
 def _live() -> None:
     was_running = state["running"]
-    _panel()
-    _log_table()
+    # one tick first (it appends to the log), then one read of the log for the chart and the table
+    if state["running"] and time.monotonic() - state["last_tick"] >= interval * 0.9:
+        _tick()
+    log = read_signals(run_id, limit=2000)
+    _panel(log)
+    _log_table(log)
     if was_running and not state["running"]:
         st.rerun(scope="app")  # the replay ran out: stop the timer
 
