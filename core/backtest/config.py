@@ -104,10 +104,6 @@ class BacktestConfig:
         return asdict(self)
 
 
-def config_keys() -> list[str]:
-    return [f.name for f in fields(BacktestConfig)]
-
-
 def make_config(config: "BacktestConfig | Mapping[str, Any] | None" = None, **overrides: Any) -> BacktestConfig:
     """A validated BacktestConfig from a config, a dict (e.g. parsed `--set` pairs) or None, plus overrides.
 

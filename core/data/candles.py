@@ -14,7 +14,6 @@ import pandas as pd
 from core.errors import DataError
 
 COLUMNS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
-PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 
 TIMEFRAMES: dict[str, int] = {
     "1m": 60,

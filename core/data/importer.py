@@ -132,8 +132,6 @@ def _parse_timestamps(col: pd.Series) -> tuple[pd.DatetimeIndex, str]:
         ts = pd.to_datetime(numeric.astype("int64") if (numeric % 1 == 0).all() else numeric,
                             unit=unit, utc=True)
         return pd.DatetimeIndex(ts), unit
-    if numeric.notna().any() and numeric.isna().any() and pd.api.types.is_numeric_dtype(col):
-        pass  # numeric with NaNs: fall through to the NaT report below
     try:
         ts = pd.to_datetime(col.astype(str).str.strip(), utc=True, errors="coerce", format="ISO8601")
     except (ValueError, TypeError):

@@ -169,20 +169,7 @@ def make_synthetic_order_book(dataset_id: str, levels: int = 20, seed: int = 0,
                            meta={"dataset": dataset_id, "seed": int(seed), "label": "synthetic"})
 
 
-def book_summary(book: pd.DataFrame) -> pd.DataFrame:
-    """Per snapshot: best bid, best ask, mid, spread (relative) and depth imbalance."""
-    best = book[book["level"] == 1].pivot_table(index="timestamp", columns="side", values="price")
-    depth = book.pivot_table(index="timestamp", columns="side", values="size", aggfunc="sum")
-    out = pd.DataFrame(index=best.index)
-    out["best_bid"] = best.get("bid")
-    out["best_ask"] = best.get("ask")
-    out["mid"] = (out["best_bid"] + out["best_ask"]) / 2
-    out["spread"] = (out["best_ask"] - out["best_bid"]) / out["mid"]
-    out["imbalance"] = (depth.get("bid") - depth.get("ask")) / (depth.get("bid") + depth.get("ask"))
-    return out
-
-
 __all__: Sequence[str] = [
-    "BOOK_COLUMNS", "BookInfo", "book_summary", "delete_order_book", "list_order_books",
+    "BOOK_COLUMNS", "BookInfo", "delete_order_book", "list_order_books",
     "load_order_book", "make_synthetic_order_book", "order_book_info", "save_order_book", "snapshot_rows",
 ]

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.data.candles import TIMEFRAMES, timeframe_seconds, validate_candles
+from core.data.candles import TIMEFRAMES, timeframe_delta, timeframe_seconds, validate_candles
 from core.errors import DataError
 from core.workspace import atomic_write, atomic_write_json, read_json, safe_name, ws_path
 
@@ -168,7 +168,7 @@ def save_candles(
         raise DataError(f"these are {df.attrs['timeframe']} candles, not {timeframe}")
     ds_id = dataset_id(source, symbol, timeframe)
     meta = dict(meta or {})
-    step = pd.Timedelta(seconds=timeframe_seconds(timeframe))
+    step = timeframe_delta(timeframe)
     ranges = meta.pop("ranges", None)
     if ranges is None:
         ranges = [(df.index[0], df.index[-1] + step)] if len(df) else []

@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from core.data.candles import COLUMNS, resample_candles, timeframe_seconds
+from core.data.candles import COLUMNS, resample_candles, timeframe_delta
 from core.errors import DataError
 
 SOURCE = "synthetic"
@@ -115,7 +115,7 @@ class SimulatedPath:
 
 
 def _parse_range(timeframe: str, start, end, periods) -> tuple[pd.Timestamp, pd.Timestamp]:
-    step = pd.Timedelta(seconds=timeframe_seconds(timeframe))
+    step = timeframe_delta(timeframe)
     start_ts = pd.Timestamp(start if start is not None else DEFAULT_START)
     start_ts = start_ts.tz_localize("UTC") if start_ts.tzinfo is None else start_ts.tz_convert("UTC")
     start_ts = start_ts.floor(step) if step <= pd.Timedelta(days=1) else start_ts
@@ -298,7 +298,7 @@ def generate_market(
         m = m.loc[(m.index >= start_ts) & (m.index < end_ts)]
         df = resample_candles(m, timeframe) if timeframe != "1m" else m.copy()
         # Bins are epoch-aligned; drop partial bins at the edges (only possible for odd start times).
-        df = df.loc[(df.index >= start_ts) & (df.index + pd.Timedelta(seconds=timeframe_seconds(timeframe))
+        df = df.loc[(df.index >= start_ts) & (df.index + timeframe_delta(timeframe)
                                               <= end_ts)]
         df.attrs.update(source=SOURCE, symbol=sym, timeframe=timeframe, seed=int(seed))
         out[sym] = df
@@ -327,7 +327,7 @@ def synthetic_order_book_snapshots(
         candles = candles.iloc[-max_snapshots:]
     rng = np.random.default_rng(seed)
     tf = candles.attrs.get("timeframe")
-    step = pd.Timedelta(seconds=timeframe_seconds(tf)) if tf else (candles.index[1] - candles.index[0])
+    step = timeframe_delta(tf) if tf else (candles.index[1] - candles.index[0])
     close = candles["close"].to_numpy(float)
     high, low = candles["high"].to_numpy(float), candles["low"].to_numpy(float)
     T = len(close)

@@ -210,11 +210,9 @@ _SPECS: list[FeatureSpec] = [
                 lambda x: (x.c / rolling_vwap(x.h, x.l, x.c, x.v, 14) - 1.0)
                 .where(x.v.rolling(14, min_periods=14).sum() > 0, 0.0)
                 .where(np.arange(len(x.c)) >= 13)),
-    FeatureSpec("stoch_k", "stochastic %K(14), 0..100; 50 when the range is flat",
-                lambda x: x.stoch().stoch().where(
-                    (x.h.rolling(14).max() - x.l.rolling(14).min()) != 0, 50.0).where(np.arange(len(x.c)) >= 13)),
+    FeatureSpec("stoch_k", "stochastic %K(14), 0..100; 50 when the range is flat", lambda x: _stoch_k(x)),
     FeatureSpec("stoch_d", "stochastic %D (3-bar mean of %K)",
-                lambda x: _FEATURES["stoch_k"].fn(x).rolling(3, min_periods=3).mean()),
+                lambda x: _stoch_k(x).rolling(3, min_periods=3).mean()),
     FeatureSpec("kc_pos", "position in the Keltner channel (EMA 20 +- 2 ATR 10): 0 low band, 1 high band",
                 lambda x: _keltner_pos(x)),
     FeatureSpec("kc_width", "Keltner channel width / middle", lambda x: 4.0 * x.atr(10) / x.get(
@@ -233,6 +231,12 @@ def _volume_change(x: _Ctx) -> pd.Series:
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.log(x.v.where(ok) / prev.where(ok))
     return out.where(ok, 0.0).where(prev.notna())
+
+
+def _stoch_k(x: _Ctx) -> pd.Series:
+    """%K(14), computed once per feature set (stoch_d reuses it)."""
+    return x.get("stoch_k", lambda: x.stoch().stoch().where(
+        (x.h.rolling(14).max() - x.l.rolling(14).min()) != 0, 50.0).where(np.arange(len(x.c)) >= 13))
 
 
 def _keltner_pos(x: _Ctx) -> pd.Series:

@@ -87,11 +87,7 @@ def make_labels(candles: pd.DataFrame, cfg: LabelConfig) -> pd.DataFrame:
         w = int(cfg.vol_window)  # type: ignore[arg-type]
         sigma = np.r_[np.nan, pd.Series(logret).rolling(w, min_periods=w).std().to_numpy()]
         thr = cfg.k * sigma * np.sqrt(h)
-        mask = np.isfinite(r) & np.isfinite(thr)
-        y = np.full(len(r), -1, dtype=np.int64)
-        y[mask] = 1
-        y[mask & (r > thr)] = 2
-        y[mask & (r < -thr)] = 0
+        y = _three_class(r, thr)
         out["threshold"] = thr
     else:
         y = _three_class(r, float(cfg.threshold))

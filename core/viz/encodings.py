@@ -26,13 +26,6 @@ def candlestick_trace(window: pd.DataFrame, name: str = "price") -> go.Candlesti
     )
 
 
-def candles_figure(window: pd.DataFrame, title: str | None = None, height: int = 360) -> go.Figure:
-    fig = go.Figure(candlestick_trace(window))
-    fig.update_layout(title=title, height=height, xaxis_rangeslider_visible=False,
-                      margin=dict(l=10, r=10, t=40 if title else 10, b=10))
-    return fig
-
-
 def _image_trace(img: np.ndarray, colorscale: str = "RdBu_r") -> go.BaseTraceType:
     a = np.asarray(img)
     if a.ndim == 3 and a.shape[-1] == 3:
