@@ -34,11 +34,11 @@ def _runs() -> list[tuple[str, str, str, str]]:
 
 @st.cache_data(max_entries=8, show_spinner="Loading the run's predictions...")
 def _run_info(run_id: str):
-    from core.backtest.api import run_predictions
-    from core.train.runs import load_run
+    """The run's test predictions, checked against its dataset's candles (loaded through the shared cache)."""
+    from core.backtest.api import run_inputs
 
-    run = load_run(run_id)
-    return run_predictions(run), run.class_names, run.config.get("dataset_id"), run.config.get("name") or run_id
+    inp = run_inputs(run_id, load=load_candles)
+    return inp.predictions, inp.class_names, inp.dataset_id, inp.name
 
 
 @st.cache_data(max_entries=16, show_spinner="Backtesting...")
@@ -80,8 +80,6 @@ is_run = source.startswith("run:")
 try:
     if is_run:
         preds, class_names, ds, run_name = _run_info(source[4:])
-        if not ds:
-            raise ValueError("the run does not name its dataset")
         candles = load_candles(ds)
         lo, hi = preds["timestamp"].min(), preds["timestamp"].max()
     else:

@@ -137,3 +137,22 @@ def test_baseline_refuses_probability_sizing(dataset):
     _, candles = dataset
     with pytest.raises(UserError, match="fixed sizing"):
         backtest_baseline("ma_cross", candles, {"sizing": "half_kelly"})
+
+
+def test_a_replaced_dataset_is_a_sentence_on_the_page_and_in_core(dataset):
+    from core.data.store import save_candles
+    from core.data.synthetic import generate_market
+    from core.errors import UserError
+    from streamlit.testing.v1 import AppTest
+
+    ds, candles = dataset
+    rid = _save_run(ds, candles, "oracle")
+    later = next(iter(generate_market("BTC/USDT", "1h", start="2030-01-01", periods=900, seed=5).values()))
+    save_candles(later, "synthetic", "BTC/USDT", "1h")  # the same id, other dates: replaced since training
+    with pytest.raises(UserError, match="replaced since training"):
+        backtest_run(rid)
+    at = AppTest.from_file(str(ROOT / "pages" / "7_Backtest.py"), default_timeout=120)
+    at.session_state["bt_source"] = f"run:{rid}"
+    at.run()
+    assert not at.exception
+    assert any("replaced since training" in e.value for e in at.error)

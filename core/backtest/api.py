@@ -6,9 +6,9 @@ model never trained or early-stopped on those bars) unless `start`/`end` narrow 
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,14 +32,15 @@ def run_predictions(run: Any) -> pd.DataFrame:
     return preds.sort_values("timestamp").reset_index(drop=True)
 
 
-def load_run_candles(run: Any) -> pd.DataFrame:
+def load_run_candles(run: Any, load: Optional[Callable[[str], pd.DataFrame]] = None) -> pd.DataFrame:
+    """The candles of the dataset a run was trained on (`load` e.g. a page's cached loader)."""
     from core.data.store import load_candles
 
     ds = run.config.get("dataset_id")
     if not ds:
         raise UserError(f"run '{run.run_id}' does not say which dataset it was trained on")
     try:
-        return load_candles(ds)
+        return (load or load_candles)(ds)
     except UserError:
         raise
     except (OSError, ValueError) as exc:
@@ -52,6 +53,31 @@ def _check_overlap(preds: pd.DataFrame, candles: pd.DataFrame, run_id: str) -> N
     if not ts.isin(candles.index).any():
         raise UserError(f"the predictions of run '{run_id}' ({ts[0]:%Y-%m-%d} to {ts[-1]:%Y-%m-%d}) match no "
                         "candle of its dataset: the dataset was replaced since training")
+
+
+@dataclass
+class RunInputs:
+    """What a run's backtest reads: its test predictions and the candles of its dataset, checked to match."""
+
+    predictions: pd.DataFrame
+    class_names: list[str]
+    candles: pd.DataFrame
+    dataset_id: str
+    name: str
+
+
+def run_inputs(run_id: str, candles: Optional[pd.DataFrame] = None,
+               load: Optional[Callable[[str], pd.DataFrame]] = None) -> RunInputs:
+    """Load a run's test predictions and its dataset's candles (or use `candles`), and check they overlap."""
+    from core.train.runs import load_run
+
+    run = load_run(run_id)
+    preds = run_predictions(run)
+    if candles is None:
+        candles = load_run_candles(run, load)
+    _check_overlap(preds, candles, run_id)
+    return RunInputs(preds, list(run.class_names), candles, str(run.config.get("dataset_id")),
+                     str(run.config.get("name") or run_id))
 
 
 def backtest_predictions(candles: pd.DataFrame, predictions: pd.DataFrame, class_names: Sequence[str],
@@ -72,15 +98,9 @@ def backtest_run(run_id: str, config: Any = None, start: Any = None, end: Any = 
                  candles: Optional[pd.DataFrame] = None) -> BacktestResult:
     """Backtest a saved run on its test span (or [start, end] inside it) with `config` (dict or
     BacktestConfig; defaults from the source documents)."""
-    from core.train.runs import load_run
-
-    run = load_run(run_id)
-    preds = run_predictions(run)
-    if candles is None:
-        candles = load_run_candles(run)
-    _check_overlap(preds, candles, run_id)
-    return backtest_predictions(candles, preds, run.class_names, config, start, end,
-                                label=f"run {run.config.get('name') or run_id}")
+    inp = run_inputs(run_id, candles)
+    return backtest_predictions(inp.candles, inp.predictions, inp.class_names, config, start, end,
+                                label=f"run {inp.name}")
 
 
 def backtest_baseline(name: str, candles: pd.DataFrame, config: Any = None, start: Any = None,
@@ -153,14 +173,9 @@ def threshold_sweep(candles: pd.DataFrame, predictions: pd.DataFrame, class_name
 def run_threshold_sweep(run_id: str, config: Any = None, thresholds: Optional[Sequence[float]] = None,
                         start: Any = None, end: Any = None,
                         candles: Optional[pd.DataFrame] = None) -> pd.DataFrame:
-    from core.train.runs import load_run
-
-    run = load_run(run_id)
-    preds = run_predictions(run)
-    if candles is None:
-        candles = load_run_candles(run)
-    return threshold_sweep(candles, preds, run.class_names, config, thresholds, start, end)
+    inp = run_inputs(run_id, candles)
+    return threshold_sweep(inp.candles, inp.predictions, inp.class_names, config, thresholds, start, end)
 
 
 __all__ = ["BacktestConfig", "strongest_probability", "backtest_run", "backtest_baseline", "backtest_predictions", "threshold_sweep",
-           "run_threshold_sweep", "run_predictions", "load_run_candles"]
+           "run_threshold_sweep", "run_predictions", "load_run_candles", "run_inputs", "RunInputs"]
