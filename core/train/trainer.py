@@ -425,11 +425,13 @@ def prepare_for_run(config: dict[str, Any], candles: Optional[pd.DataFrame] = No
 
 
 def predictions_for(model: nn.Module, prepared: Any, config: dict[str, Any], split: str = "test",
-                    device: str | torch.device = "cpu") -> pd.DataFrame:
-    """The predictions table of one split: timestamp (UTC), y_true, prob_<class>..., split."""
+                    device: str | torch.device = "cpu", src: Optional[BatchSource] = None) -> pd.DataFrame:
+    """The predictions table of one split: timestamp (UTC), y_true, prob_<class>..., split. `src` is the
+    split's batch source when the caller already built it (training), else it is built here (reload)."""
     train = from_dict(TrainConfig, config.get("train_config") or {})
-    src = build_source(prepared, config["input_kind"], split, (config.get("data_config") or {}).get("encoding"),
-                       config.get("targets_scaling"))
+    if src is None:
+        src = build_source(prepared, config["input_kind"], split,
+                           (config.get("data_config") or {}).get("encoding"), config.get("targets_scaling"))
     out = predict_outputs(model, src, torch.device(device), train.eval_batch_size, train)
     ends = _valid_ends(prepared, split)
     ts = pd.DatetimeIndex(np.asarray(prepared.timestamps)[ends])
@@ -582,7 +584,7 @@ def fit_and_score(prepared: Any, config: dict[str, Any], data: DataConfig, train
     config = dict(config, class_names=class_names, input_kind=input_kind,
                   feature_names=list(prepared.feature_names), in_channels=in_channels,
                   targets_scaling=scaling, device=str(device))
-    preds = predictions_for(model, prepared, config, "test", device)
+    preds = predictions_for(model, prepared, config, "test", device, src["test"])
     val_preds = predict_outputs(model, src["val"], device, train.eval_batch_size, train)["proba"]
     y_test = preds["y_true"].to_numpy()
     proba = preds[[f"prob_{c}" for c in class_names]].to_numpy()
