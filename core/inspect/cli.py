@@ -31,8 +31,7 @@ def register(sub: Any) -> None:
 def cmd_rf(args: argparse.Namespace) -> int:
     from core.cli import parse_set
     from core.errors import UserError
-    from core.inspect.receptive_field import example_input, registry_receptive_field
-    from core.inspect.summary import model_summary
+    from core.inspect.summary import registry_analysis
     from core.models import get_spec
 
     if args.window < 1:
@@ -40,11 +39,9 @@ def cmd_rf(args: argparse.Namespace) -> int:
     if args.n_features < 1 or args.classes < 1:
         raise UserError("--features and --classes must be at least 1")
     config = parse_set(args.set)
-    model, report = registry_receptive_field(args.model, args.window, args.n_features, args.classes, **config)
+    report, summary = registry_analysis(args.model, args.window, args.n_features, args.classes,
+                                        latency_runs=10 if args.latency else 0, **config)
     spec = get_spec(args.model)
-    shape = example_input(spec.input_kind, args.n_features, args.window,
-                          image_size=config.get("image_size")).shape[1:]
-    summary = model_summary(model, shape, latency_runs=10 if args.latency else 0, name=args.model)
     keys = ("name", "kernel", "stride", "dilation", "padding", "jump", "receptive_field", "start", "out_length")
     out = {
         "model": args.model,

@@ -481,7 +481,7 @@ def registry_receptive_field(name: str, window: int, n_features: int = 15, n_cla
     model, spec = create_registered(name, n_features, n_classes, config)
     kind = spec.input_kind
     axis = TIME_AXIS.get(kind, 0)
-    example = example_input(kind, n_features, window, image_size=config.get("image_size"))
+    example = example_input(kind, n_features, window)
     length = int(example.shape[2 + axis])
     return model, receptive_field(model, length, axis=axis, example=example, name=name,
                                   unit=AXIS_UNIT.get(kind, "bars"), whole_window=not spec.causal)

@@ -167,27 +167,19 @@ def model_summary(model: nn.Module, input_shape: Sequence[int], *, latency_runs:
                         latency_runs=int(latency_runs), model=name)
 
 
-def registry_summary(name: str, window: int, n_features: int = 15, n_classes: int = 3,
-                     latency_runs: int = 10, **config: Any) -> ModelSummary:
-    """Summary of registered model `name` built with `config` for windows of `window` bars of
-    `n_features` features (image models: see `example_input`)."""
-    from core.inspect.receptive_field import create_registered, example_input
-
-    model, spec = create_registered(name, n_features, n_classes, config)
-    shape = example_input(spec.input_kind, n_features, window, image_size=config.get("image_size")).shape[1:]
-    return model_summary(model, shape, latency_runs=latency_runs, name=name)
-
-
 def registry_analysis(name: str, window: int, n_features: int = 15, n_classes: int = 3, latency_runs: int = 3,
                       **config: Any):
-    """`(RFReport, ModelSummary)` of registered model `name` built once with `config`."""
-    from core.inspect.receptive_field import AXIS_UNIT, TIME_AXIS, create_registered, example_input, receptive_field
+    """`(RFReport, ModelSummary)` of registered model `name` built once with `config`, for windows of
+    `window` bars of `n_features` features (image models: see `example_input`)."""
+    from core.inspect.receptive_field import example_input, registry_receptive_field
+    from core.models import get_spec
 
-    model, spec = create_registered(name, n_features, n_classes, config)
-    kind = spec.input_kind
-    example = example_input(kind, n_features, window, image_size=config.get("image_size"))
-    axis = TIME_AXIS.get(kind, 0)
-    report = receptive_field(model, int(example.shape[2 + axis]), axis=axis, example=example, name=name,
-                             unit=AXIS_UNIT.get(kind, "bars"), whole_window=not spec.causal)
-    summary = model_summary(model, example.shape[1:], latency_runs=latency_runs, name=name, warmup=1)
-    return report, summary
+    model, report = registry_receptive_field(name, window, n_features, n_classes, **config)
+    shape = example_input(get_spec(name).input_kind, n_features, window).shape[1:]
+    return report, model_summary(model, shape, latency_runs=latency_runs, name=name, warmup=1)
+
+
+def registry_summary(name: str, window: int, n_features: int = 15, n_classes: int = 3,
+                     latency_runs: int = 10, **config: Any) -> ModelSummary:
+    """The summary half of `registry_analysis`."""
+    return registry_analysis(name, window, n_features, n_classes, latency_runs, **config)[1]
