@@ -14,6 +14,7 @@ dataset_id = page_setup("Architectures")
 _keep = keep_settings("arch_kept_settings", ("arch_model", "arch_window", "arch_preset", "arch_levels",
                                              "arch_compare", "arch_erf_windows"), ("arch_cfg_",))
 
+from core.data.store import dataset_info
 from core.errors import UserError
 from core.features import PRESETS
 from core.inspect.receptive_field import bars_to_time, dataset_effective_rf, window_advice
@@ -38,12 +39,12 @@ def _effective(dataset_id: str, name: str, config_json: str, preset: str, window
                                 window=window, n_windows=n_windows)
 
 
-try:
-    candles = load_candles(dataset_id)
-    timeframe = candles.attrs.get("timeframe") or None
-except Exception as exc:  # a broken dataset file: the architecture part still works, in bars
+try:  # only the timeframe is needed here (the metadata, not the candle table)
+    timeframe = dataset_info(dataset_id).timeframe or None
+    dataset_ok = True
+except Exception as exc:  # a broken dataset: the architecture part still works, in bars
     show_error(exc)
-    candles, timeframe = None, None
+    timeframe, dataset_ok = None, False
 
 specs = {s.name: s for s in list_models()}
 names = list(specs)
@@ -136,9 +137,9 @@ e1, e2 = st.columns([1, 3])
 n_windows = int(e1.slider("Windows", 8, 256, 64, step=8, key="arch_erf_windows"))
 request = [dataset_id, name, config_json, preset, window, n_windows]
 if e1.button("Compute on real windows", key="arch_erf_btn", icon=":material/bolt:",
-             disabled=report is None or candles is None):
+             disabled=report is None or not dataset_ok):
     st.session_state["arch_erf_request"] = request
-if report is not None and candles is not None and st.session_state.get("arch_erf_request") == request:
+if report is not None and dataset_ok and st.session_state.get("arch_erf_request") == request:
     try:
         res = _effective(dataset_id, name, config_json, preset, window, n_windows)
     except Exception as exc:
