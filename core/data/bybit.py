@@ -26,6 +26,7 @@ from core.progress import CancelToken, ProgressCallback, check, report
 
 MarketType = Literal["spot", "linear"]
 MARKET_TYPES: tuple[str, ...] = ("spot", "linear")
+SAVE_EVERY_S = 2.0  # how often a long fetch writes what it has fetched so far
 PAGE_LIMIT = 1000  # Bybit's maximum candles per kline request
 UNREACHABLE = "no connection to Bybit: use the offline market or import a file"
 
@@ -196,37 +197,57 @@ def fetch_candles(
     total_pages = sum(-(-int((b - a) / step) // PAGE_LIMIT) for a, b in todo)
     pages = 0
     fetched: list[tuple[pd.Timestamp, pd.Timestamp]] = []
-    frames = [held_df] if len(held_df) else []
+    merged = held_df
+    pending: list[pd.DataFrame] = []           # pages fetched since the last save
+    pending_ranges: list[tuple[pd.Timestamp, pd.Timestamp]] = []
     base_meta = {"exchange": "bybit", "market_type": market_type, "ccxt_symbol": unified}
-    for a, b in todo:
-        win = a
-        while win < b:
-            check(cancel)
-            win_end = min(win + PAGE_LIMIT * step, b)
-            since_ms = int(win.value // 1_000_000)
-            until_ms = int((win_end - step).value // 1_000_000)  # open time of the window's last candle
-            n_win = int((win_end - win) / step)
-            rows = _retrying(
-                lambda: exchange.fetch_ohlcv(unified, timeframe, since=since_ms, limit=n_win,
-                                             params={"until": until_ms}),
-                retry, cancel, counter,
-            )
-            page = _ohlcv_to_frame(rows)
-            page = page[(page.index >= win) & (page.index < win_end) & (page.index + step <= now_ts)]
-            frames.append(page)
-            merged = pd.concat(frames)
-            merged = merged[~merged.index.duplicated(keep="last")].sort_index()
-            merged.attrs.update(source=source, symbol=plain, timeframe=timeframe)
-            frames = [merged]
-            fetched.append((win, win_end))
-            held_ranges = merge_ranges([*held_ranges, (win, win_end)])
-            # Saved after every page (atomically): an interruption keeps all pages fetched so far.
-            save_candles(merged, source, plain, timeframe, meta={**base_meta, "ranges": held_ranges})
-            pages += 1
-            report(progress, "fetch", pages, total_pages,
-                   f"{plain} {timeframe}: {len(merged):,} candles up to {win_end:%Y-%m-%d %H:%M}",
-                   {"rows": len(merged), "requests": counter[0]})
-            win = win_end
+
+    def save_pending() -> None:
+        """Merge the pages fetched since the last save into the stored dataset (one atomic write)."""
+        nonlocal merged, held_ranges
+        if not pending:
+            return
+        merged = pd.concat([merged, *pending]) if len(merged) else pd.concat(pending)
+        merged = merged[~merged.index.duplicated(keep="last")].sort_index()
+        merged.attrs.update(source=source, symbol=plain, timeframe=timeframe)
+        held_ranges = merge_ranges([*held_ranges, *pending_ranges])
+        save_candles(merged, source, plain, timeframe, meta={**base_meta, "ranges": held_ranges})
+        pending.clear()
+        pending_ranges.clear()
+
+    last_save = time.monotonic()
+    try:
+        for a, b in todo:
+            win = a
+            while win < b:
+                check(cancel)
+                win_end = min(win + PAGE_LIMIT * step, b)
+                since_ms = int(win.value // 1_000_000)
+                until_ms = int((win_end - step).value // 1_000_000)  # open time of the window's last candle
+                n_win = int((win_end - win) / step)
+                rows = _retrying(
+                    lambda: exchange.fetch_ohlcv(unified, timeframe, since=since_ms, limit=n_win,
+                                                 params={"until": until_ms}),
+                    retry, cancel, counter,
+                )
+                page = _ohlcv_to_frame(rows)
+                pending.append(page[(page.index >= win) & (page.index < win_end) & (page.index + step <= now_ts)])
+                pending_ranges.append((win, win_end))
+                fetched.append((win, win_end))
+                pages += 1
+                # Saved every few seconds rather than after every page (a rewrite of everything held so far
+                # per 1,000 candles would grow with the square of the history); the `finally` below saves
+                # what is pending when the fetch is cancelled or fails, so an interruption loses nothing.
+                if time.monotonic() - last_save >= SAVE_EVERY_S:
+                    save_pending()
+                    last_save = time.monotonic()
+                n_rows = len(merged) + sum(len(f) for f in pending)
+                report(progress, "fetch", pages, total_pages,
+                       f"{plain} {timeframe}: {n_rows:,} candles up to {win_end:%Y-%m-%d %H:%M}",
+                       {"rows": n_rows, "requests": counter[0]})
+                win = win_end
+    finally:
+        save_pending()
 
     info = dataset_info(ds_id) if exists(ds_id) else None
     if info is None:  # nothing was missing and nothing was ever stored: an empty request
