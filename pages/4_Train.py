@@ -20,6 +20,7 @@ from core.train import runs as registry
 from core.data.orderbook import list_order_books
 from core.device import best_device
 from core.errors import UserError
+from core.train.metrics import HEADLINE
 from core.train.config import PRESETS, parse_model_value, preset, preset_model
 from core.train.trainer import train_run
 from core.viz import train as vt
@@ -218,7 +219,7 @@ st.caption(f"{cfg.get('model_name')} on {cfg.get('dataset_id')} · status **{run
 if vs:
     (st.success if vs.get("beats") else st.warning)(vs["verdict"])
 k = st.columns(5)
-for col, key in zip(k, ["accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "log_loss"]):
+for col, key in zip(k, HEADLINE):
     col.metric(vt.METRIC_LABELS[key], f"{m.get(key, float('nan')):.3f}" if m.get(key) is not None else "n/a")
 st.dataframe(vt.comparison_table(m, run.metrics.get("baselines", {})), hide_index=True, key="train_cmp_table")
 l, r = st.columns(2)

@@ -234,7 +234,7 @@ if records:
         left.caption(f"Fine-tuned run `{rec['finetuned_run_id']}`, scratch run `{rec['scratch_run_id']}`"
                      + (f", source run `{rec['source_run_id']}`" if rec.get("source_run_id") else "")
                      + ". Same test split; inspect either on the Inspect page.")
-        right.plotly_chart(ve.transfer_comparison_figure(tr.comparison_metrics(rec)), width="stretch",
+        right.plotly_chart(ve.transfer_comparison_figure(tr.comparison_metrics(table)), width="stretch",
                            key="enc_tr_fig")
     except UserError as exc:
         show_error(exc)

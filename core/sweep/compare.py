@@ -14,10 +14,10 @@ from typing import Any, Iterable, Optional, Sequence
 import pandas as pd
 
 from core.errors import UserError
+from core.train.metrics import HEADLINE
 from core.workspace import atomic_write_json, read_json, safe_name, ws_path
 
 BT_METRICS = ("total_return", "sharpe", "max_drawdown", "n_trades")
-HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "log_loss")
 
 
 def backtest_available() -> bool:

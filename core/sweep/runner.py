@@ -46,11 +46,11 @@ import pandas as pd
 from core.errors import UserError
 from core.progress import CancelToken, Cancelled, Progress, ProgressCallback
 from core.sweep.grid import RANK_METRICS, GridSpec, SweepCell, expand_grid, load_grid, parse_grid
+from core.train.metrics import HEADLINE
 from core.workspace import ENV_VAR, atomic_write_json, read_json, safe_name, workspace_root, ws_path
 
 BACKENDS = ("loky", "ray", "dask")
 SWEEPS_DIR = "sweeps"
-HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "log_loss")
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -142,6 +142,8 @@ class RunInfo:
 
 def list_runs() -> list[RunInfo]:
     """All readable runs, newest first. Folders without a config.json (being written, or broken) are skipped."""
+    from core.train.metrics import HEADLINE  # (sklearn behind it: loaded when first needed)
+
     out = []
     for folder in runs_root().iterdir():
         if not (folder / "config.json").is_file():
@@ -151,8 +153,7 @@ def list_runs() -> list[RunInfo]:
             met = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
         except (ValueError, OSError):
             continue
-        head = {k: (met.get("metrics") or {}).get(k) for k in
-                ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "log_loss")}
+        head = {k: (met.get("metrics") or {}).get(k) for k in HEADLINE}
         out.append(RunInfo(folder.name, cfg.get("name") or folder.name, str(cfg.get("created_at", "")),
                            str(met.get("status", cfg.get("status", ""))), str(cfg.get("dataset_id", "")),
                            str(cfg.get("model_name", "")), str(cfg.get("input_kind", "")), head,

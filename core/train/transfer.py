@@ -355,9 +355,8 @@ def comparison_table(record: dict[str, Any]) -> pd.DataFrame:
     return df
 
 
-def comparison_metrics(record: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """{"fine-tuned": {...}, "scratch": {...}} test metrics (for the bar figure)."""
-    t = comparison_table(record)
+def comparison_metrics(t: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """{"fine-tuned": {...}, "scratch": {...}} test metrics of a `comparison_table` (for the bar figure)."""
     return {c: {k: (None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v))
                 for k, v in t[c].items() if k in COMPARE_KEYS} for c in ("fine-tuned", "scratch")}
 
