@@ -18,6 +18,7 @@ and one nested `config: {model, data, train}`; `upgrade_config` turns it into th
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -181,7 +182,15 @@ class LoadedRun:
     config: dict[str, Any]
     metrics: dict[str, Any]
     history: pd.DataFrame
-    predictions: pd.DataFrame
+
+    @functools.cached_property
+    def predictions(self) -> pd.DataFrame:
+        """The stored test-set predictions, read on first use (most views of a run need only its metrics)."""
+        f = self.path / "predictions.parquet"
+        preds = pd.read_parquet(f) if f.is_file() else pd.DataFrame()
+        if "timestamp" in preds:
+            preds["timestamp"] = pd.to_datetime(preds["timestamp"], utc=True)
+        return preds
 
     @property
     def class_names(self) -> list[str]:
@@ -230,11 +239,7 @@ def load_run(run_id: str) -> LoadedRun:
     cfg = upgrade_config(read_json(folder / "config.json"))
     met = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
     hist = pd.read_csv(folder / "history.csv") if (folder / "history.csv").is_file() else pd.DataFrame()
-    preds = pd.read_parquet(folder / "predictions.parquet") if (folder / "predictions.parquet").is_file() \
-        else pd.DataFrame()
-    if "timestamp" in preds:
-        preds["timestamp"] = pd.to_datetime(preds["timestamp"], utc=True)
-    return LoadedRun(run_id, folder, cfg, met, hist, preds)
+    return LoadedRun(run_id, folder, cfg, met, hist)
 
 
 def rename_run(run_id: str, name: str) -> None:
