@@ -90,7 +90,8 @@ else:
         bands = [b for b in vz.split_bands(result.timestamps, result.splits, result.window, horizon)
                  if b[2] >= shown.index[0] and b[1] <= shown.index[-1]]
     try:
-        st.plotly_chart(vz.price_figure(shown, overlays, panels, bands), width="stretch", key="ind_price_chart")
+        st.plotly_chart(vz.price_figure(candles, overlays, panels, bands, start=start, end=end), width="stretch",
+                        key="ind_price_chart")
     except Exception as exc:
         show_error(exc)
 

@@ -6,7 +6,7 @@ resolution first, then the bucket's last value), so a year of minutes never send
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -83,10 +83,20 @@ def _panel_series(c: pd.DataFrame, name: str) -> dict[str, pd.Series]:
 
 def price_figure(candles: pd.DataFrame, overlays: Sequence[str] = (), panels: Sequence[str] = ("Volume",),
                  bands: Sequence[tuple[str, pd.Timestamp, pd.Timestamp]] = (), max_points: int = 5000,
-                 title: str = "") -> go.Figure:
-    """Candlesticks with overlays, indicator panels below on a shared time axis, split bands behind."""
-    step = display_step(len(candles), max_points)
-    shown = downsample_candles(candles, max_points)
+                 title: str = "", start: Optional[pd.Timestamp] = None,
+                 end: Optional[pd.Timestamp] = None) -> go.Figure:
+    """Candlesticks with overlays, indicator panels below on a shared time axis, split bands behind.
+
+    Indicators are computed on the whole history and then cut to [start, end], so a zoomed view shows the
+    same values as the full one (an EMA 200 is not re-seeded at the zoom's first bar)."""
+    keep = np.ones(len(candles), dtype=bool)
+    if start is not None:
+        keep &= candles.index >= start
+    if end is not None:
+        keep &= candles.index <= end
+    window = candles.loc[keep]
+    step = display_step(len(window), max_points)
+    shown = downsample_candles(window, max_points)
     rows = 1 + len(panels)
     heights = [0.55] + [0.45 / max(1, len(panels))] * len(panels) if panels else [1.0]
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.02, row_heights=heights,
@@ -95,12 +105,13 @@ def price_figure(candles: pd.DataFrame, overlays: Sequence[str] = (), panels: Se
                                  close=shown["close"], name="price"), row=1, col=1)
     for ov in overlays:
         for name, s in _overlay_series(candles, ov).items():
-            s = _last_per_bucket(s, step)
+            s = _last_per_bucket(s.loc[keep], step)
             dash = "dot" if ("upper" in name or "lower" in name) else None
             fig.add_trace(go.Scatter(x=s.index, y=s.to_numpy(), name=name, mode="lines",
                                      line=dict(width=1, dash=dash)), row=1, col=1)
     for i, panel in enumerate(panels, start=2):
         for name, s in _panel_series(candles, panel).items():
+            s = s.loc[keep]
             if panel == "Volume":
                 fig.add_trace(go.Bar(x=shown.index, y=shown["volume"], name="volume",
                                      marker_color="rgba(100,100,160,0.6)"), row=i, col=1)
