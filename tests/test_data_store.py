@@ -131,3 +131,18 @@ def test_default_dataset_is_made_once():
     assert info.end == pd.Timestamp("2025-12-31 23:00", tz="UTC")
     before = os.path.getmtime(store._paths(ds)[0])
     assert ensure_default_dataset() == ds and os.path.getmtime(store._paths(ds)[0]) == before
+
+
+def test_dataset_version_changes_when_the_candles_are_rewritten(workspace):
+    import time
+
+    from core.data.store import dataset_version, save_candles
+    from core.data.synthetic import generate_market
+
+    c = next(iter(generate_market("BTC/USDT", "1h", periods=200, seed=1).values()))
+    info = save_candles(c, "synthetic", "BTC/USDT", "1h")
+    v1 = dataset_version(info.id)
+    assert v1 > 0 and dataset_version("synthetic-NOPE-1h") == 0
+    time.sleep(0.01)
+    save_candles(c.iloc[:150], "synthetic", "BTC/USDT", "1h")
+    assert dataset_version(info.id) != v1  # the app's candle cache is keyed on this

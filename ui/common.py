@@ -35,15 +35,23 @@ def _dataset_ids() -> list[str]:
 
 
 def refresh_datasets() -> None:
+    """After datasets were added or deleted (loaded candles need no clearing: their cache is keyed on the
+    file's version, so a rewritten dataset is read again by every session)."""
     _dataset_ids.clear()
-    load_candles.clear()
 
 
 @st.cache_data(show_spinner="Loading candles...", max_entries=8)
-def load_candles(dataset_id: str):
+def _load_candles(dataset_id: str, version: int):
     from core.data.store import load_candles as _load
 
     return _load(dataset_id)
+
+
+def load_candles(dataset_id: str):
+    """The candles of a dataset, cached until the dataset is rewritten."""
+    from core.data.store import dataset_version
+
+    return _load_candles(dataset_id, dataset_version(dataset_id))
 
 
 def active_dataset() -> str:

@@ -218,6 +218,16 @@ def _meta_from_parquet(path: Path) -> dict[str, Any]:
     return json.loads(md[_META_KEY])
 
 
+def dataset_version(ds_id: str) -> int:
+    """Changes whenever the dataset's candles are rewritten (the parquet's mtime in ns; 0 if absent): a key
+    for caches of loaded candles."""
+    parquet_path, _ = _paths(ds_id)
+    try:
+        return parquet_path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
 def load_candles(ds_id: str) -> pd.DataFrame:
     """The candles of dataset `ds_id` (attrs: source, symbol, timeframe, dataset)."""
     info = dataset_info(ds_id)
@@ -299,6 +309,7 @@ __all__ = [
     "TIMEFRAMES",
     "dataset_id",
     "dataset_info",
+    "dataset_version",
     "delete_dataset",
     "ensure_default_dataset",
     "exists",
