@@ -20,7 +20,7 @@ from typing import Any, Optional
 import pandas as pd
 
 from core.progress import CancelToken, Progress, ProgressCallback, check
-from core.workspace import atomic_write, atomic_write_json, read_json, ws_path
+from core.workspace import atomic_write, atomic_write_json, jsonable, read_json, ws_path
 
 DEMO_DIR = "demo"
 PRESET = "quick"
@@ -143,9 +143,9 @@ def run_demo(progress: Optional[ProgressCallback] = None, cancel: Optional[Cance
     bt = _backtest(candles, preds, list(result.config["class_names"]), bt_cfg)
     seconds = st.finish()
     res = DemoResult(run_id=result.run_id, dataset_id=ds, model_name=model_name, status=result.status,
-                     metrics=_plain(result.metrics), baselines=_plain(result.baselines),
-                     vs_best_baseline=_plain(result.vs_best_baseline), backtest=_plain(bt["metrics"]),
-                     buy_and_hold=_plain(bt["buy_and_hold_metrics"]),
+                     metrics=jsonable(result.metrics), baselines=jsonable(result.baselines),
+                     vs_best_baseline=jsonable(result.vs_best_baseline), backtest=jsonable(bt["metrics"]),
+                     buy_and_hold=jsonable(bt["buy_and_hold_metrics"]),
                      test_start=str(bt["start"]), test_end=str(bt["end"]), seconds=seconds,
                      backtest_config=bt_cfg.to_dict(), equity=bt["equity"])
     if save:
@@ -165,28 +165,6 @@ def _backtest(candles: pd.DataFrame, predictions: pd.DataFrame, class_names: lis
     equity = pd.DataFrame({"strategy": r.equity, "buy_and_hold": r.benchmark_equity})
     return {"metrics": dict(r.metrics), "buy_and_hold_metrics": dict(r.buy_and_hold), "equity": equity,
             "start": r.start, "end": r.end}
-
-
-def _plain(o: Any) -> Any:
-    """Strict-JSON-friendly copy: numpy scalars to Python, NaN/inf to None (e.g. a profit factor without
-    a losing trade)."""
-    import math
-
-    import numpy as np
-
-    if isinstance(o, (float, np.floating)):
-        return float(o) if math.isfinite(float(o)) else None
-    if isinstance(o, dict):
-        return {str(k): _plain(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_plain(v) for v in o]
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, pd.Timestamp):
-        return o.isoformat()
-    if isinstance(o, pd.Timedelta):
-        return o.total_seconds()
-    return o
 
 
 def save_demo(res: DemoResult) -> None:

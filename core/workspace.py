@@ -58,6 +58,31 @@ def atomic_write(path: Path, writer: Callable[[Path], None]) -> Path:
     return path
 
 
+def jsonable(o: Any) -> Any:
+    """A strict-JSON copy: NaN/inf become None (e.g. a profit factor without a losing trade), numpy scalars
+    and arrays become Python numbers and lists, datetimes ISO text, timedeltas seconds."""
+    import datetime as dt
+    import math
+
+    import numpy as np
+
+    if isinstance(o, (float, np.floating)):
+        return float(o) if math.isfinite(float(o)) else None
+    if isinstance(o, dict):
+        return {str(k): jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [jsonable(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return jsonable(o.tolist())
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, dt.datetime):
+        return o.isoformat()
+    if isinstance(o, dt.timedelta):
+        return o.total_seconds()
+    return o
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
     return atomic_write(path, lambda t: t.write_bytes(data))
 

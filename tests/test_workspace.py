@@ -51,3 +51,18 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp():
         atomic_write(p, broken)
     assert read_json(p) == {"v": 1}
     assert [f.name for f in p.parent.iterdir()] == ["x.json"]
+
+
+def test_jsonable_makes_strict_json():
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from core.workspace import jsonable
+
+    out = jsonable({"nan": float("nan"), "inf": np.float32("inf"), "n": np.int64(3), "a": np.array([1.5, np.nan]),
+                    "t": (pd.Timestamp("2026-01-01", tz="UTC"), pd.Timedelta(hours=1)), 1: [np.float64(2.5)]})
+    assert out == {"nan": None, "inf": None, "n": 3, "a": [1.5, None],
+                   "t": ["2026-01-01T00:00:00+00:00", 3600.0], "1": [2.5]}
+    json.dumps(out, allow_nan=False)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import shutil
 import stat
 import uuid
@@ -38,7 +37,7 @@ from typing import Any, BinaryIO, Optional
 import numpy as np
 
 from core.errors import UserError
-from core.workspace import atomic_write, atomic_write_bytes, atomic_write_json, safe_name, ws_path
+from core.workspace import atomic_write, atomic_write_bytes, atomic_write_json, jsonable, safe_name, ws_path
 
 SCALER_JSON = "scaler.json"
 RUN_FILES = ("config.json", "metrics.json", "history.csv", "model.pt", "predictions.parquet", SCALER_JSON)
@@ -444,7 +443,7 @@ def import_run_zip(data: bytes | str | Path | BinaryIO, run_id: Optional[str] = 
                    imported_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         if not cfg.get("name") or cfg.get("name") == original:
             cfg["name"] = new_id
-        atomic_write_json(staging / "config.json", _finite(cfg))
+        atomic_write_json(staging / "config.json", jsonable(cfg))
         from core.train.runs import run_path
 
         target = run_path(new_id)
@@ -455,16 +454,6 @@ def import_run_zip(data: bytes | str | Path | BinaryIO, run_id: Optional[str] = 
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return new_id
-
-
-def _finite(o: Any) -> Any:
-    if isinstance(o, float):
-        return o if math.isfinite(o) else None
-    if isinstance(o, dict):
-        return {str(k): _finite(v) for k, v in o.items()}
-    if isinstance(o, list):
-        return [_finite(v) for v in o]
-    return o
 
 
 __all__ = ["RUN_FILES", "SCALER_JSON", "export_run_zip", "import_run_zip", "check_members", "scaler_to_dict",

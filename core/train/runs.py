@@ -27,11 +27,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import pandas as pd
 
 from core.errors import UserError
-from core.workspace import atomic_write, atomic_write_json, atomic_write_text, read_json, safe_name, ws_path
+from core.workspace import atomic_write, atomic_write_json, atomic_write_text, jsonable, read_json, safe_name, ws_path
 
 SCHEMA_VERSION = 1
 RUNS_DIR = "runs"
@@ -102,28 +101,13 @@ def save_run(run_id: str, config: dict[str, Any], history: pd.DataFrame, metrics
     folder = run_path(run_id)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "history.csv", history.to_csv(index=False))
-    atomic_write_json(folder / "metrics.json", _jsonable(metrics))
+    atomic_write_json(folder / "metrics.json", jsonable(metrics))
     atomic_write(folder / "model.pt", lambda t: torch.save(state_dict, t))
     atomic_write(folder / "scaler.joblib", lambda t: joblib.dump(scaler, t))
     atomic_write(folder / "predictions.parquet", lambda t: predictions.to_parquet(t, index=False))
     cfg = dict(config, run_id=run_id, schema_version=SCHEMA_VERSION)
-    atomic_write_json(folder / "config.json", _jsonable(cfg))
+    atomic_write_json(folder / "config.json", jsonable(cfg))
     return folder
-
-
-def _jsonable(o: Any) -> Any:
-    """NaN/inf become None so config/metrics stay strict JSON."""
-    if isinstance(o, float):
-        return o if np.isfinite(o) else None
-    if isinstance(o, dict):
-        return {str(k): _jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
-    if isinstance(o, np.generic):
-        return _jsonable(o.item())
-    if isinstance(o, np.ndarray):
-        return _jsonable(o.tolist())
-    return o
 
 
 # ------------------------------------------------------------------------------------------------- read
