@@ -30,6 +30,15 @@ def safe_name(name: str) -> str:
     return name
 
 
+def unique_name(folder: Path, base: str) -> str:
+    """`base`, or `base-2`, `base-3`, ... : the first name not taken in `folder` (checked with safe_name)."""
+    name, i = base, 1
+    while (Path(folder) / name).exists():
+        i += 1
+        name = f"{base}-{i}"
+    return safe_name(name)
+
+
 def ws_path(*parts: str, root: Path | None = None) -> Path:
     """A path inside the workspace; raises ValueError if the parts would escape it."""
     base = (root or workspace_root()).resolve()

@@ -66,3 +66,14 @@ def test_jsonable_makes_strict_json():
     assert out == {"nan": None, "inf": None, "n": 3, "a": [1.5, None],
                    "t": ["2026-01-01T00:00:00+00:00", 3600.0], "1": [2.5]}
     json.dumps(out, allow_nan=False)
+
+
+def test_unique_name_adds_a_counter_when_taken():
+    from core.workspace import unique_name
+
+    root = ws_path("runs")
+    root.mkdir(parents=True)
+    assert unique_name(root, "r") == "r"
+    (root / "r").mkdir()
+    (root / "r-2").mkdir()
+    assert unique_name(root, "r") == "r-3"

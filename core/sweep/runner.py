@@ -47,7 +47,8 @@ from core.errors import UserError
 from core.progress import CancelToken, Cancelled, Progress, ProgressCallback
 from core.sweep.grid import RANK_METRICS, GridSpec, SweepCell, expand_grid, load_grid, parse_grid
 from core.train.metrics import HEADLINE
-from core.workspace import ENV_VAR, atomic_write_json, read_json, safe_name, workspace_root, ws_path
+from core.workspace import (
+    atomic_write_json, ENV_VAR, read_json, safe_name, unique_name, workspace_root, ws_path)
 
 BACKENDS = ("loky", "ray", "dask")
 SWEEPS_DIR = "sweeps"
@@ -225,12 +226,7 @@ def sweeps_root() -> Path:
 
 def _new_sweep_id(name: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:40] or "sweep"
-    base = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{slug}"
-    sid, i = base, 1
-    while (sweeps_root() / sid).exists():
-        i += 1
-        sid = f"{base}-{i}"
-    return safe_name(sid)
+    return unique_name(sweeps_root(), f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{slug}")
 
 
 def _as_spec(spec: GridSpec | dict[str, Any] | str | Path) -> GridSpec:

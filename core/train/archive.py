@@ -37,7 +37,8 @@ from typing import Any, BinaryIO, Optional
 import numpy as np
 
 from core.errors import UserError
-from core.workspace import atomic_write, atomic_write_bytes, atomic_write_json, jsonable, safe_name, ws_path
+from core.workspace import (
+    atomic_write, atomic_write_bytes, atomic_write_json, jsonable, safe_name, unique_name, ws_path)
 
 SCALER_JSON = "scaler.json"
 RUN_FILES = ("config.json", "metrics.json", "history.csv", "model.pt", "predictions.parquet", SCALER_JSON)
@@ -386,12 +387,7 @@ def _free_run_id(wanted: str) -> str:
     root = runs_root()
     if not (root / wanted).exists():
         return wanted
-    base = f"{wanted[:110]}-imported"
-    rid, i = base, 1
-    while (root / rid).exists():
-        i += 1
-        rid = f"{base}-{i}"
-    return safe_name(rid)
+    return unique_name(root, f"{wanted[:110]}-imported")
 
 
 def import_run_zip(data: bytes | str | Path | BinaryIO, run_id: Optional[str] = None, source: str = "zip") -> str:

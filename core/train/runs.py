@@ -30,7 +30,8 @@ from typing import Any, Optional
 import pandas as pd
 
 from core.errors import UserError
-from core.workspace import atomic_write, atomic_write_json, atomic_write_text, jsonable, read_json, safe_name, ws_path
+from core.workspace import (
+    atomic_write, atomic_write_json, atomic_write_text, jsonable, read_json, safe_name, unique_name, ws_path)
 
 SCHEMA_VERSION = 1
 RUNS_DIR = "runs"
@@ -56,12 +57,7 @@ def new_run_id(model_name: str, payload: dict[str, Any], now: Optional[datetime]
     now = now or datetime.now(timezone.utc)
     digest = hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:6]
     model = "".join(c if c.isalnum() or c in "-_" else "-" for c in model_name)[:40] or "model"
-    base = f"{now:%Y%m%d-%H%M%S}-{model}-{digest}"
-    rid, i = base, 1
-    while (runs_root() / rid).exists():
-        i += 1
-        rid = f"{base}-{i}"
-    return safe_name(rid)
+    return unique_name(runs_root(), f"{now:%Y%m%d-%H%M%S}-{model}-{digest}")
 
 
 # ----------------------------------------------------------------------------------------------- schema
