@@ -98,16 +98,14 @@ def loop_vs_bare(ds, model_name, mc, data, train, device, steps: int, max_train:
 
     from core.data.store import load_candles
     from core.models import create_model
-    from core.train.trainer import (_autocast, _resolve, _valid_ends, build_source, fit, prepare_for_run,
-                                    target_scaling)
+    from core.train.trainer import (_autocast, _resolve, _valid_ends, build_source, features_on, fit,
+                                    prepare_for_run, target_scaling)
 
     data, train, mc, ds, kind = _resolve(ds, model_name, mc, data, train)
     cfg = {"dataset_id": ds, "data_config": asdict(data)}
     prepared = prepare_for_run(cfg, load_candles(ds))
     scaling = target_scaling(prepared) if data.label == "multitask" and model_name.endswith("multitask") else None
-    feats = torch.from_numpy(np.ascontiguousarray(prepared.features))
-    if device.type == "cuda" and kind in ("sequence", "flat"):
-        feats = feats.to(device)
+    feats = features_on(prepared, kind, device)
     train_ends = _valid_ends(prepared, "train")[-max_train:] if max_train else None
     src_tr = build_source(prepared, kind, "train", data.encoding, scaling, train_ends, features_tensor=feats)
     src_va = build_source(prepared, kind, "val", data.encoding, scaling, features_tensor=feats)
@@ -151,7 +149,8 @@ def loop_vs_bare(ds, model_name, mc, data, train, device, steps: int, max_train:
     fr = fit(new_model(), src_tr, src_va, loop_cfg, n_cls, device, progress=lambda p: None)
     per_epoch = fr.history["samples_per_second"].to_numpy()
     loop = float(np.median(per_epoch[1:] if len(per_epoch) > 1 else per_epoch))
-    print(f"\n[2] {model_name} ({kind}), batch size {bs}, {len(src_tr)} training samples, augmentations "
+    print(f"\n[2] {model_name} ({kind}) on {device} in {fr.precision}, batch size {bs}, {len(src_tr)} training "
+          f"samples, augmentations "
           f"{'on' if (loop_cfg.noise_std or loop_cfg.time_warp or loop_cfg.scale_min != 1) and src_tr.time_axis is not None else 'off'}")
     print(f"    bare model step : {bare:10.0f} samples/s")
     print(f"    full train loop : {loop:10.0f} samples/s  (per epoch: {', '.join(f'{v:.0f}' for v in per_epoch)})")

@@ -215,7 +215,7 @@ m, cfg = run.metrics.get("metrics", {}), run.config
 vs = run.metrics.get("vs_best_baseline") or {}
 st.caption(f"{cfg.get('model_name')} on {cfg.get('dataset_id')} · status **{run.metrics.get('status')}** · best "
            f"epoch {run.metrics.get('best_epoch')} · test {cfg.get('test_start')} .. {cfg.get('test_end')} "
-           f"({m.get('n')} samples)")
+           f"({m.get('n')} samples) · trained on {cfg.get('device', 'cpu')} in {cfg.get('precision', 'fp32')}")
 if vs:
     (st.success if vs.get("beats") else st.warning)(vs["verdict"])
 k = st.columns(5)

@@ -201,3 +201,81 @@ def test_cli_train_json_and_runs_commands(workspace, candles, capsys):
     assert wf["mode"] == "walk_forward" and wf["n_folds"] == 2 and len(wf["folds"]) == 2
     assert wf["metrics"]["n"] == sum(f["n_test"] for f in wf["folds"]) and "logistic" in wf["baselines"]
     assert not (workspace / "runs").exists() or not any((workspace / "runs").iterdir())
+
+
+# ---- mixed precision: the CUDA code path, run on CPU by letting autocast act there ----------------------------
+
+@pytest.fixture
+def amp_on_cpu(monkeypatch):
+    """Give CPU the mixed-precision treatment CUDA gets: the same autocast / GradScaler code then runs here."""
+    from core.train import trainer
+
+    monkeypatch.setattr(trainer, "AMP_DEVICE_TYPES", ("cuda", "cpu"))
+    return trainer
+
+
+def _forward_dtypes(monkeypatch) -> list[torch.dtype]:
+    """Record the dtype of every training-mode forward output of the models built from now on."""
+    from core import models
+
+    seen: list[torch.dtype] = []
+    orig = models.create_model
+
+    def create(*a, **k):
+        m = orig(*a, **k)
+        m.register_forward_hook(lambda mod, i, out: seen.append(out.dtype) if mod.training else None)
+        return m
+
+    monkeypatch.setattr(models, "create_model", create)  # train_run imports it from core.models when it runs
+    return seen
+
+
+@pytest.mark.parametrize("half", ["bf16", "fp16"])
+def test_mixed_precision_trains_and_the_run_reloads_exactly(candles, amp_on_cpu, monkeypatch, half):
+    if half == "fp16":  # a GPU without bf16: float16 with loss scaling
+        monkeypatch.setattr(amp_on_cpu, "_half_dtype", lambda device: torch.float16)
+    seen = _forward_dtypes(monkeypatch)
+    res = _train(candles, train=dict(lr=1e-3, clip=1.0))
+    assert set(seen) == {torch.bfloat16 if half == "bf16" else torch.float16}  # the steps ran in half precision
+    assert res.config["precision"] == half and res.summary()["precision"] == half
+    hist = res.history
+    assert np.isfinite(hist[["train_loss", "val_loss"]].to_numpy()).all()
+    assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0] + 0.05  # it learns, it does not diverge
+    # stored predictions are float32 computations: a reload on a machine without mixed precision (a GPU run
+    # opened on a laptop) reproduces them exactly
+    monkeypatch.setattr(amp_on_cpu, "AMP_DEVICE_TYPES", ("cuda",))
+    run = registry.load_run(res.run_id)
+    assert run.config["precision"] == half
+    pd.testing.assert_frame_equal(run.predict(candles=candles), run.predictions, check_exact=True)
+
+
+def test_mixed_precision_is_off_without_amp_and_on_cpu(candles, monkeypatch):
+    from core.train import trainer
+
+    seen = _forward_dtypes(monkeypatch)
+    res = _train(candles)  # CPU is not an AMP device: float32 even with amp=True (the default)
+    assert set(seen) == {torch.float32} and res.config["precision"] == "fp32"
+    monkeypatch.setattr(trainer, "AMP_DEVICE_TYPES", ("cuda", "cpu"))
+    assert trainer.amp_dtype(torch.device("cpu"), TrainConfig(amp=False)) is None
+    assert trainer.amp_dtype(torch.device("cpu"), TrainConfig()) == torch.bfloat16
+
+
+def test_fp16_loss_scaling_skips_overflowing_steps(amp_on_cpu, monkeypatch):
+    """float16 overflows where float32 does not: the GradScaler skips those steps instead of writing inf into
+    the weights, and the fit still ends with finite weights."""
+    from core.train.config import TrainConfig as TC
+    from core.train.trainer import TensorSource, fit
+
+    monkeypatch.setattr(amp_on_cpu, "_half_dtype", lambda device: torch.float16)
+    g = torch.Generator().manual_seed(0)
+    x = 30 * torch.randn(256, 4, 16, generator=g)  # large inputs: scaled float16 gradients overflow
+    y = (x[:, 0, -1] > 0).long().numpy()
+    model = torch.nn.Sequential(torch.nn.Conv1d(4, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool1d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(8, 2))
+    cfg = TC(epochs=3, batch_size=64, lr=3e-3, patience=0, warmup=0.0)
+    fr = fit(model, TensorSource(x[:192], y[:192]), TensorSource(x[192:], y[192:]), cfg, 2, torch.device("cpu"))
+    assert fr.precision == "fp16"
+    # the initial scale 65536 overflows float16 gradients: the first steps are skipped while the scale drops
+    assert fr.skipped_steps >= 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert np.isfinite(fr.history["val_loss"]).all()

@@ -3,7 +3,11 @@
 Loop (`fit`): AdamW; per-step learning rate with a linear warm-up and a cosine decay to `min_lr`; gradient
 clipping; class weights; CE / focal / label smoothing, or the multi-task loss when the model returns a dict;
 augmentations on train batches only; early stopping on a validation metric with the best weights restored.
-On CUDA it runs under `torch.autocast` (bfloat16 where supported, else float16 with a GradScaler).
+Mixed precision: on CUDA (with `amp`) the training steps and the validation loss run under `torch.autocast`,
+in bfloat16 where the GPU supports it, else in float16 with a GradScaler. The predictions a run stores (and every
+later prediction from it) are computed in float32, so a reloaded run reproduces them on the same device.
+`AMP_DEVICE_TYPES` lists the device types that get autocast; CPU is not among them (bf16 autocast is slower than
+float32 on most CPUs), but the tests add it to run the same mixed-precision code on a machine without a GPU.
 
 Progress: `Progress("batch", ...)` after each step (metrics: epoch, loss) and `Progress("epoch", ...)` after
 each epoch (metrics: epoch, train_loss, train_accuracy, val_loss, val_accuracy, val_macro_f1, lr, seconds,
@@ -132,6 +136,8 @@ class FitResult:
     train_seconds: float
     samples_per_second: float       # training-phase throughput (data + step), over all epochs
     class_weights: Optional[list[float]] = None
+    precision: str = "fp32"         # of the training steps: "fp32", "bf16" or "fp16" (with loss scaling)
+    skipped_steps: int = 0          # fp16 steps the GradScaler skipped for inf/NaN gradients
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
@@ -147,11 +153,37 @@ def _direction(out: Any) -> torch.Tensor:
     return out["direction"] if isinstance(out, dict) else out
 
 
-def _autocast(device: torch.device, cfg: TrainConfig):
-    if device.type == "cuda" and cfg.amp:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast("cpu", enabled=False)
+AMP_DEVICE_TYPES: tuple[str, ...] = ("cuda",)
+PRECISION_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def _half_dtype(device: torch.device) -> torch.dtype:
+    """The autocast dtype of `device`: bfloat16 where supported (no loss scaling needed), else float16."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def amp_dtype(device: torch.device, cfg: Optional[TrainConfig]) -> Optional[torch.dtype]:
+    """The mixed-precision dtype of training on `device` under `cfg`, or None for float32."""
+    if cfg is None or not cfg.amp or device.type not in AMP_DEVICE_TYPES:
+        return None
+    return _half_dtype(device)
+
+
+def _autocast(device: torch.device, cfg: Optional[TrainConfig]):
+    dtype = amp_dtype(device, cfg)
+    if dtype is None:
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def features_on(prepared: Any, input_kind: str, device: torch.device) -> torch.Tensor:
+    """The run's features as one float32 `(T, C)` tensor; on a GPU, sequence batches are then gathered there."""
+    feats = torch.from_numpy(np.ascontiguousarray(prepared.features, dtype=np.float32))
+    if device.type != "cpu" and input_kind in ("sequence", "flat"):
+        feats = feats.to(device)
+    return feats
 
 
 def resolve_device(cfg: TrainConfig) -> torch.device:
@@ -168,15 +200,15 @@ def resolve_device(cfg: TrainConfig) -> torch.device:
 def predict_outputs(model: nn.Module, src: BatchSource, device: torch.device, batch_size: int = 512,
                     cfg: Optional[TrainConfig] = None) -> dict[str, np.ndarray]:
     """Class probabilities (float64 of the float32 softmax) and, for multi-task models, the regression
-    outputs, for every sample of `src` in order. Same batch size -> bit-identical results on CPU."""
+    outputs, for every sample of `src` in order, computed in float32 whatever precision training used.
+    Same batch size -> bit-identical results on CPU. (`cfg` is kept for callers; it no longer matters.)"""
     model.eval()
     probs, extra = [], {}
     n = len(src)
     for s in range(0, n, batch_size):
         idx = np.arange(s, min(n, s + batch_size))
         b = src.get(idx, device)
-        with _autocast(device, cfg or TrainConfig()):
-            out = model(b["x"])
+        out = model(b["x"])
         probs.append(torch.softmax(_direction(out).float(), dim=1).cpu().numpy())
         if isinstance(out, dict):
             for k in ("magnitude", "volatility"):
@@ -241,8 +273,8 @@ def fit(model: nn.Module, train_src: BatchSource, val_src: BatchSource, cfg: Tra
     warm = int(round(cfg.warmup * steps_per_epoch))
     min_ratio = min(1.0, cfg.min_lr / cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total_steps, warm, min_ratio))
-    use_scaler = device.type == "cuda" and cfg.amp and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    half = amp_dtype(device, cfg)
+    scaler = torch.amp.GradScaler(device.type) if half == torch.float16 else None
     aug = AugmentSettings(cfg.noise_std, cfg.scale_min, cfg.scale_max, cfg.time_warp, cfg.window_slice,
                           cfg.augment_p)
     do_aug = aug.active and train_src.time_axis is not None
@@ -257,7 +289,7 @@ def fit(model: nn.Module, train_src: BatchSource, val_src: BatchSource, cfg: Tra
     rows: list[dict[str, Any]] = []
     status = "completed"
     t_train, n_seen = 0.0, 0
-    step = 0
+    step, skipped = 0, 0
     t0 = time.perf_counter()
     try:
         for epoch in range(1, cfg.epochs + 1):
@@ -289,12 +321,17 @@ def fit(model: nn.Module, train_src: BatchSource, val_src: BatchSource, cfg: Tra
                     loss.backward()
                 if cfg.clip and cfg.clip > 0:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+                stepped = True
                 if scaler is not None:
+                    before = scaler.get_scale()
                     scaler.step(opt)
                     scaler.update()
+                    stepped = scaler.get_scale() >= before  # the scale drops only when the step was skipped
+                    skipped += not stepped
                 else:
                     opt.step()
-                sched.step()
+                if stepped:  # the schedule counts the optimizer's real steps
+                    sched.step()
                 step += 1
                 loss_sum += lv * len(idx)
                 correct += int((logits.detach().argmax(1) == b["y"]).sum())
@@ -340,7 +377,8 @@ def fit(model: nn.Module, train_src: BatchSource, val_src: BatchSource, cfg: Tra
                         f"gradient clipping (train.clip=1) or fewer/other features.")
     return FitResult(history=pd.DataFrame(rows), best_epoch=best_epoch, status=status,
                      train_seconds=time.perf_counter() - t0, samples_per_second=n_seen / max(t_train, 1e-9),
-                     class_weights=None if weights is None else [float(w) for w in weights])
+                     class_weights=None if weights is None else [float(w) for w in weights],
+                     precision=PRECISION_NAMES[half], skipped_steps=skipped)
 
 
 class _NonFinite(Exception):
@@ -467,7 +505,8 @@ class RunResult:
                 "metrics": self.metrics, "val_metrics": self.val_metrics, "baselines": self.baselines,
                 "vs_best_baseline": self.vs_best_baseline,
                 "best_epoch": self.config.get("best_epoch"), "epochs_run": len(self.history),
-                "train_seconds": self.config.get("train_seconds")}
+                "train_seconds": self.config.get("train_seconds"), "device": self.config.get("device"),
+                "precision": self.config.get("precision", "fp32")}
 
 
 def compare_to_baselines(y: np.ndarray, proba: np.ndarray, baselines: dict[str, np.ndarray], n_classes: int,
@@ -547,10 +586,8 @@ def fit_and_score(prepared: Any, config: dict[str, Any], data: DataConfig, train
     train_ends = _valid_ends(prepared, "train")[-int(train.max_train_samples):] if train.max_train_samples \
         else None
     scaling = target_scaling(prepared) if data.label == "multitask" else None
-    feats = torch.from_numpy(np.ascontiguousarray(prepared.features, dtype=np.float32))
     device = resolve_device(train)
-    if device.type == "cuda" and input_kind in ("sequence", "flat"):
-        feats = feats.to(device)  # batches are then gathered on the GPU
+    feats = features_on(prepared, input_kind, device)
     src = {s: build_source(prepared, input_kind, s, data.encoding, scaling,
                            train_ends if s == "train" else None, feats) for s in ("train", "val", "test")}
     if len(src["test"]) < 1:
@@ -583,7 +620,7 @@ def fit_and_score(prepared: Any, config: dict[str, Any], data: DataConfig, train
     stage("evaluate", "scoring the test split")
     config = dict(config, class_names=class_names, input_kind=input_kind,
                   feature_names=list(prepared.feature_names), in_channels=in_channels,
-                  targets_scaling=scaling, device=str(device))
+                  targets_scaling=scaling, device=str(device), precision=fr.precision)
     preds = predictions_for(model, prepared, config, "test", device, src["test"])
     val_preds = predict_outputs(model, src["val"], device, train.eval_batch_size, train)["proba"]
     y_test = preds["y_true"].to_numpy()
