@@ -12,16 +12,6 @@ from streamlit.testing.v1 import AppTest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _page() -> AppTest:
     at = AppTest.from_file(str(ROOT / "pages" / "4_Train.py"), default_timeout=120)
     at.run()

@@ -24,16 +24,6 @@ from core.train.trainer import TensorSource, fit, lr_factor
 
 # ------------------------------------------------------------------------------------------------ losses
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models train faster on one thread, and much faster when other jobs share the cores."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_focal_with_gamma_zero_is_weighted_cross_entropy():
     g = torch.Generator().manual_seed(0)

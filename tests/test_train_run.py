@@ -17,16 +17,6 @@ from core.train import runs as registry
 from core.train.config import DataConfig, TrainConfig
 from core.train.trainer import train_run
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models train faster on one thread, and much faster when other jobs share the cores."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 SMALL_DATA = dict(preset="chapter6", window=16, horizon=4, threshold=0.002, max_rows=1000)
