@@ -8,8 +8,6 @@ figure is the app's, not the browser's. Target: < 5 s. Prints figures only.
 """
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,32 +17,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.browser import selectors as S  # noqa: E402
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, free_port, streamlit_command, wait_healthy  # noqa: E402
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, app_server  # noqa: E402
 
 
 def cold_start(browser, workspace: Path, page_path: str = "") -> dict[str, float]:
-    port = free_port()
-    env = dict(os.environ, CNN_LAB_WORKSPACE=str(workspace))
-    log = workspace / "streamlit.log"
     t0 = time.perf_counter()
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(streamlit_command(port), cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        health = wait_healthy(url, proc, 60, log)
+    with app_server(workspace, workspace / "streamlit.log") as (url, health):
         ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
         page = ctx.new_page()
         page.goto(f"{url}/{page_path}")
         page.wait_for_selector(S.PLOTLY_DRAWN, state="visible", timeout=120_000)
         chart = time.perf_counter() - t0
         ctx.close()
-        return {"health_s": health, "first_chart_s": chart}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    return {"health_s": health, "first_chart_s": chart}
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ missing, the tests fail with a sentence saying what to install: they are never s
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -72,22 +73,17 @@ def launch_chromium(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
 
 
-@pytest.fixture(scope="session")
-def app_url(tmp_path_factory) -> Iterator[str]:
-    workspace = tmp_path_factory.mktemp("browser_workspace")
+@contextlib.contextmanager
+def app_server(workspace: Path, log: Path, timeout_s: float = SERVER_START_TIMEOUT_S) -> Iterator[tuple[str, float]]:
+    """`streamlit run app.py` on a free port with `workspace`; yields (url, seconds until healthy) and stops
+    the server on exit. Raises RuntimeError (with the log's tail) when it dies or does not answer in time."""
     port = free_port()
     env = dict(os.environ, CNN_LAB_WORKSPACE=str(workspace), PYTHONUNBUFFERED="1")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log = ARTIFACTS / "streamlit-server.log"
     with open(log, "w") as fh:
-        proc = subprocess.Popen(streamlit_command(port), cwd=ROOT, env=env, stdout=fh,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(streamlit_command(port), cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url, proc, SERVER_START_TIMEOUT_S, log)
-        yield url
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        yield url, wait_healthy(url, proc, timeout_s, log)
     finally:
         proc.terminate()
         try:
@@ -95,6 +91,17 @@ def app_url(tmp_path_factory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory) -> Iterator[str]:
+    workspace = tmp_path_factory.mktemp("browser_workspace")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        with app_server(workspace, ARTIFACTS / "streamlit-server.log") as (url, _):
+            yield url
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -3,13 +3,11 @@ every N seconds on its own, each tick moves the replayed clock and logs a signal
 Its own server, on a workspace holding one tiny trained run."""
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 
 import pytest
 
-from tests.browser.conftest import ROOT, free_port, screenshot, settle, streamlit_command, wait_healthy
+from tests.browser.conftest import app_server, screenshot, settle
 from tests.browser import selectors as S
 from tests.test_live import install_run, trained  # noqa: F401 - the session fixture
 
@@ -17,22 +15,8 @@ from tests.test_live import install_run, trained  # noqa: F401 - the session fix
 @pytest.fixture
 def live_app(trained, workspace, tmp_path):  # noqa: F811
     install_run(trained, workspace)
-    port = free_port()
-    log = tmp_path / "streamlit.log"
-    env = dict(os.environ, CNN_LAB_WORKSPACE=str(workspace), PYTHONUNBUFFERED="1")
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(streamlit_command(port), cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc, 60, log)
+    with app_server(workspace, tmp_path / "streamlit.log") as (url, _):
         yield url, workspace
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _ticks(page) -> int:
