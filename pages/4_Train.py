@@ -8,7 +8,7 @@ from functools import partial
 
 import streamlit as st
 
-from ui.common import keep_settings, page_setup, show_error, session_id
+from ui.common import distinct_labels, keep_settings, page_setup, show_error, session_id
 from ui.jobs import get_job, start_job
 
 dataset_id = page_setup("Train")
@@ -204,7 +204,7 @@ want = st.session_state.get("train_view_run")
 if want in ids and st.session_state.get("train_run_pick") != want and st.session_state.get("_train_pick_for") != want:
     st.session_state["train_run_pick"] = want
     st.session_state["_train_pick_for"] = want
-labels = dict(zip(table["run_id"], table["name"] + " · " + table["status"].astype(str)))
+labels = distinct_labels(dict(zip(table["run_id"], table["name"] + " · " + table["status"].astype(str))))
 rid = st.selectbox("Run", ids, key="train_run_pick", format_func=lambda r: labels.get(r, r))
 try:
     run = registry.load_run(rid)

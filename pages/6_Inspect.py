@@ -8,9 +8,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ui.common import page_setup, show_error
+from ui.common import distinct_labels, keep_settings, page_setup, show_error
 
 page_setup("Inspect")
+# the run, the window and the view settings survive a visit to another page (not the date box: it only
+# jumps, the window number it set is kept)
+_keep = keep_settings("insp_kept_settings", ("insp_run", "insp_pos", "insp_layer", "insp_topk", "insp_methods",
+                                             "insp_target", "insp_ig_steps", "insp_erf_n"))
 st.title("Inspect a trained model")
 
 from core.train.runs import list_runs, load_run  # noqa: E402
@@ -28,6 +32,9 @@ from core.viz import encodings as ve  # noqa: E402
 from core.viz import inspect as vi  # noqa: E402
 
 labels = {r.run_id: f"{r.name} · {r.model_name} on {r.dataset_id}" for r in runs}
+labels = distinct_labels(labels)  # two alike would collapse into one option
+if st.session_state.get("insp_run") not in labels:  # e.g. a kept run that was deleted since
+    st.session_state.pop("insp_run", None)
 rid = st.selectbox("Run", list(labels), format_func=labels.get, key="insp_run")
 
 
@@ -83,6 +90,7 @@ c1.date_input("Jump to date (UTC)", value=None, min_value=stamps[0].date(), max_
               key="insp_date", on_change=_on_date)
 c2.number_input(f"Test window # (0 .. {len(ends) - 1})", 0, len(ends) - 1, key="insp_pos")
 pos = int(ss["insp_pos"])
+_keep()  # again at the end: the layer list is only known further down
 end = int(ends[pos])
 close = pd.Series(prepared.candles["close"].to_numpy()[ends], index=stamps)
 st.plotly_chart(vi.test_set_figure(close, run.predictions, class_names, selected=stamps[pos]), width="stretch",
@@ -199,3 +207,5 @@ with tabs[3]:
                    + (f"; analytic receptive field {erf.analytic_rf} bars" if erf.analytic_rf else "") + ".")
     except Exception as exc:  # noqa: BLE001
         show_error(exc)
+
+_keep()

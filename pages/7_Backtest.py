@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ui.common import keep_settings, load_candles, page_setup, show_error
+from ui.common import distinct_labels, keep_settings, load_candles, page_setup, show_error
 
 from core.backtest.config import (BYBIT_MAKER_FEE, BYBIT_TAKER_FEE, FEE_NOTE, SIGNAL_EXITS, SIZINGS, STOP_KINDS,
                                   BacktestConfig)
@@ -67,7 +67,7 @@ except Exception as exc:  # a broken runs folder must not take the page down: ba
     show_error(exc)
     runs = []
 options = [f"run:{r[0]}" for r in runs] + [f"baseline:{b}" for b in BASELINES]
-labels = {f"run:{r[0]}": f"run · {r[1]} ({r[2]}, {r[3]})" for r in runs}
+labels = distinct_labels({f"run:{r[0]}": f"run · {r[1]} ({r[2]}, {r[3]})" for r in runs})
 labels.update({f"baseline:{b}": f"rule baseline · {b}: {d}" for b, d in BASELINES.items()})
 if st.session_state.get("bt_source") not in options:  # e.g. a kept run that was deleted since
     st.session_state.pop("bt_source", None)

@@ -5,13 +5,17 @@ core.viz.experiments out."""
 from __future__ import annotations
 
 import os
-
 import streamlit as st
 
-from ui.common import page_setup, session_id, show_error
+from ui.common import distinct_labels, keep_settings, page_setup, session_id, show_error
 from ui.jobs import get_job, start_job
 
 dataset_id = page_setup("Experiments")
+# filters, sort, picked runs, the grid and the sweep settings survive a visit to another page (not buttons,
+# uploads, a rename being typed or a delete confirmation; runs handed over by another page still win below)
+_keep = keep_settings("exp_kept_settings", (
+    "exp_filter", "exp_models", "exp_datasets", "exp_status", "exp_sort", "exp_asc", "exp_pick", "exp_equity",
+    "exp_manage", "exp_grid", "exp_jobs", "exp_backend", "exp_address", "exp_sweep_pick", "exp_rank_by"))
 sid = session_id()
 
 from core.sweep import compare, runner
@@ -57,6 +61,9 @@ with tab_runs:
     if table.empty:
         st.info("No runs yet: train one on the Train page, run a sweep (Sweeps tab), or import a run zip.")
     else:
+        if set(st.session_state.get("exp_pick_request", [])) & set(table["run_id"]):
+            for k in ("exp_filter", "exp_models", "exp_datasets", "exp_status"):  # kept filters must not hide
+                st.session_state.pop(k, None)                                     # the runs handed over
         f1, f2, f3, f4 = st.columns([2, 2, 2, 1])
         text = f1.text_input("Filter (name, id, model, dataset)", key="exp_filter")
         models = f2.multiselect("Models", sorted(table["model"].dropna().unique()), key="exp_models")
@@ -95,6 +102,7 @@ with tab_runs:
         st.subheader("Compare runs")
         ids = view["run_id"].tolist()
         labels = dict(zip(table["run_id"], table["name"].astype(str) + " · " + table["model"].astype(str)))
+        labels = distinct_labels(labels)  # two alike would collapse into one option
         want = [r for r in st.session_state.get("exp_pick_request", []) if r in ids]
         if want:  # e.g. "compare this sweep's runs": pushed into the widget once
             st.session_state["exp_pick"] = want
@@ -266,3 +274,5 @@ with tab_import:
             show_error(exc)
     if st.session_state.get("exp_imported"):
         st.success(f"Imported as run {st.session_state['exp_imported']}: it is in the Runs tab.")
+
+_keep()

@@ -5,12 +5,17 @@ in the workspace. A failed fetch is shown and the loop carries on. Thin: widgets
 from __future__ import annotations
 
 import time
-
 import streamlit as st
 
-from ui.common import load_candles, page_setup, show_error
+from ui.common import distinct_labels, keep_settings, load_candles, page_setup, show_error
 
 dataset_id = page_setup("Live")
+# the run, the source and the signal settings survive a visit to another page (not the buttons, not the
+# running loop's state, which lives in its own key; a run handed over by another page still wins below)
+_keep = keep_settings("live_kept_settings", (
+    "live_run", "live_mode", "live_replay_ds", "live_replay_step", "live_symbol", "live_market", "live_tf",
+    "live_threshold", "live_long_only", "live_sizing", "live_fraction", "live_equity", "live_stop", "live_stop_k",
+    "live_stop_pct", "live_tp"), ("live_every_",))
 
 from core.backtest.config import BacktestConfig, SIZINGS, STOP_KINDS
 from core.data.bybit import MARKET_TYPES
@@ -51,8 +56,11 @@ ids = table["run_id"].tolist()
 want = st.session_state.pop("live_run_request", None)  # e.g. the home page's "replay its signals"
 if want in ids:
     st.session_state["live_run"] = want
+elif st.session_state.get("live_run") not in ids:  # e.g. a kept run that was deleted since
+    st.session_state.pop("live_run", None)
 labels = dict(zip(table["run_id"], table["name"].astype(str) + " · " + table["model_name"].astype(str) + " · "
                   + table["dataset_id"].astype(str)))
+labels = distinct_labels(labels)  # two alike would collapse into one option
 run_id = st.selectbox("Run", ids, key="live_run", format_func=lambda r: labels.get(r, r))
 try:
     stamp = (registry.run_path(run_id) / "model.pt").stat().st_mtime
@@ -102,6 +110,7 @@ with st.expander("Signal, sizing and risk settings (the Backtest page's rules)",
     stop_k = c.number_input("Stop: k x ATR(14)", 0.1, 20.0, D.stop_atr_k, 0.1, key="live_stop_k")
     stop_pct = c.number_input("Stop: fixed %", 0.1, 50.0, D.stop_loss_pct * 100, 0.1, key="live_stop_pct") / 100
     tp_pct = c.number_input("Take-profit % (0 = off)", 0.0, 500.0, D.take_profit_pct * 100, 0.1, key="live_tp") / 100
+_keep()
 try:
     cfg = signal_config(threshold=threshold, long_only=long_only, sizing=sizing, fixed_fraction=fraction,
                         initial_capital=equity, stop_loss=stop_kind, stop_atr_k=stop_k, stop_loss_pct=stop_pct,
@@ -227,8 +236,11 @@ def _log_table(log) -> None:
     st.subheader("Signal log")
     try:
         log = log.head(500)
-        st.caption(f"Logged once per bar and settings in the workspace (live/signals/{run_id}/), newest first.")
-        st.dataframe(vl.signal_table(log), hide_index=True, key="live_log_table")
+        st.caption(f"Logged once per bar and settings in the workspace (live/signals/{run_id}/), newest first. "
+                   "P(action) is the probability of what was done (flat: of no trade); the strongest side says "
+                   "how close a flat bar came to a trade. The CSV is the raw log (`confidence` = P(action)).")
+        st.dataframe(vl.signal_table(log), hide_index=True, key="live_log_table",
+                     column_config={c: st.column_config.Column(help=h) for c, h in vl.SIGNAL_TABLE_HELP.items()})
         if len(log):
             st.download_button("Download CSV", log.to_csv(index=False).encode(), f"signals-{run_id}.csv",
                                "text/csv", key="live_log_csv")

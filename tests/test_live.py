@@ -201,6 +201,41 @@ def test_log_refuses_unsafe_run_ids_and_reads_empty():
         append_signal({"run_id": "../escape", "timestamp": "2025-01-01T00:00:00+00:00"})
 
 
+def test_signal_table_says_what_was_done_and_how_close_a_flat_bar_came(workspace):
+    """The log table a trader reads: P(action) is the probability of what was done (long: P(up); flat: of no
+    trade), and the strongest side shows how close a flat bar came to a trade - the page's headline for a
+    flat signal. The raw log (the CSV download) keeps its own `confidence` column."""
+    from core.live.signals import Signal
+    from core.viz.live import signal_table
+
+    t0 = pd.Timestamp("2025-03-01 10:00", tz="UTC")
+    common = dict(run_id="r1", source="replay:synthetic-BTCUSDT-1h", mode="replay", atr=1.5)
+    flat = Signal(timestamp=t0, price=100.0, action="flat", confidence=0.47,
+                  probabilities={"down": 0.14, "flat": 0.47, "up": 0.39}, size=0.0, notional=0.0, stop=None,
+                  target=None, **common)
+    long = Signal(timestamp=t0 + pd.Timedelta(hours=1), price=101.0, action="long", confidence=0.62,
+                  probabilities={"down": 0.10, "flat": 0.28, "up": 0.62}, size=0.1, notional=1000.0, stop=98.0,
+                  target=104.0, **common)
+    short_flat = Signal(timestamp=t0 + pd.Timedelta(hours=2), price=99.0, action="flat", confidence=0.18,
+                        probabilities={"down": 0.71, "flat": 0.18, "up": 0.11}, size=0.0, notional=0.0, stop=None,
+                        target=None, **common)  # long only: a strong down side stays flat
+    for sig in (flat, long, short_flat):
+        assert append_signal(sig)
+    raw = read_signals("r1")
+    assert "confidence" in raw and "P(action)" not in raw  # the CSV download stays the raw log
+    table = signal_table(raw)
+    assert list(table.columns[:4]) == ["timestamp", "action", "P(action)", "strongest side"]
+    assert "confidence" not in table
+    rows = table.set_index("timestamp")
+    f, lg, sf = rows.loc[flat.timestamp], rows.loc[long.timestamp], rows.loc[short_flat.timestamp]
+    assert f["action"] == "flat" and f["P(action)"] == 0.47 == f["prob_flat"] and f["strongest side"] == "up 0.39"
+    assert lg["action"] == "long" and lg["P(action)"] == 0.62 == lg["prob_up"] and lg["strongest side"] == "up 0.62"
+    assert sf["strongest side"] == "down 0.71" and sf["P(action)"] == 0.18
+    assert list(table["timestamp"]) == [short_flat.timestamp, long.timestamp, flat.timestamp]  # newest first
+    empty = signal_table(read_signals("nothing-logged"))
+    assert empty.empty and list(empty.columns[:4]) == ["timestamp", "action", "P(action)", "strongest side"]
+
+
 # ----------------------------------------------------------------------------------------------- bybit
 
 NOW_OPEN_MINUTES = 25

@@ -195,3 +195,43 @@ def test_sweep_from_the_page(zips, workspace):
     statuses = list(_table(at, *CELLS)["status"])
     assert statuses == ["stopped", "cancelled", "cancelled"]
     forget_job(sid, "sweep")
+
+
+def test_settings_survive_a_visit_to_another_page(zips, workspace):
+    """Filters, sort, picked runs and the sweep grid are still what the user chose after visiting another
+    page; runs handed over by another page still win over the kept filters."""
+    from core.train import runs as registry
+    from core.train.archive import import_run_zip
+
+    rid_a, zip_a, candles = zips
+    _store(candles)
+    import_run_zip(zip_a)
+    rid_b = import_run_zip(zip_a)
+    registry.rename_run(rid_b, "beta copy")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.run()
+    at.switch_page("pages/8_Experiments.py").run()
+    at.text_input(key="exp_filter").input("beta").run()
+    at.selectbox(key="exp_sort").select("name").run()
+    at.multiselect(key="exp_pick").set_value([rid_b]).run()
+    grid = "name: mine\npreset: quick\ndataset: synthetic-BTCUSDT-1h\ngrid:\n  model: [tcn]\n  seed: [4, 5]\n"
+    at.text_area(key="exp_grid").input(grid).run()
+    at.number_input(key="exp_jobs").set_value(3).run()
+    assert not at.exception, at.exception
+    at.switch_page("pages/1_Data.py").run()
+    assert not at.exception and "exp_filter" not in at.session_state  # Streamlit dropped the page's widgets
+    at.switch_page("pages/8_Experiments.py").run()
+    assert not at.exception, at.exception
+    assert at.text_input(key="exp_filter").value == "beta"
+    assert at.selectbox(key="exp_sort").value == "name"
+    assert at.multiselect(key="exp_pick").value == [rid_b]
+    assert list(_table(at, *RUNS)["run_id"]) == [rid_b]
+    assert at.text_area(key="exp_grid").value == grid and at.number_input(key="exp_jobs").value == 3
+    assert any("2 cells" in c.value for c in at.caption)  # the kept grid is the one in use
+    # "compare with other runs" from the home page: the handed-over run shows and is picked, filters or not
+    at.switch_page("pages/1_Data.py").run()
+    at.session_state["exp_pick_request"] = [rid_a]
+    at.switch_page("pages/8_Experiments.py").run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="exp_pick").value == [rid_a] and at.text_input(key="exp_filter").value == ""
+    assert "exp_pick_request" not in at.session_state

@@ -158,3 +158,34 @@ def test_inspect_a_chart_run_maps_pixels_to_candles(shared_data):
     assert not at.exception, at.exception
     spec = _spec_with(at, "layer1.0.conv1 (64, 8, 8)")
     assert all(t["type"] == "image" for t in spec["data"])
+
+
+def test_settings_survive_a_visit_to_another_page(shared_data):
+    """The run, the window, the layer and the attribution settings are still what the user chose after
+    visiting another page (Streamlit drops a page's widget values when it is left)."""
+    ds = _dataset(shared_data)
+    rid = _train(ds, "cnn1d")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)
+    at.session_state["active_dataset"] = ds
+    at.run()
+    at.switch_page("pages/6_Inspect.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="insp_run").value == rid
+    at.number_input(key="insp_pos").set_value(5).run()
+    at.selectbox(key="insp_layer").select("features.4").run()
+    at.multiselect(key="insp_methods").set_value(["saliency"]).run()
+    at.select_slider(key="insp_erf_n").set_value(16).run()
+    assert not at.exception, at.exception
+    window = [m.value for m in at.markdown if "Window ending" in m.value]
+    at.switch_page("pages/2_Indicators.py").run()
+    assert not at.exception and "insp_pos" not in at.session_state  # Streamlit dropped the page's widgets
+    at.switch_page("pages/6_Inspect.py").run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="insp_pos").value == 5
+    assert [m.value for m in at.markdown if "Window ending" in m.value] == window  # the same window, not the last
+    assert at.selectbox(key="insp_layer").value == "features.4"
+    assert at.multiselect(key="insp_methods").value == ["saliency"]
+    assert at.select_slider(key="insp_erf_n").value == 16
+    attr = _spec_with(at, "what pushed the model")
+    assert [t["type"] for t in attr["data"]].count("bar") == 1  # the figures follow the kept settings
+    _spec_with(at, "features.4 (64, 12)")

@@ -105,3 +105,54 @@ def test_live_mode_fetch_failure_is_shown_and_the_loop_carries_on(trained, works
         assert len(log) == 1 and log["mode"].iloc[0] == "live"  # same closed bar: logged once
     finally:
         fake.close()
+
+
+def test_settings_survive_a_visit_to_another_page_and_the_loop_state_stays(trained, workspace):  # noqa: F811
+    from core.train.archive import export_run_zip, import_run_zip
+
+    run_id = install_run(trained, workspace)
+    copy_id = import_run_zip(export_run_zip(run_id))  # a second run to choose
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/9_Live.py").run()
+    assert not at.exception, at.exception
+    first = at.selectbox(key="live_run").value
+    chosen = next(r for r in (run_id, copy_id) if r != first)  # not the one the page starts with
+    at.selectbox(key="live_run").select(chosen).run()
+    at.slider(key="live_threshold").set_value(0.41).run()
+    at.selectbox(key="live_sizing").select("half_kelly").run()
+    at.number_input(key="live_every_replay").set_value(7).run()
+    at.number_input(key="live_replay_step").set_value(3).run()
+    at.button(key="live_step_btn").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["live_state"]["ticks"] == 1
+    at.switch_page("pages/1_Data.py").run()
+    assert not at.exception and "live_threshold" not in at.session_state  # Streamlit dropped the page's widgets
+    at.switch_page("pages/9_Live.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="live_run").value == chosen
+    assert at.slider(key="live_threshold").value == 0.41
+    assert at.selectbox(key="live_sizing").value == "half_kelly"
+    assert at.number_input(key="live_every_replay").value == 7
+    assert at.number_input(key="live_replay_step").value == 3
+    # the same source and settings: the replay carries on where it was, its signal still on screen
+    assert at.session_state["live_state"]["ticks"] == 1 and SIGNAL_METRICS & set(_metrics(at))
+    at.button(key="live_step_btn").click().run()
+    table = at.dataframe[0].value
+    assert at.session_state["live_state"]["ticks"] == 2 and len(table) == 2
+    step = table["timestamp"].iloc[0] - table["timestamp"].iloc[1]
+    assert step == pd.Timedelta(hours=3)  # 3 bars per tick, as chosen before the visit
+    # the log table reads P(action) and the strongest side, as on the headline
+    assert {"P(action)", "strongest side"} <= set(table.columns) and "confidence" not in table
+    newest, m = table.iloc[0], _metrics(at)  # and agrees with the headline of the newest signal
+    if newest["action"] == "flat":
+        assert m["Strongest side"] == newest["strongest side"]
+    else:
+        assert m["Confidence"] == f"{newest['P(action)']:.2f}"
+    # a run handed over by another page still wins over the kept one (and the loop follows the run)
+    at.switch_page("pages/1_Data.py").run()
+    at.session_state["live_run_request"] = first
+    at.switch_page("pages/9_Live.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="live_run").value == first and "live_run_request" not in at.session_state
+    assert at.session_state["live_state"]["key"][1] == first and at.session_state["live_state"]["ticks"] == 0

@@ -60,6 +60,15 @@ def test_train_from_the_page_and_view_results(workspace):
     at.text_input(key=f"train_rename_{runs[0].name}").input("renamed").run()
     at.button(key="train_rename_btn").click().run()
     assert json.loads((runs[0] / "config.json").read_text())["name"] == "renamed"
+    # two runs alike in name and status (a copied run folder) are still two options the user can pick
+    import shutil
+
+    shutil.copytree(runs[0], workspace / "runs" / "zz-copy")
+    at.run()
+    at.selectbox(key="train_run_pick").select("zz-copy").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="train_run_pick").value == "zz-copy"
+    assert at.text_input(key="train_rename_zz-copy").value == "renamed"
     forget_job(sid, "train")
 
 

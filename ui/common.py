@@ -186,3 +186,13 @@ def keep_settings(store_key: str, keys: tuple[str, ...] = (), prefixes: tuple[st
                                        if isinstance(k, str) and (k in keys or k.startswith(prefixes))}
 
     return keep
+
+
+def distinct_labels(labels: dict[str, str]) -> dict[str, str]:
+    """Option labels for a selectbox / multiselect, made unique: Streamlit 1.67 tells a widget's options apart
+    by their formatted label, so two runs with the same name, model and dataset (an imported copy, say) would
+    collapse into one. Labels that clash get their key appended."""
+    from collections import Counter
+
+    seen = Counter(labels.values())
+    return {k: lab if seen[lab] == 1 else f"{lab} · {k}" for k, lab in labels.items()}

@@ -2,7 +2,7 @@
 
 - `live_figure(candles, signals, current)`: the latest candles with the logged signals as markers, the
   current signal's entry, stop and target levels, and the class probabilities of the logged bars below.
-- `signal_table(signals)`: the signal log for st.dataframe.
+- `signal_table(signals)`: the signal log for st.dataframe (what was done, P(action), the strongest side).
 - `probability_bars(signal, threshold)`: the current bar's class probabilities against the threshold.
 - `equity_figure(equity, buy_and_hold)`: strategy equity against buy and hold (demo summary).
 - `demo_classification_table(summary)`, `demo_trading_table(summary)`: model vs baselines, strategy vs
@@ -99,19 +99,45 @@ def probability_bars(signal: Any, threshold: Optional[float] = None, height: int
     return fig
 
 
-SIGNAL_COLUMNS = ["timestamp", "action", "confidence", "price", "size", "notional", "stop", "target", "mode",
-                  "source", "run_id", "logged_at"]
+SIGNAL_COLUMNS = ["timestamp", "action", "P(action)", "strongest side", "price", "size", "notional", "stop",
+                  "target", "mode", "source", "run_id", "logged_at"]
+# what each column of `signal_table` means (the page shows these as column tooltips)
+SIGNAL_TABLE_HELP = {
+    "P(action)": "probability of what was done: P(up) for a long, P(down) for a short, P(no trade) for flat "
+                 "(P(flat), or 1 - the stronger side when the run has no flat class)",
+    "strongest side": "the more likely of up and down, with its probability; a flat row stayed flat because it "
+                      "was below the threshold",
+    "size": "suggested fraction of equity (0 when flat)",
+    "notional": "size x account equity (USDT)",
+}
+
+
+def _strongest_side(signals: pd.DataFrame) -> pd.Series:
+    """'up 0.48' / 'down 0.61' per row: the more likely direction and its probability (None without them)."""
+    sides = [c for c in ("up", "down") if f"prob_{c}" in signals]
+    if not sides:
+        return pd.Series([None] * len(signals), index=signals.index, dtype=object)
+    p = signals[[f"prob_{c}" for c in sides]].apply(pd.to_numeric, errors="coerce")
+    best = p.fillna(-1.0).to_numpy().argmax(axis=1)
+    value = p.to_numpy()[np.arange(len(p)), best]
+    return pd.Series([None if not np.isfinite(v) else f"{sides[b]} {v:.2f}" for b, v in zip(best, value)],
+                     index=signals.index, dtype=object)
 
 
 def signal_table(signals: pd.DataFrame) -> pd.DataFrame:
-    """The signal log, newest first, with the columns a trader reads first."""
+    """The signal log for reading, newest first: the action, `P(action)` (the probability of the side acted
+    on; for flat, of no trade: the log's `confidence`), the `strongest side` (up or down, whichever is more
+    likely, and its probability: how close a flat bar came to a trade), then price, size and levels and the
+    class probabilities. The raw log (e.g. for a CSV) is `core.live.log.read_signals` itself."""
     if signals is None or signals.empty:
         return pd.DataFrame(columns=SIGNAL_COLUMNS)
-    cols = [c for c in SIGNAL_COLUMNS if c in signals] + [c for c in signals if c.startswith("prob_")]
-    out = signals[cols].copy()
-    for c in ("confidence", "size") + tuple(k for k in cols if k.startswith("prob_")):
+    out = signals.rename(columns={"confidence": "P(action)"})
+    out["strongest side"] = _strongest_side(signals)
+    cols = [c for c in SIGNAL_COLUMNS if c in out] + [c for c in out if c.startswith("prob_")]
+    out = out[cols].copy()
+    for c in ("P(action)", "size") + tuple(k for k in cols if k.startswith("prob_")):
         if c in out:
-            out[c] = out[c].astype(float).round(3)
+            out[c] = pd.to_numeric(out[c], errors="coerce").round(3)
     for c in ("price", "stop", "target", "notional"):
         if c in out:
             out[c] = pd.to_numeric(out[c], errors="coerce").round(2)
