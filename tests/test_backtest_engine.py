@@ -234,3 +234,73 @@ def test_bad_input_is_a_sentence():
     bad.iloc[1, 0] = np.nan
     with pytest.raises(UserError, match="missing or non-positive"):
         run_backtest(bad, [1, 0, 0], FREE)
+
+
+def test_slippage_is_bps_plus_k_atr_over_close_and_every_market_fill_uses_it():
+    # the one formula (compiled by numba when present, plain Python otherwise)
+    assert engine.slippage_fraction(10.0, 0.0, 5.0, 100.0) == pytest.approx(0.001)
+    assert engine.slippage_fraction(10.0, 0.5, 2.0, 100.0) == pytest.approx(0.001 + 0.5 * 2.0 / 100.0)
+    assert engine.slippage_fraction(10.0, 0.5, np.nan, 100.0) == pytest.approx(0.001)  # ATR not defined yet
+    # the fills: ATR(2) is defined from bar 1 on; k x ATR / close of the bar before an open fill, of the
+    # bar itself for the fill at the last close; the intrabar stop fill uses the previous close's figure
+    o = [100.0, 100.0, 102.0, 104.0, 103.0, 103.5, 100.0, 100.0]
+    h = [101.0, 103.0, 105.0, 106.0, 104.0, 104.0, 101.0, 101.0]
+    lo = [99.0, 99.0, 101.0, 103.0, 102.9, 95.0, 99.0, 99.0]
+    cl = [100.0, 102.0, 104.0, 103.0, 103.5, 100.0, 100.0, 100.0]
+    c = candles(o, h, lo, cl)
+    cfg = {**FREE, "slippage_bps": 5.0, "slippage_vol_k": 0.5, "atr_window": 2, "signal_exit": "weak"}
+    a = engine._align(c, np.zeros(len(c)), None, None, None, 2).arrays["atr"]
+    assert np.isnan(a[0]) and np.isfinite(a[1:]).all()
+
+    def slip(j: int) -> float:
+        return 5e-4 + 0.5 * a[j] / cl[j]
+
+    res = run_backtest(c, [0, 1, 0, 0, 0, 0, 1, 1], cfg)
+    first, last = res.trades.iloc[0], res.trades.iloc[1]
+    assert (first.entry_bar, first.exit_bar, last.entry_bar, last.exit_bar) == (2, 3, 7, 7)
+    assert first.entry_price == pytest.approx(o[2] * (1 + slip(1)))       # entry at bar 2's open
+    assert first.exit_price == pytest.approx(o[3] * (1 - slip(2)))        # signal exit at bar 3's open
+    assert last.exit_reason == "end" and last.exit_price == pytest.approx(cl[7] * (1 - slip(7)))
+    stop_cfg = {**cfg, "stop_loss": "fixed", "stop_loss_pct": 0.02, "signal_exit": "none"}
+    t = run_backtest(c, [0, 0, 0, 1, 1, 1, 1, 1], stop_cfg).trades.iloc[0]
+    entry = o[4] * (1 + slip(3))
+    assert (t.entry_bar, t.exit_bar, t.exit_reason) == (4, 5, "stop")      # bar 5's low 95 hits the stop
+    assert t.exit_price == pytest.approx(entry * 0.98 * (1 - slip(4)))
+
+
+def _probabilities(c: pd.DataFrame, seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ts = c.index[60:-20]
+    p_up = rng.uniform(0, 1, len(ts))
+    p_down = rng.uniform(0, 1 - p_up)
+    return pd.DataFrame({"timestamp": ts, "prob_down": p_down, "prob_flat": 1 - p_up - p_down, "prob_up": p_up})
+
+
+@pytest.mark.parametrize("cfg", [{}, {"long_only": True, "sizing": "confidence", "slippage_vol_k": 0.1}])
+def test_threshold_sweep_at_a_threshold_is_the_plain_backtest_at_that_threshold(cfg, monkeypatch):
+    from core.backtest import api
+    from core.data.synthetic import generate_market
+
+    c = next(iter(generate_market("BTC/USDT", "1h", periods=1200, seed=7).values()))
+    preds = _probabilities(c)
+    classes = ["down", "flat", "up"]
+    seen: list[tuple] = []
+    real = api.simulate
+
+    def spy(p, conf, sig, frac, plain=False):
+        out = real(p, conf, sig, frac, plain)
+        seen.append((sig.copy(), out[1].copy()))
+        return out
+
+    monkeypatch.setattr(api, "simulate", spy)
+    start, end = c.index[300], c.index[1000]
+    sweep = api.threshold_sweep(c, preds, classes, cfg, [0.4, 0.55], start=start, end=end)
+    for k, thr in enumerate((0.4, 0.55)):
+        ref = api.backtest_predictions(c, preds, classes, {**cfg, "threshold": thr}, start=start, end=end)
+        row = sweep.iloc[k]
+        # the same signals go in and the same positions come out as a plain backtest at that threshold
+        np.testing.assert_array_equal(seen[k][0], ref.signals.to_numpy())
+        np.testing.assert_array_equal(seen[k][1], ref.positions.to_numpy())
+        assert row.n_trades == ref.metrics["n_trades"] > 0
+        for key in ("sharpe", "total_return", "max_drawdown", "exposure"):
+            assert row[key] == pytest.approx(ref.metrics[key], rel=1e-12)

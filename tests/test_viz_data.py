@@ -77,6 +77,23 @@ def test_display_timeframe_is_a_multiple_of_the_stored_bar():
         viz.aggregate_candles(df, "7m")
 
 
+
+def test_display_reads_the_bar_length_and_aggregates_like_the_data_layer():
+    from core.data.candles import resample_candles
+
+    df = _candles(10_000)                              # 1m
+    bare = df.copy()
+    bare.attrs = {}                                    # no timeframe in attrs: measured from the spacing
+    holey = bare.drop(bare.index[[10, 11, 12, 500, 501]])
+    assert viz.display_timeframe(holey, 3000) == viz.display_timeframe(df, 3000) == "5m"
+    gaps = viz.gaps_figure(holey)
+    assert gaps.data[0].y.tolist() == [3, 2] and "2 stretches" in gaps.layout.title.text
+    agg = viz.aggregate_candles(df, "1h")
+    pd.testing.assert_frame_equal(agg, resample_candles(df, "1h"))
+    assert len(viz.aggregate_candles(df.iloc[:1], "1w")) == 1
+    fig = viz.candlestick_figure(df.iloc[:1])          # one candle: drawn, no timeframe needed
+    assert len(fig.data[0].x) == 1
+
 def _book(n_snap: int = 5, levels: int = 10) -> pd.DataFrame:
     rows = []
     for i in range(n_snap):

@@ -149,17 +149,12 @@ def threshold_sweep(candles: pd.DataFrame, predictions: pd.DataFrame, class_name
     conf_s = confidence_from_probabilities(predictions, class_names)
     p = _align(candles, sig0, conf_s, sig0.index.min() if start is None else start,
                sig0.index.max() if end is None else end, cfg.atr_window)
-    idx = pd.DatetimeIndex(pd.to_datetime(predictions["timestamp"], utc=True))
-    p_up = pd.Series(predictions["prob_up"].to_numpy(dtype=np.float64), index=idx).reindex(
-        p.candles.index).to_numpy()
-    p_down = pd.Series(predictions["prob_down"].to_numpy(dtype=np.float64), index=idx).reindex(
-        p.candles.index).to_numpy()
     rows = []
     for thr in thresholds:
-        with np.errstate(invalid="ignore"):
-            long_ = (p_up > thr) & (p_up > p_down)
-            short = (p_down > thr) & (p_down > p_up)
-        sig = np.where(long_, 1, np.where(short, -1, 0)).astype(np.int8)
+        # the one signal rule, then onto the span's bars as `_align` does (bars without a prediction: flat);
+        # long_only is left to the engine, as in `backtest_predictions`
+        sig_s = signals_from_probabilities(predictions, class_names, float(thr))
+        sig = sig_s.reindex(p.candles.index).fillna(0).to_numpy().astype(np.int8)
         c = make_config(cfg, threshold=float(thr))
         frac = position_fractions(len(sig), p.confidence, c)
         out = simulate(p, c, sig, frac)

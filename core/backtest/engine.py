@@ -39,6 +39,20 @@ _STOP_CODES = {"none": 0, "fixed": 1, "atr": 2}
 _SIGNAL_EXIT_CODES = {"reversal": 0, "weak": 1, "none": 2}
 
 
+def slippage_fraction(slip_bps, slip_vol_k, atr, close):
+    """The adverse slippage of a market fill, as a fraction of price: `slip_bps` basis points plus
+    `slip_vol_k` x ATR / close (the volatility part; skipped while the ATR is undefined). `atr` and `close`
+    are the last known bar's (the close before an open fill, the bar itself for a fill at its close).
+
+    Plain Python that numba compiles (`_compile`); the compiled state machine and the Python side
+    (`buy_and_hold`) call this one function, so the formula is written once.
+    """
+    slip = slip_bps * 1e-4
+    if slip_vol_k > 0.0 and atr == atr and close > 0.0:
+        slip += slip_vol_k * atr / close
+    return slip
+
+
 def _simulate_py(open_, high, low, close, atr, sig, frac, day, week, long_only,
                  stop_kind, stop_pct, stop_atr_k, trail_k, tp_on, tp_pct, signal_exit, max_hold,
                  daily_dd, weekly_dd, fee_taker, fee_maker, slip_bps, slip_vol_k, capital):
@@ -99,10 +113,8 @@ def _simulate_py(open_, high, low, close, atr, sig, frac, day, week, long_only,
                 cur_week = week[i]
                 week_peak = eq_prev
                 halted = False
-            slip = slip_bps * 1e-4
             a_prev = atr[i - 1]
-            if slip_vol_k > 0.0 and a_prev == a_prev and close[i - 1] > 0.0:
-                slip += slip_vol_k * a_prev / close[i - 1]
+            slip = slippage_fraction(slip_bps, slip_vol_k, a_prev, close[i - 1])
             s = sig[i - 1]
             # ---- exits at the open
             if direction != 0:
@@ -203,11 +215,8 @@ def _simulate_py(open_, high, low, close, atr, sig, frac, day, week, long_only,
                 maker = True
             if reason != 0:
                 if not maker:
-                    slip = slip_bps * 1e-4
-                    if i > 0:
-                        a_prev = atr[i - 1]
-                        if slip_vol_k > 0.0 and a_prev == a_prev and close[i - 1] > 0.0:
-                            slip += slip_vol_k * a_prev / close[i - 1]
+                    # a position is only ever opened at an open with i > 0, so bar i - 1 exists
+                    slip = slippage_fraction(slip_bps, slip_vol_k, atr[i - 1], close[i - 1])
                     px = px * (1.0 - slip) if direction > 0 else px * (1.0 + slip)
                 f = abs(qty) * px * (fee_maker if maker else fee_taker)
                 cash += qty * px - f
@@ -224,10 +233,7 @@ def _simulate_py(open_, high, low, close, atr, sig, frac, day, week, long_only,
         # ---- the close
         c = close[i]
         if direction != 0 and i == n - 1:
-            slip = slip_bps * 1e-4
-            a_now = atr[i]
-            if slip_vol_k > 0.0 and a_now == a_now and c > 0.0:
-                slip += slip_vol_k * a_now / c
+            slip = slippage_fraction(slip_bps, slip_vol_k, atr[i], c)
             px = c * (1.0 - slip) if direction > 0 else c * (1.0 + slip)
             f = abs(qty) * px * fee_taker
             cash += qty * px - f
@@ -288,6 +294,10 @@ def _compile():
         import numba
     except ImportError:  # pragma: no cover - numba is pinned in requirements.txt
         return _simulate_py, False
+    # numba resolves the helper through this module's globals when it compiles the loop, so the global must
+    # be the compiled helper (Python callers get the same compiled function)
+    global slippage_fraction
+    slippage_fraction = numba.njit(cache=True, nogil=True)(slippage_fraction)
     return numba.njit(cache=True, nogil=True)(_simulate_py), True
 
 
@@ -345,19 +355,12 @@ class BacktestResult:
 
 
 def bar_seconds_of(candles: pd.DataFrame) -> tuple[str, int]:
-    """(timeframe name, seconds per bar) from `attrs["timeframe"]`, else from the typical bar spacing."""
-    from core.data.candles import TIMEFRAMES
+    """(timeframe name, seconds per bar) from `attrs["timeframe"]`, else from the typical bar spacing
+    (`core.data.candles.bar_seconds`; a spacing with no standard name is called e.g. "420s")."""
+    from core.data.candles import bar_seconds, timeframe_name
 
-    tf = candles.attrs.get("timeframe")
-    if tf in TIMEFRAMES:
-        return tf, TIMEFRAMES[tf]
-    if len(candles) < 2:
-        raise DataError("at least 2 candles are needed to tell the timeframe")
-    secs = int(pd.Series(candles.index).diff().dropna().median().total_seconds())
-    if secs <= 0:
-        raise DataError("the candles' timestamps are not increasing")
-    name = next((k for k, v in TIMEFRAMES.items() if v == secs), f"{secs}s")
-    return name, secs
+    secs = bar_seconds(candles)
+    return timeframe_name(secs), secs
 
 
 def max_hold_bars(hours: float, bar_seconds: int) -> int:
@@ -475,10 +478,8 @@ def buy_and_hold(p: _Prepared, cfg: BacktestConfig) -> tuple:
     n = len(c)
 
     def slip(j: int) -> float:
-        s = cfg.slippage_bps * 1e-4
-        if cfg.slippage_vol_k > 0 and np.isfinite(atr_[j]) and c[j] > 0:
-            s += cfg.slippage_vol_k * atr_[j] / c[j]
-        return s
+        return float(slippage_fraction(float(cfg.slippage_bps), float(cfg.slippage_vol_k), float(atr_[j]),
+                                       float(c[j])))
 
     px_in = o[1] * (1 + slip(0))
     qty = cfg.initial_capital / px_in

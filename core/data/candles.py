@@ -117,23 +117,62 @@ def resample_candles(df: pd.DataFrame, timeframe: str) -> pd.DataFrame:
             raise DataError(f"{timeframe} is not a whole multiple of {current}")
         if target == TIMEFRAMES[current]:
             return df.copy()
+    return bucket_candles(df, target, timeframe)
+
+
+def bucket_candles(df: pd.DataFrame, seconds: int, label: str | None = None) -> pd.DataFrame:
+    """OHLCV aggregation into epoch-aligned bins of `seconds` (any length, e.g. a week for display).
+
+    The rules of `resample_candles` (first open, max high, min low, last close, summed volume; bins start at
+    multiples of `seconds` since 1970-01-01 UTC; empty bins dropped) without its checks against the stored
+    timeframe. `attrs["timeframe"]` becomes `label` (default: the bin's name, see `timeframe_name`).
+    """
+    seconds = int(seconds)
+    if seconds < 1:
+        raise DataError(f"a bin must be at least 1 second long, got {seconds}")
+    label = label or timeframe_name(seconds)
     if len(df) == 0:
-        out = empty_candles(df.attrs.get("source", ""), df.attrs.get("symbol", ""), timeframe)
-        return out
-    ns = df.index.as_unit("ns").asi8
-    step = target * 1_000_000_000
-    keys = ns // step
+        return empty_candles(df.attrs.get("source", ""), df.attrs.get("symbol", ""), label)
+    step = seconds * 1_000_000_000
+    keys = df.index.as_unit("ns").asi8 // step
     # Group on integer bin keys with numpy reductions: much faster than DataFrame.resample for 1m data.
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    idx = pd.DatetimeIndex(pd.to_datetime(keys[starts] * step, utc=True), name="timestamp")
+    return _reduce_ohlcv(df, starts, idx, label)
+
+
+def group_candles(df: pd.DataFrame, step: int) -> pd.DataFrame:
+    """Every `step` consecutive candles as one (the same OHLCV rules), stamped at the group's first candle.
+
+    For display thinning by count (a chart's point budget), where series computed per bar are thinned with
+    the same groups; `bucket_candles` is the calendar-aligned form. `step` 1 returns `df` itself.
+    """
+    step = int(step)
+    if step < 1:
+        raise DataError(f"a group must hold at least 1 candle, got {step}")
+    if step == 1:
+        return df
+    starts = np.arange(0, len(df), step)
+    tf = df.attrs.get("timeframe")
+    label = timeframe_name(step * TIMEFRAMES[tf]) if tf in TIMEFRAMES else None
+    return _reduce_ohlcv(df, starts, df.index[starts], label)
+
+
+def _reduce_ohlcv(df: pd.DataFrame, starts: np.ndarray, index: pd.DatetimeIndex,
+                  label: str | None) -> pd.DataFrame:
+    """One row per group of consecutive rows beginning at `starts` (sorted positions, first is 0)."""
+    ends = np.r_[starts[1:] - 1, len(df) - 1]
     o = df["open"].to_numpy()[starts]
-    c = df["close"].to_numpy()[np.r_[starts[1:] - 1, len(df) - 1]]
+    c = df["close"].to_numpy()[ends]
     h = np.maximum.reduceat(df["high"].to_numpy(), starts)
     l = np.minimum.reduceat(df["low"].to_numpy(), starts)
     v = np.add.reduceat(df["volume"].to_numpy(), starts)
-    idx = pd.DatetimeIndex(pd.to_datetime(keys[starts] * step, utc=True), name="timestamp")
-    out = pd.DataFrame({"open": o, "high": h, "low": l, "close": c, "volume": v}, index=idx)
+    out = pd.DataFrame({"open": o, "high": h, "low": l, "close": c, "volume": v}, index=index)
     out.attrs.update(df.attrs)
-    out.attrs["timeframe"] = timeframe
+    if label is None:
+        out.attrs.pop("timeframe", None)
+    else:
+        out.attrs["timeframe"] = label
     return out
 
 
@@ -192,17 +231,53 @@ def quality_report(df: pd.DataFrame, timeframe: str | None = None, max_gaps: int
     return report
 
 
-def infer_timeframe(index: pd.DatetimeIndex) -> str | None:
-    """The timeframe whose length is the most common spacing of `index`, or None if none matches."""
+def _typical_spacing(index: pd.DatetimeIndex) -> int | None:
+    """The most common positive spacing of `index` in whole seconds (order does not matter), or None when
+    there are fewer than 2 distinct timestamps. The mode, not the median: gaps, however many, do not
+    shift it as long as regular bars are the most common spacing."""
     if len(index) < 2:
         return None
-    diffs = np.diff(np.sort(index.as_unit("ns").asi8)) // 1_000_000_000
+    diffs = np.diff(np.sort(pd.DatetimeIndex(index).as_unit("ns").asi8)) // 1_000_000_000
     diffs = diffs[diffs > 0]
     if len(diffs) == 0:
         return None
     vals, counts = np.unique(diffs, return_counts=True)
-    mode = int(vals[np.argmax(counts)])
-    for name, secs in TIMEFRAMES.items():
-        if secs == mode:
-            return name
-    return None
+    return int(vals[np.argmax(counts)])
+
+
+def bar_seconds(candles: pd.DataFrame | pd.DatetimeIndex, default: int | None = None) -> int:
+    """Seconds per bar: `attrs["timeframe"]` when it names a known timeframe, else the most common spacing
+    of the timestamps (so a table that lost its attrs, or an imported one, still gets its bar length).
+
+    With fewer than 2 distinct timestamps there is nothing to measure: `default` when given, else DataError
+    (a UserError) with a sentence.
+    """
+    if isinstance(candles, pd.DataFrame):
+        tf = candles.attrs.get("timeframe")
+        if tf in TIMEFRAMES:
+            return TIMEFRAMES[tf]
+        index = candles.index
+    else:
+        index = candles
+    if not isinstance(index, pd.DatetimeIndex):
+        raise DataError("the candles must be indexed by timestamp (a DatetimeIndex) to tell their timeframe")
+    secs = _typical_spacing(index)
+    if secs is None:
+        if default is not None:
+            return int(default)
+        if len(index) < 2:
+            raise DataError("at least 2 candles are needed to tell the timeframe")
+        raise DataError("the candles' timestamps are all the same, so their timeframe cannot be told")
+    return secs
+
+
+def timeframe_name(seconds: int) -> str:
+    """The timeframe `seconds` long ("1h" for 3600), or "<n>s" when no standard timeframe is."""
+    return next((k for k, v in TIMEFRAMES.items() if v == seconds), f"{int(seconds)}s")
+
+
+def infer_timeframe(index: pd.DatetimeIndex) -> str | None:
+    """The timeframe whose length is the most common spacing of `index`, or None if none matches."""
+    secs = _typical_spacing(index)
+    name = None if secs is None else timeframe_name(secs)
+    return name if name in TIMEFRAMES else None

@@ -15,6 +15,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core.data.candles import bar_seconds, bucket_candles
+
 # Display buckets, finest first. The standard exchange timeframes plus a few coarser ones so that even
 # decades of 1m data fit the budget. Kept here (not imported from core.data.candles) because display
 # aggregation may go coarser than anything the store holds.
@@ -30,18 +32,9 @@ _OHLCV = ["open", "high", "low", "close", "volume"]
 
 
 def _bar_seconds(df: pd.DataFrame) -> int:
-    """The stored bar length: from attrs when known, else the most common spacing of the index."""
-    tf = str(df.attrs.get("timeframe", ""))
-    if tf in DISPLAY_BUCKETS:
-        return DISPLAY_BUCKETS[tf]
-    if len(df) < 2:
-        return 60
-    diffs = np.diff(_index_ns(df)) // 10**9
-    diffs = diffs[diffs > 0]
-    if len(diffs) == 0:
-        return 60
-    values, counts = np.unique(diffs, return_counts=True)
-    return int(values[np.argmax(counts)])
+    """The stored bar length (`core.data.candles.bar_seconds`: attrs when known, else the most common
+    spacing); a table too short to tell is drawn as 1m."""
+    return bar_seconds(df, default=60)
 
 
 def _index_ns(df: pd.DataFrame) -> np.ndarray:
@@ -76,15 +69,7 @@ def aggregate_candles(df: pd.DataFrame, bucket: str) -> pd.DataFrame:
     """
     if bucket not in DISPLAY_BUCKETS:
         raise ValueError(f"unknown display bucket {bucket!r}; choose one of {', '.join(DISPLAY_BUCKETS)}")
-    if df.empty:
-        return df.copy()
-    out = df[_OHLCV].resample(
-        pd.Timedelta(seconds=DISPLAY_BUCKETS[bucket]), origin="epoch", label="left", closed="left"
-    ).agg({"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
-    out = out.dropna(subset=["open", "close"])
-    out.attrs = dict(df.attrs)
-    out.attrs["timeframe"] = bucket
-    return out
+    return bucket_candles(df, DISPLAY_BUCKETS[bucket], bucket)
 
 
 def candles_for_display(

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import ta
 from plotly.subplots import make_subplots
 
+from core.data.candles import group_candles
 from core.features.indicators import atr, ema, keltner, obv, rolling_vwap
 from core.features.labels import class_balance
 
@@ -30,15 +31,9 @@ def display_step(n: int, max_points: int = 5000) -> int:
 
 
 def downsample_candles(candles: pd.DataFrame, max_points: int = 5000) -> pd.DataFrame:
-    """OHLCV aggregated over consecutive buckets (first/max/min/last/sum), stamped at the bucket start."""
-    step = display_step(len(candles), max_points)
-    if step == 1:
-        return candles
-    g = np.arange(len(candles)) // step
-    agg = candles.groupby(g).agg(open=("open", "first"), high=("high", "max"), low=("low", "min"),
-                                 close=("close", "last"), volume=("volume", "sum"))
-    agg.index = candles.index[::step][: len(agg)]
-    return agg
+    """OHLCV aggregated over consecutive buckets (first/max/min/last/sum), stamped at the bucket start
+    (`core.data.candles.group_candles`, the same groups `_last_per_bucket` thins indicator series with)."""
+    return group_candles(candles, display_step(len(candles), max_points))
 
 
 def _last_per_bucket(s: pd.Series, step: int) -> pd.Series:
