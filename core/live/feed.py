@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import pandas as pd
 
-from core.data.candles import timeframe_seconds
+from core.data.candles import bar_seconds, timeframe_seconds
 from core.errors import DataError, UserError
 
 BYBIT_URL_ENV = "CNN_LAB_BYBIT_URL"
@@ -55,7 +55,7 @@ class ReplayFeed:
     @property
     def now(self) -> pd.Timestamp:
         """The replayed clock: the close time of the newest visible bar."""
-        return self.candles.index[self.cursor] + pd.Timedelta(seconds=timeframe_seconds(self.timeframe or "1h"))
+        return self.candles.index[self.cursor] + pd.Timedelta(seconds=bar_seconds(self.candles, default=3600))
 
     def position_of(self, when: Any) -> int:
         """The cursor that makes the bar opening at (or last before) `when` the newest visible one."""

@@ -17,6 +17,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core.data.candles import bar_seconds
+
 UP_COLOR = "#26a69a"
 DOWN_COLOR = "#ef5350"
 LONG_COLOR = "#2ca02c"
@@ -68,7 +70,7 @@ def live_figure(candles: pd.DataFrame, signals: Optional[pd.DataFrame] = None, c
     action = _get(current, "action")
     if action in ("long", "short") and len(c):
         x0 = pd.Timestamp(_get(current, "timestamp"))
-        x1 = c.index[-1] + (c.index[-1] - c.index[-2] if len(c) > 1 else pd.Timedelta(hours=1)) * 6
+        x1 = c.index[-1] + pd.Timedelta(seconds=bar_seconds(c, default=3600)) * 6
         for key, color, label in (("price", "#444", "entry"), ("stop", SHORT_COLOR, "stop"),
                                   ("target", LONG_COLOR, "target")):
             level = _get(current, key)
