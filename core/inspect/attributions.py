@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import UserError
+from core.inspect.hooks import eval_mode, forward_hooks, model_device
 
 Method = Literal["saliency", "integrated_gradients", "grad_cam"]
 METHODS: tuple[str, ...] = ("saliency", "integrated_gradients", "grad_cam")
@@ -38,30 +39,15 @@ def _logits(out: object) -> torch.Tensor:
     return out
 
 
-class _EvalMode:
-    """Context: eval mode (dropout off, batch-norm running stats) restored to the previous mode on exit."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model, self.was = model, model.training
-
-    def __enter__(self) -> nn.Module:
-        self.model.eval()
-        return self.model
-
-    def __exit__(self, *exc: object) -> None:
-        self.model.train(self.was)
-
-
 def _input(model: nn.Module, x: torch.Tensor | np.ndarray) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=torch.float32)
-    p = next(model.parameters(), None)
-    return t.detach().to(p.device if p is not None else "cpu")
+    return t.detach().to(model_device(model))
 
 
 def predict_proba(model: nn.Module, x: torch.Tensor | np.ndarray) -> np.ndarray:
     """Class probabilities (softmax of the logits) for one sample."""
     xb = _input(model, x).unsqueeze(0)
-    with _EvalMode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         return torch.softmax(_logits(model(xb)), dim=1)[0].cpu().numpy()
 
 
@@ -80,7 +66,7 @@ def saliency(model: nn.Module, x: torch.Tensor | np.ndarray, target: int | None 
              absolute: bool = True) -> np.ndarray:
     """Gradient of the target logit with respect to the input, same shape as `x`."""
     xb = _input(model, x).unsqueeze(0)
-    with _EvalMode(model):
+    with eval_mode(model):
         tgt = _resolve_target(model, xb, target)
         xb.requires_grad_(True)
         _logits(model(xb))[0, tgt].backward()
@@ -118,7 +104,7 @@ def integrated_gradients(
     w = torch.as_tensor(weights / 2, dtype=torch.float32, device=xs.device)
     diff = xs - base
     total = torch.zeros_like(xs)
-    with _EvalMode(model):
+    with eval_mode(model):
         tgt = _resolve_target(model, xs.unsqueeze(0), target)
         for i in range(0, steps, batch_size):
             a = alphas[i:i + batch_size].view(-1, *([1] * xs.ndim))
@@ -167,25 +153,20 @@ def grad_cam(model: nn.Module, x: torch.Tensor | np.ndarray, target: int | None 
                 order.append(name)
         return hook
 
-    handles = [modules[n].register_forward_hook(hook_for(n)) for n in names]
-    try:
-        with _EvalMode(model):
-            xb = xs.unsqueeze(0).requires_grad_(True)  # so layers before a frozen stem still get grads
-            tgt = _resolve_target(model, xb.detach(), target)
-            order.clear()
-            acts.clear()
-            logit = _logits(model(xb))[0, tgt]
-            if not order:
-                raise UserError(f"layer {names[-1]!r} produced no (batch, channels, time[, width]) output")
-            # By default the last convolution whose output still has more than one position: after a deep
-            # ResNet on a small chart the last map is 1x1 and its CAM would say nothing about where or when.
-            resolved = [n for n in order if acts[n][0, 0].numel() > 1]
-            chosen = resolved[-1] if layer is None and resolved else order[-1]
-            a = acts[chosen]
-            (g,) = torch.autograd.grad(logit, a)
-    finally:
-        for h in handles:
-            h.remove()
+    with forward_hooks((modules[n], hook_for(n)) for n in names), eval_mode(model):
+        xb = xs.unsqueeze(0).requires_grad_(True)  # so layers before a frozen stem still get grads
+        tgt = _resolve_target(model, xb.detach(), target)
+        order.clear()
+        acts.clear()
+        logit = _logits(model(xb))[0, tgt]
+        if not order:
+            raise UserError(f"layer {names[-1]!r} produced no (batch, channels, time[, width]) output")
+        # By default the last convolution whose output still has more than one position: after a deep
+        # ResNet on a small chart the last map is 1x1 and its CAM would say nothing about where or when.
+        resolved = [n for n in order if acts[n][0, 0].numel() > 1]
+        chosen = resolved[-1] if layer is None and resolved else order[-1]
+        a = acts[chosen]
+        (g,) = torch.autograd.grad(logit, a)
     spatial = tuple(range(2, a.ndim))
     weights = g.mean(dim=spatial, keepdim=True)
     cam = F.relu((weights * a).sum(dim=1, keepdim=True)).detach()  # (1, 1, T') or (1, 1, H', W')

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from core.errors import UserError
+from core.inspect.hooks import eval_mode, forward_hooks, model_device
 
 
 def _tensors_of(out: object, name: str) -> dict[str, torch.Tensor]:
@@ -30,13 +31,7 @@ def _tensors_of(out: object, name: str) -> dict[str, torch.Tensor]:
 
 
 def _as_batch(model: nn.Module, x: torch.Tensor | np.ndarray) -> torch.Tensor:
-    t = torch.as_tensor(x, dtype=torch.float32)
-    try:
-        p = next(model.parameters())
-        t = t.to(p.device)
-    except StopIteration:
-        pass
-    return t
+    return torch.as_tensor(x, dtype=torch.float32).to(model_device(model))
 
 
 def capture_feature_maps(
@@ -66,7 +61,6 @@ def capture_feature_maps(
         names = [n for n, m in modules.items() if n and (not leaves_only or not list(m.children()))]
 
     captured: dict[str, np.ndarray] = {}
-    handles = []
 
     def hook_for(name: str):
         def hook(_module: nn.Module, _inp: object, out: object) -> None:
@@ -76,17 +70,8 @@ def capture_feature_maps(
                 captured[key] = a if batched else a[0]
         return hook
 
-    was_training = model.training
-    try:
-        for n in names:
-            handles.append(modules[n].register_forward_hook(hook_for(n)))
-        model.eval()
-        with torch.no_grad():
-            model(xb)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
+    with forward_hooks((modules[n], hook_for(n)) for n in names), eval_mode(model), torch.no_grad():
+        model(xb)
     return captured
 
 

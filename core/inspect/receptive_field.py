@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from core.errors import UserError
+from core.inspect.hooks import eval_mode, forward_hooks, model_device
 
 # Which spatial axis is time, per input kind (index among the spatial dims, i.e. after batch and channel).
 TIME_AXIS = {"sequence": 0, "flat": 0, "indicator_image": 0, "orderbook_image": 0, "chart_image": 1}
@@ -199,25 +200,15 @@ def _trace_path(model: nn.Module, example: torch.Tensor, axis: int) -> list[tupl
     (a layer whose input length along time differs from the path's current length)."""
     names = {id(m): n for n, m in model.named_modules()}
     order: list[tuple[str, nn.Module, int]] = []
-    handles = []
 
     def hook(mod, inputs, _out):
         x = inputs[0] if inputs else None
         if isinstance(x, torch.Tensor) and x.ndim >= 2 + axis + 1:
             order.append((names.get(id(mod), type(mod).__name__), mod, int(x.shape[2 + axis])))
 
-    for m in model.modules():
-        if _is_layer(m) and module_geometry(m, axis) is not None:
-            handles.append(m.register_forward_hook(hook))
-    was = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(example)
-    finally:
-        model.train(was)
-        for h in handles:
-            h.remove()
+    hooked = [(m, hook) for m in model.modules() if _is_layer(m) and module_geometry(m, axis) is not None]
+    with forward_hooks(hooked), eval_mode(model), torch.no_grad():
+        model(example)
     path, length = [], int(example.shape[2 + axis])
     for name, mod, in_len in order:
         if in_len != length:
@@ -254,7 +245,6 @@ def measure_lengths(model: nn.Module, layers: Sequence[tuple[str, nn.Module]], e
     last_id = id(layers[-1][1]) if layers else None
     pools_called: list[str] = []
     gates: list[str] = []
-    handles = []
 
     def hook(mod, inputs, out):
         if id(mod) not in path_ids:
@@ -268,21 +258,11 @@ def measure_lengths(model: nn.Module, layers: Sequence[tuple[str, nn.Module]], e
         if x.ndim > 2 + axis and out.ndim > 2 + axis:
             seen[id(mod)] = (int(x.shape[2 + axis]), int(out.shape[2 + axis]))
 
-    for _, m in layers:
-        handles.append(m.register_forward_hook(hook))
-    for m in model.modules():
-        if isinstance(m, _ADAPTIVE) and id(m) not in path_ids and getattr(m, "output_size", None) is not None \
-                and _pick(m.output_size, axis) == 1:
-            handles.append(m.register_forward_hook(hook))
-    was = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(example)
-    finally:
-        model.train(was)
-        for h in handles:
-            h.remove()
+    global_pools = [m for m in model.modules() if isinstance(m, _ADAPTIVE) and id(m) not in path_ids
+                    and getattr(m, "output_size", None) is not None and _pick(m.output_size, axis) == 1]
+    with forward_hooks((m, hook) for m in [m for _, m in layers] + global_pools), eval_mode(model), \
+            torch.no_grad():
+        model(example)
     return seen, gates
 
 
@@ -580,12 +560,9 @@ def effective_receptive_field(model: nn.Module, windows: torch.Tensor | np.ndarr
         raise UserError("the effective receptive field needs at least one window")
     if not 0 < mass < 1:
         raise UserError("mass must lie between 0 and 1")
-    p = next(model.parameters(), None)
-    device = device or (p.device if p is not None else torch.device("cpu"))
+    device = device or model_device(model)
     total = None
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for i in range(0, len(x_all), batch_size):
             xb = x_all[i:i + batch_size].to(device).requires_grad_(True)
             out = _select_output(model(xb), output)
@@ -602,8 +579,6 @@ def effective_receptive_field(model: nn.Module, windows: torch.Tensor | np.ndarr
             (grad,) = torch.autograd.grad(sel.sum(), xb)
             g = grad.detach().abs().sum(dim=0).cpu().double()
             total = g if total is None else total + g
-    finally:
-        model.train(was)
     g = total.numpy() / len(x_all)
     rows_time = _to_rows_time(g, input_kind)
     s = rows_time.sum()
@@ -666,8 +641,7 @@ def dilation_contributions(model: nn.Module, windows: torch.Tensor | np.ndarray,
                             dtype=torch.float32)
     if len(x_all) == 0:
         raise UserError("the per-dilation contribution needs at least one window")
-    p = next(model.parameters(), None)
-    x_all = x_all.to(p.device if p is not None else "cpu")
+    x_all = x_all.to(model_device(model))
 
     def probs() -> torch.Tensor:
         outs = []
@@ -680,22 +654,14 @@ def dilation_contributions(model: nn.Module, windows: torch.Tensor | np.ndarray,
     if rf_report is not None:
         for layer in rf_report.layers:
             rf_by_name[layer.name] = layer.receptive_field
-    was = model.training
-    model.eval()
     changes = []
-    try:
-        with torch.no_grad():
-            base = probs()
-            for name, block in blocks:
-                h = block.skip_conv.register_forward_hook(lambda _m, _i, out: torch.zeros_like(out))
-                try:
-                    ablated = probs()
-                finally:
-                    h.remove()
-                diff = (base - ablated).abs()
-                changes.append(float((0.5 * diff.sum(dim=1) if base.shape[1] > 1 else diff[:, 0]).mean()))
-    finally:
-        model.train(was)
+    with eval_mode(model), torch.no_grad():
+        base = probs()
+        for name, block in blocks:
+            with forward_hooks([(block.skip_conv, lambda _m, _i, out: torch.zeros_like(out))]):
+                ablated = probs()
+            diff = (base - ablated).abs()
+            changes.append(float((0.5 * diff.sum(dim=1) if base.shape[1] > 1 else diff[:, 0]).mean()))
     total = sum(changes) or 1.0
     out = []
     for (name, block), change in zip(blocks, changes):

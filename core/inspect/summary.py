@@ -17,6 +17,8 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import nn
 
+from core.inspect.hooks import eval_mode, forward_hooks, model_device
+
 _CONV = nn.modules.conv._ConvNd
 
 
@@ -107,19 +109,14 @@ def _first_tensor(out: Any) -> Optional[torch.Tensor]:
 
 def measure_latency(model: nn.Module, example: torch.Tensor, runs: int = 10, warmup: int = 2) -> float:
     """Median wall time in milliseconds of `model(example)` (eval mode, no autograd)."""
-    was = model.training
-    model.eval()
     times = []
-    try:
-        with torch.no_grad():  # not inference_mode: weight-norm parametrisations fail under it
-            for _ in range(max(0, warmup)):
-                model(example)
-            for _ in range(max(1, runs)):
-                t0 = time.perf_counter()
-                model(example)
-                times.append(time.perf_counter() - t0)
-    finally:
-        model.train(was)
+    with eval_mode(model), torch.no_grad():  # not inference_mode: weight-norm parametrisations fail under it
+        for _ in range(max(0, warmup)):
+            model(example)
+        for _ in range(max(1, runs)):
+            t0 = time.perf_counter()
+            model(example)
+            times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1000.0
 
 
@@ -130,13 +127,11 @@ def model_summary(model: nn.Module, input_shape: Sequence[int], *, latency_runs:
     `latency_runs=0` skips the timing. The model is moved to the CPU for the measurement and back after."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    p = next(model.parameters(), None)
-    home = p.device if p is not None else torch.device("cpu")
+    home = model_device(model)
     model.to("cpu")
     example = torch.zeros(1, *[int(s) for s in input_shape])
     names = {id(m): n for n, m in model.named_modules()}
     layers: list[LayerSummary] = []
-    handles = []
 
     def hook(mod, inputs, out):
         t = _first_tensor(out)
@@ -146,18 +141,9 @@ def model_summary(model: nn.Module, input_shape: Sequence[int], *, latency_runs:
             params=int(sum(q.numel() for q in mod.parameters(recurse=False))),
             macs=_layer_macs(mod, inputs, out, 1)))
 
-    for m in model.modules():
-        if _is_layer(m):
-            handles.append(m.register_forward_hook(hook))
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            out = model(example)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
+    with forward_hooks((m, hook) for m in model.modules() if _is_layer(m)), eval_mode(model), torch.no_grad(), \
+            FlopCounterMode(display=False) as counter:
+        out = model(example)
     total, trainable = count_params(model)
     latency = measure_latency(model, example, runs=latency_runs, warmup=warmup) if latency_runs > 0 else None
     model.to(home)
