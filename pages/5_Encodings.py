@@ -6,26 +6,80 @@ from __future__ import annotations
 from datetime import timedelta
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
-from ui.common import job_status, load_candles, page_setup, session_id, show_error
+from ui.common import job_status, keep_settings, load_candles, page_setup, session_id, show_error
 
+from core.data.candles import bar_seconds
+from core.data.store import dataset_version
 from core.errors import UserError
 from core.features import LABEL_KINDS, PRESETS, DatasetConfig, LabelConfig, SplitConfig, prepare_dataset
 from core.viz import encodings as ve
 
 dataset_id = page_setup("Encodings")
 sid = session_id()
+# Every setting on this page survives a visit to another page (Streamlit drops a page's widget values when
+# the user leaves it); buttons and the figures' keys are not settings.
+SETTING_KEYS = (
+    "enc_preset", "enc_window", "enc_label", "enc_horizon", "enc_threshold", "enc_size",  # data settings
+    "enc_when",  # the window shown
+    "enc_gallery_kind", "enc_gallery_split", "enc_gallery_n", "enc_gallery_seed",
+    "enc_book", "enc_book_n", "enc_book_axis", "enc_book_pct",
+    "enc_tr_source_kind", "enc_tr_source_ds", "enc_tr_source_run", "enc_tr_source_file", "enc_tr_freeze",
+    "enc_tr_size", "enc_tr_max_train", "enc_tr_epochs", "enc_tr_rows", "enc_tr_lr", "enc_tr_pick",
+)
+_keep_settings = keep_settings("enc_kept_settings", SETTING_KEYS)
 st.title("Encodings: market data as images")
 st.caption("What the 2D models read. Indicator images are scaled with bounds fitted on the training segment "
            "only; charts, Gramian angular fields and recurrence plots use nothing outside their own window.")
 
 
+# Caches are keyed on the data key: (dataset id, the dataset file's version, preset, label kind, horizon,
+# threshold, window), so a rewritten dataset or other settings are computed afresh and a rerun for any other
+# widget (the window slider, the gallery, the book, the transfer form) reuses the work below. The figures are
+# cache_resource objects, shared and never changed after they are built (st.plotly_chart only serialises
+# them): a cache_data copy would cost ~12 ms of unpickling per figure and rerun, a third of a rerun.
 @st.cache_data(show_spinner="Computing features, labels and the split...", max_entries=4)
-def _prepare(dataset_id: str, preset: str, kind: str, horizon: int, threshold: float, window: int):
+def _prepare(data_key: tuple):
+    dataset_id, _version, preset, kind, horizon, threshold, window = data_key
     return prepare_dataset(load_candles(dataset_id), DatasetConfig(
         preset=preset, label=LabelConfig(kind=kind, horizon=horizon, threshold=threshold),
         split=SplitConfig(), window=window))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _indicator_scaler(data_key: tuple):
+    """The indicator-image scaling (fitted on the training rows only), once per dataset and settings."""
+    from core.encodings.datasets import indicator_scaler_for
+
+    return indicator_scaler_for(_prepare(data_key))
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _window_figure(data_key: tuple, end: int, size: int):
+    """The window ending at row `end` beside each of its encodings."""
+    from core.encodings.datasets import window_encodings
+
+    prepared = _prepare(data_key)
+    images = window_encodings(prepared, end, size=size, scaler=_indicator_scaler(data_key))
+    window = int(prepared.window)
+    return ve.window_with_encodings_figure(prepared.candles.iloc[end - window + 1: end + 1], images)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _gallery_figure(data_key: tuple, size: int, kind: str, split: str, per_class: int, seed: int):
+    """The gallery grouped by label, or None when the segment has no labelled windows."""
+    from core.encodings.datasets import gallery_encodings, gallery_ends
+
+    prepared = _prepare(data_key)
+    ends = gallery_ends(prepared, split, per_class, seed)
+    if len(ends) == 0:
+        return None
+    scaler = _indicator_scaler(data_key) if kind == "indicator image" else None
+    images = gallery_encodings(prepared, ends, kind, size=size, scaler=scaler)
+    return ve.encoding_gallery_figure(images, prepared.y[ends], list(prepared.class_names), per_class,
+                                      title=f"{kind}, {split} segment")
 
 
 with st.expander("Data settings", expanded=False):
@@ -40,36 +94,42 @@ with st.expander("Data settings", expanded=False):
     threshold = float(c2.number_input("Threshold (%)", 0.0, 10.0, 0.2, step=0.05, key="enc_threshold")) / 100
     size = int(c3.select_slider("Image size (px)", [32, 48, 64, 96, 128, 160, 224], 64, key="enc_size"))
 
+data_key = (dataset_id, dataset_version(dataset_id), preset, label_kind, horizon, threshold, window)
 try:
-    prepared = _prepare(dataset_id, preset, label_kind, horizon, threshold, window)
+    prepared = _prepare(data_key)
 except Exception as exc:  # noqa: BLE001 - a sentence for the user, nothing else on the page needs it
     show_error(exc)
+    _keep_settings()  # the settings further down were not drawn this time: keep them for the next run
     st.stop()
 
-from core.encodings.datasets import (ENCODING_NAMES, gallery_encodings, gallery_ends,  # noqa: E402
-                                     window_encodings)
+from core.encodings.datasets import ENCODING_NAMES  # noqa: E402
 from core.encodings.samples import end_near  # noqa: E402
 
 class_names = list(prepared.class_names)
-all_ends = np.sort(np.concatenate([prepared.splits[s] for s in ("train", "val", "test")]))
-split_of = {int(e): s for s in ("train", "val", "test") for e in prepared.splits[s]}
+SEGMENTS = ("train", "val", "test")
+all_ends = np.sort(np.concatenate([prepared.splits[s] for s in SEGMENTS]))
 
 # ------------------------------------------------------------------------------------ one window, all images
 st.subheader("A window and its encodings")
 ts = prepared.timestamps
 first, last = ts[int(all_ends[0])].to_pydatetime(), ts[int(all_ends[-1])].to_pydatetime()
-step = (ts[1] - ts[0]).to_pytimedelta() if len(ts) > 1 else timedelta(hours=1)
+step = timedelta(seconds=bar_seconds(prepared.candles, default=3600))
+if "enc_when" in st.session_state:  # a time kept from another dataset or window may lie outside this range
+    kept = pd.Timestamp(st.session_state["enc_when"])
+    kept = kept.tz_localize("UTC") if kept.tzinfo is None else kept
+    if not ts[int(all_ends[0])] <= kept <= ts[int(all_ends[-1])]:
+        del st.session_state["enc_when"]
 when = st.slider("Window ends at (UTC)", min_value=first, max_value=last,
                  value=ts[int(all_ends[len(all_ends) // 2])].to_pydatetime(), step=step,
                  format="YYYY-MM-DD HH:mm", key="enc_when")
 try:
     end = end_near(prepared, all_ends, when)
-    images = window_encodings(prepared, end, size=size)
+    fig = _window_figure(data_key, end, size)
     lab = int(prepared.y[end])
-    st.caption(f"Window of {window} bars ending {ts[end]:%Y-%m-%d %H:%M} UTC · {split_of.get(end, '?')} segment · "
+    segment = next((s for s in SEGMENTS if np.any(prepared.splits[s] == end)), "?")
+    st.caption(f"Window of {window} bars ending {ts[end]:%Y-%m-%d %H:%M} UTC · {segment} segment · "
                f"label **{class_names[lab] if lab >= 0 else 'undefined'}** (the next {horizon} bars)")
-    st.plotly_chart(ve.window_with_encodings_figure(prepared.candles.iloc[end - window + 1: end + 1], images),
-                    width="stretch", key="enc_window_fig")
+    st.plotly_chart(fig, width="stretch", key="enc_window_fig")
 except Exception as exc:  # noqa: BLE001
     show_error(exc)
 
@@ -81,14 +141,11 @@ gsplit = g2.selectbox("Segment", ["train", "val", "test"], key="enc_gallery_spli
 per_class = int(g3.slider("Examples per class", 2, 10, 6, key="enc_gallery_n"))
 gseed = int(g4.number_input("Pick seed", 0, 10_000, 0, key="enc_gallery_seed"))
 try:
-    gends = gallery_ends(prepared, gsplit, per_class, gseed)
-    if len(gends) == 0:
+    gfig = _gallery_figure(data_key, size, gkind, gsplit, per_class, gseed)
+    if gfig is None:
         st.info("This segment has no labelled windows.")
     else:
-        gimgs = gallery_encodings(prepared, gends, gkind, size=size)
-        st.plotly_chart(ve.encoding_gallery_figure(gimgs, prepared.y[gends], class_names, per_class,
-                                                   title=f"{gkind}, {gsplit} segment"),
-                        width="stretch", key="enc_gallery_fig")
+        st.plotly_chart(gfig, width="stretch", key="enc_gallery_fig")
 except Exception as exc:  # noqa: BLE001
     show_error(exc)
 
@@ -111,28 +168,39 @@ pct = float(b3.number_input("Range ± %", 0.1, 20.0, 2.0, step=0.5, key="enc_boo
 
 
 @st.cache_data(show_spinner="Simulating order-book snapshots...", max_entries=4)
-def _offline_book(dataset_id: str, n: int):
+def _offline_book(dataset_id: str, version: int, n: int):
     from core.data.synthetic import synthetic_order_book_snapshots
 
     return synthetic_order_book_snapshots(load_candles(dataset_id), levels=20, seed=0, max_snapshots=n)
 
 
 @st.cache_data(show_spinner="Loading order book...", max_entries=4)
-def _stored_book(book_id: str):
+def _stored_book(book_id: str, stamp: tuple):
+    """`stamp` (snapshot count, first and last time) tells a re-recorded book from the cached one."""
     return load_order_book(book_id)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _heatmap_figure(book_key: tuple, n: int, pct: float, fixed: bool):
+    """book_key: ("offline", dataset id, version) or ("stored", book id, stamp)."""
+    if book_key[0] == "offline":
+        book = _offline_book(book_key[1], book_key[2], n)
+    else:
+        book = _stored_book(book_key[1], book_key[2])
+        stamps = book["timestamp"].drop_duplicates().sort_values()
+        book = book[book["timestamp"] >= stamps.iloc[max(0, len(stamps) - n)]]
+    hm = orderbook_heatmap(book, HeatmapConfig(n_bins=100, pct_range=pct, anchor="first" if fixed else "mid"))
+    return ve.orderbook_heatmap_figure(hm, title=f"resting size in 100 price bins, ±{pct:.1%} "
+                                                 f"({len(hm.timestamps):,} snapshots)")
 
 
 try:
     if book_choice == OFFLINE:
-        book = _offline_book(dataset_id, n_snap)
+        book_key = ("offline", dataset_id, data_key[1])
     else:
-        book = _stored_book(book_choice)
-        stamps = book["timestamp"].drop_duplicates().sort_values()
-        book = book[book["timestamp"] >= stamps.iloc[max(0, len(stamps) - n_snap)]]
-    hm = orderbook_heatmap(book, HeatmapConfig(n_bins=100, pct_range=pct, anchor="first" if fixed else "mid"))
-    st.plotly_chart(ve.orderbook_heatmap_figure(hm, title=f"resting size in 100 price bins, ±{pct:.1%} "
-                                                          f"({len(hm.timestamps):,} snapshots)"),
-                    width="stretch", key="enc_book_fig")
+        binfo = books[book_choice]
+        book_key = ("stored", book_choice, (binfo.snapshots, str(binfo.start), str(binfo.end)))
+    st.plotly_chart(_heatmap_figure(book_key, n_snap, pct, fixed), width="stretch", key="enc_book_fig")
     if book_choice == OFFLINE:
         st.caption(":orange[simulated] book: one snapshot per candle close, following the candles' prices.")
 except Exception as exc:  # noqa: BLE001
@@ -240,3 +308,4 @@ if records:
         show_error(exc)
 else:
     st.info("No comparison yet: choose a source above and start one.")
+_keep_settings()

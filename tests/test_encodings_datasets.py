@@ -132,3 +132,49 @@ def test_window_and_gallery_encodings_for_display():
         window_encodings(p, 3)
     with pytest.raises(UserError, match="unknown encoding"):
         gallery_encodings(p, p.splits["val"][:2], "fft")
+
+
+def test_one_train_only_scaler_for_window_and_gallery_indicator_images():
+    """The page fits the indicator scaling once (indicator_scaler_for) and passes it to both display calls:
+    the images are the ones the train-only scaling always gave, identical between the window view and the
+    gallery, and a changed test segment changes none of them."""
+    from core.encodings.datasets import gallery_encodings, indicator_scaler_for, window_encodings
+    from core.encodings.indicator_image import fit_indicator_scaler, train_rows_of
+
+    p = _prepared()
+    ref_scaler = fit_indicator_scaler(p.features, train_rows_of(p.splits["train"], WINDOW))
+    sc = indicator_scaler_for(p)
+    np.testing.assert_array_equal(sc.low, ref_scaler.low)
+    np.testing.assert_array_equal(sc.high, ref_scaler.high)
+    scaled_all = ref_scaler.transform(p.features)  # what the images were cut from before: the whole table
+    ends = np.array([p.splits["train"][0], p.splits["train"][-1], p.splits["val"][3], p.splits["test"][-1]])
+    gallery = gallery_encodings(p, ends, "indicator image")
+    gallery_passed = gallery_encodings(p, ends, "indicator image", scaler=sc)
+    assert gallery.shape == (len(ends), WINDOW, 4)
+    for i, e in enumerate(ends.tolist()):
+        ref = scaled_all[e - WINDOW + 1: e + 1]
+        np.testing.assert_array_equal(window_encodings(p, e)["indicator image"], ref)
+        np.testing.assert_array_equal(window_encodings(p, e, scaler=sc)["indicator image"], ref)
+        np.testing.assert_array_equal(gallery[i], ref)
+        np.testing.assert_array_equal(gallery_passed[i], ref)
+
+    # the scaler passed in is the one used (a leaky all-rows scaler gives other pictures, in both calls)
+    leaky = fit_indicator_scaler(p.features, np.arange(len(p.features)), (0.0, 1.0))
+    e = int(ends[2])
+    w_leaky = window_encodings(p, e, scaler=leaky)["indicator image"]
+    assert not np.allclose(w_leaky, scaled_all[e - WINDOW + 1: e + 1])
+    np.testing.assert_array_equal(w_leaky, gallery_encodings(p, ends, "indicator image", scaler=leaky)[2])
+
+    # train-only: shifting every test row leaves the scaling and a training window's image unchanged
+    q = _prepared()
+    q.features = p.features.copy()
+    q.features[p.splits["test"][0]:] += 100.0
+    sq = indicator_scaler_for(q)
+    np.testing.assert_array_equal(sq.low, sc.low)
+    np.testing.assert_array_equal(sq.high, sc.high)
+    t = int(p.splits["train"][-1])
+    np.testing.assert_array_equal(window_encodings(q, t)["indicator image"],
+                                  window_encodings(p, t)["indicator image"])
+    # quantiles still reach the fit
+    wide = indicator_scaler_for(p, (0.0, 1.0))
+    assert (wide.low <= sc.low).all() and (wide.high >= sc.high).all() and (wide.low < sc.low).any()

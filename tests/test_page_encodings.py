@@ -127,6 +127,118 @@ def test_transfer_section_needs_a_source_and_says_so(btc):
     assert any("No comparison yet" in i.value for i in at.info)
 
 
+def test_settings_survive_a_visit_to_another_page(btc, shared_data):
+    """Streamlit drops a page's widget values when the user visits another page; the Encodings page puts
+    every setting back (data settings, the window shown, gallery, order book, transfer form), and a kept
+    time outside another dataset's range falls back to the default instead of failing."""
+    eth = _save(shared_data, "binance_spot_ETHUSDT_1h.csv", "ETH/USDT", 320)  # ends long before BTC's 900 bars
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240)
+    at.session_state["active_dataset"] = btc
+    at.run()
+    at.switch_page("pages/5_Encodings.py").run()
+    assert not at.exception, at.exception
+    at.selectbox(key="enc_preset").select("dilated5")
+    at.number_input(key="enc_window").set_value(24)
+    at.selectbox(key="enc_label").select("binary")
+    at.number_input(key="enc_horizon").set_value(6)
+    at.number_input(key="enc_threshold").set_value(0.3)
+    at.select_slider(key="enc_size").set_value(48)
+    at.run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    late = at.slider(key="enc_when").value + timedelta(hours=100)  # past the end of the 320 ETH bars
+    settings = {
+        ("slider", "enc_when"): late,
+        ("selectbox", "enc_gallery_kind"): "GADF", ("selectbox", "enc_gallery_split"): "val",
+        ("slider", "enc_gallery_n"): 4, ("number_input", "enc_gallery_seed"): 7,
+        ("number_input", "enc_book_n"): 200, ("radio", "enc_book_axis"): "fixed price",
+        ("number_input", "enc_book_pct"): 3.0,
+        ("select_slider", "enc_tr_size"): 64, ("slider", "enc_tr_freeze"): 3,
+        ("number_input", "enc_tr_max_train"): 1000, ("number_input", "enc_tr_epochs"): 5,
+        ("number_input", "enc_tr_rows"): 2000, ("number_input", "enc_tr_lr"): 0.002,
+    }
+    for (kind, key), value in settings.items():
+        widget = getattr(at, kind)(key=key)
+        widget.select(value) if kind == "selectbox" else widget.set_value(value)
+    at.run()
+    at.radio(key="enc_tr_source_kind").set_value("weights").run()  # hides the source-dataset pick
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    data = {"enc_preset": "dilated5", "enc_window": 24, "enc_label": "binary", "enc_horizon": 6,
+            "enc_threshold": 0.3, "enc_size": 48}
+    want = {**data, **{key: value for (_, key), value in settings.items()}, "enc_tr_source_kind": "weights"}
+
+    at.switch_page("pages/1_Data.py").run()
+    assert not at.exception, at.exception
+    assert "enc_window" not in at.session_state and "enc_tr_lr" not in at.session_state  # Streamlit dropped them
+    at.switch_page("pages/5_Encodings.py").run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert {k: at.session_state[k] for k in want} == want
+    assert at.number_input(key="enc_window").value == 24 and at.select_slider(key="enc_size").value == 48
+    assert at.slider(key="enc_when").value == late and at.radio(key="enc_tr_source_kind").value == "weights"
+    # the page drew what the kept settings say, not its defaults
+    assert any(c.value.startswith("Window of 24 bars ending") for c in at.caption)
+    assert "GADF, val segment" in json.dumps(_chart(at, "enc_gallery_fig")["layout"]["title"])
+    assert _chart(at, "enc_book_fig")["layout"]["yaxis"]["title"]["text"] == "price"
+
+    # the hidden pick came back too, and a kept time outside another dataset's span is not an error
+    at.radio(key="enc_tr_source_kind").set_value("dataset").run()
+    assert at.selectbox(key="enc_tr_source_ds").value == eth
+    at.switch_page("pages/1_Data.py")
+    at.session_state["active_dataset"] = eth
+    at.run()
+    at.switch_page("pages/5_Encodings.py").run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    from core.data.store import load_candles
+
+    eth_bars = load_candles(eth).index
+    assert eth_bars[0] <= pd.Timestamp(at.slider(key="enc_when").value) <= eth_bars[-1] < pd.Timestamp(late)
+    assert at.number_input(key="enc_window").value == 24 and at.selectbox(key="enc_gallery_kind").value == "GADF"
+
+
+def test_reruns_reuse_the_prepared_data_and_the_train_only_scaler(btc, shared_data, monkeypatch):
+    """Moving the window, changing the gallery or the transfer form neither prepares the dataset again nor
+    refits the indicator-image scaling; other data settings or a rewritten dataset do."""
+    import core.encodings.datasets as enc_datasets
+    import core.features as features
+
+    calls = {"prepare": 0, "fit": 0}
+    real_prepare, real_fit = features.prepare_dataset, enc_datasets.fit_indicator_scaler
+
+    def prepare(*a, **k):
+        calls["prepare"] += 1
+        return real_prepare(*a, **k)
+
+    def fit(*a, **k):
+        calls["fit"] += 1
+        return real_fit(*a, **k)
+
+    monkeypatch.setattr(features, "prepare_dataset", prepare)
+    monkeypatch.setattr(enc_datasets, "fit_indicator_scaler", fit)
+    at = _page(btc)
+    assert calls == {"prepare": 1, "fit": 1}
+    first = _chart(at, "enc_window_fig")["data"][2]["z"]  # the indicator image
+    slider = at.slider(key="enc_when")
+    slider.set_value(slider.value + timedelta(hours=30)).run()
+    at.selectbox(key="enc_gallery_kind").select("indicator image").run()
+    at.number_input(key="enc_gallery_seed").set_value(3).run()
+    at.number_input(key="enc_tr_epochs").set_value(4).run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert calls == {"prepare": 1, "fit": 1}
+    assert _chart(at, "enc_window_fig")["data"][2]["z"] != first  # another window, same scaling
+    assert "indicator image, train segment" in json.dumps(_chart(at, "enc_gallery_fig")["layout"]["title"])
+
+    at.number_input(key="enc_window").set_value(20).run()
+    assert calls == {"prepare": 2, "fit": 2}
+    assert any(c.value.startswith("Window of 20 bars") for c in at.caption)
+
+    _save(shared_data, "binance_spot_BTCUSDT_1h.csv", "BTC/USDT", 700)  # the same dataset id, rewritten
+    at.run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    assert calls == {"prepare": 3, "fit": 3}
+    from core.data.store import load_candles
+    last = load_candles(btc).index[-1]
+    assert pd.Timestamp(at.slider(key="enc_when").value) <= last < pd.Timestamp("2024-02-07", tz="UTC")
+
+
 @pytest.mark.slow
 def test_transfer_vs_scratch_from_the_page(shared_data):
     from ui.jobs import get_job

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from core.data.candles import bar_seconds
 from core.encodings.candlestick import ChartStyle, candles_to_array, render_candles
 from core.encodings.indicator_image import (
     IndicatorImageScaler, fit_indicator_scaler, indicator_images, train_rows_of,
@@ -146,7 +147,7 @@ def orderbook_rows_for(prepared: Any, book: pd.DataFrame, heatmap: HeatmapConfig
     """Align order-book snapshots to the candles of `prepared` (one heatmap row per candle)."""
     hm = orderbook_heatmap(book, heatmap)
     idx = pd.DatetimeIndex(prepared.candles.index)
-    tf = _timeframe_seconds(prepared.candles)
+    tf = float(bar_seconds(prepared.candles))
     rows, covered = align_to_candles(hm, idx, tf, max_staleness_seconds)
     return OrderBookRows(rows, covered)
 
@@ -159,15 +160,20 @@ def covered_ends(ends: np.ndarray, covered: np.ndarray, window: int) -> np.ndarr
     return ends[gaps == 0]
 
 
-def _timeframe_seconds(candles: pd.DataFrame) -> float | None:
-    tf = candles.attrs.get("timeframe") if hasattr(candles, "attrs") else None
-    if tf:
-        try:
-            from core.data.candles import timeframe_seconds
-            return float(timeframe_seconds(tf))
-        except (ImportError, KeyError, ValueError, UserError):
-            pass
-    return None  # inferred from the bar spacing
+DEFAULT_QUANTILES = (0.01, 0.99)
+
+
+def indicator_scaler_for(prepared: Any,
+                         quantiles: tuple[float, float] = DEFAULT_QUANTILES) -> IndicatorImageScaler:
+    """The indicator-image scaling of `prepared`: per-indicator bounds fitted on the rows its training samples
+    see (`prepared.splits["train"]` windows), never on validation or test rows.
+
+    Every indicator image of a PreparedData (training items, the Encodings page's window and gallery) is
+    scaled with this one scaler; a caller that shows many images fits it once and passes it on.
+    """
+    train_ends = np.asarray(prepared.splits["train"], dtype=np.int64)
+    return fit_indicator_scaler(prepared.features, train_rows_of(train_ends, int(prepared.window)),
+                                tuple(quantiles))
 
 
 def make_dataset(prepared: Any, ends: np.ndarray, input_kind: str, **cfg: Any) -> Dataset:
@@ -189,8 +195,7 @@ def make_dataset(prepared: Any, ends: np.ndarray, input_kind: str, **cfg: Any) -
         return WindowDataset(prepared.features, prepared.y, ends, window)
 
     if input_kind == "indicator_image":
-        scaler = fit_indicator_scaler(prepared.features, train_rows_of(train_ends, window),
-                                      tuple(cfg.get("quantiles", (0.01, 0.99))))
+        scaler = indicator_scaler_for(prepared, tuple(cfg.get("quantiles", DEFAULT_QUANTILES)))
         return IndicatorImageDataset(prepared.features, prepared.y, ends, window, scaler)
 
     if input_kind == "chart_image":
@@ -229,54 +234,59 @@ ENCODING_NAMES = ("chart", "indicator image", "GASF", "GADF", "recurrence")
 
 
 def window_encodings(prepared: Any, end: int, size: int = 64, chart_window: int | None = None,
-                     quantiles: tuple[float, float] = (0.01, 0.99)) -> dict[str, np.ndarray]:
+                     quantiles: tuple[float, float] = DEFAULT_QUANTILES,
+                     scaler: IndicatorImageScaler | None = None) -> dict[str, np.ndarray]:
     """Every encoding of the window ending at row `end`, for display (the Encodings page).
 
-    "chart": uint8 (H, W, 3); "indicator image": (window, C) in [0, 1] scaled with train-only bounds;
+    "chart": uint8 (H, W, 3); "indicator image": (window, C) in [0, 1] scaled with train-only bounds (`scaler`,
+    by default `indicator_scaler_for(prepared, quantiles)`; pass it in to fit it once for many windows);
     "GASF"/"GADF"/"recurrence": (window, window) of the window's close prices.
     """
     window = int(prepared.window)
     n_rows = len(prepared.features)
     if not window - 1 <= int(end) < n_rows:
         raise UserError(f"pick a bar between {window - 1} and {n_rows - 1} (a full window must precede it)")
-    ends = np.array([int(end)])
+    end = int(end)
     ohlcv = candles_to_array(prepared.candles)
     cw = int(chart_window or min(window, size))
     chart = render_candles(ohlcv[end - cw + 1: end + 1], size)[0]
-    scaler = fit_indicator_scaler(prepared.features,
-                                  train_rows_of(np.asarray(prepared.splits["train"]), window), quantiles)
+    if scaler is None:
+        scaler = indicator_scaler_for(prepared, quantiles)
     close = ohlcv[end - window + 1: end + 1, 3]
     return {
         "chart": chart,
-        "indicator image": indicator_images(prepared.features, ends, window, scaler)[0],
+        "indicator image": indicator_images(prepared.features, np.array([end]), window, scaler)[0],
         "GASF": gramian_angular_field(close, "summation"),
         "GADF": gramian_angular_field(close, "difference"),
         "recurrence": recurrence_plot(close),
     }
 
 
-def gallery_encodings(prepared: Any, ends: np.ndarray, kind: str, size: int = 64) -> np.ndarray:
-    """A stack of one encoding for many windows (for the gallery grouped by label)."""
+def gallery_encodings(prepared: Any, ends: np.ndarray, kind: str, size: int = 64,
+                      scaler: IndicatorImageScaler | None = None,
+                      quantiles: tuple[float, float] = DEFAULT_QUANTILES) -> np.ndarray:
+    """A stack of one encoding for many windows (for the gallery grouped by label). Indicator images use
+    `scaler` (by default `indicator_scaler_for(prepared, quantiles)`), the same scaling as window_encodings."""
+    if kind not in ENCODING_NAMES:
+        raise UserError(f"unknown encoding {kind!r}; choose one of {', '.join(ENCODING_NAMES)}")
     ends = _check_ends(ends, int(prepared.window), len(prepared.features))
     window = int(prepared.window)
+    if kind == "indicator image":
+        if scaler is None:
+            scaler = indicator_scaler_for(prepared, quantiles)
+        return indicator_images(prepared.features, ends, window, scaler)
     ohlcv = candles_to_array(prepared.candles)
     if kind == "chart":
         cw = min(window, size)
         rows = (ends - cw + 1)[:, None] + np.arange(cw)[None, :]
         return render_candles(ohlcv[rows], size)
-    if kind == "indicator image":
-        scaler = fit_indicator_scaler(prepared.features,
-                                      train_rows_of(np.asarray(prepared.splits["train"]), window))
-        return indicator_images(prepared.features, ends, window, scaler)
     rows = (ends - window + 1)[:, None] + np.arange(window)[None, :]
     close = ohlcv[rows, 3]
     if kind == "GASF":
         return gramian_angular_field(close, "summation")
     if kind == "GADF":
         return gramian_angular_field(close, "difference")
-    if kind == "recurrence":
-        return recurrence_plot(close)
-    raise UserError(f"unknown encoding {kind!r}; choose one of {', '.join(ENCODING_NAMES)}")
+    return recurrence_plot(close)
 
 
 def gallery_ends(prepared: Any, split: str = "train", per_class: int = 6, seed: int = 0) -> np.ndarray:

@@ -78,10 +78,15 @@ def indicator_images(
         raise UserError("an indicator image needs a window of at least 2 rows")
     if ends.size and (ends.min() < window - 1 or ends.max() >= f.shape[0]):
         raise UserError(f"sample ends must lie in [{window - 1}, {f.shape[0] - 1}] for a window of {window}")
-    scaled = scaler.transform(f)
-    # sliding_window_view gives (T-window+1, C, window); index by start row then put time first.
+    if ends.size == 0:
+        return np.zeros((0, window, f.shape[1]), np.float32)
+    # Scale only the rows the windows cover (one window on the Encodings page reads `window` rows, not the
+    # whole history); the scaling is per element, so the values are the same as scaling everything.
+    lo = int(ends.min()) - window + 1
+    scaled = scaler.transform(f[lo: int(ends.max()) + 1])
+    # sliding_window_view gives (rows-window+1, C, window); index by start row then put time first.
     views = sliding_window_view(scaled, window, axis=0)
-    return np.ascontiguousarray(views[ends - window + 1].transpose(0, 2, 1))
+    return np.ascontiguousarray(views[ends - window + 1 - lo].transpose(0, 2, 1))
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

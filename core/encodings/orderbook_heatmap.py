@@ -128,11 +128,12 @@ def orderbook_heatmap(book: pd.DataFrame, config: HeatmapConfig | None = None) -
 
 
 def candle_close_times(index: pd.DatetimeIndex, timeframe_seconds: float | None = None) -> pd.DatetimeIndex:
-    """Close time of each candle (open + timeframe); the timeframe defaults to the median bar spacing."""
+    """Close time of each candle (open + timeframe); the timeframe defaults to the bar spacing
+    (`core.data.candles.bar_seconds`: the most common one)."""
     if timeframe_seconds is None:
-        if len(index) < 2:
-            raise UserError("cannot infer the timeframe of fewer than two candles; pass it")
-        timeframe_seconds = float(np.median(np.diff(index.as_unit("ns").asi8)) / 1e9)
+        from core.data.candles import bar_seconds
+
+        timeframe_seconds = float(bar_seconds(index))
     return index + pd.Timedelta(seconds=timeframe_seconds)
 
 
