@@ -67,16 +67,11 @@ def _num(v: Any) -> Optional[float]:
 def runs_overview() -> pd.DataFrame:
     """One row per run: ids, dataset, model, key config, test metrics, best baseline, the CNN's gap to it
     (with whether the bootstrap interval clears zero), and cached out-of-sample backtest figures."""
-    from core.train.runs import list_runs, run_path, upgrade_config
+    from core.train.runs import run_documents, run_info
 
     rows = []
-    for info in list_runs():
-        folder = run_path(info.run_id)
-        try:
-            cfg = upgrade_config(read_json(folder / "config.json"))
-            met = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
-        except (ValueError, OSError, UserError):
-            continue
+    for run_id, cfg, met in run_documents():  # each run's files are read once
+        info = run_info(run_id, cfg, met)
         d, t = cfg.get("data_config") or {}, cfg.get("train_config") or {}
         m = met.get("metrics") or {}
         bl = met.get("baselines") or {}

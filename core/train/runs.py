@@ -121,26 +121,37 @@ class RunInfo:
     vs_best_baseline: dict[str, Any] = field(default_factory=dict)
 
 
-def list_runs() -> list[RunInfo]:
-    """All readable runs, newest first. Folders without a config.json (being written, or broken) are skipped."""
-    from core.train.metrics import HEADLINE  # (sklearn behind it: loaded when first needed)
-
-    out = []
+def run_documents() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """`(run_id, config, metrics)` of every readable run, newest first (config upgraded to the current schema;
+    metrics `{}` when there are none). Folders without a config.json (being written, or broken) are skipped."""
+    docs = []
     for folder in runs_root().iterdir():
         if not (folder / "config.json").is_file():
             continue
         try:
             cfg = upgrade_config(read_json(folder / "config.json"))
             met = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
-        except (ValueError, OSError):
+        except (ValueError, OSError, UserError):
             continue
-        head = {k: (met.get("metrics") or {}).get(k) for k in HEADLINE}
-        out.append(RunInfo(folder.name, cfg.get("name") or folder.name, str(cfg.get("created_at", "")),
-                           str(met.get("status", cfg.get("status", ""))), str(cfg.get("dataset_id", "")),
-                           str(cfg.get("model_name", "")), str(cfg.get("input_kind", "")), head,
-                           met.get("vs_best_baseline") or {}))
-    out.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
-    return out
+        docs.append((folder.name, cfg, met))
+    docs.sort(key=lambda d: (str(d[1].get("created_at", "")), d[0]), reverse=True)
+    return docs
+
+
+def run_info(run_id: str, cfg: dict[str, Any], met: dict[str, Any]) -> RunInfo:
+    """The list row of one run from its config and metrics documents."""
+    from core.train.metrics import HEADLINE  # (sklearn behind it: loaded when first needed)
+
+    head = {k: (met.get("metrics") or {}).get(k) for k in HEADLINE}
+    return RunInfo(run_id, cfg.get("name") or run_id, str(cfg.get("created_at", "")),
+                   str(met.get("status", cfg.get("status", ""))), str(cfg.get("dataset_id", "")),
+                   str(cfg.get("model_name", "")), str(cfg.get("input_kind", "")), head,
+                   met.get("vs_best_baseline") or {})
+
+
+def list_runs() -> list[RunInfo]:
+    """All readable runs, newest first (see `run_documents`)."""
+    return [run_info(*doc) for doc in run_documents()]
 
 
 def runs_table() -> pd.DataFrame:
