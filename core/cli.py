@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from core.errors import UserError
 
 # Areas in the order they appear in --help. A missing module is skipped, so areas can land one by one.
-AREAS = ["data", "features", "models", "inspect", "train", "backtest", "encodings", "sweep", "live"]
+AREAS = ["data", "features", "models", "inspect", "train", "backtest", "sweep", "live"]
 
 
 def print_json(obj: Any) -> None:
