@@ -69,12 +69,12 @@ st.subheader("The pipeline")
 st.image(str(ROOT / "assets" / "pipeline.svg"), width="stretch")
 pages = _pages()
 listed = set()
-for step, (name, what) in enumerate(PIPELINE, start=1):
+for name, what in PIPELINE:  # unnumbered: the sidebar orders the pages by file, this list by the pipeline
     path = pages.get(name.lower())
     col_link, col_text = st.columns([1, 4], vertical_alignment="center")
     with col_link:
-        if path is None or not _link(path, f"{step}. {name}"):
-            st.markdown(f":gray[{step}. {name}]")
+        if path is None or not _link(path, name):
+            st.markdown(f":gray[{name}]")
             path = None
         else:
             listed.add(name.lower())

@@ -141,6 +141,10 @@ def run_demo(progress: Optional[ProgressCallback] = None, cancel: Optional[Cance
     check(cancel)
     preds = result.predictions.sort_values("timestamp").reset_index(drop=True)
     bt = _backtest(candles, preds, list(result.config["class_names"]), bt_cfg)
+    if not bt_over:  # the default rules: the runs table shows these figures without a second backtest
+        from core.sweep.compare import record_backtest
+
+        record_backtest(result.run_id, bt["metrics"], bt["buy_and_hold_metrics"], default_config=True)
     seconds = st.finish()
     res = DemoResult(run_id=result.run_id, dataset_id=ds, model_name=model_name, status=result.status,
                      metrics=jsonable(result.metrics), baselines=jsonable(result.baselines),

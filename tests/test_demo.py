@@ -40,6 +40,12 @@ def test_demo_runs_the_whole_path_and_saves_its_summary(workspace):
     assert res.buy_and_hold["total_return"] == pytest.approx(page.buy_and_hold["total_return"])
     assert list(res.equity.columns) == ["strategy", "buy_and_hold"]
     np.testing.assert_allclose(res.equity["strategy"].to_numpy(), page.equity.to_numpy())
+    # the runs table (Experiments) shows those default-rule figures at once, without a second backtest
+    from core.sweep.compare import runs_overview
+
+    row = runs_overview().set_index("run_id").loc[res.run_id]
+    assert row["bt_return"] == pytest.approx(page.metrics["total_return"])
+    assert row["bh_return"] == pytest.approx(page.buy_and_hold["total_return"])
     # one progress stream from 0 to 100 through every stage
     assert all(e.stage == "demo" for e in events)
     done = [e.done for e in events]

@@ -49,11 +49,18 @@ def run_backtest_for(run_id: str, config: Any = None) -> Any:
     from core.backtest import backtest_run
 
     res = backtest_run(run_id, config)
-    strat = {k: _num(res.metrics.get(k)) for k in BT_METRICS}
-    bh = {k: _num((res.buy_and_hold or {}).get(k)) for k in BT_METRICS}
-    atomic_write_json(_bt_cache_path(run_id), {"run_id": run_id, "strategy": strat, "buy_and_hold": bh,
-                                               "default_config": config is None})
+    record_backtest(run_id, res.metrics, res.buy_and_hold, default_config=config is None)
     return res
+
+
+def record_backtest(run_id: str, metrics: dict[str, Any], buy_and_hold: Optional[dict[str, Any]],
+                    default_config: bool) -> None:
+    """Cache a run's out-of-sample backtest headline figures for the runs table (e.g. the demo's, which
+    backtests its run on the way)."""
+    strat = {k: _num(metrics.get(k)) for k in BT_METRICS}
+    bh = {k: _num((buy_and_hold or {}).get(k)) for k in BT_METRICS}
+    atomic_write_json(_bt_cache_path(run_id), {"run_id": run_id, "strategy": strat, "buy_and_hold": bh,
+                                               "default_config": bool(default_config)})
 
 
 def _num(v: Any) -> Optional[float]:
@@ -173,5 +180,5 @@ def run_labels(run_ids: Sequence[str]) -> dict[str, str]:
     return {rid: _label(load_run(rid).config, rid) for rid in run_ids}
 
 
-__all__ = ["backtest_available", "cached_backtest", "run_backtest_for", "runs_overview", "filter_overview",
+__all__ = ["backtest_available", "cached_backtest", "record_backtest", "run_backtest_for", "runs_overview", "filter_overview",
            "histories", "metrics_of", "run_labels", "BT_METRICS"]

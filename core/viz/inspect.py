@@ -115,7 +115,7 @@ def probabilities_figure(probs: np.ndarray, class_names: Sequence[str], true_cla
                            textposition="outside"))
     fig.update_yaxes(range=[0, 1.1], tickformat=".0%")
     if true_class is not None:
-        title = f"{title} (orange: actual class)" if title else None
+        title = f"{title}<br><sup>orange: the actual class</sup>" if title else None
     return _layout(fig, title, 300)
 
 
