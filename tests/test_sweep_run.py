@@ -106,13 +106,34 @@ def test_cli_runs_a_grid_file_and_shows_it(market, tmp_path, capsys):
     assert "unknown model 'nosuchnet'" in capsys.readouterr().err
 
 
+@pytest.fixture()
+def short_market(monkeypatch):
+    """`market` in a workspace whose path is short enough for Ray's sockets under workspace/cache/ray."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    ws = Path(tempfile.mkdtemp(prefix="w", dir="/tmp"))
+    monkeypatch.setenv("CNN_LAB_WORKSPACE", str(ws))
+    from core.data.store import save_candles
+    from core.data.synthetic import generate_market
+
+    for sym, df in generate_market(["BTC/USDT", "ETH/USDT"], "1h", periods=1200, seed=5).items():
+        save_candles(df, "synthetic", sym, "1h")
+    yield ws
+    shutil.rmtree(ws, ignore_errors=True)
+
+
 @pytest.mark.slow
-def test_ray_backend_on_a_local_instance(market):
+def test_ray_backend_on_a_local_instance(short_market):
     import ray  # pinned in requirements-dev.txt: this test must run, not skip
+    assert runner.ray_temp_dir() == str(short_market / "cache" / "ray")
     spec = {**TINY, "name": "ray", "grid": {"seed": [0, 1]}}
     res = runner.run_sweep(spec, jobs=2, backend="ray")
     assert res.status == "completed", res.cells
     assert not ray.is_initialized()  # the instance the sweep started is stopped again
+    # Ray's session files went to the workspace, not /tmp/ray
+    assert any(p.name.startswith("session_") for p in (short_market / "cache" / "ray").iterdir())
     for c in res.cells:
         run = registry.load_run(c["run_id"])
         # trained in a Ray worker's scratch workspace, shipped back as a zip, imported as untrusted

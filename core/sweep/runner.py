@@ -328,6 +328,16 @@ def check_reachable(address: str, what: str, timeout: float = 5.0) -> None:
                         f"and the address right?") from None
 
 
+RAY_SOCKET_ROOM = 36  # Ray's unix sockets live ~70 characters below its temp dir; a socket path has 107 at most
+
+
+def ray_temp_dir() -> Optional[str]:
+    """Where a local Ray instance keeps its session files: `workspace/cache/ray`, so the sweep writes nothing
+    outside the workspace. None (Ray's default, /tmp/ray) when that path is too long for Ray's sockets."""
+    path = ws_path("cache", "ray")
+    return str(path) if len(str(path)) <= RAY_SOCKET_ROOM else None
+
+
 def _backend_context(backend: str, jobs: int, address: Optional[str]) -> tuple[Any, Any]:
     """(joblib parallel_config context, cleanup callable) for the backend."""
     import joblib
@@ -350,6 +360,9 @@ def _backend_context(backend: str, jobs: int, address: Optional[str]) -> tuple[A
                                      "excludes": ["workspace", ".venv", ".git", "tests", "bench", "*.parquet"]}
             else:
                 kw["num_cpus"] = max(1, jobs)
+                temp = ray_temp_dir()
+                if temp is not None:
+                    kw["_temp_dir"] = temp
             try:
                 ray.init(**kw)
             except Exception as exc:  # noqa: BLE001 - e.g. no cluster at that address
