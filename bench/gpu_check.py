@@ -9,11 +9,11 @@ What it checks (prints one line per check and writes a JSON report; exit status 
 3. The float16 + GradScaler path (forced, as on a GPU without bf16) trains to finite weights and a saved run.
 4. Throughput: the bench_train loop-vs-bare figures on CUDA for two sequence models.
 
-The device machine has torch, pandas, pyarrow, scikit-learn, numba, joblib and Pillow but not `ta`, so carry it
-as a wheel (see /work/.library/device/README.md, "a missing Python package can travel as wheels"):
+The device machine has torch, pandas, pyarrow, scikit-learn, numba, joblib, PyYAML and Pillow but not `ta`,
+which PyPI has only as a source archive, so build its (pure-Python) wheel here and carry it (see
+/work/.library/device/README.md, "a missing Python package can travel as wheels"):
     echo /.whl/ >> .git/info/exclude
-    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \\
-        --platform manylinux2014_x86_64 -d .whl ta==0.11.0     # ta is pure Python: any platform tag works
+    .venv/bin/pip wheel --no-deps -w .whl ta==0.11.0        # -> .whl/ta-0.11.0-py3-none-any.whl (checked)
 Then, with `carry: [".whl"]` and a timeout of about 300 s:
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site;
     PYTHONUNBUFFERED=1 python3 bench/gpu_check.py --out $OUT/gpu_check.json
