@@ -7,12 +7,11 @@ active dataset (the offline synthetic market by default).
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import streamlit as st
 
-from ui.common import job_status, load_candles, page_setup, session_id, show_error
+from ui.common import PAGE_ICONS, job_status, load_candles, page_files, page_link, page_setup, session_id, show_error
 from ui.jobs import get_job, start_job
 
 ROOT = Path(__file__).resolve().parent
@@ -33,28 +32,6 @@ PIPELINE = [
 ]
 
 
-def _pages() -> dict[str, Path]:
-    """Existing page files by their Streamlit name (file name without the number prefix), lower-cased."""
-    out: dict[str, Path] = {}
-    for path in sorted((ROOT / "pages").glob("*.py")):
-        m = re.match(r"[0-9]*[_ -]*(.*)\.py$", path.name)
-        if m and m.group(1):
-            out[m.group(1).lower()] = path
-    return out
-
-
-def _link(path: Path, label: str) -> bool:
-    """A link to `path`; False when the running server does not know the page yet (a file added after
-    it started: Streamlit reads pages/ at start-up when the file watcher is off)."""
-    from streamlit.errors import StreamlitPageNotFoundError
-
-    try:
-        st.page_link(str(path.relative_to(ROOT)), label=label, icon=":material/arrow_forward:")
-        return True
-    except StreamlitPageNotFoundError:
-        return False
-
-
 dataset_id = page_setup("Home", icon=":material/home:")
 
 st.title("CNN Trading Lab")
@@ -67,13 +44,13 @@ st.markdown(
 
 st.subheader("The pipeline")
 st.image(str(ROOT / "assets" / "pipeline.svg"), width="stretch")
-pages = _pages()
+pages = page_files()
 listed = set()
 for name, what in PIPELINE:  # unnumbered: the sidebar orders the pages by file, this list by the pipeline
     path = pages.get(name.lower())
     col_link, col_text = st.columns([1, 4], vertical_alignment="center")
     with col_link:
-        if path is None or not _link(path, name):
+        if path is None or not page_link(path, name, PAGE_ICONS.get(name.lower())):
             st.markdown(f":gray[{name}]")
             path = None
         else:
@@ -82,7 +59,7 @@ for name, what in PIPELINE:  # unnumbered: the sidebar orders the pages by file,
         st.markdown(what if path is not None else f":gray[{what} (not built yet)]")
 for key, path in pages.items():  # pages added later that the list above does not know yet
     if key not in listed:
-        _link(path, path.stem.split("_", 1)[-1].replace("_", " "))
+        page_link(path, path.stem.split("_", 1)[-1].replace("_", " "))
 
 # ------------------------------------------------------------------------------------ one-click demo
 st.subheader("One-click demo")

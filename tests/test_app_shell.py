@@ -40,9 +40,13 @@ def test_home_runs_on_the_default_offline_market(workspace):
 
 def test_home_links_each_existing_page_and_no_missing_one():
     at = _run(ROOT / "app.py")
-    links = [el.proto.page for el in at.get("page_link")]  # the url path Streamlit resolved the page to
+    links = [el.proto.page for el in at.main.get("page_link")]  # the url path Streamlit resolved the page to
     expected = sorted(re.sub(r"^[0-9]*[_ -]*", "", p.stem) for p in PAGES)
     assert sorted(links) == expected
+    # the sidebar lists Home (labelled so, not "app") and then every page in file order
+    side = at.sidebar.get("page_link")
+    assert [el.proto.page for el in side] == [""] + [re.sub(r"^[0-9]*[_ -]*", "", p.stem) for p in sorted(PAGES)]
+    assert side[0].proto.label == "Home"
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)

@@ -79,9 +79,51 @@ def _on_sidebar_change(key: str) -> None:
     st.session_state[ACTIVE_DATASET] = st.session_state[key]
 
 
+PAGE_ICONS = {"data": ":material/database:", "indicators": ":material/show_chart:",
+              "architectures": ":material/account_tree:", "train": ":material/model_training:",
+              "encodings": ":material/image:", "inspect": ":material/search:",
+              "backtest": ":material/candlestick_chart:", "experiments": ":material/science:",
+              "live": ":material/sensors:"}
+
+
+def page_files() -> dict[str, Path]:
+    """The page files by their name (file name without the number prefix), lower-cased, in sidebar order."""
+    import re
+
+    out: dict[str, Path] = {}
+    for path in sorted((ROOT / "pages").glob("*.py")):
+        m = re.match(r"[0-9]*[_ -]*(.*)\.py$", path.name)
+        if m and m.group(1):
+            out[m.group(1).lower()] = path
+    return out
+
+
+def page_link(path: Path, label: str, icon: Optional[str] = None) -> bool:
+    """A link to the page file `path`; False when the running app does not know that page (a file added
+    after the server started, or a page run on its own, as in a test)."""
+    from streamlit.errors import StreamlitPageNotFoundError
+
+    try:
+        st.page_link(str(path.relative_to(ROOT)), label=label, icon=icon or ":material/arrow_forward:")
+        return True
+    except StreamlitPageNotFoundError:
+        return False
+
+
+def _navigation() -> None:
+    """The sidebar's page list. Streamlit's own (off in .streamlit/config.toml) would name the home page
+    after its file, "app"."""
+    with st.sidebar.container(key="lab_nav"):
+        if page_link(ROOT / "app.py", "Home", ":material/home:"):
+            for key, path in page_files().items():
+                page_link(path, path.stem.split("_", 1)[-1].replace("_", " "), PAGE_ICONS.get(key))
+        st.divider()
+
+
 def page_setup(title: str, icon: str = ":material/candlestick_chart:", layout: str = "wide") -> str:
     """Set the page config, draw the shared sidebar, and return the active dataset id."""
     st.set_page_config(page_title=f"{title} · CNN Trading Lab", page_icon=icon, layout=layout)
+    _navigation()
     current = active_dataset()
     ids = _dataset_ids()
     if current not in ids:  # made or imported a moment ago: the cached list is stale

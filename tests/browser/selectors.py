@@ -15,7 +15,7 @@ PLOTLY_CHART = "[data-testid='stPlotlyChart']"
 PLOTLY_DRAWN = "[data-testid='stPlotlyChart'] .main-svg"
 PLOTLY_TITLE = "[data-testid='stPlotlyChart'] .gtitle"  # an SVG text: read it with text_content
 PROGRESS = "[data-testid='stProgress']"
-SIDEBAR_NAV = "[data-testid='stSidebarNav']"
+SIDEBAR_NAV = ".st-key-lab_nav"  # our page list (ui.common._navigation); Streamlit's own is off
 ERROR_ALERT = "[data-testid='stAlertContentError']"
 SKELETON = "[data-testid='stSkeleton']"
 STALE = "[data-stale='true']"  # elements of the previous run not yet replaced by this one

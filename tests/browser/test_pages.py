@@ -43,3 +43,5 @@ def test_sidebar_lists_every_page(page, app_url):
     text = nav.inner_text()
     for page_file in PAGES[1:]:
         assert S.url_path(page_file).replace("_", " ") in text
+    assert "Home" in text and "app" not in text.split()  # not the main script's file name
+    assert page.locator("[data-testid='stSidebarNav']").count() == 0  # Streamlit's own list is off
