@@ -214,18 +214,50 @@ def job_status(name: str, what: str, describe: Optional[Callable[[Any], str]] = 
         name, what, describe, on_result)
 
 
+def _widget_keys_this_run() -> Optional[frozenset]:
+    """The keys of the widgets drawn so far in this run (None if this Streamlit does not tell)."""
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        return get_script_run_ctx().shared.widget_user_keys_this_run.snapshot()
+    except Exception:  # noqa: BLE001 - an internal of Streamlit 1.67: without it, only the basic behaviour
+        return None
+
+
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - e.g. arrays: not the same setting then
+        return False
+
+
 def keep_settings(store_key: str, keys: tuple[str, ...] = (), prefixes: tuple[str, ...] = ()) -> Callable[[], None]:
     """Streamlit drops a page's widget values when the user visits another page (they belong to the page).
     Call this at the top of a page: it puts back the values kept from the page's last run (widgets that
     already have a value, e.g. handed over by another page, keep theirs) and returns the function that
-    keeps the current values; call that once the page has drawn its settings."""
+    keeps the current values; call that once the page has drawn its settings (again further down is fine).
+
+    A setting whose widget a run does not draw (the replay settings while the Bybit source is chosen, say)
+    keeps its last value, and is put back through the Session State API in the run that draws it again:
+    a value that merely lingered in the session state would be used by the script while the browser showed
+    the widget's default."""
+    drawn_before = st.session_state.get(store_key + "__drawn")
     for key, value in st.session_state.get(store_key, {}).items():
         if key not in st.session_state:
             st.session_state[key] = value
+        elif drawn_before is not None and key not in drawn_before and _equal(st.session_state[key], value):
+            # lingering, not drawn last run (or drawn after `keep`): set again, so that the widget shows
+            # it; a value the user just changed differs from the kept one and is left alone
+            st.session_state[key] = value
 
     def keep() -> None:
-        st.session_state[store_key] = {k: st.session_state[k] for k in list(st.session_state.keys())
-                                       if isinstance(k, str) and (k in keys or k.startswith(prefixes))}
+        kept = dict(st.session_state.get(store_key, {}))  # merged: settings not drawn this run stay
+        kept.update({k: st.session_state[k] for k in list(st.session_state.keys())
+                     if isinstance(k, str) and (k in keys or k.startswith(prefixes))})
+        st.session_state[store_key] = kept
+        drawn = _widget_keys_this_run()
+        if drawn is not None:
+            st.session_state[store_key + "__drawn"] = frozenset(k for k in drawn if k in kept)
 
     return keep
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.browser.conftest import app_server, screenshot, settle
+from tests.browser.conftest import act, app_server, screenshot, settle
 from tests.browser import selectors as S
 from tests.test_live import install_run, trained  # noqa: F401 - the session fixture
 
@@ -48,3 +48,25 @@ def test_start_ticks_on_a_timer_and_pause_stops(page, live_app):
     assert _ticks(page) == paused_at  # no tick while paused
     logged = sum(len(f.read_text().splitlines()) for f in (workspace / "live" / "signals").rglob("*.jsonl"))
     assert logged == paused_at >= 3  # every tick a new replayed bar, logged once
+
+
+def test_hidden_settings_come_back_after_a_visit_to_another_page(page, live_app):
+    """The replay's "bars per tick" is not drawn while the Bybit source is chosen. After a visit to another
+    page and back, choosing replay again shows the value the user set (not the widget's default while the
+    script used the kept value)."""
+    url, _ = live_app
+    page.goto(f"{url}/Live")
+    settle(page)
+    page.evaluate(S.RUN_COUNTER_JS)
+    step = page.locator(S.key("live_replay_step")).locator("input")
+    act(page, lambda: (step.fill("4"), step.press("Enter")))
+    act(page, lambda: page.locator(S.key("live_mode")).get_by_text("Live from Bybit").click())
+    for name in ("Data", "Live"):
+        page.locator(S.SIDEBAR_NAV).get_by_role("link", name=name, exact=True).click()
+        page.wait_for_url(f"**/{name}")
+        settle(page)
+        page.evaluate(S.RUN_COUNTER_JS)
+    assert "Fetch now" in page.locator(S.key("live_step_btn")).inner_text()  # the source was kept
+    act(page, lambda: page.locator(S.key("live_mode")).get_by_text("Replay a stored dataset").click())
+    assert page.locator(S.key("live_replay_step")).locator("input").input_value() == "4"
+    assert page.locator(S.EXCEPTION).count() == 0
