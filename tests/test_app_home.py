@@ -25,7 +25,7 @@ def test_home_shows_the_pipeline_picture_and_links():
     at = _home()
     imgs = at.get("image")
     assert imgs and "svg" in str(imgs[0].proto)
-    links = [el.proto.page for el in at.get("page_link")]
+    links = [el.proto.page for el in at.main.get("page_link")]
     assert len(links) == len(set(links))  # one link per page, no duplicates
     assert {"Data", "Indicators", "Train", "Backtest", "Live"} <= set(links)
     assert at.button(key="demo_run").label == "Run the demo"
