@@ -208,6 +208,14 @@ def _panel(log) -> None:
     if sig is None:
         st.info("Press Start (or Step once) to take the first signal." if mode == "replay" else
                 "Press Start (or Fetch now) to take the first signal from Bybit.")
+        if mode == "replay":  # where the replayed clock stands (no network needed to show it)
+            try:
+                feed = _feed()
+                st.plotly_chart(vl.live_figure(feed.latest(300), log, title=f"{feed.source} · replay clock at "
+                                                                          f"{feed.now:%Y-%m-%d %H:%M} UTC"),
+                                width="stretch", key="live_chart_start")
+            except Exception as exc:  # noqa: BLE001
+                show_error(exc)
         return
     arrow = {"long": ":green[▲ LONG]", "short": ":red[▼ SHORT]", "flat": ":gray[● FLAT]"}[sig.action]
     st.markdown(f"### {arrow} &nbsp; {sig.timestamp:%Y-%m-%d %H:%M} UTC bar · close {sig.price:,.2f}")

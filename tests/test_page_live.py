@@ -47,6 +47,10 @@ def test_replay_steps_show_signal_levels_chart_and_log(trained, workspace):  # n
     assert at.selectbox(key="live_run").value == run_id
     assert at.radio(key="live_mode").value == "replay"
     assert any("Press Start" in i.value for i in at.info)
+    # before the first tick the chart already shows where the replayed clock stands: just before the test span
+    start_chart = at.get("plotly_chart")
+    assert len(start_chart) == 1 and "candlestick" in start_chart[0].proto.spec
+    assert "replay clock at" in start_chart[0].proto.spec
     at.slider(key="live_threshold").set_value(0.34)
     at.button(key="live_step_btn").click().run()
     assert not at.exception, at.exception
