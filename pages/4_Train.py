@@ -8,7 +8,7 @@ from functools import partial
 
 import streamlit as st
 
-from ui.common import distinct_labels, keep_settings, page_setup, show_error, session_id
+from ui.common import distinct_labels, job_status, keep_settings, page_setup, show_error, session_id
 from ui.jobs import get_job, start_job
 
 dataset_id = page_setup("Train")
@@ -22,10 +22,12 @@ from core.device import best_device
 from core.errors import UserError
 from core.train.metrics import HEADLINE
 from core.train.config import PRESETS, parse_model_value, preset, preset_model
+from core.train import evaluate as wfe
 from core.train.trainer import train_run
 from core.viz import train as vt
 
 JOB = "train"
+WF_JOB = "walkforward"
 st.title("Train")
 st.caption(f"Dataset: **{dataset_id}** (change it in the sidebar). Every run is saved in the workspace "
            "and compared with simple baselines on the same test split.")
@@ -40,7 +42,7 @@ SETTING_KEYS = ("train_feat", "train_window", "train_label", "train_horizon", "t
 # Settings survive a visit to another page (the running job's settings stay on screen).
 KEPT = "train_kept_settings"
 _keep_settings = keep_settings(KEPT, SETTING_KEYS, ("train_preset", "train_model_", "train_mc_", "train_rows",
-                                                    "train_chart_size", "train_name"))
+                                                    "train_chart_size", "train_name", "train_wf_k"))
 
 
 def _reset_settings() -> None:
@@ -149,11 +151,20 @@ left.caption(f"AdamW (weight decay {t.weight_decay:g}), {t.loss} loss, gradient 
              + (f" ({best_device()} here)." if t.device == "auto" else "."))
 job = get_job(sid, JOB)
 running = job is not None and not job.done
-if left.button("Start training", type="primary", key="train_start", disabled=running, icon=":material/play_arrow:"):
+wf_job = get_job(sid, WF_JOB)
+wf_running = wf_job is not None and not wf_job.done
+
+
+def _check_settings() -> None:
+    if model_errors:
+        raise UserError(model_errors[0])
+    t.validate(), d.validate()
+
+
+if left.button("Start training", type="primary", key="train_start", disabled=running or wf_running,
+               icon=":material/play_arrow:"):
     try:
-        if model_errors:
-            raise UserError(model_errors[0])
-        t.validate(), d.validate()
+        _check_settings()
         # start_job owns the keyword `name`, so the run's display name is bound beforehand
         job = start_job(sid, JOB, partial(train_run, name=run_name or None), dataset_id=dataset_id,
                         model_name=model_name, model_config=model_config, data_config=d, train_config=t)
@@ -192,56 +203,125 @@ def live() -> None:
 # poll only while a job runs: an idle page must not rerun every second
 st.fragment(run_every="1s" if job is not None and not job.done else None, key="train_live_fragment")(live)()
 
-# ------------------------------------------------------------------------------------------- results
-st.divider()
-st.subheader("Results")
-table = registry.runs_table()
-if table.empty:
-    st.info("No runs yet: start one above (the quick preset takes under a minute on 2 CPU cores).")
-    st.stop()
-ids = table["run_id"].tolist()
-want = st.session_state.get("train_view_run")
-if want in ids and st.session_state.get("train_run_pick") != want and st.session_state.get("_train_pick_for") != want:
-    st.session_state["train_run_pick"] = want
-    st.session_state["_train_pick_for"] = want
-labels = distinct_labels(dict(zip(table["run_id"], table["name"] + " · " + table["status"].astype(str))))
-rid = st.selectbox("Run", ids, key="train_run_pick", format_func=lambda r: labels.get(r, r))
-try:
-    run = registry.load_run(rid)
-except Exception as exc:  # noqa: BLE001
-    show_error(exc)
-    st.stop()
-m, cfg = run.metrics.get("metrics", {}), run.config
-vs = run.metrics.get("vs_best_baseline") or {}
-st.caption(f"{cfg.get('model_name')} on {cfg.get('dataset_id')} · status **{run.metrics.get('status')}** · best "
-           f"epoch {run.metrics.get('best_epoch')} · test {cfg.get('test_start')} .. {cfg.get('test_end')} "
-           f"({m.get('n')} samples) · trained on {cfg.get('device', 'cpu')} in {cfg.get('precision', 'fp32')}")
-if vs:
-    (st.success if vs.get("beats") else st.warning)(vs["verdict"])
-k = st.columns(5)
-for col, key in zip(k, HEADLINE):
-    col.metric(vt.METRIC_LABELS[key], f"{m.get(key, float('nan')):.3f}" if m.get(key) is not None else "n/a")
-st.dataframe(vt.comparison_table(m, run.metrics.get("baselines", {})), hide_index=True, key="train_cmp_table")
-l, r = st.columns(2)
-l.plotly_chart(vt.baseline_bars(m, run.metrics.get("baselines", {})), width="stretch", key="train_bars")
-if vs:
-    r.plotly_chart(vt.comparison_figure(vs), width="stretch", key="train_ci")
-l, r = st.columns(2)
-if m.get("confusion"):
-    l.plotly_chart(vt.confusion_figure(m["confusion"], run.class_names), width="stretch", key="train_cm")
-r.dataframe(vt.per_class_table(m), hide_index=True, key="train_per_class")
-st.plotly_chart(vt.history_figure(run.history), width="stretch", key="train_curves")
-with st.expander("Manage this run"):
-    new = st.text_input("Rename", cfg.get("name", ""), key=f"train_rename_{rid}")
-    a, b = st.columns(2)
-    if a.button("Save name", key="train_rename_btn"):
+with st.expander("Walk-forward evaluation: the same settings on k folds, out of sample across the test span",
+                 expanded=wf_running):
+    st.caption("Each fold trains a fresh model on the bars before its test block (expanding window, purged), "
+               "with the feature scaler and the baselines fitted on that fold's training rows; the test blocks "
+               "follow one another, so together they are one out-of-sample series. One split can be lucky; "
+               "k folds show whether the result holds across market periods. Saved below, not as a run.")
+    w1, w2 = st.columns([1, 2], vertical_alignment="bottom")
+    k_folds = int(w1.number_input("Folds", 2, 10, 4, key="train_wf_k"))
+    if w2.button(f"Run walk-forward ({k_folds} models)", key="train_wf_start", disabled=running or wf_running,
+                 icon=":material/view_timeline:"):
         try:
-            registry.rename_run(rid, new)
+            _check_settings()
+            start_job(sid, WF_JOB, partial(wfe.walk_forward, name=run_name or None), dataset_id=dataset_id,
+                      model_name=model_name, model_config=model_config, data_config=d, train_config=t, k=k_folds)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            show_error(exc)
+    job_status(WF_JOB, "Walk-forward evaluation", describe=lambda r: f"saved as {r.wf_id} (below)",
+               on_result=lambda r: st.session_state.__setitem__("train_view_wf", r.wf_id))
+
+# ------------------------------------------------------------------------------------------- results
+def run_results() -> None:
+    """The chosen run against its baselines, its confusion matrix, per-class table and curves."""
+    table = registry.runs_table()
+    if table.empty:
+        st.info("No runs yet: start one above (the quick preset takes under a minute on 2 CPU cores).")
+        return
+    ids = table["run_id"].tolist()
+    want = st.session_state.get("train_view_run")
+    if want in ids and st.session_state.get("train_run_pick") != want and st.session_state.get("_train_pick_for") != want:
+        st.session_state["train_run_pick"] = want
+        st.session_state["_train_pick_for"] = want
+    labels = distinct_labels(dict(zip(table["run_id"], table["name"] + " · " + table["status"].astype(str))))
+    rid = st.selectbox("Run", ids, key="train_run_pick", format_func=lambda r: labels.get(r, r))
+    try:
+        run = registry.load_run(rid)
+    except Exception as exc:  # noqa: BLE001
+        show_error(exc)
+        return
+    m, cfg = run.metrics.get("metrics", {}), run.config
+    vs = run.metrics.get("vs_best_baseline") or {}
+    st.caption(f"{cfg.get('model_name')} on {cfg.get('dataset_id')} · status **{run.metrics.get('status')}** · best "
+               f"epoch {run.metrics.get('best_epoch')} · test {cfg.get('test_start')} .. {cfg.get('test_end')} "
+               f"({m.get('n')} samples) · trained on {cfg.get('device', 'cpu')} in {cfg.get('precision', 'fp32')}")
+    if vs:
+        (st.success if vs.get("beats") else st.warning)(vs["verdict"])
+    k = st.columns(5)
+    for col, key in zip(k, HEADLINE):
+        col.metric(vt.METRIC_LABELS[key], f"{m.get(key, float('nan')):.3f}" if m.get(key) is not None else "n/a")
+    st.dataframe(vt.comparison_table(m, run.metrics.get("baselines", {})), hide_index=True, key="train_cmp_table")
+    l, r = st.columns(2)
+    l.plotly_chart(vt.baseline_bars(m, run.metrics.get("baselines", {})), width="stretch", key="train_bars")
+    if vs:
+        r.plotly_chart(vt.comparison_figure(vs), width="stretch", key="train_ci")
+    l, r = st.columns(2)
+    if m.get("confusion"):
+        l.plotly_chart(vt.confusion_figure(m["confusion"], run.class_names), width="stretch", key="train_cm")
+    r.dataframe(vt.per_class_table(m), hide_index=True, key="train_per_class")
+    st.plotly_chart(vt.history_figure(run.history), width="stretch", key="train_curves")
+    with st.expander("Manage this run"):
+        new = st.text_input("Rename", cfg.get("name", ""), key=f"train_rename_{rid}")
+        a, b = st.columns(2)
+        if a.button("Save name", key="train_rename_btn"):
+            try:
+                registry.rename_run(rid, new)
+                st.rerun()
+            except Exception as exc:  # noqa: BLE001
+                show_error(exc)
+        if b.button("Delete run", key="train_delete_btn", type="secondary"):
+            registry.delete_run(rid)
+            st.session_state.pop("train_view_run", None)
+            st.rerun()
+        st.json(cfg, expanded=False)
+
+
+def walk_forward_results() -> None:
+    """A saved walk-forward evaluation: all folds together against the baselines, and fold by fold."""
+    docs = wfe.list_walk_forwards()
+    if not docs:
+        st.caption("None yet: run one from the expander above (or `python -m core train --folds K`).")
+        return
+    ids = [doc["wf_id"] for doc in docs]
+    want = st.session_state.pop("train_view_wf", None)
+    if want in ids:
+        st.session_state["train_wf_pick"] = want
+    by_id = {doc["wf_id"]: doc for doc in docs}
+    labels = distinct_labels({i: f"{by_id[i].get('name') or i} · {by_id[i]['model_name']} · {by_id[i]['n_folds']} "
+                                 f"folds" for i in ids})
+    wid = st.selectbox("Evaluation", ids, key="train_wf_pick", format_func=lambda i: labels.get(i, i))
+    try:
+        res = wfe.load_walk_forward(wid)
+    except Exception as exc:  # noqa: BLE001
+        show_error(exc)
+        return
+    m, bl, vs = res.metrics, res.baselines, res.vs_best_baseline
+    preds = res.predictions
+    st.caption(f"{res.config.get('model_name')} on {res.config.get('dataset_id')} · {len(res.folds)} folds · "
+               f"{len(preds):,} out-of-sample predictions from {preds['timestamp'].iloc[0]:%Y-%m-%d %H:%M} to "
+               f"{preds['timestamp'].iloc[-1]:%Y-%m-%d %H:%M} UTC")
+    if vs:
+        (st.success if vs.get("beats") else st.warning)(vs["verdict"])
+    cols = st.columns(5)
+    for col, key in zip(cols, HEADLINE):
+        col.metric(vt.METRIC_LABELS[key], f"{m.get(key, float('nan')):.3f}" if m.get(key) is not None else "n/a")
+    st.dataframe(vt.comparison_table(m, bl), hide_index=True, key="train_wf_cmp")
+    l, r = st.columns(2)
+    l.plotly_chart(vt.folds_figure(res.folds), width="stretch", key="train_wf_folds")
+    if vs:
+        r.plotly_chart(vt.comparison_figure(vs), width="stretch", key="train_wf_ci")
+    st.dataframe(vt.folds_table(res.folds), hide_index=True, key="train_wf_table")
+    if st.button("Delete this evaluation", key="train_wf_delete", icon=":material/delete:"):
+        try:
+            wfe.delete_walk_forward(wid)
             st.rerun()
         except Exception as exc:  # noqa: BLE001
             show_error(exc)
-    if b.button("Delete run", key="train_delete_btn", type="secondary"):
-        registry.delete_run(rid)
-        st.session_state.pop("train_view_run", None)
-        st.rerun()
-    st.json(cfg, expanded=False)
+
+
+st.divider()
+st.subheader("Results")
+run_results()
+st.subheader("Walk-forward evaluations")
+walk_forward_results()

@@ -147,3 +147,44 @@ def test_stop_button_and_viz_builders():
     assert lr.x[int(np.argmax(lr.y))] == pytest.approx(2.0) and lr.y[-1] == pytest.approx(1e-5)
     t = vt.per_class_table({"per_class": {"up": {"precision": .5, "recall": .4, "f1": .44, "support": 9}}})
     assert t.loc[0, "class"] == "up"
+
+
+def test_walk_forward_from_the_page(workspace):
+    """k fresh models on expanding folds from the page's settings, saved, then shown fold by fold beside the
+    baselines - with no run in the registry (the runs section says so and the page goes on)."""
+    from ui.jobs import forget_job, get_job
+
+    at = _page()
+    at.number_input(key="train_rows").set_value(1500)
+    at.number_input(key="train_window").set_value(16)
+    at.number_input(key="train_horizon").set_value(4)
+    at.number_input(key="train_epochs").set_value(1)
+    at.selectbox(key="train_feat").select("chapter6")
+    at.number_input(key="train_mc_quick_cnn1d_channels").set_value(8)
+    at.number_input(key="train_wf_k").set_value(3)
+    at.button(key="train_wf_start").click().run()
+    assert not at.exception, at.exception
+    sid = at.session_state["_session_id"]
+    job = get_job(sid, "walkforward")
+    assert job is not None
+    job.thread.join(240)
+    assert job.done and job.error is None, job.error
+    at.run()
+    at.run()
+    assert not at.exception, at.exception
+    saved = list((workspace / "walkforward").iterdir())
+    assert len(saved) == 1 and (saved[0] / "predictions.parquet").is_file()
+    assert not (workspace / "runs").exists() or not any((workspace / "runs").iterdir())  # not a run
+    assert any("No runs yet" in i.value for i in at.info)
+    assert at.selectbox(key="train_wf_pick").value == saved[0].name
+    folds = next(df.value for df in at.dataframe if "fold" in df.value.columns)
+    assert list(folds["fold"]) == [1, 2, 3] and (folds["test samples"] > 0).all()
+    assert folds["train samples"].is_monotonic_increasing  # expanding: later folds train on more history
+    spec = next(c.proto.spec for c in at.get("plotly_chart") if "each fold's test block" in c.proto.spec)
+    assert '"name":"CNN"' in spec.replace(" ", "") and "logistic" in spec
+    verdicts = [e.value for e in list(at.success) + list(at.warning)]
+    assert any("best baseline" in v for v in verdicts)
+    at.button(key="train_wf_delete").click().run()
+    assert not at.exception and not any((workspace / "walkforward").iterdir())
+    forget_job(sid, "walkforward")
+

@@ -120,8 +120,15 @@ def test_walk_forward_covers_the_test_span_out_of_sample(candles):
     from core.train.evaluate import walk_forward
 
     name, mc = _model()
+    events = []
     wf = walk_forward("synthetic-BTCUSDT-1h", name, mc, DataConfig(**SMALL_DATA),
-                      TrainConfig(**{**SMALL_TRAIN, "epochs": 1}), k=3, candles=candles)
+                      TrainConfig(**{**SMALL_TRAIN, "epochs": 1}), k=3, candles=candles, progress=events.append,
+                      name="three folds")
+    # one progress bar for the whole evaluation: batch fractions run from fold 1 to fold 3 without going back
+    batch = [e for e in events if e.stage == "batch"]
+    fr = [e.fraction for e in batch]
+    assert fr == sorted(fr) and fr[0] < 1 / 3 and fr[-1] == pytest.approx(1.0)
+    assert batch[0].message.startswith("fold 1/3") and batch[-1].message.startswith("fold 3/3")
     ts = wf.predictions["timestamp"]
     assert ts.is_monotonic_increasing and ts.is_unique
     assert sorted(wf.predictions["fold"].unique()) == [1, 2, 3]
@@ -130,6 +137,20 @@ def test_walk_forward_covers_the_test_span_out_of_sample(candles):
     for f in wf.folds:
         assert f["n_train"] > 0 and f["test_start"] < f["test_end"]
     assert set(wf.baselines) == {"majority", "logistic"} and "verdict" in wf.vs_best_baseline
+    # saved in the workspace and read back as it was
+    from core.train.evaluate import delete_walk_forward, list_walk_forwards, load_walk_forward
+    from core.train.metrics import HEADLINE
+
+    assert wf.wf_id and [(d["wf_id"], d["name"]) for d in list_walk_forwards()] == [(wf.wf_id, "three folds")]
+    back = load_walk_forward(wf.wf_id)
+    pd.testing.assert_frame_equal(back.predictions, wf.predictions, check_exact=True)
+    assert {k: back.metrics[k] for k in HEADLINE} == pytest.approx({k: wf.metrics[k] for k in HEADLINE})
+    assert back.folds[2]["n_test"] == wf.folds[2]["n_test"]
+    assert back.config["model_name"] == name and back.vs_best_baseline["verdict"] == wf.vs_best_baseline["verdict"]
+    with pytest.raises(UserError):
+        load_walk_forward("../escape")
+    delete_walk_forward(wf.wf_id)
+    assert list_walk_forwards() == []
 
 
 def test_on_real_btc_candles(shared_data):

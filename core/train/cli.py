@@ -23,7 +23,8 @@ def register(sub: Any) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     p.add_argument("--name", default=None, help="display name of the run")
     p.add_argument("--folds", type=int, default=0,
-                   help="walk-forward evaluation over K folds instead of one split (no run folder is saved)")
+                   help="walk-forward evaluation over K folds instead of one split (saved under "
+                        "workspace/walkforward/, not as a run)")
     p.add_argument("--json", action="store_true", help="print one JSON object with the results")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
@@ -130,11 +131,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.folds:
         from core.train.evaluate import walk_forward
 
-        wf = walk_forward(args.dataset, model_name, mc, data, train, k=args.folds, progress=bar)
+        wf = walk_forward(args.dataset, model_name, mc, data, train, k=args.folds, progress=bar, name=args.name)
         if args.json:
             print_json(wf.summary())
         else:
             print(wf.text())
+            print(f"saved as walk-forward {wf.wf_id} (the Train page shows it)")
         return 0
     from core.train.trainer import train_run
 

@@ -5,11 +5,16 @@ and for every fold refits the feature scaler on that fold's training rows, train
 seed), scores the fold's test block and fits the baselines on the same fold. The test blocks are
 contiguous and do not overlap, so their concatenation is one out-of-sample prediction series; metrics and
 the bootstrap comparison with the best baseline are computed over all of it, and per fold.
+
+Each finished evaluation is saved in `workspace/walkforward/<id>/`: `summary.json` (config, folds, metrics,
+baselines, the comparison) and `predictions.parquet`. `list_walk_forwards()`, `load_walk_forward(id)` and
+`delete_walk_forward(id)` read them back (the Train page and `python -m core train --folds K`).
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -19,6 +24,10 @@ from core.errors import UserError
 from core.progress import CancelToken, Progress, ProgressCallback
 from core.train.config import DataConfig, TrainConfig
 from core.train.metrics import HEADLINE, classification_metrics
+from core.workspace import atomic_write, atomic_write_json, jsonable, read_json, safe_name, unique_name, ws_path
+
+
+WF_DIR = "walkforward"
 
 
 @dataclass
@@ -29,10 +38,13 @@ class WalkForwardResult:
     baselines: dict[str, dict[str, Any]]
     vs_best_baseline: dict[str, Any]
     config: dict[str, Any]
+    wf_id: str = ""                     # its folder in workspace/walkforward/ once saved
 
     def summary(self) -> dict[str, Any]:
-        return {"mode": "walk_forward", "n_folds": len(self.folds), "model_name": self.config["model_name"],
-                "dataset_id": self.config["dataset_id"], "metrics": self.metrics, "baselines": self.baselines,
+        return {"mode": "walk_forward", "wf_id": self.wf_id, "n_folds": len(self.folds),
+                "model_name": self.config["model_name"], "dataset_id": self.config["dataset_id"],
+                "name": self.config.get("name", ""), "created_at": self.config.get("created_at", ""),
+                "metrics": self.metrics, "baselines": self.baselines,
                 "vs_best_baseline": self.vs_best_baseline, "folds": self.folds}
 
     def text(self) -> str:
@@ -73,8 +85,10 @@ def walk_forward(dataset_id: Optional[str], model_name: str, model_config: Optio
                  data_config: DataConfig | dict[str, Any] | None = None,
                  train_config: TrainConfig | dict[str, Any] | None = None, k: int = 4,
                  mode: str = "expanding", progress: Optional[ProgressCallback] = None,
-                 cancel: Optional[CancelToken] = None, candles: Optional[pd.DataFrame] = None) -> WalkForwardResult:
-    """Train and score `k` walk-forward folds; returns the stitched out-of-sample predictions and metrics."""
+                 cancel: Optional[CancelToken] = None, candles: Optional[pd.DataFrame] = None,
+                 name: Optional[str] = None, save: bool = True) -> WalkForwardResult:
+    """Train and score `k` walk-forward folds; returns the stitched out-of-sample predictions and metrics,
+    saved in the workspace unless `save=False`. A cancel ends the whole evaluation (nothing is saved)."""
     from core.features import SplitConfig, walk_forward_folds
     from core.train.trainer import (_load_candles, _resolve, _stager, compare_to_baselines, fit_and_score,
                                     prepare_for_run)
@@ -93,13 +107,14 @@ def walk_forward(dataset_id: Optional[str], model_name: str, model_config: Optio
     for i, split in enumerate(folds):
         if progress is not None:
             progress(Progress("fold", i, len(folds), f"fold {i + 1}/{len(folds)}"))
-        sc = fit_and_score(fold_prepared(base, split), config, data, train, input_kind, progress, cancel, stage)
+        sc = fit_and_score(fold_prepared(base, split), config, data, train, input_kind,
+                           _fold_progress(progress, i, len(folds)), cancel, stage)
         if cancel is not None:
             cancel.raise_if_cancelled()  # a stopped fold ends the whole evaluation
         p = sc.predictions.assign(fold=i + 1)
         preds.append(p)
-        for name, pr in sc.baseline_proba.items():
-            bl_all.setdefault(name, []).append(pr)
+        for bl_name, pr in sc.baseline_proba.items():
+            bl_all.setdefault(bl_name, []).append(pr)
         fold_rows.append({
             "fold": i + 1, "status": sc.fit.status, "best_epoch": sc.fit.best_epoch,
             "n_train": sc.n_samples["train"], "n_val": sc.n_samples["val"], "n_test": len(p),
@@ -113,10 +128,88 @@ def walk_forward(dataset_id: Optional[str], model_name: str, model_config: Optio
     all_preds = pd.concat(preds, ignore_index=True)
     y = all_preds["y_true"].to_numpy()
     proba = all_preds[[f"prob_{c}" for c in class_names]].to_numpy()
-    bl = {name: np.concatenate(v) for name, v in bl_all.items()}
-    baselines = {name: classification_metrics(y, p, class_names) for name, p in bl.items()}
+    bl = {b: np.concatenate(v) for b, v in bl_all.items()}
+    baselines = {b: classification_metrics(y, p, class_names) for b, p in bl.items()}
     vs = compare_to_baselines(y, proba, bl, len(class_names), data.horizon, train.n_boot, train.seed,
                               train.compare_metric)
-    config = dict(config, n_folds=len(folds), mode=mode)
-    return WalkForwardResult(all_preds, fold_rows, classification_metrics(y, proba, class_names), baselines, vs,
-                             config)
+    from core.train.trainer import datetime_now
+
+    config = dict(config, n_folds=len(folds), mode=mode, name=name or "", created_at=datetime_now())
+    res = WalkForwardResult(all_preds, fold_rows, classification_metrics(y, proba, class_names), baselines, vs,
+                            config)
+    if save:
+        save_walk_forward(res)
+    return res
+
+
+def _fold_progress(progress: Optional[ProgressCallback], i: int, k: int) -> Optional[ProgressCallback]:
+    """Fold `i`'s training events as progress of the whole evaluation: "fold 2/4 · ..." and fractions of all k."""
+    if progress is None:
+        return None
+
+    def report(p: Progress) -> None:
+        f = p.fraction
+        progress(Progress(p.stage, (i + f) * 1000 if f is not None else p.done, k * 1000 if f is not None else None,
+                          f"fold {i + 1}/{k} · {p.message}", p.metrics))
+
+    return report
+
+
+# ------------------------------------------------------------------------------------------ saved results
+
+def wf_root() -> Path:
+    p = ws_path(WF_DIR)
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def wf_path(wf_id: str) -> Path:
+    try:
+        return ws_path(WF_DIR, safe_name(wf_id))
+    except ValueError as exc:
+        raise UserError(f"'{wf_id}' is not a valid walk-forward id") from exc
+
+
+def save_walk_forward(res: WalkForwardResult) -> str:
+    """Write `res` under workspace/walkforward/<id>/ (summary.json last: its presence means complete)."""
+    cfg = res.config
+    model = "".join(c if c.isalnum() or c in "-_" else "-" for c in cfg["model_name"])[:40] or "model"
+    stamp = str(cfg.get("created_at", ""))[:19].replace("-", "").replace(":", "").replace("T", "-")
+    res.wf_id = unique_name(wf_root(), f"{stamp or 'wf'}-{model}-k{len(res.folds)}")
+    folder = wf_path(res.wf_id)
+    folder.mkdir(parents=True)
+    atomic_write(folder / "predictions.parquet", lambda t: res.predictions.to_parquet(t, index=False))
+    atomic_write_json(folder / "summary.json", jsonable({**res.summary(), "config": cfg}))
+    return res.wf_id
+
+
+def list_walk_forwards() -> list[dict[str, Any]]:
+    """The saved evaluations' summaries, newest first (unreadable folders are skipped)."""
+    out = []
+    for folder in wf_root().iterdir():
+        if (folder / "summary.json").is_file():
+            try:
+                out.append(read_json(folder / "summary.json"))
+            except (ValueError, OSError):
+                continue
+    return sorted(out, key=lambda d: (str(d.get("created_at", "")), str(d.get("wf_id", ""))), reverse=True)
+
+
+def load_walk_forward(wf_id: str) -> WalkForwardResult:
+    folder = wf_path(wf_id)
+    if not (folder / "summary.json").is_file():
+        raise UserError(f"there is no walk-forward evaluation '{wf_id}'")
+    doc = read_json(folder / "summary.json")
+    preds = pd.read_parquet(folder / "predictions.parquet")
+    preds["timestamp"] = pd.to_datetime(preds["timestamp"], utc=True)
+    return WalkForwardResult(preds, doc.get("folds", []), doc.get("metrics", {}), doc.get("baselines", {}),
+                             doc.get("vs_best_baseline", {}), doc.get("config", {}), wf_id=doc.get("wf_id", wf_id))
+
+
+def delete_walk_forward(wf_id: str) -> None:
+    import shutil
+
+    folder = wf_path(wf_id)
+    if not folder.is_dir():
+        raise UserError(f"there is no walk-forward evaluation '{wf_id}'")
+    shutil.rmtree(folder)

@@ -6,6 +6,7 @@
 - `comparison_figure(vs_best_baseline)`: CNN minus the best baseline with bootstrap intervals per metric.
 - `lr_schedule_figure(epochs, warmup, lr, min_lr)`: the learning rate the trainer will use, step by step.
 - `per_class_table(metrics)`, `comparison_table(metrics, baselines)`: tables for st.dataframe.
+- `folds_figure(folds)`, `folds_table(folds)`: a walk-forward evaluation fold by fold.
 """
 from __future__ import annotations
 
@@ -135,3 +136,40 @@ def lr_schedule_figure(epochs: int, warmup: float, lr: float, min_lr: float, ste
                       title=title or f"learning rate: {float(warmup):g} warm-up epoch(s), cosine to {float(min_lr):.0e}",
                       xaxis_title="epoch", yaxis={"tickformat": ".1e"}, showlegend=False)
     return fig
+
+
+def folds_figure(folds: Sequence[dict[str, Any]], metric: str = "accuracy") -> go.Figure:
+    """A walk-forward evaluation fold by fold: the CNN's and each baseline's `metric` on each fold's test block."""
+    label = METRIC_LABELS.get(metric, metric)
+    x = [f"fold {f['fold']}<br>{str(f['test_start'])[:10]}" for f in folds]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(name="CNN", x=x, y=[f["metrics"].get(metric) for f in folds], marker_color=CNN_COLOR,
+                         customdata=[[f["n_test"], f["status"]] for f in folds],
+                         hovertemplate=f"CNN {label} %{{y:.3f}}<br>%{{customdata[0]}} test samples, "
+                                       "%{customdata[1]}<extra></extra>"))
+    names = list(dict.fromkeys(b for f in folds for b in (f.get("baselines") or {})))
+    for b in names:
+        fig.add_trace(go.Bar(name=b, x=x, y=[(f.get("baselines") or {}).get(b, {}).get(metric) for f in folds],
+                             marker_color=BASE_COLORS.get(b, "#bcbd22"),
+                             hovertemplate=f"{b} {label} %{{y:.3f}}<extra></extra>"))
+    fig.update_layout(barmode="group", height=340, margin={"l": 40, "r": 20, "t": 40, "b": 40},
+                      title=f"{label} on each fold's test block (later folds train on more history)",
+                      legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def folds_table(folds: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """One row per fold: its test span and sizes, the CNN's accuracy and macro F1 against the best baseline's."""
+    rows = []
+    for f in folds:
+        bl = f.get("baselines") or {}
+        best = max(bl, key=lambda b: bl[b].get("accuracy") or 0.0) if bl else None
+        acc = f["metrics"].get("accuracy")
+        rows.append({"fold": f["fold"], "test from": str(f["test_start"])[:16], "test to": str(f["test_end"])[:16],
+                     "train samples": f["n_train"], "test samples": f["n_test"], "status": f["status"],
+                     "best epoch": f.get("best_epoch"), "CNN accuracy": acc,
+                     "CNN macro F1": f["metrics"].get("macro_f1"), "best baseline": best,
+                     "baseline accuracy": bl[best].get("accuracy") if best else None,
+                     "CNN - baseline (points)": None if best is None or acc is None
+                     else 100 * (acc - bl[best]["accuracy"])})
+    return pd.DataFrame(rows)
