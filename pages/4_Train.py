@@ -223,6 +223,15 @@ with st.expander("Walk-forward evaluation: the same settings on k folds, out of 
                on_result=lambda r: st.session_state.__setitem__("train_view_wf", r.wf_id))
 
 # ------------------------------------------------------------------------------------------- results
+def headline(m: dict, baselines: dict, vs: dict, key: str) -> None:
+    """The verdict against the best baseline, the headline metrics and the comparison table."""
+    if vs:
+        (st.success if vs.get("beats") else st.warning)(vs["verdict"])
+    for col, name in zip(st.columns(5), HEADLINE):
+        col.metric(vt.METRIC_LABELS[name], f"{m.get(name, float('nan')):.3f}" if m.get(name) is not None else "n/a")
+    st.dataframe(vt.comparison_table(m, baselines), hide_index=True, key=key)
+
+
 def run_results() -> None:
     """The chosen run against its baselines, its confusion matrix, per-class table and curves."""
     table = registry.runs_table()
@@ -246,12 +255,7 @@ def run_results() -> None:
     st.caption(f"{cfg.get('model_name')} on {cfg.get('dataset_id')} · status **{run.metrics.get('status')}** · best "
                f"epoch {run.metrics.get('best_epoch')} · test {cfg.get('test_start')} .. {cfg.get('test_end')} "
                f"({m.get('n')} samples) · trained on {cfg.get('device', 'cpu')} in {cfg.get('precision', 'fp32')}")
-    if vs:
-        (st.success if vs.get("beats") else st.warning)(vs["verdict"])
-    k = st.columns(5)
-    for col, key in zip(k, HEADLINE):
-        col.metric(vt.METRIC_LABELS[key], f"{m.get(key, float('nan')):.3f}" if m.get(key) is not None else "n/a")
-    st.dataframe(vt.comparison_table(m, run.metrics.get("baselines", {})), hide_index=True, key="train_cmp_table")
+    headline(m, run.metrics.get("baselines", {}), vs, "train_cmp_table")
     l, r = st.columns(2)
     l.plotly_chart(vt.baseline_bars(m, run.metrics.get("baselines", {})), width="stretch", key="train_bars")
     if vs:
@@ -301,12 +305,7 @@ def walk_forward_results() -> None:
     st.caption(f"{res.config.get('model_name')} on {res.config.get('dataset_id')} · {len(res.folds)} folds · "
                f"{len(preds):,} out-of-sample predictions from {preds['timestamp'].iloc[0]:%Y-%m-%d %H:%M} to "
                f"{preds['timestamp'].iloc[-1]:%Y-%m-%d %H:%M} UTC")
-    if vs:
-        (st.success if vs.get("beats") else st.warning)(vs["verdict"])
-    cols = st.columns(5)
-    for col, key in zip(cols, HEADLINE):
-        col.metric(vt.METRIC_LABELS[key], f"{m.get(key, float('nan')):.3f}" if m.get(key) is not None else "n/a")
-    st.dataframe(vt.comparison_table(m, bl), hide_index=True, key="train_wf_cmp")
+    headline(m, bl, vs, "train_wf_cmp")
     l, r = st.columns(2)
     l.plotly_chart(vt.folds_figure(res.folds), width="stretch", key="train_wf_folds")
     if vs:
