@@ -188,3 +188,24 @@ def test_walk_forward_from_the_page(workspace):
     assert not at.exception and not any((workspace / "walkforward").iterdir())
     forget_job(sid, "walkforward")
 
+
+def test_walk_forward_cancel_saves_nothing_and_says_so(workspace):
+    from ui.jobs import forget_job, get_job
+
+    at = _page()
+    at.number_input(key="train_rows").set_value(1500)
+    at.number_input(key="train_window").set_value(16)
+    at.number_input(key="train_epochs").set_value(50)
+    at.button(key="train_wf_start").click().run()
+    sid = at.session_state["_session_id"]
+    job = get_job(sid, "walkforward")
+    job.stop()  # a cancelled fold ends the whole evaluation, whatever fold it was in
+    job.thread.join(240)
+    assert job.done and job.cancelled and job.error is None
+    at.run()
+    at.run()
+    assert not at.exception, at.exception
+    assert any("nothing is saved" in w.value for w in at.warning)
+    assert not (workspace / "walkforward").exists() or not any((workspace / "walkforward").iterdir())
+    forget_job(sid, "walkforward")
+

@@ -162,7 +162,7 @@ def show_error(exc: BaseException) -> None:
 
 
 def _job_panel(name: str, what: str, describe: Optional[Callable[[Any], str]],
-               on_result: Optional[Callable[[Any], None]]) -> None:
+               on_result: Optional[Callable[[Any], None]], cancelled_note: str) -> None:
     from ui.jobs import forget_job, get_job
 
     sid = session_id()
@@ -183,7 +183,7 @@ def _job_panel(name: str, what: str, describe: Optional[Callable[[Any], str]],
             with st.expander("Details"):
                 st.code(job.trace)
     elif job.cancelled:
-        st.warning(f"{what} cancelled: what was saved before the cancel is kept.")
+        st.warning(f"{what} cancelled: {cancelled_note}")
     else:
         st.success(f"{what} done" + (f": {describe(job.result)}" if describe else "."))
     seen = f"_job_seen_{name}_{job.started_at}"
@@ -201,7 +201,8 @@ def _job_panel(name: str, what: str, describe: Optional[Callable[[Any], str]],
 
 
 def job_status(name: str, what: str, describe: Optional[Callable[[Any], str]] = None,
-               on_result: Optional[Callable[[Any], None]] = None) -> None:
+               on_result: Optional[Callable[[Any], None]] = None,
+               cancelled_note: str = "what was saved before the cancel is kept.") -> None:
     """Show this tab's background job `name` (started with ui.jobs.start_job): a progress bar and a Cancel
     button while it runs, polled every second by a fragment; then its outcome (the error as a sentence,
     a cancel note, or `describe(result)`), calling `on_result(result)` once."""
@@ -211,7 +212,7 @@ def job_status(name: str, what: str, describe: Optional[Callable[[Any], str]] = 
     # run_every only while the job runs: an idle page must not rerun every second
     running = job is not None and not job.done
     st.fragment(run_every="1s" if running else None, key=f"{name}_job_fragment")(_job_panel)(
-        name, what, describe, on_result)
+        name, what, describe, on_result, cancelled_note)
 
 
 def _widget_keys_this_run() -> Optional[frozenset]:
