@@ -8,6 +8,7 @@ What it checks (prints one line per check and writes a JSON report; exit status 
    largest probability difference, which must stay under 1e-4).
 3. The float16 + GradScaler path (forced, as on a GPU without bf16) trains to finite weights and a saved run.
 4. Throughput: the bench_train loop-vs-bare figures on CUDA for two sequence models.
+Also reported (a figure, not a check): how far the same config trained twice on the GPU lands from itself.
 
 The device machine has torch, pandas, pyarrow, scikit-learn, numba, joblib, PyYAML and Pillow but not `ta`,
 which PyPI has only as a source archive, so build its (pure-Python) wheel here and carry it (see
@@ -93,6 +94,14 @@ def main() -> int:
         diff = float(np.abs(again[cols].to_numpy() - stored).max())
         same_rows = again["timestamp"].equals(run.predictions["timestamp"])
         check(f"reload on {dev} reproduces the stored predictions", same_rows and diff < 1e-4, max_abs_diff=diff)
+
+    # the same config again: how far a GPU run is from repeating itself (cuDNN is set deterministic, but some
+    # CUDA backward kernels, e.g. adaptive average pooling, add in a varying order): a figure, not a check
+    again, _ = quick(None, [f"train.device={dev_name}"])
+    rerun_diff = float(np.abs(again.predictions[cols].to_numpy() - stored).max())
+    report["same_config_twice_max_abs_diff"] = rerun_diff
+    print(f"[figure] the same config trained twice: largest probability difference {rerun_diff:.3g}, "
+          f"accuracy {res.metrics['accuracy']:.4f} vs {again.metrics['accuracy']:.4f}", flush=True)
 
     # 3: float16 with loss scaling, as on a GPU without bf16
     real = trainer._half_dtype

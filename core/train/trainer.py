@@ -253,6 +253,9 @@ def fit(model: nn.Module, train_src: BatchSource, val_src: BatchSource, cfg: Tra
     if len(val_src) < 1:
         raise UserError("the validation split is empty: use a longer dataset or a larger val share")
     model.to(device)
+    if device.type == "cuda":  # the same config gives the same numbers on a GPU too, as far as cuDNN allows
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
     multitask = "magnitude" in getattr(train_src, "extra", {})
     weights: Optional[torch.Tensor] = None
     if cfg.class_weights == "balanced":
