@@ -23,6 +23,7 @@ st.caption("A signal formed at the close of a bar trades at the next bar's open;
            "at the open). Buy and hold pays the same fees and slippage over the same span.")
 
 D = BacktestConfig()
+MODEL_SOURCES = ("run:", "wf:")
 
 
 @st.cache_data(ttl=10, show_spinner=False)
@@ -32,12 +33,22 @@ def _runs() -> list[tuple[str, str, str, str]]:
     return [(r.run_id, r.name, r.model_name, r.dataset_id) for r in list_runs()]
 
 
-@st.cache_data(max_entries=8, show_spinner="Loading the run's predictions...")
-def _run_info(run_id: str):
-    """The run's test predictions, checked against its dataset's candles (loaded through the shared cache)."""
-    from core.backtest.api import run_inputs
+@st.cache_data(ttl=10, show_spinner=False)
+def _walk_forwards() -> list[tuple[str, str, str, str, int]]:
+    from core.train.evaluate import list_walk_forwards
 
-    inp = run_inputs(run_id, load=load_candles)
+    return [(d["wf_id"], d.get("name") or d["wf_id"], d["model_name"], d["dataset_id"], int(d["n_folds"]))
+            for d in list_walk_forwards()]
+
+
+@st.cache_data(max_entries=8, show_spinner="Loading the predictions...")
+def _model_info(source: str):
+    """The out-of-sample predictions of a run ("run:<id>": its test split) or of a walk-forward evaluation
+    ("wf:<id>": every fold's test block), checked against the dataset's candles (the shared cache)."""
+    from core.backtest.api import run_inputs, walk_forward_inputs
+
+    kind, ident = source.split(":", 1)
+    inp = (run_inputs if kind == "run" else walk_forward_inputs)(ident, load=load_candles)
     return inp.predictions, inp.class_names, inp.dataset_id, inp.name
 
 
@@ -46,17 +57,18 @@ def _backtest(source: str, ds: str, cfg: dict, start, end):
     from core.backtest.api import backtest_baseline, backtest_predictions
 
     candles = load_candles(ds)
-    if source.startswith("run:"):
-        preds, classes, _, name = _run_info(source[4:])
-        return backtest_predictions(candles, preds, classes, cfg, start, end, label=f"run {name}")
+    if source.startswith(MODEL_SOURCES):
+        preds, classes, _, name = _model_info(source)
+        what = "run" if source.startswith("run:") else "walk-forward"
+        return backtest_predictions(candles, preds, classes, cfg, start, end, label=f"{what} {name}")
     return backtest_baseline(source[9:], candles, cfg, start, end)
 
 
 @st.cache_data(max_entries=8, show_spinner="Sweeping the threshold...")
-def _sweep(run_id: str, ds: str, cfg: dict, start, end):
+def _sweep(source: str, ds: str, cfg: dict, start, end):
     from core.backtest.api import threshold_sweep
 
-    preds, classes, _, _ = _run_info(run_id)
+    preds, classes, _, _ = _model_info(source)
     return threshold_sweep(load_candles(ds), preds, classes, cfg, start=start, end=end)
 
 
@@ -66,20 +78,27 @@ try:
 except Exception as exc:  # a broken runs folder must not take the page down: baselines still work
     show_error(exc)
     runs = []
-options = [f"run:{r[0]}" for r in runs] + [f"baseline:{b}" for b in BASELINES]
-labels = distinct_labels({f"run:{r[0]}": f"run · {r[1]} ({r[2]}, {r[3]})" for r in runs})
+try:
+    wfs = _walk_forwards()
+except Exception as exc:  # noqa: BLE001
+    show_error(exc)
+    wfs = []
+options = [f"run:{r[0]}" for r in runs] + [f"wf:{w[0]}" for w in wfs] + [f"baseline:{b}" for b in BASELINES]
+labels = distinct_labels({f"run:{r[0]}": f"run · {r[1]} ({r[2]}, {r[3]})" for r in runs}
+                         | {f"wf:{w[0]}": f"walk-forward · {w[1]} ({w[2]}, {w[4]} folds, {w[3]})" for w in wfs})
 labels.update({f"baseline:{b}": f"rule baseline · {b}: {d}" for b, d in BASELINES.items()})
 if st.session_state.get("bt_source") not in options:  # e.g. a kept run that was deleted since
     st.session_state.pop("bt_source", None)
 source = st.selectbox("Strategy", options, key="bt_source", format_func=lambda o: labels.get(o, o),
-                      help="A trained run's out-of-sample probabilities, or a rule baseline (no model needed).")
+                      help="A trained run's out-of-sample probabilities, a walk-forward evaluation's (every "
+                           "fold's test block: a longer out-of-sample span), or a rule baseline (no model needed).")
 if not runs:
     st.info("No trained runs yet: train one on the Train page, or backtest a rule baseline here.")
 
-is_run = source.startswith("run:")
+is_run = source.startswith(MODEL_SOURCES)  # a model's probabilities: a run or a walk-forward evaluation
 try:
     if is_run:
-        preds, class_names, ds, run_name = _run_info(source[4:])
+        preds, class_names, ds, run_name = _model_info(source)
         candles = load_candles(ds)
         lo, hi = preds["timestamp"].min(), preds["timestamp"].max()
     else:
@@ -93,7 +112,11 @@ except Exception as exc:
 lo_d, hi_d = lo.to_pydatetime(), hi.to_pydatetime()
 start, end = st.slider("Span", min_value=lo_d, max_value=hi_d, value=(lo_d, hi_d), key=f"bt_span_{source}_{ds}",
                        format="YYYY-MM-DD HH:mm")
-if is_run:
+if source.startswith("wf:"):
+    st.markdown(f":green-badge[out-of-sample] every walk-forward fold's test block on **{ds}**: each bar was "
+                f"predicted by a model trained only on bars before its block ({len(preds):,} predictions, "
+                f"{preds['fold'].nunique() if 'fold' in preds else '?'} folds).")
+elif is_run:
     st.markdown(f":green-badge[out-of-sample] the run's test span on **{ds}**: the model never trained or "
                 f"early-stopped on these bars ({len(preds):,} predictions).")
 else:
@@ -216,7 +239,7 @@ if is_run:
     in_sample = where == choices[0]
     s0, s1 = (start, end) if in_sample else (lo, before_end)
     try:
-        sweep = _sweep(source[4:], ds, cfg, s0, s1)
+        sweep = _sweep(source, ds, cfg, s0, s1)
         note = f"{pd.Timestamp(s0):%Y-%m-%d %H:%M} to {pd.Timestamp(s1):%Y-%m-%d %H:%M} ({n_before:,} bars)"
         st.plotly_chart(vb.sweep_figure(sweep, threshold, in_sample=in_sample, span_note=note), width="stretch",
                         key="bt_sweep_chart")

@@ -115,3 +115,36 @@ def test_settings_survive_a_visit_to_another_page():
     assert not at.exception
     assert at.selectbox(key="bt_source").value == "baseline:ma_cross"
     assert at.number_input(key="bt_hold").value == 6.0
+
+
+def test_walk_forward_predictions_backtest_across_all_folds():
+    """A walk-forward evaluation's stitched out-of-sample series is a strategy of its own: its span is every
+    fold's test block, longer than one run's test split, and it equals core's own backtest of it."""
+    import pytest
+
+    from core.backtest.api import backtest_predictions, walk_forward_inputs
+    from core.data.store import ensure_default_dataset
+    from core.train.config import DataConfig, TrainConfig
+    from core.train.evaluate import walk_forward
+
+    ds = ensure_default_dataset()
+    wf = walk_forward(ds, "cnn1d", {"channels": 8, "layers": 2},
+                      DataConfig(preset="chapter6", window=16, horizon=4, threshold=0.002, max_rows=2000),
+                      TrainConfig(epochs=1, batch_size=64, lr=3e-3, patience=0, n_boot=50, baselines=["majority"]),
+                      k=3)
+    inp = walk_forward_inputs(wf.wf_id)
+    assert len(inp.predictions) == len(wf.predictions) and inp.dataset_id == ds
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    at.selectbox(key="bt_source").select(f"wf:{wf.wf_id}").run()
+    assert not at.exception, at.exception
+    assert any("every walk-forward fold's test block" in md.value and "3 folds" in md.value for md in at.markdown)
+    header = at.subheader[0].value
+    assert f"{wf.predictions['timestamp'].iloc[0]:%Y-%m-%d %H:%M}" in header
+    at.slider(key="bt_threshold").set_value(0.34).run()
+    assert not at.exception and not at.error
+    expected = backtest_predictions(inp.candles, inp.predictions, inp.class_names, {"threshold": 0.34})
+    assert int(_metric(at, "Trades").replace(",", "")) == expected.metrics["n_trades"] > 0
+    assert "Threshold sweep" in " ".join(_charts(at))
+    assert pytest.approx(expected.metrics["total_return"] * 100, abs=0.01) == float(
+        _metric(at, "Total return").replace(" %", "").replace(",", ""))

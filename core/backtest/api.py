@@ -51,7 +51,7 @@ def load_run_candles(run: Any, load: Optional[Callable[[str], pd.DataFrame]] = N
 def _check_overlap(preds: pd.DataFrame, candles: pd.DataFrame, run_id: str) -> None:
     ts = pd.DatetimeIndex(preds["timestamp"])
     if not ts.isin(candles.index).any():
-        raise UserError(f"the predictions of run '{run_id}' ({ts[0]:%Y-%m-%d} to {ts[-1]:%Y-%m-%d}) match no "
+        raise UserError(f"the predictions of '{run_id}' ({ts[0]:%Y-%m-%d} to {ts[-1]:%Y-%m-%d}) match no "
                         "candle of its dataset: the dataset was replaced since training")
 
 
@@ -78,6 +78,30 @@ def run_inputs(run_id: str, candles: Optional[pd.DataFrame] = None,
     _check_overlap(preds, candles, run_id)
     return RunInputs(preds, list(run.class_names), candles, str(run.config.get("dataset_id")),
                      str(run.config.get("name") or run_id))
+
+
+def walk_forward_inputs(wf_id: str, candles: Optional[pd.DataFrame] = None,
+                        load: Optional[Callable[[str], pd.DataFrame]] = None) -> RunInputs:
+    """A saved walk-forward evaluation's stitched out-of-sample predictions (every fold's test block: a
+    longer honest span than one run's test split) and its dataset's candles, checked to overlap."""
+    from core.data.store import load_candles
+    from core.train.evaluate import load_walk_forward
+
+    wf = load_walk_forward(wf_id)
+    ds = str(wf.config.get("dataset_id") or "")
+    if not ds:
+        raise UserError(f"walk-forward '{wf_id}' does not say which dataset it ran on")
+    if candles is None:
+        try:
+            candles = (load or load_candles)(ds)
+        except UserError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise UserError(f"the dataset '{ds}' of walk-forward '{wf_id}' cannot be loaded ({exc})") from exc
+    preds = wf.predictions.sort_values("timestamp").reset_index(drop=True)
+    _check_overlap(preds, candles, wf_id)
+    return RunInputs(preds, [str(c) for c in wf.config.get("class_names", [])], candles, ds,
+                     str(wf.config.get("name") or wf_id))
 
 
 def backtest_predictions(candles: pd.DataFrame, predictions: pd.DataFrame, class_names: Sequence[str],
