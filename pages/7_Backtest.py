@@ -92,7 +92,7 @@ if st.session_state.get("bt_source") not in options:  # e.g. a kept run that was
 source = st.selectbox("Strategy", options, key="bt_source", format_func=lambda o: labels.get(o, o),
                       help="A trained run's out-of-sample probabilities, a walk-forward evaluation's (every "
                            "fold's test block: a longer out-of-sample span), or a rule baseline (no model needed).")
-if not runs:
+if not runs and not wfs:
     st.info("No trained runs yet: train one on the Train page, or backtest a rule baseline here.")
 
 is_run = source.startswith(MODEL_SOURCES)  # a model's probabilities: a run or a walk-forward evaluation
