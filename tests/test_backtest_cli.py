@@ -156,3 +156,28 @@ def test_a_replaced_dataset_is_a_sentence_on_the_page_and_in_core(dataset):
     at.run()
     assert not at.exception
     assert any("replaced since training" in e.value for e in at.error)
+
+
+def test_cli_backtests_a_saved_walk_forward(dataset, capsys):
+    """`--walk-forward ID` trades the stitched out-of-sample predictions of every fold on its dataset; an
+    oracle series makes money, noise does not, and a wrong combination or id is a sentence."""
+    from core.train.evaluate import WalkForwardResult, save_walk_forward
+
+    ds, candles = dataset
+    o = candles["open"].to_numpy()
+    t = np.arange(300, len(candles) - 2)
+    up = o[t + 2] > o[t + 1]
+    preds = pd.DataFrame({"timestamp": candles.index[t], "y_true": 0, "prob_down": np.where(up, 0.1, 0.8),
+                          "prob_flat": 0.1, "prob_up": np.where(up, 0.8, 0.1), "split": "test",
+                          "fold": np.repeat([1, 2, 3], -(-len(t) // 3))[:len(t)]})
+    cfg = {"dataset_id": ds, "model_name": "cnn1d", "class_names": ["down", "flat", "up"],
+           "created_at": "2026-01-01T00:00:00+00:00", "name": "oracle folds"}
+    wf_id = save_walk_forward(WalkForwardResult(preds, [{"fold": i} for i in (1, 2, 3)], {}, {}, {}, cfg))
+    assert main(["backtest", "--walk-forward", wf_id, "--json", "--set", "threshold=0.5"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["strategy"]["total_return"] > 0.5 and out["strategy"]["n_trades"] > 10
+    assert out["span"]["start"].startswith(f"{candles.index[300]:%Y-%m-%d}") and out["label"] == "walk-forward oracle folds"
+    assert main(["backtest", "--walk-forward", wf_id, "--dataset", ds]) == 2
+    assert "--dataset goes with --baseline" in capsys.readouterr().err
+    assert main(["backtest", "--walk-forward", "no-such-wf"]) == 2
+    assert "no walk-forward evaluation" in capsys.readouterr().err

@@ -24,6 +24,8 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--run", metavar="RUN_ID", help="a saved run (see `python -m core runs list`)")
+    what.add_argument("--walk-forward", metavar="WF_ID", dest="walk_forward",
+                      help="a saved walk-forward evaluation: every fold's test block (`python -m core train --folds K`)")
     what.add_argument("--baseline", choices=["buy_and_hold", "ma_cross"], help="a rule baseline instead of a run")
     p.add_argument("--dataset", default=None, help="dataset id for --baseline (default: the offline market)")
     p.add_argument("--start", default=None, help="first bar of the span (ISO date/time, UTC)")
@@ -55,17 +57,21 @@ def _write_csv(df: Any, path: str) -> None:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from core.backtest.api import backtest_baseline, backtest_run
+    from core.backtest.api import backtest_baseline, backtest_predictions, backtest_run, walk_forward_inputs
     from core.backtest.config import make_config
     from core.backtest.metrics import format_metric, METRIC_LABELS
     from core.cli import parse_set, print_json
 
     cfg = make_config(parse_set(args.set))
     start, end = _ts(args.start, "start"), _ts(args.end, "end")
+    if (args.run or args.walk_forward) and args.dataset:
+        raise UserError("--dataset goes with --baseline; a run or walk-forward backtests on its own dataset")
     if args.run:
-        if args.dataset:
-            raise UserError("--dataset goes with --baseline; a run backtests on its own dataset")
         result = backtest_run(args.run, cfg, start=start, end=end)
+    elif args.walk_forward:
+        inp = walk_forward_inputs(args.walk_forward)
+        result = backtest_predictions(inp.candles, inp.predictions, inp.class_names, cfg, start, end,
+                                      label=f"walk-forward {inp.name}")
     else:
         from core.data.store import ensure_default_dataset, load_candles
 
