@@ -118,6 +118,8 @@ def loop_vs_bare(ds, model_name, mc, data, train, device, steps: int, max_train:
                             n_cls, **mc).to(device)
 
     model = new_model()
+    if device.type == "cuda":  # the same cuDNN settings as fit() uses, so both figures are comparable
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     batch = src_tr.get(np.arange(bs), device)
     opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     crit = torch.nn.CrossEntropyLoss()

@@ -120,8 +120,12 @@ def main() -> int:
     import subprocess
 
     for model in ("resnet18_1d", "wavenet"):
-        out = subprocess.run([sys.executable, str(Path(__file__).with_name("bench_train.py")), "--device", "cuda",
-                              "--loop-only", "--model", model], capture_output=True, text=True, timeout=240)
+        try:
+            out = subprocess.run([sys.executable, str(Path(__file__).with_name("bench_train.py")), "--device", "cuda",
+                                  "--loop-only", "--model", model], capture_output=True, text=True, timeout=100)
+        except subprocess.TimeoutExpired:
+            check(f"bench_train loop vs bare, {model}", False, line="timed out after 100 s")
+            continue
         print(out.stdout[-1500:], out.stderr[-1500:], flush=True)
         ratio = [ln for ln in out.stdout.splitlines() if "loop / bare" in ln]
         check(f"bench_train loop vs bare, {model}", out.returncode == 0 and bool(ratio),

@@ -222,6 +222,7 @@ with st.expander("Walk-forward evaluation: the same settings on k folds, out of 
     job_status(WF_JOB, "Walk-forward evaluation", describe=lambda r: f"saved as {r.wf_id} (below)",
                on_result=lambda r: st.session_state.__setitem__("train_view_wf", r.wf_id),
                cancelled_note="nothing is saved (the folds only make sense together).")
+_keep_settings()  # again: the fold count is drawn after the first call
 
 # ------------------------------------------------------------------------------------------- results
 def headline(m: dict, baselines: dict, vs: dict, key: str) -> None:

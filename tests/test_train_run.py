@@ -125,10 +125,13 @@ def test_walk_forward_covers_the_test_span_out_of_sample(candles):
                       TrainConfig(**{**SMALL_TRAIN, "epochs": 1}), k=3, candles=candles, progress=events.append,
                       name="three folds")
     # one progress bar for the whole evaluation: batch fractions run from fold 1 to fold 3 without going back
+    # (stage messages - train, evaluate, baselines - stand at their fold's share too, never back at 0)
     batch = [e for e in events if e.stage == "batch"]
-    fr = [e.fraction for e in batch]
+    fr = [e.fraction for e in events if e.fraction is not None]
     assert fr == sorted(fr) and fr[0] < 1 / 3 and fr[-1] == pytest.approx(1.0)
+    assert len(fr) == len(events) - 1  # all but the opening "prepare" message
     assert batch[0].message.startswith("fold 1/3") and batch[-1].message.startswith("fold 3/3")
+    assert any(e.stage == "baselines" and e.message.startswith("fold 3/3") for e in events)
     ts = wf.predictions["timestamp"]
     assert ts.is_monotonic_increasing and ts.is_unique
     assert sorted(wf.predictions["fold"].unique()) == [1, 2, 3]

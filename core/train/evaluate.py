@@ -107,8 +107,9 @@ def walk_forward(dataset_id: Optional[str], model_name: str, model_config: Optio
     for i, split in enumerate(folds):
         if progress is not None:
             progress(Progress("fold", i, len(folds), f"fold {i + 1}/{len(folds)}"))
-        sc = fit_and_score(fold_prepared(base, split), config, data, train, input_kind,
-                           _fold_progress(progress, i, len(folds)), cancel, stage)
+        fold_progress = _fold_progress(progress, i, len(folds))
+        sc = fit_and_score(fold_prepared(base, split), config, data, train, input_kind, fold_progress, cancel,
+                           _stager(fold_progress, cancel))
         if cancel is not None:
             cancel.raise_if_cancelled()  # a stopped fold ends the whole evaluation
         p = sc.predictions.assign(fold=i + 1)
@@ -147,10 +148,12 @@ def _fold_progress(progress: Optional[ProgressCallback], i: int, k: int) -> Opti
     if progress is None:
         return None
 
+    reached = [float(i)]  # a stage message without a fraction stands where the fold has got to
+
     def report(p: Progress) -> None:
-        f = p.fraction
-        progress(Progress(p.stage, (i + f) * 1000 if f is not None else p.done, k * 1000 if f is not None else None,
-                          f"fold {i + 1}/{k} · {p.message}", p.metrics))
+        if p.fraction is not None:
+            reached[0] = i + p.fraction
+        progress(Progress(p.stage, reached[0] * 1000, k * 1000, f"fold {i + 1}/{k} · {p.message}", p.metrics))
 
     return report
 
@@ -175,9 +178,14 @@ def save_walk_forward(res: WalkForwardResult) -> str:
     cfg = res.config
     model = "".join(c if c.isalnum() or c in "-_" else "-" for c in cfg["model_name"])[:40] or "model"
     stamp = str(cfg.get("created_at", ""))[:19].replace("-", "").replace(":", "").replace("T", "-")
-    res.wf_id = unique_name(wf_root(), f"{stamp or 'wf'}-{model}-k{len(res.folds)}")
-    folder = wf_path(res.wf_id)
-    folder.mkdir(parents=True)
+    while True:  # two evaluations finishing in the same second (two tabs, the page and the CLI) both get one
+        res.wf_id = unique_name(wf_root(), f"{stamp or 'wf'}-{model}-k{len(res.folds)}")
+        folder = wf_path(res.wf_id)
+        try:
+            folder.mkdir()
+            break
+        except FileExistsError:
+            continue
     atomic_write(folder / "predictions.parquet", lambda t: res.predictions.to_parquet(t, index=False))
     atomic_write_json(folder / "summary.json", jsonable({**res.summary(), "config": cfg}))
     return res.wf_id

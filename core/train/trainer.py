@@ -5,7 +5,8 @@ clipping; class weights; CE / focal / label smoothing, or the multi-task loss wh
 augmentations on train batches only; early stopping on a validation metric with the best weights restored.
 Mixed precision: on CUDA (with `amp`) the training steps and the validation loss run under `torch.autocast`,
 in bfloat16 where the GPU supports it, else in float16 with a GradScaler. The predictions a run stores (and every
-later prediction from it) are computed in float32, so a reloaded run reproduces them on the same device.
+later prediction from it) are computed in float32 (on CUDA with TF32 off), so a reloaded run reproduces them
+on the same device and matches a CPU reload to float32 rounding.
 `AMP_DEVICE_TYPES` lists the device types that get autocast; CPU is not among them (bf16 autocast is slower than
 float32 on most CPUs), but the tests add it to run the same mixed-precision code on a machine without a GPU.
 
@@ -20,10 +21,11 @@ view (no per-sample Python, no DataLoader workers); image models read whole batc
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import pandas as pd
@@ -178,6 +180,21 @@ def _autocast(device: torch.device, cfg: Optional[TrainConfig]):
     return torch.autocast(device.type, dtype=dtype)
 
 
+@contextlib.contextmanager
+def _true_fp32(device: torch.device) -> Iterator[None]:
+    """On CUDA, convolutions and matmuls in real float32 inside (cuDNN would otherwise use TF32, a 10-bit
+    mantissa, for float32 convolutions): stored predictions then match a CPU reload to float32 rounding."""
+    if device.type != "cuda":
+        yield
+        return
+    conv, mm = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv, mm
+
+
 def features_on(prepared: Any, input_kind: str, device: torch.device) -> torch.Tensor:
     """The run's features as one float32 `(T, C)` tensor; on a GPU, sequence batches are then gathered there."""
     feats = torch.from_numpy(np.ascontiguousarray(prepared.features, dtype=np.float32))
@@ -208,7 +225,8 @@ def predict_outputs(model: nn.Module, src: BatchSource, device: torch.device, ba
     for s in range(0, n, batch_size):
         idx = np.arange(s, min(n, s + batch_size))
         b = src.get(idx, device)
-        out = model(b["x"])
+        with _true_fp32(device):
+            out = model(b["x"])
         probs.append(torch.softmax(_direction(out).float(), dim=1).cpu().numpy())
         if isinstance(out, dict):
             for k in ("magnitude", "volatility"):
