@@ -178,3 +178,54 @@ def test_an_unreachable_cluster_is_a_clear_error_and_leaves_nothing(market):
             runner.run_sweep({**TINY, "grid": {"seed": [0, 1]}}, jobs=2, backend=backend,
                              address=f"127.0.0.1:{port}")
     assert runner.list_sweeps() == [] and registry.list_runs() == []
+
+
+@pytest.mark.slow
+def test_dask_backend_on_a_separate_scheduler_and_workers(market, tmp_path):
+    """The `--address` path: a scheduler and two workers started as their own processes (as on other
+    machines: another working folder, another workspace, the project only on their PYTHONPATH). Cells train
+    in the workers' scratch workspaces and come back as zips into this registry."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parents[1]
+    elsewhere = tmp_path / "other-machine"
+    elsewhere.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(root), CNN_LAB_WORKSPACE=str(elsewhere / "workspace"))
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", str(port), "--dashboard-address", ":0"], cwd=elsewhere, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        time.sleep(2)
+        procs.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nworkers",
+                                       "2", "--nthreads", "1", "--no-dashboard"], cwd=elsewhere, env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        from distributed import Client
+
+        with Client(address, timeout=30) as c:
+            c.wait_for_workers(2, timeout=60)
+        res = runner.run_sweep({**TINY, "name": "remote dask", "grid": {"seed": [0, 1]}}, jobs=2,
+                               backend="dask", address=address)
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    assert res.status == "completed", res.cells
+    for c in res.cells:
+        run = registry.load_run(c["run_id"])
+        assert run.config["import_source"].startswith("sweep worker")
+        assert run.config["train_config"]["seed"] == c["index"]
+        assert (run.path / "model.pt").is_file()
+    assert not (elsewhere / "workspace" / "runs").exists()  # nothing stayed on the "other machine"
