@@ -293,3 +293,27 @@ def test_fp16_loss_scaling_skips_overflowing_steps(amp_on_cpu, monkeypatch):
     assert fr.skipped_steps >= 1
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert np.isfinite(fr.history["val_loss"]).all()
+
+
+def test_walk_forward_stop_ends_at_once_and_saves_nothing(candles, workspace):
+    """Stop during a fold: the evaluation ends right there (no test scoring or baselines for the stopped
+    fold, no later fold) and nothing is saved - the folds only make sense together."""
+    from core.progress import Cancelled
+    from core.train.evaluate import list_walk_forwards, walk_forward
+
+    name, mc = _model()
+    token, events = CancelToken(), []
+
+    def progress(p):
+        events.append(p)
+        if p.stage == "epoch":  # the first fold finished an epoch: press Stop
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        walk_forward("synthetic-BTCUSDT-1h", name, mc, DataConfig(**SMALL_DATA),
+                     TrainConfig(**{**SMALL_TRAIN, "epochs": 3}), k=3, candles=candles, progress=progress,
+                     cancel=token)
+    after = events[next(i for i, e in enumerate(events) if e.stage == "epoch") + 1:]
+    assert not any(e.stage in ("evaluate", "baselines") for e in after)
+    assert not any(e.message.startswith("fold 2/3") for e in events)
+    assert list_walk_forwards() == []

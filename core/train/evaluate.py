@@ -109,7 +109,7 @@ def walk_forward(dataset_id: Optional[str], model_name: str, model_config: Optio
             progress(Progress("fold", i, len(folds), f"fold {i + 1}/{len(folds)}"))
         fold_progress = _fold_progress(progress, i, len(folds))
         sc = fit_and_score(fold_prepared(base, split), config, data, train, input_kind, fold_progress, cancel,
-                           _stager(fold_progress, cancel))
+                           _fold_stage(fold_progress, cancel))
         if cancel is not None:
             cancel.raise_if_cancelled()  # a stopped fold ends the whole evaluation
         p = sc.predictions.assign(fold=i + 1)
@@ -141,6 +141,17 @@ def walk_forward(dataset_id: Optional[str], model_name: str, model_config: Optio
     if save:
         save_walk_forward(res)
     return res
+
+
+def _fold_stage(progress: Optional[ProgressCallback], cancel: Optional[CancelToken]):
+    """Stage messages of a fold. Unlike a single run, which is still scored and saved after Stop, a stopped
+    fold ends the whole evaluation at once: its test scoring and baselines would be thrown away anyway."""
+    def stage(s: str, msg: str) -> None:
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        if progress is not None:
+            progress(Progress(s, 0, None, msg))
+    return stage
 
 
 def _fold_progress(progress: Optional[ProgressCallback], i: int, k: int) -> Optional[ProgressCallback]:
