@@ -296,6 +296,8 @@ def walk_forward_results() -> None:
     by_id = {doc["wf_id"]: doc for doc in docs}
     labels = distinct_labels({i: f"{by_id[i].get('name') or i} · {by_id[i]['model_name']} · {by_id[i]['n_folds']} "
                                  f"folds" for i in ids})
+    if len(docs) > 1:
+        st.dataframe(vt.walk_forwards_table(docs), hide_index=True, key="train_wf_all")
     wid = st.selectbox("Evaluation", ids, key="train_wf_pick", format_func=lambda i: labels.get(i, i))
     try:
         res = wfe.load_walk_forward(wid)

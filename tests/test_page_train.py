@@ -184,8 +184,18 @@ def test_walk_forward_from_the_page(workspace):
     assert '"name":"CNN"' in spec.replace(" ", "") and "logistic" in spec
     verdicts = [e.value for e in list(at.success) + list(at.warning)]
     assert any("best baseline" in v for v in verdicts)
+    # a second evaluation: the saved ones are also shown side by side
+    from core.train.evaluate import load_walk_forward, walk_forward
+
+    first = load_walk_forward(saved[0].name)
+    walk_forward(first.config["dataset_id"], "cnn1d", first.config["model_config"], first.config["data_config"],
+                 first.config["train_config"], k=2, name="two folds")
+    at.run()
+    side = next(df.value for df in at.dataframe if "CNN - baseline (points)" in df.value.columns)
+    assert sorted(side["folds"]) == [2, 3] and "two folds" in set(side["evaluation"])
+    at.selectbox(key="train_wf_pick").set_value(saved[0].name).run()
     at.button(key="train_wf_delete").click().run()
-    assert not at.exception and not any((workspace / "walkforward").iterdir())
+    assert not at.exception and len(list((workspace / "walkforward").iterdir())) == 1
     forget_job(sid, "walkforward")
 
 

@@ -150,6 +150,12 @@ def test_walk_forward_covers_the_test_span_out_of_sample(candles):
     assert {k: back.metrics[k] for k in HEADLINE} == pytest.approx({k: wf.metrics[k] for k in HEADLINE})
     assert back.folds[2]["n_test"] == wf.folds[2]["n_test"]
     assert back.config["model_name"] == name and back.vs_best_baseline["verdict"] == wf.vs_best_baseline["verdict"]
+    from core.viz.train import walk_forwards_table
+
+    row = walk_forwards_table(list_walk_forwards()).iloc[0]
+    assert row["id"] == wf.wf_id and row["folds"] == 3 and row["predictions"] == len(wf.predictions)
+    assert row["CNN - baseline (points)"] == pytest.approx(100 * wf.vs_best_baseline["diff"])
+    assert row["beats it"] == bool(wf.vs_best_baseline["beats"]) and row["labels"] == "direction3 h=4"
     with pytest.raises(UserError):
         load_walk_forward("../escape")
     delete_walk_forward(wf.wf_id)

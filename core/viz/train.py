@@ -6,7 +6,8 @@
 - `comparison_figure(vs_best_baseline)`: CNN minus the best baseline with bootstrap intervals per metric.
 - `lr_schedule_figure(epochs, warmup, lr, min_lr)`: the learning rate the trainer will use, step by step.
 - `per_class_table(metrics)`, `comparison_table(metrics, baselines)`: tables for st.dataframe.
-- `folds_figure(folds)`, `folds_table(folds)`: a walk-forward evaluation fold by fold.
+- `folds_figure(folds)`, `folds_table(folds)`: a walk-forward evaluation fold by fold;
+  `walk_forwards_table(docs)`: the saved evaluations side by side.
 """
 from __future__ import annotations
 
@@ -172,4 +173,23 @@ def folds_table(folds: Sequence[dict[str, Any]]) -> pd.DataFrame:
                      "baseline accuracy": bl[best].get("accuracy") if best else None,
                      "CNN - baseline (points)": None if best is None or acc is None
                      else 100 * (acc - bl[best]["accuracy"])})
+    return pd.DataFrame(rows)
+
+
+def walk_forwards_table(docs: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """One row per saved walk-forward evaluation (`core.train.evaluate.list_walk_forwards()`), to compare them:
+    the CNN's out-of-sample accuracy and macro F1, the best baseline, and the difference with its interval."""
+    rows = []
+    for d in docs:
+        m, vs = d.get("metrics") or {}, d.get("vs_best_baseline") or {}
+        cfg = d.get("config") or {}
+        data = cfg.get("data_config") or {}
+        rows.append({
+            "evaluation": d.get("name") or d.get("wf_id"), "model": d.get("model_name"), "dataset": d.get("dataset_id"),
+            "labels": f"{data.get('label', '')} h={data.get('horizon', '')}", "folds": d.get("n_folds"),
+            "predictions": m.get("n"), "accuracy": m.get("accuracy"), "macro F1": m.get("macro_f1"),
+            "best baseline": vs.get("baseline"),
+            "CNN - baseline (points)": None if vs.get("diff") is None else 100 * vs["diff"],
+            "95 % CI": "" if vs.get("ci_low") is None else f"{100 * vs['ci_low']:+.1f} to {100 * vs['ci_high']:+.1f}",
+            "beats it": bool(vs.get("beats")), "id": d.get("wf_id")})
     return pd.DataFrame(rows)
