@@ -8,7 +8,7 @@ from functools import partial
 
 import streamlit as st
 
-from ui.common import distinct_labels, job_status, keep_settings, page_setup, show_error, session_id
+from ui.common import distinct_labels, job_status, keep_settings, page_setup, show_error, session_id, take_request
 from ui.jobs import get_job, start_job
 
 dataset_id = page_setup("Train")
@@ -20,7 +20,6 @@ from core.train import runs as registry
 from core.data.orderbook import list_order_books
 from core.device import best_device
 from core.errors import UserError
-from core.train.metrics import HEADLINE
 from core.train.config import PRESETS, parse_model_value, preset, preset_model
 from core.train import evaluate as wfe
 from core.train.trainer import train_run
@@ -146,9 +145,7 @@ left, right = st.columns([2, 3])
 right.plotly_chart(vt.lr_schedule_figure(t.epochs, t.warmup, t.lr, t.min_lr), width="stretch", key="train_lr_plot")
 run_name = left.text_input("Run name (optional)", key="train_name")
 _keep_settings()
-left.caption(f"AdamW (weight decay {t.weight_decay:g}), {t.loss} loss, gradient clipping at {t.clip:g}, early "
-             f"stopping on {t.monitor} (patience {t.patience}) restoring the best weights; device {t.device}"
-             + (f" ({best_device()} here)." if t.device == "auto" else "."))
+left.caption(vt.training_summary(t, best_device()))
 job = get_job(sid, JOB)
 running = job is not None and not job.done
 wf_job = get_job(sid, WF_JOB)
@@ -229,8 +226,8 @@ def headline(m: dict, baselines: dict, vs: dict, key: str) -> None:
     """The verdict against the best baseline, the headline metrics and the comparison table."""
     if vs:
         (st.success if vs.get("beats") else st.warning)(vs["verdict"])
-    for col, name in zip(st.columns(5), HEADLINE):
-        col.metric(vt.METRIC_LABELS[name], f"{m.get(name, float('nan')):.3f}" if m.get(name) is not None else "n/a")
+    for col, (label, value) in zip(st.columns(5), vt.headline_values(m)):
+        col.metric(label, value)
     st.dataframe(vt.comparison_table(m, baselines), hide_index=True, key=key)
 
 
@@ -241,10 +238,7 @@ def run_results() -> None:
         st.info("No runs yet: start one above (the quick preset takes under a minute on 2 CPU cores).")
         return
     ids = table["run_id"].tolist()
-    want = st.session_state.get("train_view_run")
-    if want in ids and st.session_state.get("train_run_pick") != want and st.session_state.get("_train_pick_for") != want:
-        st.session_state["train_run_pick"] = want
-        st.session_state["_train_pick_for"] = want
+    take_request("train_view_run", "train_run_pick", ids)
     labels = distinct_labels(dict(zip(table["run_id"], table["name"] + " · " + table["status"].astype(str))))
     rid = st.selectbox("Run", ids, key="train_run_pick", format_func=lambda r: labels.get(r, r))
     try:
@@ -254,9 +248,7 @@ def run_results() -> None:
         return
     m, cfg = run.metrics.get("metrics", {}), run.config
     vs = run.metrics.get("vs_best_baseline") or {}
-    st.caption(f"{cfg.get('model_name')} on {cfg.get('dataset_id')} · status **{run.metrics.get('status')}** · best "
-               f"epoch {run.metrics.get('best_epoch')} · test {cfg.get('test_start')} .. {cfg.get('test_end')} "
-               f"({m.get('n')} samples) · trained on {cfg.get('device', 'cpu')} in {cfg.get('precision', 'fp32')}")
+    st.caption(vt.run_caption(cfg, run.metrics))
     headline(m, run.metrics.get("baselines", {}), vs, "train_cmp_table")
     l, r = st.columns(2)
     l.plotly_chart(vt.baseline_bars(m, run.metrics.get("baselines", {})), width="stretch", key="train_bars")
@@ -278,7 +270,6 @@ def run_results() -> None:
                 show_error(exc)
         if b.button("Delete run", key="train_delete_btn", type="secondary"):
             registry.delete_run(rid)
-            st.session_state.pop("train_view_run", None)
             st.rerun()
         st.json(cfg, expanded=False)
 
@@ -290,12 +281,8 @@ def walk_forward_results() -> None:
         st.caption("None yet: run one from the expander above (or `python -m core train --folds K`).")
         return
     ids = [doc["wf_id"] for doc in docs]
-    want = st.session_state.pop("train_view_wf", None)
-    if want in ids:
-        st.session_state["train_wf_pick"] = want
-    by_id = {doc["wf_id"]: doc for doc in docs}
-    labels = distinct_labels({i: f"{by_id[i].get('name') or i} · {by_id[i]['model_name']} · {by_id[i]['n_folds']} "
-                                 f"folds" for i in ids})
+    take_request("train_view_wf", "train_wf_pick", ids)
+    labels = distinct_labels({doc["wf_id"]: vt.walk_forward_label(doc) for doc in docs})
     if len(docs) > 1:
         st.dataframe(vt.walk_forwards_table(docs), hide_index=True, key="train_wf_all")
     wid = st.selectbox("Evaluation", ids, key="train_wf_pick", format_func=lambda i: labels.get(i, i))
@@ -304,12 +291,9 @@ def walk_forward_results() -> None:
     except Exception as exc:  # noqa: BLE001
         show_error(exc)
         return
-    m, bl, vs = res.metrics, res.baselines, res.vs_best_baseline
-    preds = res.predictions
-    st.caption(f"{res.config.get('model_name')} on {res.config.get('dataset_id')} · {len(res.folds)} folds · "
-               f"{len(preds):,} out-of-sample predictions from {preds['timestamp'].iloc[0]:%Y-%m-%d %H:%M} to "
-               f"{preds['timestamp'].iloc[-1]:%Y-%m-%d %H:%M} UTC")
-    headline(m, bl, vs, "train_wf_cmp")
+    vs = res.vs_best_baseline
+    st.caption(vt.walk_forward_caption(res.config, res.predictions, len(res.folds)))
+    headline(res.metrics, res.baselines, vs, "train_wf_cmp")
     l, r = st.columns(2)
     l.plotly_chart(vt.folds_figure(res.folds), width="stretch", key="train_wf_folds")
     if vs:

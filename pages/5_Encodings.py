@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ui.common import job_status, keep_settings, load_candles, page_setup, session_id, show_error
+from ui.common import job_status, keep_settings, load_candles, page_setup, session_id, show_error, take_request
 
 from core.data.candles import bar_seconds
 from core.data.store import dataset_version
@@ -58,28 +57,13 @@ def _indicator_scaler(data_key: tuple):
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _window_figure(data_key: tuple, end: int, size: int):
-    """The window ending at row `end` beside each of its encodings."""
-    from core.encodings.datasets import window_encodings
-
-    prepared = _prepare(data_key)
-    images = window_encodings(prepared, end, size=size, scaler=_indicator_scaler(data_key))
-    window = int(prepared.window)
-    return ve.window_with_encodings_figure(prepared.candles.iloc[end - window + 1: end + 1], images)
+    return ve.window_figure(_prepare(data_key), end, size, _indicator_scaler(data_key))
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _gallery_figure(data_key: tuple, size: int, kind: str, split: str, per_class: int, seed: int):
-    """The gallery grouped by label, or None when the segment has no labelled windows."""
-    from core.encodings.datasets import gallery_encodings, gallery_ends
-
-    prepared = _prepare(data_key)
-    ends = gallery_ends(prepared, split, per_class, seed)
-    if len(ends) == 0:
-        return None
     scaler = _indicator_scaler(data_key) if kind == "indicator image" else None
-    images = gallery_encodings(prepared, ends, kind, size=size, scaler=scaler)
-    return ve.encoding_gallery_figure(images, prepared.y[ends], list(prepared.class_names), per_class,
-                                      title=f"{kind}, {split} segment")
+    return ve.gallery_figure(_prepare(data_key), kind, split, per_class, seed, size, scaler)
 
 
 with st.expander("Data settings", expanded=False):
@@ -103,11 +87,9 @@ except Exception as exc:  # noqa: BLE001 - a sentence for the user, nothing else
     st.stop()
 
 from core.encodings.datasets import ENCODING_NAMES  # noqa: E402
-from core.encodings.samples import end_near  # noqa: E402
+from core.encodings.samples import all_ends as sample_ends, end_near, window_facts  # noqa: E402
 
-class_names = list(prepared.class_names)
-SEGMENTS = ("train", "val", "test")
-all_ends = np.sort(np.concatenate([prepared.splits[s] for s in SEGMENTS]))
+all_ends = sample_ends(prepared)
 
 # ------------------------------------------------------------------------------------ one window, all images
 st.subheader("A window and its encodings")
@@ -125,10 +107,9 @@ when = st.slider("Window ends at (UTC)", min_value=first, max_value=last,
 try:
     end = end_near(prepared, all_ends, when)
     fig = _window_figure(data_key, end, size)
-    lab = int(prepared.y[end])
-    segment = next((s for s in SEGMENTS if np.any(prepared.splits[s] == end)), "?")
+    segment, label_name = window_facts(prepared, end)
     st.caption(f"Window of {window} bars ending {ts[end]:%Y-%m-%d %H:%M} UTC · {segment} segment · "
-               f"label **{class_names[lab] if lab >= 0 else 'undefined'}** (the next {horizon} bars)")
+               f"label **{label_name}** (the next {horizon} bars)")
     st.plotly_chart(fig, width="stretch", key="enc_window_fig")
 except Exception as exc:  # noqa: BLE001
     show_error(exc)
@@ -152,7 +133,7 @@ except Exception as exc:  # noqa: BLE001
 # ------------------------------------------------------------------------------------- order-book heatmap
 st.subheader("Order-book depth heatmap")
 from core.data.orderbook import list_order_books, load_order_book  # noqa: E402
-from core.encodings.orderbook_heatmap import HeatmapConfig, orderbook_heatmap  # noqa: E402
+from core.encodings.orderbook_heatmap import HeatmapConfig, last_snapshots, orderbook_heatmap  # noqa: E402
 
 OFFLINE = "offline market book (simulated from these candles)"
 books = {b.id: b for b in list_order_books()}
@@ -186,9 +167,7 @@ def _heatmap_figure(book_key: tuple, n: int, pct: float, fixed: bool):
     if book_key[0] == "offline":
         book = _offline_book(book_key[1], book_key[2], n)
     else:
-        book = _stored_book(book_key[1], book_key[2])
-        stamps = book["timestamp"].drop_duplicates().sort_values()
-        book = book[book["timestamp"] >= stamps.iloc[max(0, len(stamps) - n)]]
+        book = last_snapshots(_stored_book(book_key[1], book_key[2]), n)
     hm = orderbook_heatmap(book, HeatmapConfig(n_bins=100, pct_range=pct, anchor="first" if fixed else "mid"))
     return ve.orderbook_heatmap_figure(hm, title=f"resting size in 100 price bins, ±{pct:.1%} "
                                                  f"({len(hm.timestamps):,} snapshots)")
@@ -216,8 +195,6 @@ st.caption("Pre-train `chart_resnet18` on a source (another symbol, timeframe or
 
 from core.data.store import list_datasets  # noqa: E402
 from core.train import transfer as tr  # noqa: E402
-from core.train.config import DataConfig, TrainConfig  # noqa: E402
-from core.train.runs import list_runs  # noqa: E402
 from ui.jobs import get_job, start_job  # noqa: E402
 
 JOB = "transfer"
@@ -233,7 +210,7 @@ if src_kind == "dataset":
     else:
         t1.info("Only one dataset is stored: fetch, import or generate another one on the Data page.")
 elif src_kind == "run":
-    runs = [r for r in list_runs() if r.model_name == tr.DEFAULT_MODEL and r.status != "failed"]
+    runs = tr.source_runs()
     if runs:
         rid = t1.selectbox("Source run", [r.run_id for r in runs], key="enc_tr_source_run",
                            format_func=lambda r: next(f"{x.name} ({x.dataset_id})" for x in runs if x.run_id == r))
@@ -262,13 +239,9 @@ running = job is not None and not job.done
 if st.button("Compare transfer vs scratch", type="primary", key="enc_tr_start", disabled=running or source is None,
              icon=":material/compare_arrows:"):
     try:
-        spec = tr.TransferSpec(
-            target_dataset_id=dataset_id, source=source, freeze_stages=freeze,
-            data=DataConfig(preset=preset, window=window, label=label_kind, horizon=horizon, threshold=threshold,
-                            max_rows=rows or None, encoding={"size": tr_size}),
-            train=TrainConfig(epochs=epochs, batch_size=64, lr=lr, patience=max(2, epochs // 3), seed=0,
-                              baselines=["majority", "logistic"], max_train_samples=max_train or None))
-        spec.parsed_source()
+        spec = tr.transfer_spec(dataset_id, source, freeze, preset=preset, window=window, label=label_kind,
+                                horizon=horizon, threshold=threshold, rows=rows, size=tr_size, epochs=epochs,
+                                lr=lr, max_train=max_train)
         start_job(sid, JOB, tr.transfer_vs_scratch, spec=spec)
         st.rerun()
     except Exception as exc:  # noqa: BLE001
@@ -286,10 +259,7 @@ job_status(JOB, "Transfer comparison",
 records = tr.list_comparisons()
 if records:
     ids = [r["id"] for r in records]
-    want = st.session_state.get("enc_tr_view")
-    if want in ids and st.session_state.get("enc_tr_pick") != want and st.session_state.get("_enc_tr_for") != want:
-        st.session_state["enc_tr_pick"] = want
-        st.session_state["_enc_tr_for"] = want
+    take_request("enc_tr_view", "enc_tr_pick", ids)
     by_id = {r["id"]: r for r in records}
     pick = st.selectbox("Comparison", ids, key="enc_tr_pick",
                         format_func=lambda i: f"{i}: {by_id[i]['target_dataset_id']} from {by_id[i]['source']}, "

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 import streamlit as st
 
-from ui.common import distinct_labels, keep_settings, load_candles, page_setup, show_error
+from ui.common import distinct_labels, keep_settings, load_candles, page_setup, show_error, take_request
 
 dataset_id = page_setup("Live")
 # the run, the source and the signal settings survive a visit to another page (not the buttons, not the
@@ -53,10 +53,8 @@ if table.empty:
         show_error(exc)
     st.stop()
 ids = table["run_id"].tolist()
-want = st.session_state.pop("live_run_request", None)  # e.g. the home page's "replay its signals"
-if want in ids:
-    st.session_state["live_run"] = want
-elif st.session_state.get("live_run") not in ids:  # e.g. a kept run that was deleted since
+take_request("live_run_request", "live_run", ids)  # e.g. the home page's "replay its signals"
+if st.session_state.get("live_run") not in ids:  # e.g. a kept run that was deleted since
     st.session_state.pop("live_run", None)
 labels = dict(zip(table["run_id"], table["name"].astype(str) + " · " + table["model_name"].astype(str) + " · "
                   + table["dataset_id"].astype(str)))

@@ -74,3 +74,16 @@ def test_bad_tables():
         orderbook_heatmap(pd.DataFrame({"timestamp": [1], "side": ["bid"], "level": [1], "price": [1.0]}))
     with pytest.raises(UserError, match="side"):
         orderbook_heatmap(_book([("2024-01-01", "buy", 1, 1.0, 1.0)]))
+
+
+def test_last_snapshots_keeps_the_most_recent_ones():
+    from core.encodings.orderbook_heatmap import last_snapshots
+
+    t = pd.date_range("2025-01-01", periods=5, freq="1min", tz="UTC")
+    book = pd.DataFrame({"timestamp": np.repeat(t, 2)[::-1], "side": ["bid", "ask"] * 5, "level": 0,
+                         "price": 100.0, "size": 1.0})
+    kept = last_snapshots(book, 2)
+    assert sorted(kept["timestamp"].unique()) == list(t[-2:]) and len(kept) == 4
+    assert len(last_snapshots(book, 50)) == len(book)
+    with pytest.raises(UserError):
+        last_snapshots(book, 0)

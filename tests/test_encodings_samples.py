@@ -83,3 +83,18 @@ def test_gallery_ends_are_grouped_by_class_seeded_and_from_the_split():
     assert not np.array_equal(g, gallery_ends(p, "train", per_class=4, seed=4))
     with pytest.raises(UserError):
         gallery_ends(p, "train", per_class=0)
+
+
+def test_all_ends_and_window_facts():
+    from core.encodings.samples import all_ends, window_facts
+
+    p = _prepared()
+    ends = all_ends(p)
+    assert (np.diff(ends) > 0).all() and len(ends) == sum(len(p.splits[s]) for s in ("train", "val", "test"))
+    for s in ("train", "val", "test"):
+        e = int(p.splits[s][0])
+        seg, label = window_facts(p, e)
+        lab = int(p.y[e])
+        assert seg == s and label == (p.class_names[lab] if lab >= 0 else "undefined")
+    last = int(p.splits["test"][-1])
+    assert window_facts(p, last)[0] == "test"

@@ -153,3 +153,18 @@ def test_cli_lists_comparisons_and_refuses_a_missing_source(capsys, workspace):
     assert "--source" in capsys.readouterr().err
     assert main(["transfer", "--target", "nope", "--source", "weights:missing.pth", "--quiet"]) == 2
     assert "no weights file" in capsys.readouterr().err
+
+
+def test_transfer_spec_from_the_users_settings():
+    """One builder for the page and the CLI: zeros mean all, patience a third of the epochs (at least 2), and
+    a malformed source is refused before anything runs."""
+    from core.errors import UserError
+    from core.train.transfer import transfer_spec
+
+    spec = transfer_spec("ds", "dataset:other", 3, window=16, rows=0, size=48, epochs=9, max_train=0)
+    assert spec.freeze_stages == 3 and spec.data.window == 16 and spec.data.encoding == {"size": 48}
+    assert spec.data.max_rows is None and spec.train.max_train_samples is None and spec.train.patience == 3
+    assert transfer_spec("ds", "run:r1", epochs=1, rows=500).train.patience == 2
+    assert transfer_spec("ds", "run:r1", rows=500).data.max_rows == 500
+    with pytest.raises(UserError):
+        transfer_spec("ds", "somewhere")

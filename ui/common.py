@@ -271,3 +271,11 @@ def distinct_labels(labels: dict[str, str]) -> dict[str, str]:
 
     seen = Counter(labels.values())
     return {k: lab if seen[lab] == 1 else f"{lab} · {k}" for k, lab in labels.items()}
+
+
+def take_request(request_key: str, pick_key: str, options) -> None:
+    """Another page or a finished job asked this page to show one item (`st.session_state[request_key]`,
+    e.g. the demo's run): consume the request and select the item in the widget keyed `pick_key`, once."""
+    want = st.session_state.pop(request_key, None)
+    if want is not None and want in options:
+        st.session_state[pick_key] = want

@@ -127,6 +127,14 @@ def orderbook_heatmap(book: pd.DataFrame, config: HeatmapConfig | None = None) -
     )
 
 
+def last_snapshots(book: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The rows of the `n` most recent snapshots (timestamps) of an order-book table."""
+    if n < 1:
+        raise UserError("at least one snapshot is needed")
+    stamps = pd.DatetimeIndex(book["timestamp"].drop_duplicates()).sort_values()
+    return book[book["timestamp"] >= stamps[max(0, len(stamps) - int(n))]] if len(stamps) else book
+
+
 def candle_close_times(index: pd.DatetimeIndex, timeframe_seconds: float | None = None) -> pd.DatetimeIndex:
     """Close time of each candle (open + timeframe); the timeframe defaults to the bar spacing
     (`core.data.candles.bar_seconds`: the most common one)."""

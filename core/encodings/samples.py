@@ -39,6 +39,19 @@ def selectable_ends(prepared: Any, split: str = "test") -> np.ndarray:
     return ends[np.asarray(prepared.y)[ends] >= 0]
 
 
+def all_ends(prepared: Any) -> np.ndarray:
+    """Every sample end of the train, val and test segments, in time order."""
+    return np.sort(np.concatenate([np.asarray(prepared.splits[s], dtype=np.int64) for s in ("train", "val", "test")]))
+
+
+def window_facts(prepared: Any, end: int) -> tuple[str, str]:
+    """(segment, label) of the window ending at row `end`: "train"/"val"/"test" (or "?"), the class name or
+    "undefined" (no label: the horizon runs past the data, or a warm-up row)."""
+    segment = next((s for s in ("train", "val", "test") if np.any(np.asarray(prepared.splits[s]) == end)), "?")
+    lab = int(np.asarray(prepared.y)[end])
+    return segment, (str(list(prepared.class_names)[lab]) if lab >= 0 else "undefined")
+
+
 def end_near(prepared: Any, ends: np.ndarray, when: Any) -> int:
     """The sample end in `ends` whose bar is closest in time to `when` (a date, datetime or string)."""
     ends = np.asarray(ends, dtype=np.int64)

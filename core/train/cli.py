@@ -227,20 +227,15 @@ def cmd_transfer(args: Any) -> int:
         return 0
     if not args.source:
         raise UserError("give --source dataset:<id>, run:<run id> or weights:<file>")
-    from core.train.config import DataConfig, TrainConfig
-
     target = args.target
     if target is None:
         from core.data.store import ensure_default_dataset
 
         target = ensure_default_dataset()
-    spec = tr.TransferSpec(
-        target_dataset_id=target, source=args.source, freeze_stages=args.freeze,
-        data=DataConfig(preset="chapter6", window=args.window, label=args.label, horizon=args.horizon,
-                        threshold=args.threshold, max_rows=args.rows or None, encoding={"size": args.size}),
-        train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                          patience=max(2, args.epochs // 3), baselines=["majority", "logistic"],
-                          max_train_samples=args.max_train or None))
+    spec = tr.transfer_spec(target, args.source, args.freeze, window=args.window, label=args.label,
+                            horizon=args.horizon, threshold=args.threshold, rows=args.rows, size=args.size,
+                            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                            max_train=args.max_train)
     progress = None
     if not args.quiet:
         progress = TerminalProgress()

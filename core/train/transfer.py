@@ -218,6 +218,31 @@ class TransferSpec:
         return kind, ref
 
 
+def transfer_spec(target_dataset_id: str, source: str, freeze_stages: int = 2, *, preset: str = "chapter6",
+                  window: int = 32, label: str = "direction3", horizon: int = 12, threshold: float = 0.002,
+                  rows: int = 0, size: int = 32, epochs: int = 3, batch_size: int = 64, lr: float = 1e-3,
+                  seed: int = 0, max_train: int = 0) -> TransferSpec:
+    """The comparison from the settings a user picks (the Encodings page and `python -m core transfer`):
+    `rows`/`max_train` 0 mean all; patience is a third of the epochs (at least 2); the baselines are the
+    majority class and logistic regression. The source is checked before anything runs."""
+    spec = TransferSpec(
+        target_dataset_id=target_dataset_id, source=source, freeze_stages=int(freeze_stages),
+        data=DataConfig(preset=preset, window=int(window), label=label, horizon=int(horizon),
+                        threshold=float(threshold), max_rows=int(rows) or None, encoding={"size": int(size)}),
+        train=TrainConfig(epochs=int(epochs), batch_size=int(batch_size), lr=float(lr), seed=int(seed),
+                          patience=max(2, int(epochs) // 3), baselines=["majority", "logistic"],
+                          max_train_samples=int(max_train) or None))
+    spec.parsed_source()
+    return spec
+
+
+def source_runs() -> list[Any]:
+    """Earlier runs of the chart model a comparison can start from (failed ones left out), newest first."""
+    from core.train.runs import list_runs
+
+    return [r for r in list_runs() if r.model_name == DEFAULT_MODEL and r.status != "failed"]
+
+
 @dataclass
 class TransferResult:
     record_id: str

@@ -143,3 +143,28 @@ def transfer_comparison_figure(metrics: Mapping[str, Mapping[str, float]],
     fig.update_layout(barmode="group", title=title, height=340, yaxis=dict(range=[0, 1.05]),
                       margin=dict(l=10, r=10, t=40 if title else 10, b=10), legend=dict(orientation="h", y=-0.15))
     return fig
+
+
+def window_figure(prepared, end: int, size: int = 64, scaler=None) -> go.Figure:
+    """The window of `prepared` ending at row `end` beside each of its encodings (`scaler`: the train-only
+    indicator scaling, fitted here when not given)."""
+    from core.encodings.datasets import window_encodings
+
+    images = window_encodings(prepared, end, size=size, scaler=scaler)
+    window = int(prepared.window)
+    return window_with_encodings_figure(prepared.candles.iloc[end - window + 1: end + 1], images)
+
+
+def gallery_figure(prepared, kind: str, split: str, per_class: int, seed: int, size: int = 64,
+                   scaler=None) -> go.Figure | None:
+    """`per_class` windows of each label from segment `split` as `kind` images (None when the segment has
+    no labelled window); `scaler` is used for indicator images only."""
+    from core.encodings.datasets import gallery_encodings, gallery_ends
+
+    ends = gallery_ends(prepared, split, per_class, seed)
+    if len(ends) == 0:
+        return None
+    images = gallery_encodings(prepared, ends, kind, size=size,
+                               scaler=scaler if kind == "indicator image" else None)
+    return encoding_gallery_figure(images, prepared.y[ends], list(prepared.class_names), per_class,
+                                   title=f"{kind}, {split} segment")

@@ -193,3 +193,40 @@ def walk_forwards_table(docs: Sequence[dict[str, Any]]) -> pd.DataFrame:
             "95 % CI": "" if vs.get("ci_low") is None else f"{100 * vs['ci_low']:+.1f} to {100 * vs['ci_high']:+.1f}",
             "beats it": bool(vs.get("beats")), "id": d.get("wf_id")})
     return pd.DataFrame(rows)
+
+
+# ---- the sentences the Train page shows (kept here so the page only lays them out) ------------------------
+
+def training_summary(train: Any, here: Any = None) -> str:
+    """One sentence on how a TrainConfig trains (`here`: the device "auto" resolves to on this machine)."""
+    return (f"AdamW (weight decay {train.weight_decay:g}), {train.loss} loss, gradient clipping at {train.clip:g}, "
+            f"early stopping on {train.monitor} (patience {train.patience}) restoring the best weights; device "
+            f"{train.device}" + (f" ({here} here)." if train.device == "auto" and here is not None else "."))
+
+
+def headline_values(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, value text) of the headline metrics, "n/a" where a metric is missing."""
+    from core.train.metrics import HEADLINE
+
+    return [(METRIC_LABELS[k], "n/a" if metrics.get(k) is None else f"{metrics[k]:.3f}") for k in HEADLINE]
+
+
+def run_caption(config: dict[str, Any], metrics_doc: dict[str, Any]) -> str:
+    """What a run is: model, dataset, status, best epoch, test span and size, device and precision."""
+    m = metrics_doc.get("metrics") or {}
+    return (f"{config.get('model_name')} on {config.get('dataset_id')} · status **{metrics_doc.get('status')}** · "
+            f"best epoch {metrics_doc.get('best_epoch')} · test {config.get('test_start')} .. "
+            f"{config.get('test_end')} ({m.get('n')} samples) · trained on {config.get('device', 'cpu')} in "
+            f"{config.get('precision', 'fp32')}")
+
+
+def walk_forward_label(doc: dict[str, Any]) -> str:
+    """A saved walk-forward evaluation in a picker: its name (or id), model and number of folds."""
+    return f"{doc.get('name') or doc.get('wf_id')} · {doc.get('model_name')} · {doc.get('n_folds')} folds"
+
+
+def walk_forward_caption(config: dict[str, Any], predictions: pd.DataFrame, n_folds: int) -> str:
+    """What a walk-forward evaluation covers: model, dataset, folds and its out-of-sample span."""
+    ts = predictions["timestamp"]
+    return (f"{config.get('model_name')} on {config.get('dataset_id')} · {n_folds} folds · {len(predictions):,} "
+            f"out-of-sample predictions from {ts.iloc[0]:%Y-%m-%d %H:%M} to {ts.iloc[-1]:%Y-%m-%d %H:%M} UTC")
