@@ -7,7 +7,7 @@ import json
 
 import streamlit as st
 
-from ui.common import keep_settings, load_candles, page_setup, show_error
+from ui.common import keep_settings, load_candles, model_settings, page_setup, show_error
 
 dataset_id = page_setup("Architectures")
 # the model, its settings and the comparison survive a visit to another page
@@ -15,12 +15,10 @@ _keep = keep_settings("arch_kept_settings", ("arch_model", "arch_window", "arch_
                                              "arch_compare", "arch_erf_windows"), ("arch_cfg_",))
 
 from core.data.store import dataset_info
-from core.errors import UserError
 from core.features import PRESETS
 from core.inspect.receptive_field import bars_to_time, dataset_effective_rf, window_advice
 from core.inspect.summary import registry_analysis
 from core.models import get_spec, list_models
-from core.train.config import parse_model_value
 from core.viz import architectures as va
 
 st.title("Architectures and receptive fields")
@@ -66,28 +64,8 @@ n_features = len(PRESETS[preset])
 if spec.input_kind == "orderbook_image":
     n_features = int(c3.number_input("Price levels (heatmap width)", 2, 200, 20, key="arch_levels"))
 
-config: dict = {}
-errors: list[str] = []
 with st.expander(f"Settings of {name}", expanded=True):
-    cols = st.columns(4)
-    for i, (k, v) in enumerate(spec.defaults.items()):
-        col, key = cols[i % 4], f"arch_cfg_{name}_{k}"
-        if isinstance(v, bool):
-            config[k] = col.checkbox(k, v, key=key)
-        elif isinstance(v, int):
-            config[k] = int(col.number_input(k, value=v, step=1, key=key))
-        elif isinstance(v, float):
-            config[k] = float(col.number_input(k, value=v, format="%g", key=key))
-        elif isinstance(v, str):
-            config[k] = col.text_input(k, v, key=key)
-        else:  # lists (and None): JSON text
-            raw = col.text_input(k, json.dumps(v), key=key, help="JSON, e.g. [2, 2, 6, 2]")
-            try:
-                config[k] = parse_model_value(k, v, raw)
-            except UserError as exc:
-                errors.append(str(exc))
-    if not spec.defaults:
-        st.caption("This model has no settings.")
+    config, errors = model_settings(spec.defaults, {}, f"arch_cfg_{name}_", n_cols=4)
 config = {k: v for k, v in config.items() if v != spec.defaults.get(k)}  # only what differs from defaults
 config_json = json.dumps(config, sort_keys=True)
 

@@ -3,12 +3,12 @@ curves; Stop keeps the best checkpoint; results beside baselines. Thin: widgets 
 from core.viz.train out."""
 from __future__ import annotations
 
-import json
 from functools import partial
 
 import streamlit as st
 
-from ui.common import distinct_labels, job_status, keep_settings, page_setup, show_error, session_id, take_request
+from ui.common import (distinct_labels, job_status, keep_settings, model_settings, page_setup, session_id,
+                       show_error, take_request)
 from ui.jobs import get_job, start_job
 
 dataset_id = page_setup("Train")
@@ -20,7 +20,7 @@ from core.train import runs as registry
 from core.data.orderbook import list_order_books
 from core.device import best_device
 from core.errors import UserError
-from core.train.config import PRESETS, parse_model_value, preset, preset_model
+from core.train.config import PRESETS, preset, preset_model
 from core.train import evaluate as wfe
 from core.train.trainer import train_run
 from core.viz import train as vt
@@ -81,32 +81,12 @@ with st.expander("Data: features, labels, split", expanded=False):
     d.val = float(c.number_input("Validation share", 0.05, 0.5, d.val, step=0.05, key="train_val_share"))
     d.test = float(c.number_input("Test share", 0.05, 0.5, d.test, step=0.05, key="train_test_share"))
 
-model_errors: list[str] = []
 with st.expander(f"Model settings: {model_name}", expanded=False):
     # one widget per key of the model's defaults (ModelSpec.defaults), preset values first
     mc = dict(spec.defaults or {})
     if model_name == p["model"]:
         mc.update(p["model_config"])
-    model_config: dict = {}
-    cols = st.columns(3)
-    for i, (k, v) in enumerate((spec.defaults or {}).items()):
-        col, wkey, cur = cols[i % 3], f"train_mc_{pname}_{model_name}_{k}", mc.get(k, v)
-        if isinstance(v, bool):
-            model_config[k] = col.checkbox(k, bool(cur), key=wkey)
-        elif isinstance(v, int):
-            model_config[k] = int(col.number_input(k, value=int(cur), step=1, key=wkey))
-        elif isinstance(v, float):
-            model_config[k] = float(col.number_input(k, value=float(cur), format="%g", key=wkey))
-        elif isinstance(v, str):
-            model_config[k] = col.text_input(k, str(cur), key=wkey)
-        else:  # lists and None: JSON text
-            raw = col.text_input(k, "" if cur is None else json.dumps(cur), key=wkey, help="JSON, e.g. [2, 2, 6, 2]")
-            try:
-                model_config[k] = parse_model_value(k, v, raw)
-            except Exception as exc:  # noqa: BLE001 - shown on Start
-                model_errors.append(str(exc))
-    if not spec.defaults:
-        st.caption("This model has no settings.")
+    model_config, model_errors = model_settings(spec.defaults or {}, mc, f"train_mc_{pname}_{model_name}_")
     if spec.input_kind == "chart_image":
         d.encoding = {"size": int(st.number_input("Chart image size (pixels)", 32, 224, 64, step=16,
                                                   key="train_chart_size"))}

@@ -279,3 +279,35 @@ def take_request(request_key: str, pick_key: str, options) -> None:
     want = st.session_state.pop(request_key, None)
     if want is not None and want in options:
         st.session_state[pick_key] = want
+
+
+def model_settings(defaults: dict, current: dict, key_prefix: str, n_cols: int = 3) -> tuple[dict, list[str]]:
+    """One widget per setting of a model (its ModelSpec.defaults) starting from `current`: a checkbox, a
+    number box, a text box, or JSON text for lists and None. Returns (config, the settings that do not parse,
+    as sentences) - the caller shows those when the user acts on them."""
+    import json
+
+    from core.train.config import parse_model_value
+
+    config: dict = {}
+    errors: list[str] = []
+    cols = st.columns(n_cols)
+    for i, (k, v) in enumerate(defaults.items()):
+        col, key, cur = cols[i % n_cols], f"{key_prefix}{k}", current.get(k, v)
+        if isinstance(v, bool):
+            config[k] = col.checkbox(k, bool(cur), key=key)
+        elif isinstance(v, int):
+            config[k] = int(col.number_input(k, value=int(cur), step=1, key=key))
+        elif isinstance(v, float):
+            config[k] = float(col.number_input(k, value=float(cur), format="%g", key=key))
+        elif isinstance(v, str):
+            config[k] = col.text_input(k, str(cur), key=key)
+        else:  # lists and None: JSON text
+            raw = col.text_input(k, "" if cur is None else json.dumps(cur), key=key, help="JSON, e.g. [2, 2, 6, 2]")
+            try:
+                config[k] = parse_model_value(k, v, raw)
+            except Exception as exc:  # noqa: BLE001 - a sentence for the caller to show
+                errors.append(str(exc))
+    if not defaults:
+        st.caption("This model has no settings.")
+    return config, errors
