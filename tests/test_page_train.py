@@ -19,19 +19,21 @@ def _page() -> AppTest:
     return at
 
 
+def _small(at: AppTest, epochs: int, **numbers) -> None:
+    """A tiny, quick configuration of the page's widgets (1,500 candles, 16-bar windows, an 8-channel cnn1d)."""
+    for key, value in {"train_rows": 1500, "train_window": 16, "train_horizon": 4, "train_epochs": epochs,
+                       "train_mc_quick_cnn1d_channels": 8, **numbers}.items():
+        at.number_input(key=key).set_value(value)
+    at.selectbox(key="train_feat").select("chapter6")
+
+
 def test_train_from_the_page_and_view_results(workspace):
     from ui.jobs import forget_job, get_job
 
     at = _page()
     assert any("No runs yet" in i.value for i in at.info)
-    at.number_input(key="train_rows").set_value(1500)
-    at.number_input(key="train_window").set_value(16)
-    at.number_input(key="train_horizon").set_value(4)
-    at.number_input(key="train_epochs").set_value(2)
-    at.selectbox(key="train_feat").select("chapter6")
     # model settings are widgets built from the model's ModelSpec.defaults
-    at.number_input(key="train_mc_quick_cnn1d_channels").set_value(8)
-    at.number_input(key="train_mc_quick_cnn1d_layers").set_value(2)
+    _small(at, epochs=2, train_mc_quick_cnn1d_layers=2)
     at.text_input(key="train_name").input("page run")
     at.button(key="train_start").click().run()
     assert not at.exception, at.exception
@@ -155,13 +157,7 @@ def test_walk_forward_from_the_page(workspace):
     from ui.jobs import forget_job, get_job
 
     at = _page()
-    at.number_input(key="train_rows").set_value(1500)
-    at.number_input(key="train_window").set_value(16)
-    at.number_input(key="train_horizon").set_value(4)
-    at.number_input(key="train_epochs").set_value(1)
-    at.selectbox(key="train_feat").select("chapter6")
-    at.number_input(key="train_mc_quick_cnn1d_channels").set_value(8)
-    at.number_input(key="train_wf_k").set_value(3)
+    _small(at, epochs=1, train_wf_k=3)
     at.button(key="train_wf_start").click().run()
     assert not at.exception, at.exception
     sid = at.session_state["_session_id"]
