@@ -229,3 +229,96 @@ def test_dask_backend_on_a_separate_scheduler_and_workers(market, tmp_path):
         assert run.config["train_config"]["seed"] == c["index"]
         assert (run.path / "model.pt").is_file()
     assert not (elsewhere / "workspace" / "runs").exists()  # nothing stayed on the "other machine"
+
+
+def test_a_refused_ray_connection_says_how_to_pass_the_clusters_token(market, monkeypatch):
+    """`ray start` clusters use token authentication, and Ray sends no token for an explicit address unless
+    RAY_AUTH_MODE=token: the failed connection says so (and does not when the token mode is already on)."""
+    import socket
+
+    import ray
+
+    def refuse(**kw):
+        raise ConnectionError(f"Failed to connect to Ray cluster at {kw['address']}")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    with socket.socket() as s:  # something listens, so the reachability check passes
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        address = "127.0.0.1:%d" % s.getsockname()[1]
+        monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+        with pytest.raises(UserError, match="RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN"):
+            runner.run_sweep({**TINY, "grid": {"seed": [0, 1]}}, jobs=2, backend="ray", address=address)
+        monkeypatch.setenv("RAY_AUTH_MODE", "token")
+        with pytest.raises(UserError, match="Failed to connect") as err:
+            runner.run_sweep({**TINY, "grid": {"seed": [0, 1]}}, jobs=2, backend="ray", address=address)
+        assert "RAY_AUTH_MODE" not in str(err.value)
+    assert runner.list_sweeps() == [] and registry.list_runs() == []
+
+
+@pytest.mark.slow
+def test_ray_backend_on_a_cluster_started_with_ray_start(short_market, tmp_path):
+    """The Ray `--address` path as a user runs it: a head started with `ray start --head` in another folder
+    (token authentication on, Ray's default for `ray start`), and `python -m core sweep --backend ray
+    --address` given the cluster's token. The workers get the project as the job's working_dir (nothing on
+    their PYTHONPATH), train in scratch workspaces and send the runs back into this registry."""
+    import os
+    import secrets
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from tests.browser.conftest import free_port
+
+    root = Path(__file__).resolve().parents[1]
+    port = free_port()
+    elsewhere = tmp_path / "head-machine"
+    elsewhere.mkdir()
+    head_temp = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: Ray's unix sockets live below it
+    token = secrets.token_hex(32)  # this test's own cluster token, never written to ~/.ray
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RAY_ADDRESS")}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    head = subprocess.Popen([ray_cli, "start", "--head", "--block", "--port", str(port), "--num-cpus", "2",
+                             "--include-dashboard", "false", "--temp-dir", head_temp, "--disable-usage-stats"], cwd=elsewhere,
+                            env=dict(env, CNN_LAB_WORKSPACE=str(elsewhere / "workspace")),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({**TINY, "name": "ray cluster", "grid": {"seed": [0, 1]}}))
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert head.poll() is None, "ray start --head exited"
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < deadline, "the Ray head did not listen within 90 s"
+            time.sleep(0.5)
+        out = subprocess.run([sys.executable, "-m", "core", "sweep", "--grid", str(grid), "--backend", "ray",
+                              "--address", f"127.0.0.1:{port}", "--jobs", "2", "--json", "--quiet"],
+                             cwd=root, env=dict(env, CNN_LAB_WORKSPACE=str(short_market)), capture_output=True,
+                             text=True, timeout=240)
+    finally:
+        head.terminate()
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+        shutil.rmtree(head_temp, ignore_errors=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert token not in out.stdout + out.stderr  # the secret is never printed
+    res = json.loads(out.stdout)
+    assert res["status"] == "completed" and res["backend"] == "ray", res["cells"]
+    assert [c["status"] for c in res["cells"]] == ["completed", "completed"]
+    for c in res["cells"]:
+        run = registry.load_run(c["run_id"])
+        assert run.config["import_source"].startswith("sweep worker")
+        assert run.config["train_config"]["seed"] == c["index"]
+        assert (run.path / "model.pt").is_file()
+    assert len(registry.list_runs()) == 2
+    assert not (elsewhere / "workspace" / "runs").exists()  # nothing stayed on the "head machine"

@@ -8,6 +8,8 @@ Backends:
   other machines without this workspace, so each worker trains in a scratch workspace of its own, sends the
   run back as a zip (`core.train.archive`), and the driver imports it into the registry. For a remote
   `--address`, the project folder is shipped as the job's `working_dir` so workers can import `core`.
+  A cluster started with `ray start` (Ray 2.59 and later) wants its token: run the driver with
+  RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or ~/.ray/auth_token), as `ray_auth_hint` tells a user.
 - `dask`: `dask.distributed.Client(address)` (a LocalCluster of `jobs` single-threaded worker processes
   without an address) + `parallel_config("dask")`, runs shipped back like Ray's. Dask does not ship the
   code: a remote scheduler's workers need this project on their PYTHONPATH. Needs `dask` and `distributed`.
@@ -338,6 +340,18 @@ def ray_temp_dir() -> Optional[str]:
     return str(path) if len(str(path)) <= RAY_SOCKET_ROOM else None
 
 
+def ray_auth_hint(address: Optional[str]) -> str:
+    """What to add to a failed connection to a Ray cluster at an explicit address. Clusters started with
+    `ray start` use token authentication by default (Ray 2.59 and later), and a driver given an explicit address
+    sends the token only when RAY_AUTH_MODE=token is set before Ray is imported (Ray never turns it on by
+    itself for an explicit address)."""
+    if not address or os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        return ""
+    return (". If the cluster uses token authentication (the default of `ray start` since Ray 2.59), start "
+            "this command with RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN (or in "
+            "~/.ray/auth_token)")
+
+
 def _backend_context(backend: str, jobs: int, address: Optional[str]) -> tuple[Any, Any]:
     """(joblib parallel_config context, cleanup callable) for the backend."""
     import joblib
@@ -367,7 +381,8 @@ def _backend_context(backend: str, jobs: int, address: Optional[str]) -> tuple[A
                 ray.init(**kw)
             except Exception as exc:  # noqa: BLE001 - e.g. no cluster at that address
                 raise UserError(f"Ray could not start or connect{' to ' + address if address else ''}: "
-                                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+                                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                                f"{ray_auth_hint(address)}") from None
             started = True
         register_ray()
         return joblib.parallel_config(backend="ray", n_jobs=jobs), (lambda: ray.shutdown() if started else None)
