@@ -51,6 +51,8 @@ except Exception as exc:  # noqa: BLE001 - a deleted dataset, a broken run: a se
     st.stop()
 
 cfg = run.config
+if note := run.data_note(prepared):
+    st.warning(note)
 kind = str(cfg.get("input_kind") or "sequence")
 class_names = run.class_names
 ends = selectable_ends(prepared, "test")

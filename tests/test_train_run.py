@@ -85,6 +85,27 @@ def test_run_folder_follows_the_contract_and_reloads_exactly(candles, workspace)
     pd.testing.assert_frame_equal(old.predict(candles=candles), run.predictions, check_exact=True)
 
 
+def test_a_run_reloads_on_its_own_candles_after_the_dataset_grew(candles):
+    """Datasets grow in place (incremental fetches, back-fills). A reloaded run must rebuild the split and
+    the train-only scaler from the candles it was trained on, not from today's dataset: else its "test"
+    windows would include training samples and its inputs would be scaled differently."""
+    then = candles.iloc[100:900]
+    res = _train(then)
+    run = registry.load_run(res.run_id)
+    assert run.config["data_span"] == [str(then.index[0]), str(then.index[-1])] and run.config["data_rows"] == 800
+    prepared = run.prepare(candles)  # the dataset grew at both ends since
+    pd.testing.assert_frame_equal(run.predict(candles=candles), run.predictions, check_exact=True)
+    assert run.data_note(prepared) is None
+    # rows inside the span replaced: the page says the data changed
+    assert "has changed since this run was trained" in run.data_note(run.prepare(candles.drop(candles.index[300:340])))
+    # a run saved before runs recorded their span rebuilds from the dataset's last max_rows, and says so
+    old = registry.load_run(res.run_id)
+    old.config.pop("data_span")
+    assert "has changed since this run was trained" in old.data_note(old.prepare(candles))
+    with pytest.raises(UserError, match="no longer holds the candles"):
+        run.prepare(candles.iloc[950:])
+
+
 def test_same_config_same_numbers(candles):
     a = _train(candles)
     b = _train(candles)

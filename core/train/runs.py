@@ -209,10 +209,35 @@ class LoadedRun:
         return joblib.load(self.path / "scaler.joblib")
 
     def prepare(self, candles: Optional[pd.DataFrame] = None) -> Any:
-        """Rebuild the run's PreparedData (from its dataset unless `candles` are given)."""
+        """Rebuild the run's PreparedData (from its dataset unless `candles` are given): the candles of the
+        span it was trained on, so the same split and the same train-only scaler."""
         from core.train.trainer import prepare_for_run
 
         return prepare_for_run(self.config, candles)
+
+    def data_note(self, prepared: Any) -> Optional[str]:
+        """None when `prepared` (from `prepare`) has the test windows the run was scored on; else a sentence
+        saying the dataset changed since training (rows replaced or removed, or a run saved before runs
+        recorded their span), so windows and inputs may differ from what the model saw."""
+        from core.encodings.samples import selectable_ends
+
+        stored = self.predictions
+        if stored.empty or "timestamp" not in stored:
+            return None
+        if "split" in stored:
+            stored = stored[stored["split"] == "test"]
+        now = pd.DatetimeIndex(prepared.timestamps[selectable_ends(prepared, "test")])
+        now = now.tz_localize("UTC") if now.tz is None else now.tz_convert("UTC")
+        then = pd.DatetimeIndex(stored["timestamp"])
+        if len(now) == len(then) and (now == then).all():
+            return None
+        return (f"The dataset {self.config.get('dataset_id')!r} has changed since this run was trained: its test "
+                f"period now has {len(now):,} windows ({now[0]:%Y-%m-%d} .. {now[-1]:%Y-%m-%d}) where the run "
+                f"was scored on {len(then):,} ({then[0]:%Y-%m-%d} .. {then[-1]:%Y-%m-%d}). The split and the "
+                "scaler are rebuilt from today's candles, so what is shown may differ from what the model saw."
+                if len(now) and len(then) else
+                f"The dataset {self.config.get('dataset_id')!r} has changed since this run was trained: its "
+                "test period no longer matches the one the run was scored on.")
 
     def predict(self, candles: Optional[pd.DataFrame] = None, split: str = "test",
                 device: str = "cpu") -> pd.DataFrame:

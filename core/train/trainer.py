@@ -471,15 +471,35 @@ def _load_candles(dataset_id: str) -> pd.DataFrame:
     return load_candles(dataset_id)
 
 
+def run_candles(config: dict[str, Any], candles: pd.DataFrame) -> pd.DataFrame:
+    """The candles a run learns from: the dataset's last `max_rows` when it is trained, and for a saved run
+    exactly the span it was trained on (`data_span`), however the dataset has grown since. Without that, an
+    extended dataset would move the split and the scaler: a reload would call training windows "test"."""
+    span = config.get("data_span")
+    if span:
+        start, end = (pd.Timestamp(t) for t in span)
+        idx = candles.index
+        return candles.iloc[idx.searchsorted(start, "left"):idx.searchsorted(end, "right")]
+    rows = (config.get("data_config") or {}).get("max_rows")
+    return candles.iloc[-int(rows):] if rows else candles
+
+
+def data_span(candles: pd.DataFrame) -> dict[str, Any]:
+    """What a saved run records of its candles, for `run_candles` and `data_changes`."""
+    return {"data_span": [str(candles.index[0]), str(candles.index[-1])], "data_rows": int(len(candles))}
+
+
 def prepare_for_run(config: dict[str, Any], candles: Optional[pd.DataFrame] = None) -> Any:
-    """PreparedData for a run config (`dataset_id` + `data_config`)."""
+    """PreparedData for a run config (`dataset_id` + `data_config`, and `data_span` for a saved run)."""
     from core.features import prepare_dataset
 
     data = from_dict(DataConfig, config.get("data_config") or {}).validate()
     if candles is None:
         candles = _load_candles(config["dataset_id"])
-    if data.max_rows:
-        candles = candles.iloc[-int(data.max_rows):]
+    candles = run_candles(config, candles)
+    if config.get("data_span") and len(candles) == 0:
+        raise UserError(f"the dataset {config['dataset_id']!r} no longer holds the candles this run was trained "
+                        f"on ({config['data_span'][0]} to {config['data_span'][1]})")
     return prepare_dataset(candles, to_dataset_config(data))
 
 
@@ -683,7 +703,8 @@ def train_run(dataset_id: Optional[str], model_name: str, model_config: Optional
                      f"labels {data.label} h={data.horizon}")
     config: dict[str, Any] = {"dataset_id": dataset_id, "model_name": model_name, "model_config": model_config,
                               "data_config": asdict(data), "train_config": asdict(train)}
-    prepared = prepare_for_run(config, candles if candles is not None else _load_candles(dataset_id))
+    candles = run_candles(config, candles if candles is not None else _load_candles(dataset_id))
+    prepared = prepare_for_run(config, candles)
     sc = fit_and_score(prepared, config, data, train, input_kind, progress, cancel, stage, init=init)
     fr, preds = sc.fit, sc.predictions
     vs = compare_to_baselines(sc.y_test, sc.proba, sc.baseline_proba, len(sc.config["class_names"]),
@@ -694,6 +715,7 @@ def train_run(dataset_id: Optional[str], model_name: str, model_config: Optional
                   best_epoch=fr.best_epoch, train_seconds=fr.train_seconds, class_weights_used=fr.class_weights,
                   n_samples=sc.n_samples,
                   test_start=str(preds["timestamp"].iloc[0]), test_end=str(preds["timestamp"].iloc[-1]),
+                  **data_span(candles),
                   versions={"torch": torch.__version__, "numpy": np.__version__})
     run_id = registry.new_run_id(model_name, {k: config[k] for k in
                                               ("dataset_id", "model_config", "data_config", "train_config",
