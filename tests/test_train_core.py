@@ -164,6 +164,20 @@ def test_baselines_majority_frequencies_and_logistic_learns_last_step():
     assert np.allclose(wf[0], np.concatenate([w[:, -1], w.mean(1), w.std(1), w.min(1), w.max(1),
                                               w[:, -1] - w[:, 0]]), atol=1e-6)
     assert window_features(feats, te[:2], 10, "flat").shape == (2, 30)
+    assert "before converging" not in out["logistic"].description
+
+
+def test_a_baseline_stopped_at_its_iteration_limit_says_so(monkeypatch):
+    """An under-fitted baseline flatters the CNN beside it: its description must say it did not converge."""
+    from core.train import baselines
+
+    rng = np.random.default_rng(3)
+    feats = rng.normal(size=(600, 4)).astype(np.float32)
+    y = (feats[:, 0] + 0.5 * feats[:, 1] > 0).astype(np.int64)
+    ends = np.arange(9, 600)
+    monkeypatch.setattr(baselines, "LOGISTIC_MAX_ITER", 2)
+    out = fit_baselines(feats, y, ends[:400], ends[400:], 10, 2, ["logistic"], mode="flat")
+    assert out["logistic"].description.endswith("(stopped before converging: an under-fitted baseline)")
 
 
 # ------------------------------------------------------------------------------------------------ config

@@ -14,7 +14,8 @@ from core.errors import UserError
 BYBIT_TAKER_FEE = 0.00055   # 0.055 % per side, USDT perpetuals, non-VIP (as of 2024-2025)
 BYBIT_MAKER_FEE = 0.0002    # 0.02 % per side
 FEE_NOTE = ("Bybit USDT-perpetual non-VIP rates as of 2024-2025: taker 0.055 %, maker 0.02 % per side. "
-            "Market orders (entries, signal/time exits, stops) pay taker; take-profit limit orders pay maker.")
+            "Market orders (entries, signal/time exits, stops) pay taker; take-profit limit orders pay maker. "
+            "Perpetual funding is not charged (often 0.01 % per 8 h; the default rules hold at most 12 h).")
 
 SIZINGS = ("fixed", "confidence", "kelly", "half_kelly")
 STOP_KINDS = ("none", "fixed", "atr")
