@@ -240,15 +240,15 @@ with tab_sweeps:
         try:
             res = runner.load_sweep(pick)
             ranks = list(RANK_METRICS)
-            rank_by = st.selectbox("Rank by (test split)", ranks, index=ranks.index(res.rank_by), key="exp_rank_by")
+            rank_by = st.selectbox("Rank by", ranks, index=ranks.index(res.rank_by), key="exp_rank_by")
             cells_df = res.table()
             summ = res.summary(rank_by)
             st.caption(f"{res.status} · {res.backend} x {res.jobs} workers · {res.seconds:.0f} s. Groups are the "
                        f"cells that differ only by seed; `vs_best` says whether the gap to the top group is larger "
                        f"than 2 standard errors of the difference (else it is noise).")
-            show = ["rank", "group", "n_seeds", f"{rank_by} (mean ± std)", "vs_best", "vs_baseline_mean",
-                    "beats_baseline"]
-            st.dataframe(summ[[c for c in show if c in summ]], hide_index=True, key="exp_sweep_summary")
+            (st.caption if summ.attrs.get("ranked_on") == "validation" else st.warning)(
+                runner.ranking_note(summ, rank_by))
+            st.dataframe(summ[runner.summary_columns(summ, rank_by)], hide_index=True, key="exp_sweep_summary")
             st.plotly_chart(vx.sweep_figure(summ, cells_df, rank_by), width="stretch", key="exp_sweep_fig")
             with st.expander("All cells"):
                 st.dataframe(cells_df, hide_index=True, key="exp_sweep_table")

@@ -161,8 +161,10 @@ def test_sweep_from_the_page(zips, workspace):
     assert not at.exception, at.exception
     assert any("completed: 2/2 cells saved as runs" in s.value for s in at.success)
     summ = _table(at, *SUMMARY)
-    assert len(summ) == 1 and summ.loc[0, "n_seeds"] == 2 and "±" in summ.iloc[0]["balanced_accuracy (mean ± std)"]
-    assert "mean ± std across seeds" in _specs(at)
+    assert len(summ) == 1 and summ.loc[0, "n_seeds"] == 2 and "±" in summ.iloc[0]["test balanced_accuracy (mean ± std)"]
+    assert "±" in summ.iloc[0]["val balanced_accuracy (mean ± std)"]  # the ranking chose on validation
+    assert any("Ranked by validation balanced_accuracy" in c.value for c in at.caption)
+    assert "mean ± std across seeds" in _specs(at) and "ranked by validation" in _specs(at)
     cells = _table(at, *CELLS)
     assert list(cells["status"]) == ["completed", "completed"]
     assert set(_table(at, *RUNS)["run_id"]) == set(cells["run_id"])

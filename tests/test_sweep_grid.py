@@ -10,7 +10,7 @@ import pytest
 
 from core.errors import UserError
 from core.sweep.grid import expand_grid, load_grid, parse_grid
-from core.sweep.runner import summarize
+from core.sweep.runner import ranking_note, summarize, summary_columns
 
 GRID_YAML = """
 name: zoo
@@ -113,7 +113,8 @@ def test_ranking_shows_mean_std_and_which_gaps_are_noise():
     assert row.loc["steady", "vs_best"] == "best"
     assert row.loc["noisy", "vs_best"].startswith("within noise")   # 0.49 vs 0.51 with std 0.06
     assert row.loc["worse", "vs_best"].startswith("worse by 0.100")
-    assert row.loc["steady", "balanced_accuracy (mean ± std)"] == "0.510 ± 0.010"
+    assert row.loc["steady", "test balanced_accuracy (mean ± std)"] == "0.510 ± 0.010"
+    assert s.attrs["ranked_on"] == "test" and "flatters the winner" in ranking_note(s, "balanced_accuracy")
     # lower is better for log loss; a single seed cannot tell noise
     t2 = _table({"a": [0.9], "b": [0.7]}, "log_loss")
     s2 = summarize(t2, "log_loss")
@@ -122,6 +123,26 @@ def test_ranking_shows_mean_std_and_which_gaps_are_noise():
     t3 = _table({"a": [0.5, 0.6]})
     t3.loc[1, "run_id"] = None
     assert summarize(t3).loc[0, "n_seeds"] == 1
+
+
+def test_ranking_chooses_on_validation_and_reports_test_beside_it():
+    """Choosing the best of N settings by their test score flatters the winner: groups are ranked on the
+    validation split, and the test figures are shown untouched by the choice."""
+    t = _table({"lucky on test": [0.56, 0.58, 0.57], "good on val": [0.50, 0.52, 0.51]})
+    t["val_balanced_accuracy"] = [0.45, 0.46, 0.44, 0.55, 0.54, 0.56]
+    s = summarize(t, "balanced_accuracy")
+    assert list(s["group"]) == ["good on val", "lucky on test"] and s.attrs["ranked_on"] == "validation"
+    row = s.set_index("group")
+    assert row.loc["good on val", "val balanced_accuracy (mean ± std)"] == "0.550 ± 0.010"
+    assert row.loc["good on val", "test balanced_accuracy (mean ± std)"] == "0.510 ± 0.010"
+    assert row.loc["lucky on test", "vs_best"].startswith("worse by 0.100")  # the gap on validation
+    assert summary_columns(s, "balanced_accuracy")[3:5] == ["val balanced_accuracy (mean ± std)",
+                                                            "test balanced_accuracy (mean ± std)"]
+    assert "played no part in the choice" in ranking_note(s, "balanced_accuracy")
+    # vs_baseline has no validation figure: ranked on test, and the note says the choice is optimistic
+    s2 = summarize(t, "vs_baseline")
+    assert s2.attrs["ranked_on"] == "test" and list(s2["group"]) == ["lucky on test", "good on val"]
+    assert "no validation figure" in ranking_note(s2, "vs_baseline")
 
 
 def test_experiment_figures_and_tables():

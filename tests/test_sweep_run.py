@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 
+import numpy as np
 import pytest
 
 from core.errors import UserError
@@ -44,6 +45,8 @@ def test_two_local_workers_make_one_run_per_cell_and_rank_them(market):
     # the ranking: one group per symbol, two seeds each, mean and spread
     summ = res.summary()
     assert len(summ) == 2 and list(summ["n_seeds"]) == [2, 2] and summ.loc[0, "vs_best"] == "best"
+    assert summ.attrs["ranked_on"] == "validation"  # every cell recorded its validation metrics
+    assert np.isfinite(summ["val_balanced_accuracy_mean"]).all()
     table = res.table()
     for g, grp in table.groupby("group"):
         row = summ.set_index("group").loc[g]

@@ -88,12 +88,11 @@ def cmd_sweep(args: Any) -> int:
     summ = res.summary()
     print(f"sweep {res.sweep_id}: {res.status}, {len(res.plan)} cells, {res.backend} x {res.jobs}, "
           f"{res.seconds:.1f} s")
-    cols = ["rank", "group", "n_seeds", f"{res.rank_by} (mean ± std)", "vs_baseline_mean", "beats_baseline",
-            "vs_best"]
     if summ.empty:
         print("no cell finished")
     else:
-        print(summ[[c for c in cols if c in summ]].to_string(index=False))
+        print(summ[runner.summary_columns(summ, res.rank_by)].to_string(index=False))
+        print(runner.ranking_note(summ, res.rank_by))
     failed = [c for c in res.cells if c.get("status") in ("failed", "cancelled")]
     for c in failed:
         print(f"cell {c['index']}: {c['status']}: {c.get('error')}", file=sys.stderr)

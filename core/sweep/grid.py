@@ -35,7 +35,7 @@ from core.errors import UserError
 DEFAULT_SOURCE = "synthetic"
 DEFAULT_TIMEFRAME = "1h"
 MAX_GRID_BYTES = 1_000_000
-# out-of-sample metrics a sweep can rank by, and whether larger is better
+# metrics a sweep can rank by (on the validation split where it has one), and whether larger is better
 RANK_METRICS = {"accuracy": True, "balanced_accuracy": True, "macro_f1": True, "roc_auc": True,
                 "log_loss": False, "vs_baseline": True}
 # axes with a meaning of their own; every other axis is a config key

@@ -153,6 +153,7 @@ def run_cell(cell: dict[str, Any], candles: Optional[pd.DataFrame], ctx: dict[st
                         progress=on_progress, cancel=cancel, name=c.name or None, candles=candles)
         vs = res.vs_best_baseline or {}
         out.update(status=res.status, run_id=res.run_id, metrics={k: res.metrics.get(k) for k in HEADLINE},
+                   val_metrics={k: (res.val_metrics or {}).get(k) for k in HEADLINE},
                    baselines={b: {k: m.get(k) for k in HEADLINE} for b, m in (res.baselines or {}).items()},
                    vs_best_baseline={k: vs.get(k) for k in ("metric", "diff", "ci_low", "ci_high", "baseline",
                                                              "beats", "worse")},
@@ -572,7 +573,8 @@ def load_sweep(sweep_id: str) -> SweepResult:
 # -------------------------------------------------------------------------------------------- tables
 
 def cells_table(plan: list[dict[str, Any]], results: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per cell: its axis values, group, seed, status, run id, test metrics, best baseline."""
+    """One row per cell: its axis values, group, seed, status, run id, test metrics, validation metrics
+    (`val_<metric>`, what a sweep ranks by), best baseline."""
     by_index = {int(r["index"]): r for r in results if "index" in r}
     rows = []
     for c in plan:
@@ -590,6 +592,8 @@ def cells_table(plan: list[dict[str, Any]], results: list[dict[str, Any]]) -> pd
                 row[k] = v if not isinstance(v, (list, dict)) else str(v)
         for k in HEADLINE:
             row[k] = _num(m.get(k))
+        for k in HEADLINE:
+            row[f"val_{k}"] = _num((r.get("val_metrics") or {}).get(k))
         for k in ("accuracy", "balanced_accuracy", "macro_f1"):
             vals = [_num((b or {}).get(k)) for b in bl.values()]
             vals = [v for v in vals if v is not None and math.isfinite(v)]
@@ -609,25 +613,32 @@ def _num(v: Any) -> float:
 
 
 def summarize(table: pd.DataFrame, rank_by: str = "balanced_accuracy") -> pd.DataFrame:
-    """Cells grouped by everything but the seed: mean and std (across seeds) of each out-of-sample metric,
-    ranked by `rank_by`'s mean. `vs_best` says whether a group's gap to the top group is larger than the
+    """Cells grouped by everything but the seed: mean and std (across seeds) of each metric, ranked by the
+    mean of `rank_by` on the validation split.
+
+    Ranking is choosing, and a choice made on the test split flatters the winner: the best of N settings'
+    test score is biased upward. So groups are ranked on validation (the split early stopping already uses),
+    and the test figures (`<metric>_mean`, `test <metric> (mean ± std)`) are reported beside it, untouched by
+    the choice. Where there is no validation figure (`vs_baseline`, or a sweep saved before cells recorded
+    one) the ranking falls back to the test split; `out.attrs["ranked_on"]` says which ("validation" or
+    "test"). `vs_best` says whether a group's gap to the top group on the ranking metric is larger than the
     noise: |gap| > 2 x the standard error of the difference of the two means (Welch), 'within noise' when
     not, and 'one seed: spread unknown' when either group has a single seed."""
     if rank_by not in RANK_METRICS:
         raise UserError(f"rank_by must be one of {', '.join(RANK_METRICS)}")
     cols = ["rank", "group", "n_seeds", f"{rank_by}_mean", f"{rank_by}_std", "vs_best"]
-    if table.empty:
-        return pd.DataFrame(columns=cols)
-    done = table[table["run_id"].notna()]
+    done = table[table["run_id"].notna()] if not table.empty else table
     if done.empty:
         return pd.DataFrame(columns=cols)
-    metrics = [m for m in (*HEADLINE, "vs_baseline") if m in done]
+    on = f"val_{rank_by}" if f"val_{rank_by}" in done and np.isfinite(done[f"val_{rank_by}"].astype(float)).any() \
+        else rank_by
+    metrics = [m for m in (*HEADLINE, "vs_baseline", on) if m in done]
     higher = RANK_METRICS[rank_by]
     rows = []
     for group, g in done.groupby("group", sort=False):
         row: dict[str, Any] = {"group": group, "n_seeds": int(len(g)),
                                "model": g["model"].iloc[0], "dataset": g["dataset"].iloc[0]}
-        for m in metrics:
+        for m in dict.fromkeys(metrics):
             v = g[m].astype(float)
             v = v[np.isfinite(v)]
             row[f"{m}_mean"] = float(v.mean()) if len(v) else float("nan")
@@ -635,7 +646,7 @@ def summarize(table: pd.DataFrame, rank_by: str = "balanced_accuracy") -> pd.Dat
         row["beats_baseline"] = f"{int((g['beats_baseline'] == True).sum())}/{len(g)}"  # noqa: E712
         rows.append(row)
     out = pd.DataFrame(rows)
-    key = f"{rank_by}_mean"
+    key = f"{on}_mean"
     out = out.sort_values(key, ascending=not higher, na_position="last", kind="stable").reset_index(drop=True)
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     best = out.iloc[0]
@@ -648,7 +659,7 @@ def summarize(table: pd.DataFrame, rank_by: str = "balanced_accuracy") -> pd.Dat
             notes.append("one seed: spread unknown")
             continue
         gap = row[key] - best[key]
-        se = math.sqrt(row[f"{rank_by}_std"] ** 2 / row["n_seeds"] + best[f"{rank_by}_std"] ** 2 / best["n_seeds"])
+        se = math.sqrt(row[f"{on}_std"] ** 2 / row["n_seeds"] + best[f"{on}_std"] ** 2 / best["n_seeds"])
         if not math.isfinite(gap) or not math.isfinite(se):
             notes.append("n/a")
         elif abs(gap) > 2 * se:
@@ -656,8 +667,29 @@ def summarize(table: pd.DataFrame, rank_by: str = "balanced_accuracy") -> pd.Dat
         else:
             notes.append(f"within noise ({gap:+.3f}, 2 SE = {2 * se:.3f})")
     out["vs_best"] = notes
-    out[f"{rank_by} (mean ± std)"] = [_pm(m, s) for m, s in zip(out[key], out[f"{rank_by}_std"])]
+    if on != rank_by:
+        out[f"val {rank_by} (mean ± std)"] = [_pm(m, s) for m, s in zip(out[key], out[f"{on}_std"])]
+    out[f"test {rank_by} (mean ± std)"] = [_pm(m, s) for m, s in zip(out[f"{rank_by}_mean"], out[f"{rank_by}_std"])]
+    out.attrs["ranked_on"] = "validation" if on != rank_by else "test"
     return out
+
+
+def summary_columns(summary: pd.DataFrame, rank_by: str) -> list[str]:
+    """The columns of a ranking to show (page and CLI), in order."""
+    want = ["rank", "group", "n_seeds", f"val {rank_by} (mean ± std)", f"test {rank_by} (mean ± std)", "vs_best",
+            "vs_baseline_mean", "beats_baseline"]
+    return [c for c in want if c in summary]
+
+
+def ranking_note(summary: pd.DataFrame, rank_by: str) -> str:
+    """One sentence on what the ranking chose by, for the page and the CLI."""
+    if summary.attrs.get("ranked_on") == "validation":
+        return (f"Ranked by validation {rank_by} (the split early stopping uses); the test figures beside it "
+                "played no part in the choice, so the top group's test score is not flattered by it.")
+    why = ("it has no validation figure" if rank_by == "vs_baseline"
+           else "this sweep's cells recorded no validation figures")
+    return (f"Ranked by test {rank_by} ({why}): choosing the best of several settings on the test split "
+            "flatters the winner's score; treat the top group's figure as optimistic.")
 
 
 def _pm(mean: float, std: float) -> str:
@@ -667,4 +699,4 @@ def _pm(mean: float, std: float) -> str:
 
 
 __all__ = ["BACKENDS", "FileCancelToken", "SweepResult", "run_cell", "run_sweep", "list_sweeps", "load_sweep",
-           "cells_table", "summarize", "sweeps_root"]
+           "cells_table", "summarize", "summary_columns", "ranking_note", "sweeps_root"]

@@ -99,8 +99,9 @@ def equity_figure(curves: Mapping[str, pd.Series], benchmarks: Optional[Mapping[
 
 def sweep_figure(summary: pd.DataFrame, cells: pd.DataFrame, rank_by: str,
                  title: str = "") -> go.Figure:
-    """Horizontal: one row per group (best on top), bar = mean across seeds, whisker = std, dots = seeds;
-    the dotted line is the mean of the best baseline on the same test splits."""
+    """Horizontal: one row per group in the ranking's order (best on top, chosen on validation where the
+    summary says so), bar = test mean across seeds, whisker = std, dots = seeds; the dotted line is the mean
+    of the best baseline on the same test splits."""
     fig = go.Figure()
     if summary is None or summary.empty:
         fig.update_layout(title="no finished cells yet", height=200)
@@ -124,7 +125,8 @@ def sweep_figure(summary: pd.DataFrame, cells: pd.DataFrame, rank_by: str,
     label = METRIC_LABELS.get(rank_by, rank_by)
     fig.update_yaxes(categoryorder="array", categoryarray=order)
     fig.update_layout(height=max(260, 70 + 45 * len(summary)), xaxis_title=f"{label} (test split)",
-                      title=title or f"sweep ranking by {label}: mean ± std across seeds, dots = seeds",
+                      title=title or (f"ranked by {summary.attrs.get('ranked_on', 'test')} {label}; "
+                                      f"bars: test {label}, mean ± std across seeds, dots = seeds"),
                       margin={"l": 20, "r": 20, "t": 60, "b": 40}, legend={"orientation": "h", "y": -0.2})
     return fig
 
