@@ -266,7 +266,10 @@ if records:
                                               f"{by_id[i]['freeze_stages']} stage(s) frozen")
     rec = by_id[pick]
     try:
-        table = tr.comparison_table(rec)
+        table, interval = tr.comparison_table(rec), tr.comparison_interval(rec)
+        (st.success if interval["beats"] else st.warning)(interval["verdict"])
+        if rec.get("source_overlap"):
+            st.warning(rec["source_overlap"])
         left, right = st.columns([1, 1])
         left.dataframe(table, key="enc_tr_table")
         left.caption(f"Fine-tuned run `{rec['finetuned_run_id']}`, scratch run `{rec['scratch_run_id']}`"

@@ -263,6 +263,8 @@ def test_transfer_vs_scratch_from_the_page(shared_data):
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     assert any("Transfer comparison done" in s.value for s in at.success)
+    verdicts = [m.value for m in [*at.success, *at.warning] if m.value.startswith("Fine-tuning ")]
+    assert len(verdicts) == 1 and "% CI" in verdicts[0]  # the difference comes with its interval
     table = at.dataframe[0].value
     assert list(table.columns) == ["fine-tuned", "scratch", "fine-tuned - scratch"]
     assert table.loc["accuracy", "fine-tuned - scratch"] == pytest.approx(

@@ -79,6 +79,12 @@ def test_pretrain_finetune_and_scratch_are_three_real_runs(datasets, workspace):
     assert table.loc["accuracy", "scratch"] == pytest.approx(res.metrics["scratch"]["accuracy"])
     assert table.loc["accuracy", "fine-tuned - scratch"] == pytest.approx(
         res.metrics["fine-tuned"]["accuracy"] - res.metrics["scratch"]["accuracy"])
+    # the difference with the same paired block-bootstrap interval as the Train page's, and a verdict
+    iv = tr.comparison_interval(rec)
+    assert iv["diff"] == pytest.approx(table.loc["accuracy", "fine-tuned - scratch"])
+    assert iv["ci_low"] <= iv["diff"] <= iv["ci_high"] and iv["n"] == len(p_ft) and iv["block"] >= 4
+    assert iv["verdict"].startswith("Fine-tuning ") and "% CI" in iv["verdict"]
+    assert rec["source_overlap"] is None  # both markets cover the same span: the source trained before the test
     phases = [e.message for e in events if e.stage == "phase"]
     assert len(phases) == 3 and phases[0].startswith("pre-training")
 
@@ -127,6 +133,18 @@ def test_clear_errors_before_any_training(datasets, workspace):
         tr.train_with_init(target, "chart_resnet18", {}, _data(), _train(),
                            init=lambda m: tr.init_from_weights_file(m, "junk.pth"))
     assert list_runs() == []  # nothing half-made was left in the registry
+
+
+def test_a_source_trained_into_the_targets_test_period_is_flagged():
+    """Markets move together: a source run whose training may reach into the target's test period would let
+    the fine-tuned model see that period in another market."""
+    target = {"dataset_id": "file-BTCUSDT-1h", "test_start": "2025-09-01 00:00:00+00:00"}
+    before = {"run_id": "src", "dataset_id": "file-ETHUSDT-1h", "test_start": "2025-08-01 00:00:00+00:00"}
+    after = {**before, "test_start": "2026-01-01 00:00:00+00:00"}
+    assert tr.source_overlap(before, target) is None
+    note = tr.source_overlap(after, target)
+    assert "may have trained on bars up to 2026-01-01, inside the target's test period (from 2025-09-01)" in note
+    assert tr.source_overlap({"run_id": "old"}, target) is None  # nothing to check against
 
 
 def test_init_from_state_dict_refuses_a_different_architecture():

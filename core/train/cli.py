@@ -240,11 +240,16 @@ def cmd_transfer(args: Any) -> int:
     if not args.quiet:
         progress = TerminalProgress()
     res = tr.transfer_vs_scratch(spec, progress=progress)
-    table = tr.comparison_table(next(r for r in tr.list_comparisons() if r["id"] == res.record_id))
+    record = next(r for r in tr.list_comparisons() if r["id"] == res.record_id)
+    table, interval = tr.comparison_table(record), tr.comparison_interval(record)
     if args.json:
         print_json({"record_id": res.record_id, "source_run_id": res.source_run_id,
                     "finetuned_run_id": res.finetuned_run_id, "scratch_run_id": res.scratch_run_id,
-                    "table": {c: {k: v for k, v in table[c].items()} for c in table.columns}})
+                    "table": {c: {k: v for k, v in table[c].items()} for c in table.columns},
+                    "fine_tuned_vs_scratch": interval, "source_overlap": record.get("source_overlap")})
     else:
         print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+        print(interval["verdict"])
+        if record.get("source_overlap"):
+            print(f"warning: {record['source_overlap']}")
     return 0

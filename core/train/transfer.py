@@ -325,11 +325,16 @@ def transfer_vs_scratch(spec: TransferSpec, progress: Optional[ProgressCallback]
     phases.start(f"training from scratch on {spec.target_dataset_id}")
     sc = train_run(spec.target_dataset_id, spec.model_name, spec.model_config, data, train,
                    progress=phases, cancel=cancel, name=f"scratch: {spec.model_name} (transfer baseline)")
+    overlap = None
+    if source_run_id is not None:
+        from core.train.runs import load_run
+
+        overlap = source_overlap(load_run(source_run_id).config, ft.config)
     record_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{ft.run_id[-6:]}"
     record = {"id": record_id, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "target_dataset_id": spec.target_dataset_id, "source": source_desc,
               "source_run_id": source_run_id, "finetuned_run_id": ft.run_id, "scratch_run_id": sc.run_id,
-              "freeze_stages": int(spec.freeze_stages), "model_name": spec.model_name,
+              "freeze_stages": int(spec.freeze_stages), "model_name": spec.model_name, "source_overlap": overlap,
               "model_config": spec.model_config, "data_config": asdict(data), "train_config": asdict(train)}
     atomic_write_json(_records_dir() / f"{safe_name(record_id)}.json", record)
     return TransferResult(record_id, source_run_id, ft.run_id, sc.run_id,
@@ -378,6 +383,57 @@ def comparison_table(record: dict[str, Any]) -> pd.DataFrame:
     df["fine-tuned - scratch"] = a - b
     df.index.name = "metric"
     return df
+
+
+def comparison_interval(record: dict[str, Any], metric: str = "accuracy") -> dict[str, Any]:
+    """Fine-tuned minus scratch on `metric`, with the paired block-bootstrap interval the Train page uses
+    against baselines (both runs predict the same test windows; blocks at least the label horizon), and a
+    plain verdict. One seed each: the interval covers the test sample's noise, not the training seed's."""
+    import numpy as np
+
+    from core.train.metrics import paired_block_bootstrap
+    from core.train.runs import load_run
+
+    preds = {}
+    for label, key in (("fine-tuned", "finetuned_run_id"), ("scratch", "scratch_run_id")):
+        try:
+            preds[label] = load_run(record.get(key)).predictions
+        except UserError:
+            raise UserError(f"the {label} run {record.get(key)} of this comparison was deleted") from None
+    both = preds["fine-tuned"].merge(preds["scratch"], on="timestamp", suffixes=("_ft", "_sc"))
+    if both.empty or not (both["y_true_ft"] == both["y_true_sc"]).all():
+        raise UserError("the two runs of this comparison were not scored on the same test windows")
+    names = [c[len("prob_"):-3] for c in both if c.startswith("prob_") and c.endswith("_ft")]
+    ft = both[[f"prob_{n}_ft" for n in names]].to_numpy().argmax(1)
+    sc = both[[f"prob_{n}_sc" for n in names]].to_numpy().argmax(1)
+    train = record.get("train_config") or {}
+    b = paired_block_bootstrap(both["y_true_ft"].to_numpy(np.int64), ft, sc, len(names), metric,
+                               horizon=int((record.get("data_config") or {}).get("horizon", 1)),
+                               n_boot=int(train.get("n_boot", 1000)), seed=int(train.get("seed", 0)))
+    ci = f"{int(round(b['confidence'] * 100))} % CI {b['ci_low'] * 100:+.1f} to {b['ci_high'] * 100:+.1f} points"
+    d, m = f"{b['diff'] * 100:+.1f} points", metric.replace("_", " ")
+    if b["ci_low"] > 0:
+        b["verdict"] = f"Fine-tuning beats training from scratch on {m}: {d} ({ci})."
+    elif b["ci_high"] < 0:
+        b["verdict"] = f"Fine-tuning is worse than training from scratch on {m}: {d} ({ci})."
+    else:
+        b["verdict"] = f"Fine-tuning does not clearly beat training from scratch on {m}: {d} is within noise ({ci})."
+    b["beats"], b["worse"] = bool(b["ci_low"] > 0), bool(b["ci_high"] < 0)
+    return b
+
+
+def source_overlap(source_config: dict[str, Any], target_config: dict[str, Any]) -> Optional[str]:
+    """A sentence when the source run may have trained on bars of the target's test period (None when not).
+    Markets move together: a source fitted on, say, ETH over the months the BTC target is tested on has seen
+    that period, and the fine-tuned model's test score would be flattered. A run's training rows end before
+    its validation and test rows, so its `test_start` bounds them from above (a conservative check)."""
+    src_end, tgt_start = source_config.get("test_start"), target_config.get("test_start")
+    if not src_end or not tgt_start or pd.Timestamp(src_end) <= pd.Timestamp(tgt_start):
+        return None
+    return (f"The source run {source_config.get('run_id', '')} ({source_config.get('dataset_id')}) may have "
+            f"trained on bars up to {pd.Timestamp(src_end):%Y-%m-%d}, inside the target's test period (from "
+            f"{pd.Timestamp(tgt_start):%Y-%m-%d}): the fine-tuned model may have seen that period in another "
+            "market, which would flatter its test score. Pre-train on a span that ends before the target's test.")
 
 
 def comparison_metrics(t: pd.DataFrame) -> dict[str, dict[str, float]]:
