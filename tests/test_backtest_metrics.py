@@ -51,6 +51,25 @@ def test_hourly_annualisation_and_undefined_cases():
     assert table.loc["Sharpe", "buy & hold"] == "n/a" and table.loc["Total return", "strategy"] == "1.00 %"
 
 
+def test_a_market_with_sessions_is_annualised_by_the_bars_it_really_has():
+    """An imported stock file (7 hourly bars a weekday) has ~1,827 bars a year, not 8,760: annualising
+    with the calendar would inflate its Sharpe by sqrt(8760 / 1827) = 2.2x. Crypto keeps the calendar,
+    also with a few missing bars."""
+    days = pd.bdate_range("2024-01-01", periods=260, tz="UTC")
+    idx = pd.DatetimeIndex([d + pd.Timedelta(hours=h) for d in days for h in range(14, 21)])
+    r = np.random.default_rng(0).normal(0.0005, 0.01, len(idx))
+    eq = 100.0 * np.cumprod(1 + r)
+    m = compute_metrics(eq, 100.0, 3600, index=idx)
+    held = len(idx) / (((idx[-1] - idx[0]).total_seconds() + 3600) / (365 * 86400))
+    assert 1750 < held < 1900 and m["bars_per_year"] == pytest.approx(held)
+    assert m["sharpe"] == pytest.approx(r.mean() / r.std(ddof=1) * math.sqrt(held))
+    assert m["cagr"] == pytest.approx((eq[-1] / 100.0) ** (365 * 86400 / ((idx[-1] - idx[0]).total_seconds() + 3600)) - 1)
+    crypto = pd.date_range("2024-01-01", periods=2000, freq="h", tz="UTC").delete(range(500, 520))
+    assert compute_metrics(eq[:len(crypto)], 100.0, 3600, index=crypto)["bars_per_year"] == 8760
+    assert compute_metrics(eq[:50], 100.0, 3600, index=idx[:50])["bars_per_year"] == 8760  # a week says too little
+    assert metrics_table(m, m).loc["Bars a year (annualising)", "strategy"] == f"{round(held):,}"
+
+
 def test_drawdown_counts_the_starting_capital_as_a_peak():
     dd = drawdown(np.array([90.0, 95.0, 100.0, 120.0, 60.0]), 100.0)
     assert dd == pytest.approx([-0.1, -0.05, 0.0, 0.0, -0.5])

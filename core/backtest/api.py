@@ -182,7 +182,7 @@ def threshold_sweep(candles: pd.DataFrame, predictions: pd.DataFrame, class_name
         c = make_config(cfg, threshold=float(thr))
         frac = position_fractions(len(sig), p.confidence, c)
         out = simulate(p, c, sig, frac)
-        m = compute_metrics(out[0], c.initial_capital, p.bar_seconds, None, out[2])
+        m = compute_metrics(out[0], c.initial_capital, p.bar_seconds, None, out[2], index=p.candles.index)
         rows.append({"threshold": float(thr), "sharpe": m["sharpe"], "total_return": m["total_return"],
                      "max_drawdown": m["max_drawdown"], "n_trades": int(len(out[5])),
                      "exposure": m["exposure"]})

@@ -523,10 +523,11 @@ def _trades_frame(index: pd.DatetimeIndex, out: tuple, bar_seconds: int) -> pd.D
     })
 
 
-def _metrics_of(out: tuple, cfg: BacktestConfig, bar_seconds: int, trades: pd.DataFrame) -> dict[str, Any]:
+def _metrics_of(out: tuple, cfg: BacktestConfig, bar_seconds: int, trades: pd.DataFrame,
+                index: pd.DatetimeIndex) -> dict[str, Any]:
     equity, _, in_market, notional, fees = out[:5]
     return compute_metrics(equity, cfg.initial_capital, bar_seconds, trades, in_market,
-                           float(notional.sum()), float(fees.sum()))
+                           float(notional.sum()), float(fees.sum()), index)
 
 
 def run_backtest(candles: pd.DataFrame, signals: Any, config: Any = None, confidence: Any = None,
@@ -543,10 +544,10 @@ def run_backtest(candles: pd.DataFrame, signals: Any, config: Any = None, confid
     out = simulate(p, cfg, p.sig, frac)
     idx = p.candles.index
     trades = _trades_frame(idx, out, p.bar_seconds)
-    metrics = _metrics_of(out, cfg, p.bar_seconds, trades)
+    metrics = _metrics_of(out, cfg, p.bar_seconds, trades, idx)
     bh = buy_and_hold(p, cfg)
     bh_trades = _trades_frame(idx, bh, p.bar_seconds)
-    bh_metrics = _metrics_of(bh, cfg, p.bar_seconds, bh_trades)
+    bh_metrics = _metrics_of(bh, cfg, p.bar_seconds, bh_trades, idx)
     equity = pd.Series(out[0], index=idx, name="equity")
     return BacktestResult(
         equity=equity,

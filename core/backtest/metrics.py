@@ -1,6 +1,10 @@
 """Performance metrics of an equity curve and its trades, annualised from the bar length.
 
-Crypto trades around the clock, so a year has 365 x 24 x 3600 / bar_seconds bars (8,760 for 1h).
+Crypto trades around the clock, so a year has 365 x 24 x 3600 / bar_seconds bars (8,760 for 1h). A market
+with sessions (an imported stock or futures file: nights and weekends without bars) has far fewer, and the
+calendar count would inflate its Sharpe and volatility by sqrt(8,760 / bars it really has). So when the bar
+times are given and the span holds less than 90 % of the calendar's bars, bars_per_year is what the span
+really holds per year (`bars_per_year(bar_seconds, index)`; the value used is returned as `bars_per_year`).
 Conventions (all from per-bar simple returns r of the marked-to-market equity, risk-free rate 0):
 - total_return = E_end / E_0 - 1; cagr = (E_end / E_0) ** (1 / years) - 1 with years = bars / bars_per_year
 - volatility = std(r, ddof=1) x sqrt(bars_per_year); sharpe = mean(r) / std(r, ddof=1) x sqrt(bars_per_year)
@@ -43,12 +47,27 @@ METRIC_LABELS: dict[str, str] = {
     "fees_paid": "Fees paid",
     "fees_paid_pct": "Fees paid (% of capital)",
     "final_equity": "Final equity",
+    "bars_per_year": "Bars a year (annualising)",
 }
 PERCENT_METRICS = {"total_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure", "fees_paid_pct"}
 
 
-def bars_per_year(bar_seconds: float) -> float:
-    return SECONDS_PER_YEAR / float(bar_seconds)
+SESSION_SHARE = 0.9  # below this share of the calendar's bars, a span is a market with sessions
+MIN_SESSION_SPAN_S = 14 * 86400  # shorter spans say too little about a market's trading hours
+
+
+def bars_per_year(bar_seconds: float, index: Optional[pd.DatetimeIndex] = None) -> float:
+    """Bars in a year: the calendar's (around the clock), or, when `index` spans two weeks or more and holds
+    under 90 % of the calendar's bars (a market with sessions), the bars per year it really holds. Missing
+    bars of a 24/7 market (a few gaps) stay on the calendar count."""
+    calendar = SECONDS_PER_YEAR / float(bar_seconds)
+    if index is None or len(index) < 2:
+        return calendar
+    span = (index[-1] - index[0]).total_seconds() + float(bar_seconds)
+    if span < MIN_SESSION_SPAN_S:
+        return calendar
+    held = len(index) * SECONDS_PER_YEAR / span
+    return held if held < SESSION_SHARE * calendar else calendar
 
 
 def returns_from_equity(equity: np.ndarray, initial: float) -> np.ndarray:
@@ -84,10 +103,13 @@ def _nan() -> float:
 
 def compute_metrics(equity: np.ndarray, initial: float, bar_seconds: float,
                     trades: Optional[pd.DataFrame] = None, in_market: Optional[np.ndarray] = None,
-                    traded_notional: float = 0.0, fees: float = 0.0) -> dict[str, Any]:
+                    traded_notional: float = 0.0, fees: float = 0.0,
+                    index: Optional[pd.DatetimeIndex] = None) -> dict[str, Any]:
+    """The metrics above; `index` (the bar times) lets a market with sessions be annualised by the bars it
+    really has per year (see `bars_per_year`)."""
     eq = np.asarray(equity, dtype=np.float64)
     n = len(eq)
-    ppy = bars_per_year(bar_seconds)
+    ppy = bars_per_year(bar_seconds, index)
     out: dict[str, Any] = {}
     r = returns_from_equity(eq, initial)
     final = float(eq[-1]) if n else float(initial)
@@ -132,6 +154,7 @@ def compute_metrics(equity: np.ndarray, initial: float, bar_seconds: float,
     out["fees_paid"] = float(fees)
     out["fees_paid_pct"] = float(fees) / initial
     out["final_equity"] = final
+    out["bars_per_year"] = ppy
     return out
 
 
@@ -157,8 +180,8 @@ def format_metric(name: str, value: Any) -> str:
         return "∞"
     if name in PERCENT_METRICS:
         return f"{value * 100:.2f} %"
-    if name in ("n_trades", "max_drawdown_duration"):
-        return f"{int(value):,}"
+    if name in ("n_trades", "max_drawdown_duration", "bars_per_year"):
+        return f"{int(round(value)):,}"
     if name in ("fees_paid", "final_equity"):
         return f"{value:,.2f}"
     return f"{value:.2f}"
