@@ -17,6 +17,7 @@ _keep = keep_settings("insp_kept_settings", ("insp_run", "insp_pos", "insp_layer
                                              "insp_target", "insp_ig_steps", "insp_erf_n"))
 st.title("Inspect a trained model")
 
+from core.data.store import dataset_version  # noqa: E402
 from core.train.runs import list_runs, load_run  # noqa: E402
 
 runs = [r for r in list_runs() if not str(r.status).startswith("failed")]
@@ -39,13 +40,16 @@ rid = st.selectbox("Run", list(labels), format_func=labels.get, key="insp_run")
 
 
 @st.cache_resource(show_spinner="Loading the run's model and data...", max_entries=3)
-def _load(run_id: str):
+def _load(run_id: str, data_version: int):
+    """The run, its data rebuilt on the span it was trained on, and its model (per dataset version, so a
+    dataset changed since is seen)."""
     run = load_run(run_id)
     return run, run.prepare(), run.model("cpu")
 
 
 try:
-    run, prepared, model = _load(rid)
+    ds_of_run = next(r.dataset_id for r in runs if r.run_id == rid)
+    run, prepared, model = _load(rid, dataset_version(ds_of_run))
 except Exception as exc:  # noqa: BLE001 - a deleted dataset, a broken run: a sentence, not a trace
     show_error(exc)
     st.stop()

@@ -160,6 +160,26 @@ def test_inspect_a_chart_run_maps_pixels_to_candles(shared_data):
     assert all(t["type"] == "image" for t in spec["data"])
 
 
+def test_a_grown_dataset_keeps_the_runs_test_period_and_a_changed_one_warns(shared_data):
+    """Datasets grow in place: the page shows the windows the run was scored on (not a split of today's
+    dataset, which would call training windows "test"), and says so when rows of its span were replaced."""
+    from core.data.store import load_candles, save_candles
+    from core.train.runs import load_run
+
+    ds = _dataset(shared_data, 700)
+    rid = _train(ds, "cnn1d")
+    stored = load_run(rid).predictions
+    save_candles(csv_candles(shared_data / "binance_spot_BTCUSDT_1h.csv", 1000), "file", "BTC/USDT", "1h")
+    at = _page(ds)
+    assert not at.warning, [w.value for w in at.warning]
+    first, last = stored["timestamp"].iloc[[0, -1]]
+    assert any(f"{len(stored):,} test windows {first:%Y-%m-%d} .. {last:%Y-%m-%d}" in c.value for c in at.caption)
+    grown = load_candles(ds)
+    save_candles(grown.drop(grown.index[200:230]), "file", "BTC/USDT", "1h")  # 30 bars of its span gone
+    at = _page(ds)
+    assert any("has changed since this run was trained" in w.value for w in at.warning)
+
+
 def test_settings_survive_a_visit_to_another_page(shared_data):
     """The run, the window, the layer and the attribution settings are still what the user chose after
     visiting another page (Streamlit drops a page's widget values when it is left)."""
