@@ -50,12 +50,13 @@ def _load(run_id: str, data_version: int):
 try:
     ds_of_run = next(r.dataset_id for r in runs if r.run_id == rid)
     run, prepared, model = _load(rid, dataset_version(ds_of_run))
+    note = run.data_note(prepared)
 except Exception as exc:  # noqa: BLE001 - a deleted dataset, a broken run: a sentence, not a trace
     show_error(exc)
     st.stop()
 
 cfg = run.config
-if note := run.data_note(prepared):
+if note:
     st.warning(note)
 kind = str(cfg.get("input_kind") or "sequence")
 class_names = run.class_names

@@ -158,6 +158,16 @@ with tab_runs:
             except Exception as exc:  # noqa: BLE001
                 show_error(exc)
 
+    broken = registry.damaged_runs()
+    if broken:
+        with st.expander(f"Damaged runs ({len(broken)}): left out of every page; delete them here", expanded=True):
+            for bad_id, why in broken:
+                b1, b2 = st.columns([5, 1])
+                b1.markdown(f"`{bad_id}`: {why}")
+                if b2.button("Delete", key=f"exp_delete_damaged_{bad_id}", icon=":material/delete:"):
+                    registry.delete_run(bad_id)
+                    st.rerun()
+
 # ---------------------------------------------------------------------------------------------- sweeps
 with tab_sweeps:
     st.markdown("A grid over models x seeds x symbols x windows (and any config key, e.g. `train.lr`); each "

@@ -151,6 +151,9 @@ def test_hostile_zips_are_refused_and_leave_nothing(exported, workspace, tmp_pat
         "bad predictions": (_variant(exported, replace={"predictions.parquet": _bad_predictions()}),
                             "must have the columns"),
         "not a zip": (b"PK\x03\x04 nonsense", "not a zip archive"),
+        "metrics shape": (_variant(exported, replace={"metrics.json": b'{"metrics": "x"}'}),
+                          "'metrics' must be an object of metrics"),
+        "history shape": (_variant(exported, replace={"history.csv": b"a,b\n1,2\n"}), "no 'epoch' column"),
     }
     for name, (blob, words) in cases.items():
         with pytest.raises(UserError, match=words.replace("(", r"\(")) as err:

@@ -132,6 +132,16 @@ def test_runs_table_compare_rename_delete_export_import(zips, workspace):
     assert any("outside its run folder" in e.value for e in at.error)
     assert {r.run_id for r in registry.list_runs()} == {rid_a, rid_b}
     assert not (workspace.parent / "escape.txt").exists()
+    # a run damaged on disk is left out of the table (every page keeps working) and offered for deletion
+    (workspace / "runs" / rid_b / "metrics.json").write_text('{"metrics": "x"}')
+    at.run()
+    assert not at.exception, at.exception
+    assert list(_table(at, *RUNS)["run_id"]) == [rid_a]
+    assert any("Damaged runs (1)" in e.label for e in at.expander)
+    assert any(rid_b in m.value and "must be an object of metrics" in m.value for m in at.markdown)
+    at.button(key=f"exp_delete_damaged_{rid_b}").click().run()
+    assert not at.exception, at.exception
+    assert registry.damaged_runs() == [] and not (workspace / "runs" / rid_b).exists()
 
 
 def test_sweep_from_the_page(zips, workspace):

@@ -97,3 +97,67 @@ def test_a_v0_config_is_upgraded(workspace):
     assert [r.run_id for r in runs.list_runs()] == [rid]
     with pytest.raises(UserError, match="newer"):
         runs.upgrade_config({"schema_version": runs.SCHEMA_VERSION + 1})
+
+
+def _damage(folder, name: str, content: bytes | None) -> None:
+    f = folder / name
+    f.unlink() if content is None else f.write_bytes(content)
+
+
+def test_a_damaged_run_is_left_out_of_every_list_and_shown_for_deletion(workspace):
+    """One malformed run must not take down every page that lists runs: it is left out of list_runs and
+    listed by damaged_runs with what is wrong, and can be deleted."""
+    good = _save()
+    cases = {
+        "20240102-000000-cnn-aaaaaa": ("metrics.json", b'{"metrics": "x"}', "'metrics' must be an object"),
+        "20240102-000000-cnn-bbbbbb": ("metrics.json", b"{not json", "metrics.json cannot be read"),
+        "20240102-000000-cnn-cccccc": ("config.json", b"[]", "config.json must hold an object"),
+        "20240102-000000-cnn-dddddd": ("config.json", b'{"schema_version": 1, "model_name": "cnn"}',
+                                       "config.json has no valid 'dataset_id'"),
+        "20240102-000000-cnn-eeeeee": ("metrics.json", b'{"baselines": {"majority": {"accuracy": "high"}}}',
+                                       "baselines.majority.accuracy must be a number"),
+    }
+    for rid, (name, content, _) in cases.items():
+        _damage(workspace / "runs" / _save(rid), name, content)
+    unfinished = workspace / "runs" / "20240103-000000-cnn-ffffff"
+    unfinished.mkdir()
+    assert [r.run_id for r in runs.list_runs()] == [good] and list(runs.runs_table()["run_id"]) == [good]
+    broken = dict(runs.damaged_runs())
+    assert set(broken) == set(cases)  # the folder without config.json may still be being written
+    for rid, (_, _, words) in cases.items():
+        assert words in broken[rid], (rid, broken[rid])
+        with pytest.raises(UserError, match="run " + rid):
+            runs.load_run(rid)
+    later = dict(runs.damaged_runs(now=unfinished.stat().st_mtime + runs.UNFINISHED_GRACE_S + 1))
+    assert "save that never finished" in later[unfinished.name]
+    for rid in [*cases, unfinished.name]:
+        runs.delete_run(rid)
+    assert runs.damaged_runs() == [] and [r.run_id for r in runs.list_runs()] == [good]
+
+
+@pytest.mark.parametrize("name, content, words", [
+    ("model.pt", b"PK\x03\x04 truncated", "model.pt is damaged"),
+    ("model.pt", None, "model.pt is missing"),
+    ("scaler.joblib", b"\x80\x04", "scaler.joblib is damaged"),
+    ("scaler.joblib", None, "scaler.joblib is missing"),
+    ("predictions.parquet", b"PAR1 truncated", "predictions.parquet is damaged"),
+])
+def test_a_damaged_run_file_is_a_sentence_that_says_what_to_do(workspace, name, content, words):
+    rid = _save()
+    folder = workspace / "runs" / rid
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "model_name": "cnn1d"}))  # a registered model
+    _damage(folder, name, content)
+    run = runs.load_run(rid)  # the documents are fine: the run still lists and opens
+    read = {"model.pt": lambda: run.model(), "scaler.joblib": run.scaler,
+            "predictions.parquet": lambda: run.predictions}[name]
+    with pytest.raises(UserError, match=f"{words}.*Delete the run .*runs delete {rid}"):
+        read()
+
+
+def test_an_unreadable_history_leaves_the_run_usable(workspace):
+    rid = _save()
+    (workspace / "runs" / rid / "history.csv").write_bytes(b'"unterminated\n1,2\n')
+    assert runs.load_run(rid).history.empty
+    (workspace / "runs" / rid / "history.csv").write_text("val_loss\n1.0\n0.9\n")
+    assert list(runs.load_run(rid).history["epoch"]) == [1, 2]  # numbered, so the curves can be drawn

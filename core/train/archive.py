@@ -254,25 +254,9 @@ def _strict_json(raw: bytes, what: str) -> Any:
 
 def _check_config(cfg: Any) -> dict[str, Any]:
     from core.train.config import DataConfig, TrainConfig, from_dict
-    from core.train.runs import upgrade_config
+    from core.train.runs import check_config
 
-    if not isinstance(cfg, dict):
-        raise UserError("config.json in the zip must hold an object")
-    cfg = upgrade_config(cfg)
-    need = {"model_name": str, "dataset_id": str, "input_kind": str, "class_names": list, "in_channels": int,
-            "model_config": dict, "data_config": dict, "train_config": dict}
-    for key, typ in need.items():
-        if not isinstance(cfg.get(key), typ) or isinstance(cfg.get(key), bool):
-            raise UserError(f"config.json in the zip has no valid {key!r}")
-    names = cfg["class_names"]
-    if not 2 <= len(names) <= 100 or not all(isinstance(c, str) and c for c in names) or \
-            len(set(names)) != len(names):
-        raise UserError("config.json in the zip: class_names must be 2 to 100 distinct names")
-    if not 0 < cfg["in_channels"] <= 100_000:
-        raise UserError("config.json in the zip: in_channels is out of range")
-    feats = cfg.get("feature_names", [])
-    if not isinstance(feats, list) or not all(isinstance(f, str) for f in feats):
-        raise UserError("config.json in the zip: feature_names must be a list of names")
+    cfg = check_config(cfg, "config.json in the zip")
     from_dict(DataConfig, cfg["data_config"]).validate()
     from_dict(TrainConfig, cfg["train_config"]).validate()
     return cfg
@@ -375,6 +359,8 @@ def _check_history(raw: bytes) -> bytes:
         hist = pd.read_csv(io.BytesIO(raw))
     except Exception as exc:  # noqa: BLE001
         raise UserError(f"history.csv in the zip cannot be read as CSV: {exc}") from None
+    if not hist.empty and "epoch" not in hist:
+        raise UserError("history.csv in the zip has no 'epoch' column")
     for c in hist.columns:
         if not (pd.api.types.is_numeric_dtype(hist[c]) or pd.api.types.is_bool_dtype(hist[c])):
             raise UserError(f"history.csv in the zip: column {c!r} is not numeric")
@@ -410,9 +396,9 @@ def import_run_zip(data: bytes | str | Path | BinaryIO, run_id: Optional[str] = 
         top, members = check_members(zf)
         blobs = {name: _read_member(zf, info, MAX_FILE_BYTES[name]) for name, info in members.items()}
     cfg = _check_config(_strict_json(blobs["config.json"], "config.json"))
-    metrics = _strict_json(blobs["metrics.json"], "metrics.json")
-    if not isinstance(metrics, dict):
-        raise UserError("metrics.json in the zip must hold an object")
+    from core.train.runs import check_metrics
+
+    metrics = check_metrics(_strict_json(blobs["metrics.json"], "metrics.json"), "metrics.json in the zip")
     feats = cfg.get("feature_names") or []
     scaler = scaler_from_dict(_strict_json(blobs[SCALER_JSON], SCALER_JSON), len(feats) if feats else None)
     state = _check_weights(blobs["model.pt"], cfg)

@@ -126,6 +126,9 @@ def resolve_configs(model: str | None, preset_name: str, pairs: list[str]) -> tu
 def cmd_train(args: argparse.Namespace) -> int:
     from core.cli import print_json
 
+    if args.folds and args.folds < 2:  # 0 (the default) means one split; walk-forward needs 2 folds or more
+        raise UserError(f"--folds must be 2 or more (got {args.folds}): a walk-forward evaluation needs at "
+                        f"least two folds; leave --folds out for one train/test split")
     model_name, mc, data, train = resolve_configs(args.model, args.preset, args.set)
     bar = None if args.quiet else TerminalProgress()
     if args.folds:
@@ -158,17 +161,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
     from core.cli import print_json
-    from core.train.runs import runs_table
+    from core.train.runs import damaged_runs, runs_table
 
-    df = runs_table()
+    df, broken = runs_table(), damaged_runs()
     if args.json:
-        print_json({"runs": df.to_dict(orient="records")})
-    elif df.empty:
+        print_json({"runs": df.to_dict(orient="records"),
+                    "damaged": [{"run_id": r, "problem": why} for r, why in broken]})
+        return 0
+    if df.empty:
         print("no runs yet: python -m core train")
     else:
         cols = [c for c in ("run_id", "name", "status", "model_name", "dataset_id", "accuracy", "macro_f1",
                             "vs_baseline") if c in df]
         print(df[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for r, why in broken:
+        print(f"damaged: {r}: {why} (python -m core runs delete {r})")
     return 0
 
 

@@ -86,6 +86,58 @@ def upgrade_config(cfg: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+def check_config(cfg: Any, where: str = "config.json") -> dict[str, Any]:
+    """`cfg` upgraded to the current schema, or a UserError naming what is wrong in it (`where` says whose).
+    Pages, the CLI and the importer rely on these keys and types."""
+    if not isinstance(cfg, dict):
+        raise UserError(f"{where} must hold an object")
+    cfg = upgrade_config(cfg)
+    need = {"model_name": str, "dataset_id": str, "input_kind": str, "class_names": list, "in_channels": int,
+            "model_config": dict, "data_config": dict, "train_config": dict}
+    for key, typ in need.items():
+        if not isinstance(cfg.get(key), typ) or isinstance(cfg.get(key), bool):
+            raise UserError(f"{where} has no valid {key!r}")
+    names = cfg["class_names"]
+    if not 2 <= len(names) <= 100 or not all(isinstance(c, str) and c for c in names) or \
+            len(set(names)) != len(names):
+        raise UserError(f"{where}: class_names must be 2 to 100 distinct names")
+    if not 0 < cfg["in_channels"] <= 100_000:
+        raise UserError(f"{where}: in_channels is out of range")
+    feats = cfg.get("feature_names", [])
+    if not isinstance(feats, list) or not all(isinstance(f, str) for f in feats):
+        raise UserError(f"{where}: feature_names must be a list of names")
+    return cfg
+
+
+def check_metrics(met: Any, where: str = "metrics.json") -> dict[str, Any]:
+    """`met` when it has the shapes pages read (objects where objects are expected, numbers or null for the
+    headline metrics), else a UserError naming what is wrong."""
+    from core.train.metrics import HEADLINE
+
+    if not isinstance(met, dict):
+        raise UserError(f"{where} must hold an object")
+
+    def metric_set(m: Any, name: str) -> None:
+        if not isinstance(m, dict):
+            raise UserError(f"{where}: {name!r} must be an object of metrics")
+        for k in HEADLINE:
+            v = m.get(k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise UserError(f"{where}: {name}.{k} must be a number")
+
+    for key in ("metrics", "val_metrics"):
+        if key in met:
+            metric_set(met[key], key)
+    if "baselines" in met:
+        if not isinstance(met["baselines"], dict):
+            raise UserError(f"{where}: 'baselines' must be an object")
+        for b, m in met["baselines"].items():
+            metric_set(m, f"baselines.{b}")
+    if not isinstance(met.get("vs_best_baseline", {}), dict):
+        raise UserError(f"{where}: 'vs_best_baseline' must be an object")
+    return met
+
+
 # ------------------------------------------------------------------------------------------------- save
 
 def save_run(run_id: str, config: dict[str, Any], history: pd.DataFrame, metrics: dict[str, Any],
@@ -121,21 +173,62 @@ class RunInfo:
     vs_best_baseline: dict[str, Any] = field(default_factory=dict)
 
 
+def _documents(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A run folder's checked (config, metrics); UserError saying what is damaged."""
+    try:
+        cfg = read_json(folder / "config.json")
+    except (ValueError, OSError):
+        raise UserError(f"run {folder.name}: config.json cannot be read") from None
+    cfg = check_config(cfg, f"run {folder.name}: config.json")
+    met: Any = {}
+    if (folder / "metrics.json").is_file():
+        try:
+            met = read_json(folder / "metrics.json")
+        except (ValueError, OSError):
+            raise UserError(f"run {folder.name}: metrics.json cannot be read") from None
+    return cfg, check_metrics(met, f"run {folder.name}: metrics.json")
+
+
 def run_documents() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """`(run_id, config, metrics)` of every readable run, newest first (config upgraded to the current schema;
-    metrics `{}` when there are none). Folders without a config.json (being written, or broken) are skipped."""
+    """`(run_id, config, metrics)` of every sound run, newest first (config upgraded to the current schema;
+    metrics `{}` when there are none). Folders without a config.json (being written) and damaged runs (see
+    `damaged_runs`) are left out, so that no page trips over them."""
     docs = []
     for folder in runs_root().iterdir():
         if not (folder / "config.json").is_file():
             continue
         try:
-            cfg = upgrade_config(read_json(folder / "config.json"))
-            met = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
-        except (ValueError, OSError, UserError):
+            cfg, met = _documents(folder)
+        except UserError:
             continue
         docs.append((folder.name, cfg, met))
     docs.sort(key=lambda d: (str(d[1].get("created_at", "")), d[0]), reverse=True)
     return docs
+
+
+UNFINISHED_GRACE_S = 600  # a folder without config.json younger than this may still be being written
+
+
+def damaged_runs(now: Optional[float] = None) -> list[tuple[str, str]]:
+    """`(run_id, what is wrong)` of the run folders `run_documents` leaves out: unreadable or malformed
+    config.json / metrics.json, or no config.json for more than 10 minutes (a save that never finished). The
+    Experiments page and `python -m core runs list` show them so they can be deleted."""
+    import time
+
+    now = time.time() if now is None else now
+    out = []
+    for folder in sorted(runs_root().iterdir()):
+        if not folder.is_dir():
+            continue
+        if not (folder / "config.json").is_file():
+            if now - folder.stat().st_mtime > UNFINISHED_GRACE_S:
+                out.append((folder.name, "no config.json (a save that never finished)"))
+            continue
+        try:
+            _documents(folder)
+        except UserError as exc:
+            out.append((folder.name, str(exc).split(": ", 1)[-1]))
+    return out
 
 
 def run_info(run_id: str, cfg: dict[str, Any], met: dict[str, Any]) -> RunInfo:
@@ -178,7 +271,10 @@ class LoadedRun:
     def predictions(self) -> pd.DataFrame:
         """The stored test-set predictions, read on first use (most views of a run need only its metrics)."""
         f = self.path / "predictions.parquet"
-        preds = pd.read_parquet(f) if f.is_file() else pd.DataFrame()
+        try:
+            preds = pd.read_parquet(f) if f.is_file() else pd.DataFrame()
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises its own kinds for a damaged file
+            raise damaged(self.run_id, "predictions.parquet", exc) from None
         if "timestamp" in preds:
             preds["timestamp"] = pd.to_datetime(preds["timestamp"], utc=True)
         return preds
@@ -199,14 +295,22 @@ class LoadedRun:
             # the saved state_dict holds every weight: the pretrained file need not exist any more
             model_config["pretrained"] = ""
         m = create_model(cfg["model_name"], int(cfg["in_channels"]), len(cfg["class_names"]), **model_config)
-        state = torch.load(self.path / "model.pt", map_location=device, weights_only=True)
-        m.load_state_dict(state)
+        try:
+            state = torch.load(self.path / "model.pt", map_location=device, weights_only=True)
+            m.load_state_dict(state)
+        except Exception as exc:  # noqa: BLE001 - a truncated zip, a pickle refused, other shapes
+            raise damaged(self.run_id, "model.pt", exc) from None
         return m.to(device).eval()
 
     def scaler(self) -> Any:
+        """The train-only feature scaler: `scaler.joblib` is our own artefact (a run zip from elsewhere never
+        brings one: the importer writes it from checked numbers)."""
         import joblib
 
-        return joblib.load(self.path / "scaler.joblib")
+        try:
+            return joblib.load(self.path / "scaler.joblib")
+        except Exception as exc:  # noqa: BLE001 - missing, truncated
+            raise damaged(self.run_id, "scaler.joblib", exc) from None
 
     def prepare(self, candles: Optional[pd.DataFrame] = None) -> Any:
         """Rebuild the run's PreparedData (from its dataset unless `candles` are given): the candles of the
@@ -249,13 +353,32 @@ class LoadedRun:
 
 
 def load_run(run_id: str) -> LoadedRun:
+    """The run's documents (checked: a damaged run is a UserError saying what is wrong); its weights,
+    scaler and predictions are read when first used."""
     folder = run_path(run_id)
     if not (folder / "config.json").is_file():
         raise UserError(f"there is no run '{run_id}'; see `python -m core runs list`")
-    cfg = upgrade_config(read_json(folder / "config.json"))
-    met = read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
-    hist = pd.read_csv(folder / "history.csv") if (folder / "history.csv").is_file() else pd.DataFrame()
-    return LoadedRun(run_id, folder, cfg, met, hist)
+    cfg, met = _documents(folder)
+    return LoadedRun(run_id, folder, cfg, met, _read_history(folder / "history.csv"))
+
+
+def _read_history(path: Path) -> pd.DataFrame:
+    """history.csv, or an empty table when it is missing or unreadable (the curves are then not drawn; the
+    run itself is still usable). Rows without an `epoch` column are numbered from 1."""
+    try:
+        hist = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+    except (ValueError, OSError, pd.errors.ParserError):
+        return pd.DataFrame()
+    if not hist.empty and "epoch" not in hist:
+        hist.insert(0, "epoch", range(1, len(hist) + 1))
+    return hist
+
+
+def damaged(run_id: str, file: str, exc: BaseException) -> UserError:
+    """The sentence for a run file that is missing or cannot be read."""
+    what = "is missing" if isinstance(exc, FileNotFoundError) else f"is damaged ({type(exc).__name__})"
+    return UserError(f"run {run_id}: {file} {what}. Delete the run (Experiments page or `python -m core runs "
+                     f"delete {run_id}`) or train it again.")
 
 
 def rename_run(run_id: str, name: str) -> None:
