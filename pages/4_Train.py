@@ -135,7 +135,8 @@ wf_running = wf_job is not None and not wf_job.done
 def _check_settings() -> None:
     if model_errors:
         raise UserError(model_errors[0])
-    t.validate(), d.validate()
+    t.validate()
+    d.validate()
 
 
 if left.button("Start training", type="primary", key="train_start", disabled=running or wf_running,

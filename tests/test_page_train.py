@@ -37,6 +37,8 @@ def test_train_from_the_page_and_view_results(workspace):
     at.text_input(key="train_name").input("page run")
     at.button(key="train_start").click().run()
     assert not at.exception, at.exception
+    # nothing but the progress and the curves: no internal objects written onto the page
+    assert not at.get("help") and not at.get("json")  # a bare expression once wrote both configs here
     sid = at.session_state["_session_id"]
     job = get_job(sid, "train")
     assert job is not None
