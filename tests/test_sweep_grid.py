@@ -73,7 +73,14 @@ def test_json_file_and_dataset_axis(tmp_path):
     ("grid: {train.nosuch: [1]}\n", "unknown train setting"),
     ("grid: {window: [1]}\n", "window must be at least 2"),
     ("model: cnn1d\ngrid: {model.nosuch: [1]}\n", "has no setting"),
-    ("grid: {seed: [0, 1.5]}\n", "whole numbers"),
+    ("grid: {seed: [0, 1.5]}\n", "grid cell 1 (seed=1.5): train.seed must be a whole number, got 1.5"),
+    ("grid: {train.epochs: [1, abc]}\n", "grid cell 1 (train.epochs=abc): train.epochs must be a whole number, got 'abc'"),
+    ("grid: {train.batch_size: [2.5], seed: [0, 1]}\n", "grid cell 0 (train.batch_size=2.5, seed=0): train.batch_size must be a whole number"),
+    ("grid: {train.amp: [maybe]}\n", "train.amp must be true or false, got 'maybe'"),
+    ("grid: {data.max_rows: [-5]}\n", "data.max_rows must be empty (all rows) or a positive whole number, got -5"),
+    ("grid: {train.lr: [.nan]}\n", "train.lr must be a finite number, got nan"),
+    ("model: cnn1d\ngrid: {model.channels: [abc]}\n", "grid cell 0 (model.channels=abc): cnn1d: setting 'channels' must be a whole number"),
+    ("train: {epochs: abc}\ngrid: {seed: [0]}\n", "data/train sections: train.epochs must be a whole number, got 'abc'"),
     ("grid: {seed: [0, 1], window: [8, 16, 32]}\nmax_cells: 5\n", "6 cells, more than max_cells=5"),
     ("grid:\n  seed: [0, 1\n", "not valid YAML at line"),
     ("{\"grid\": ", "not valid JSON"),
@@ -83,6 +90,13 @@ def test_json_file_and_dataset_axis(tmp_path):
 def test_bad_grids_are_refused_with_a_sentence(text, words):
     with pytest.raises(UserError, match=words.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
         expand_grid(load_grid(text))
+
+
+def test_grid_values_are_converted_to_the_config_types():
+    cells = expand_grid(load_grid("train: {amp: 'no', baselines: majority}\ngrid: {window: ['16', 32.0], train.lr: ['0.01']}\n"))
+    assert [c.data_config["window"] for c in cells] == [16, 32]
+    assert all(type(c.data_config["window"]) is int and c.train_config["lr"] == 0.01 for c in cells)
+    assert all(c.train_config["amp"] is False and c.train_config["baselines"] == ["majority"] for c in cells)
 
 
 def test_yaml_is_read_as_plain_data_only(tmp_path):

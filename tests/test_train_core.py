@@ -15,7 +15,7 @@ from core.errors import UserError
 from core.progress import CancelToken, Cancelled
 from core.train import augment as A
 from core.train.baselines import fit_baselines, window_features
-from core.train.config import DataConfig, TrainConfig, apply_overrides, preset, PRESETS
+from core.train.config import DataConfig, TrainConfig, apply_overrides, from_dict, preset, PRESETS
 from core.train.losses import FocalLoss, MultiTaskLoss, balanced_class_weights, build_loss
 from core.train.metrics import (FAST_METRICS, block_bootstrap_indices, classification_metrics,
                                 paired_block_bootstrap)
@@ -197,6 +197,86 @@ def test_set_overrides_are_namespaced_and_bare_keys_resolve():
     assert set(PRESETS) >= {"quick", "resnet", "convnext", "dilated", "chapter"}
     assert preset("convnext")["train"].label_smoothing == 0.1
     assert preset("dilated")["train"].multitask_weights == [1.0, 0.5, 0.3]
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("data.window", "abc", "data.window must be a whole number, got 'abc'"),
+    ("data.window", 16.5, "data.window must be a whole number, got 16.5"),
+    ("data.horizon", "abc", "data.horizon must be a whole number"),
+    ("data.threshold", "abc", "data.threshold must be a finite number, got 'abc'"),
+    ("data.train", "abc", "data.train must be a finite number"),
+    ("data.max_rows", -5, "data.max_rows must be empty (all rows) or a positive whole number, got -5"),
+    ("data.max_rows", "abc", "data.max_rows must be a whole number or empty (null), got 'abc'"),
+    ("data.encoding", "abc", "data.encoding must be a mapping"),
+    ("data.preset", 5, "data.preset must be text or a list of names"),
+    ("train.epochs", "abc", "train.epochs must be a whole number, got 'abc'"),
+    ("train.epochs", True, "train.epochs must be a whole number, got True"),
+    ("train.batch_size", 2.5, "train.batch_size must be a whole number, got 2.5"),
+    ("train.lr", "nan", "train.lr must be a finite number, got 'nan'"),
+    ("train.lr", float("inf"), "train.lr must be a finite number, got inf"),
+    ("train.seed", "abc", "train.seed must be a whole number"),
+    ("train.patience", "abc", "train.patience must be a whole number"),
+    ("train.weight_decay", "abc", "train.weight_decay must be a finite number"),
+    ("train.weight_decay", -0.1, "train.weight_decay must be zero or more"),
+    ("train.clip", "abc", "train.clip must be a finite number"),
+    ("train.amp", "maybe", "train.amp must be true or false, got 'maybe'"),
+    ("train.baselines", "nosuch", "unknown baseline(s) nosuch; choose from"),
+    ("train.class_weights", [1, "x", 1], "train.class_weights must be text, a list of numbers or empty (null)"),
+    ("train.multitask_weights", "abc", "train.multitask_weights must be a list of numbers"),
+    ("train.max_train_samples", 0, "train.max_train_samples must be empty (all samples) or a positive whole"),
+    ("train.device", 0, "train.device must be text, got 0"),
+])
+def test_set_values_of_the_wrong_type_are_refused_with_a_sentence(key, value, words):
+    p = preset("quick")
+    with pytest.raises(UserError) as err:
+        apply_overrides({key: value}, {}, p["data"], p["train"])
+    assert words in str(err.value)
+
+
+def test_set_values_are_converted_to_the_field_types():
+    p = preset("quick")
+    _, d, t = apply_overrides({"data.window": "32", "data.horizon": 6.0, "data.max_rows": "null", "train.lr": "0.01",
+                               "train.amp": "no", "train.baselines": "majority", "data.encoding": '{"size": 32}',
+                               "train.class_weights": "[1, 2, 1]", "data.preset": ["rsi", "macd"],
+                               "train.max_train_samples": "500"}, {}, p["data"], p["train"])
+    assert (d.window, d.horizon, d.max_rows, d.encoding, d.preset) == (32, 6, None, {"size": 32}, ["rsi", "macd"])
+    assert type(d.window) is int and type(d.horizon) is int and t.max_train_samples == 500
+    assert (t.lr, t.amp, t.baselines, t.class_weights) == (0.01, False, ["majority"], [1.0, 2.0, 1.0])
+    _, _, t = apply_overrides({"train.baselines": "majority, logistic", "train.amp": 1}, {}, p["data"], p["train"])
+    assert t.baselines == ["majority", "logistic"] and t.amp is True
+    _, _, t = apply_overrides({"train.class_weights": "balanced"}, {}, p["data"], p["train"])
+    assert t.class_weights == "balanced"
+    # every preset still builds and validates with its own values, warm-up epochs read as numbers
+    for name in PRESETS:
+        q = preset(name)
+        assert q["data"].validate() is q["data"] and q["train"].validate() is q["train"]
+        assert isinstance(q["train"].warmup, float) and isinstance(q["data"].window, int)
+
+
+def test_configs_built_directly_or_from_dicts_are_checked_too():
+    # the pages build DataConfig/TrainConfig themselves and call validate(); stored runs go through from_dict
+    with pytest.raises(UserError, match="data.window must be a whole number, got 'abc'"):
+        DataConfig(window="abc").validate()
+    with pytest.raises(UserError, match="train.epochs must be a whole number, got 2.5"):
+        from_dict(TrainConfig, {"epochs": 2.5})
+    d = DataConfig(window="24").validate()
+    assert d.window == 24 and type(d.window) is int
+    assert from_dict(TrainConfig, {"amp": "false", "seed": "3"}) == TrainConfig(amp=False, seed=3)
+
+
+@pytest.mark.parametrize("pair, words", [
+    ("data.window=abc", "data.window must be a whole number, got 'abc'"),
+    ("train.batch_size=2.5", "train.batch_size must be a whole number, got 2.5"),
+    ("train.lr=nan", "train.lr must be a finite number, got 'nan'"),
+    ("train.amp=maybe", "train.amp must be true or false, got 'maybe'"),
+    ("data.encoding=abc", "data.encoding must be a mapping"),
+    ("train.baselines=nosuch", "unknown baseline(s) nosuch;"),
+])
+def test_cli_set_values_of_the_wrong_type_exit_2_with_the_sentence(pair, words, capsys):
+    from core.cli import main
+
+    assert main(["train", "--quiet", "--set", pair]) == 2  # refused before any data is read
+    assert words in capsys.readouterr().err
 
 
 # -------------------------------------------------------------------------------------------------- loop

@@ -96,6 +96,10 @@ def group_label(params: dict[str, Any]) -> str:
     return ", ".join(parts) or "all"
 
 
+def _cell_label(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:g}"
@@ -212,7 +216,7 @@ def expand_grid(spec: GridSpec) -> list[SweepCell]:
     """Every cell of the grid, validated, in the order the axes are written (the last axis varies fastest)."""
     from core.data.store import dataset_id as make_dataset_id
     from core.errors import DataError
-    from core.models import get_spec, list_models
+    from core.models import get_spec, list_models, resolve_config
     from core.train.config import apply_overrides, preset, preset_model
 
     n = 1
@@ -232,9 +236,12 @@ def expand_grid(spec: GridSpec) -> list[SweepCell]:
         return dict(get_spec(name).defaults or {})
 
     # the base data/train configs: preset, then the file's data/train sections
-    _, base_data, base_train = apply_overrides(
-        {**{f"data.{k}": v for k, v in spec.data.items()}, **{f"train.{k}": v for k, v in spec.train.items()}},
-        {}, base["data"], base["train"])
+    try:
+        _, base_data, base_train = apply_overrides(
+            {**{f"data.{k}": v for k, v in spec.data.items()}, **{f"train.{k}": v for k, v in spec.train.items()}},
+            {}, base["data"], base["train"])
+    except UserError as exc:
+        raise UserError(f"the grid file's data/train sections: {exc}") from None
     base_dataset = spec.dataset or _default_dataset()
     b_source, b_symbol, b_tf = split_dataset_id(base_dataset)
 
@@ -252,9 +259,9 @@ def expand_grid(spec: GridSpec) -> list[SweepCell]:
             if axis == "model":
                 continue
             if axis == "seed":
-                overrides["train.seed"] = _as_int(value, "seed")
+                overrides["train.seed"] = value
             elif axis == "window":
-                overrides["data.window"] = _as_int(value, "window")
+                overrides["data.window"] = value
             elif axis == "symbol":
                 symbol = str(value)
             elif axis == "source":
@@ -277,29 +284,23 @@ def expand_grid(spec: GridSpec) -> list[SweepCell]:
                 ds = make_dataset_id(source, symbol or b_symbol, tf)
             except (DataError, ValueError) as exc:
                 raise UserError(f"grid cell {index}: {exc}") from None
-        mc_out, d, t = apply_overrides(overrides, mc, copy.deepcopy(base_data), copy.deepcopy(base_train),
-                                       model_keys=list(defaults))
-        if defaults:
-            unknown = sorted(set(mc_out) - set(defaults))
-            if unknown:
-                raise UserError(f"model {model!r} has no setting(s) {', '.join(unknown)}; its settings: "
-                                f"{', '.join(sorted(defaults))}")
+        try:  # types and ranges of every setting: a bad value fails here, before anything runs
+            mc_out, d, t = apply_overrides(overrides, mc, copy.deepcopy(base_data), copy.deepcopy(base_train),
+                                           model_keys=list(defaults))
+            if defaults:
+                unknown = sorted(set(mc_out) - set(defaults))
+                if unknown:
+                    raise UserError(f"model {model!r} has no setting(s) {', '.join(unknown)}; its settings: "
+                                    f"{', '.join(sorted(defaults))}")
+            if mc_out:
+                resolved = resolve_config(model, mc_out)  # the model's own value checks (core.models)
+                mc_out = {k: resolved[k] for k in mc_out}
+        except UserError as exc:  # name the cell by its axis values: the user finds the bad entry at once
+            raise UserError(f"grid cell {index} ({_cell_label(params)}): {exc}") from None
         cell_name = f"{spec.name} #{index} " + group_label(params) + (f" seed={t.seed}" if "seed" in params else "")
         cells.append(SweepCell(index=index, params=params, dataset_id=ds, model_name=model, model_config=mc_out,
                                data_config=asdict(d), train_config=asdict(t), name=cell_name[:100]))
     return cells
-
-
-def _as_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise UserError(f"the {what} values must be whole numbers, got {value!r}")
-    try:
-        f = float(value)
-    except ValueError:
-        raise UserError(f"the {what} values must be whole numbers, got {value!r}") from None
-    if f != int(f):
-        raise UserError(f"the {what} values must be whole numbers, got {value!r}")
-    return int(f)
 
 
 __all__ = ["GridSpec", "SweepCell", "RANK_METRICS", "parse_grid", "load_grid", "dump_grid", "expand_grid",

@@ -18,8 +18,11 @@ one namespace has it (see `apply_overrides`).
 from __future__ import annotations
 
 import copy
+import json
+import math
+import numbers
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union, get_args, get_origin, get_type_hints
 
 from core.errors import UserError
 
@@ -58,6 +61,7 @@ class TrainConfig:
     max_train_samples: Optional[int] = None  # keep only the most recent N training samples
 
     def validate(self) -> "TrainConfig":
+        coerce_fields(self)
         if self.epochs < 1:
             raise UserError("epochs must be at least 1")
         if self.batch_size < 1:
@@ -78,12 +82,27 @@ class TrainConfig:
             raise UserError("class_weights must be 'balanced', a list of numbers, or empty")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise UserError("device must be auto, cpu or cuda")
+        from core.train.baselines import BASELINES
+
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            raise UserError(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(BASELINES)}")
+        for name in ("weight_decay", "warmup", "min_lr", "patience", "clip", "noise_std", "time_warp"):
+            if getattr(self, name) < 0:
+                raise UserError(f"train.{name} must be zero or more, got {getattr(self, name)!r}")
+        if not 0 <= self.augment_p <= 1:
+            raise UserError(f"train.augment_p must be a probability in [0, 1], got {self.augment_p!r}")
+        if self.eval_batch_size < 1:
+            raise UserError(f"train.eval_batch_size must be at least 1, got {self.eval_batch_size!r}")
+        if self.max_train_samples is not None and self.max_train_samples < 1:
+            raise UserError("train.max_train_samples must be empty (all samples) or a positive whole number, "
+                            f"got {self.max_train_samples!r}")
         return self
 
 
 @dataclass
 class DataConfig:
-    preset: str = "resnet15"         # feature preset (core.features.PRESETS)
+    preset: Union[str, list[str]] = "resnet15"  # feature preset (core.features.PRESETS) or a list of features
     window: int = 64
     label: str = "direction3"        # LabelConfig.kind
     horizon: int = 12
@@ -98,12 +117,15 @@ class DataConfig:
     encoding: dict[str, Any] = field(default_factory=dict)  # make_dataset(...) options for image models
 
     def validate(self) -> "DataConfig":
+        coerce_fields(self)
         if self.window < 2:
             raise UserError("the window must be at least 2 bars")
         if self.horizon < 1:
             raise UserError("the horizon must be at least 1 bar")
         if min(self.train, self.val, self.test) <= 0 or self.train + self.val + self.test > 1.0 + 1e-9:
             raise UserError("train/val/test shares must be positive and sum to at most 1")
+        if self.max_rows is not None and self.max_rows < 1:
+            raise UserError(f"data.max_rows must be empty (all rows) or a positive whole number, got {self.max_rows!r}")
         return self
 
 
@@ -123,13 +145,161 @@ def _field_names(cls: type) -> set[str]:
 
 
 def from_dict(cls: type, data: dict[str, Any] | None) -> Any:
-    """Build a dataclass from a dict, rejecting unknown keys with a clear sentence."""
+    """Build a dataclass from a dict, rejecting unknown keys and values of the wrong type with a clear
+    sentence (values are converted to the field types, see `coerce_fields`)."""
     data = dict(data or {})
     unknown = set(data) - _field_names(cls)
     if unknown:
         raise UserError(f"unknown {cls.__name__} setting(s): {', '.join(sorted(unknown))}; known: "
                         f"{', '.join(sorted(_field_names(cls)))}")
-    return cls(**data)
+    return coerce_fields(cls(**data))
+
+
+# --------------------------------------------------------------------------------------- value types
+# Settings arrive as Python values (pages), JSON-parsed `--set` text (CLI: `abc` stays a string) or YAML
+# (sweep grids). `coerce_fields` converts each to its dataclass field's type, or raises a UserError naming
+# the setting ("train.epochs must be a whole number, got 'abc'").
+
+_NAMESPACES = {"DataConfig": "data", "TrainConfig": "train"}
+_NONE_TEXT = ("", "none", "null")
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _describe(tp: Any) -> str:
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Union:
+        opts = [_describe(a) for a in args if a is not type(None)] + (["empty (null)"] if type(None) in args else [])
+        return ", ".join(opts[:-1]) + " or " + opts[-1] if len(opts) > 1 else opts[0]
+    if origin is list:
+        return "a list of numbers" if args and args[0] in (int, float) else "a list of names"
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "a whole number"
+    if tp is float:
+        return "a finite number"
+    if tp is str:
+        return "text"
+    if tp is dict or origin is dict:
+        return 'a mapping (JSON object text such as {"size": 32})'
+    return str(tp)
+
+
+def coerce_value(label: str, tp: Any, value: Any) -> Any:
+    """`value` converted to the type `tp` (int, float, bool, str, list[...], dict[...], Optional/Union of
+    those), or a UserError "<label> must be <kind>, got <value>". Whole numbers refuse 16.5 and 'abc', numbers
+    must be finite, booleans read true/false/1/0/yes/no, a text for a list of names is split on commas, a text
+    for a mapping is read as a JSON object."""
+    def bad() -> UserError:
+        return UserError(f"{label} must be {_describe(tp)}, got {value!r}")
+
+    origin, args = get_origin(tp), get_args(tp)
+    if tp is Any:
+        return value
+    if origin is Union:
+        if type(None) in args and (value is None or (isinstance(value, str) and value.strip().lower() in _NONE_TEXT)):
+            return None
+        options = [a for a in args if a is not type(None)]
+        if isinstance(value, str) and str in options:  # text stays text (e.g. a preset name, "balanced")
+            lists = [a for a in options if get_origin(a) is list]
+            if lists and value.strip().startswith("["):  # ... unless it is a JSON list such as "[1, 2, 1]"
+                return coerce_value(label, lists[0], value)
+            return value
+        for opt in options:
+            try:
+                return coerce_value(label, opt, value)
+            except UserError:
+                continue
+        raise bad()
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.strip().lower() in ("true", "1", "yes")
+        if isinstance(value, numbers.Real) and value in (0, 1):
+            return bool(value)
+        raise bad()
+    if tp is int:
+        if isinstance(value, bool):
+            raise bad()
+        if isinstance(value, numbers.Integral):
+            return int(value)
+        number: Any = value
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                return int(text)
+            except ValueError:
+                try:
+                    number = float(text)
+                except ValueError:
+                    raise bad() from None
+        if isinstance(number, numbers.Real) and math.isfinite(number) and float(number).is_integer():
+            return int(number)
+        raise bad()
+    if tp is float:
+        if isinstance(value, bool):
+            raise bad()
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                raise bad() from None
+        if isinstance(number, numbers.Real) and math.isfinite(number):
+            return float(number)
+        raise bad()
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad()
+    if origin is list:
+        item = args[0] if args else Any
+        items = value
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    items = json.loads(text)
+                except json.JSONDecodeError:
+                    raise bad() from None
+            else:
+                items = [p.strip() for p in text.replace(";", ",").split(",") if p.strip()]
+        if isinstance(items, tuple):
+            items = list(items)
+        if not isinstance(items, list):
+            raise bad()
+        try:
+            return [coerce_value(label, item, v) for v in items]
+        except UserError:
+            raise bad() from None
+    if tp is dict or origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        if isinstance(value, str):
+            if value.strip() == "":
+                return {}
+            try:
+                parsed = json.loads(value)
+            except json.JSONDecodeError:
+                raise bad() from None
+            if isinstance(parsed, dict):
+                return parsed
+        raise bad()
+    return value
+
+
+def coerce_fields(obj: Any) -> Any:
+    """Convert every field of the DataConfig/TrainConfig `obj` to its declared type in place (see
+    `coerce_value`); returns `obj`. The first bad value raises a UserError naming `data.<key>`/`train.<key>`."""
+    cls = type(obj)
+    if cls not in _HINTS:
+        _HINTS[cls] = get_type_hints(cls)
+    hints = _HINTS[cls]
+    ns = _NAMESPACES.get(cls.__name__, cls.__name__)
+    for f in fields(obj):
+        setattr(obj, f.name, coerce_value(f"{ns}.{f.name}", hints[f.name], getattr(obj, f.name)))
+    return obj
 
 
 # Model names are those of core.models; each preset names the document's architecture.
