@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.common import page_setup, load_candles, show_error
+from ui.common import keep_settings, page_setup, load_candles, show_error
 
 from core.features import (LABEL_KINDS, PRESET_DESCRIPTIONS, PRESETS, DatasetConfig, LabelConfig, SplitConfig,
                            available_features, prepare_dataset)
 from core.viz import indicators as vz
 
 dataset_id = page_setup("Indicators")
+# the settings survive a visit to another page (not the date range: it belongs to the dataset shown)
+_keep = keep_settings("ind_kept_settings", ("ind_preset", "ind_features", "ind_label_kind", "ind_horizon",
+                                            "ind_threshold", "ind_k", "ind_window", "ind_train", "ind_val",
+                                            "ind_overlays", "ind_panels", "ind_show_split"))
 st.title("Indicators, features and labels")
 
 
@@ -77,6 +81,7 @@ o1, o2, o3 = st.columns([2, 2, 1])
 overlays = o1.multiselect("Overlays", vz.OVERLAYS, ["EMA 21", "Bollinger"], key="ind_overlays")
 panels = o2.multiselect("Panels", vz.PANELS, ["Volume", "RSI", "MACD"], key="ind_panels")
 show_split = o3.toggle("Show split", True, key="ind_show_split")
+_keep()
 dates = candles.index
 lo, hi = dates[0].to_pydatetime(), dates[-1].to_pydatetime()
 start, end = st.slider("Range", min_value=lo, max_value=hi, value=(lo, hi), key="ind_range",

@@ -54,3 +54,25 @@ def test_indicators_page_runs_and_reacts():
     assert not at.exception
     assert any("at least one feature" in w.value for w in at.warning)
     assert "price" in _charts(at)
+
+
+def test_settings_survive_a_visit_to_another_page():
+    """Streamlit drops a page's widget values on a page change: the features, labels and split must come
+    back as the user left them (the feature box once came back empty, with nothing drawn)."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/2_Indicators.py").run()
+    at.selectbox(key="ind_preset").select("chapter6").run()
+    chosen = at.multiselect(key="ind_features").value[:3]
+    at.multiselect(key="ind_features").set_value(chosen).run()
+    at.selectbox(key="ind_label_kind").select("binary").run()
+    at.number_input(key="ind_horizon").set_value(24).run()
+    assert not at.exception and not at.warning
+    at.switch_page("pages/1_Data.py").run()
+    assert "ind_horizon" not in at.session_state  # Streamlit dropped the page's widgets
+    at.switch_page("pages/2_Indicators.py").run()
+    assert not at.exception and not at.warning, [w.value for w in at.warning]
+    assert at.selectbox(key="ind_preset").value == "chapter6"
+    assert at.multiselect(key="ind_features").value == chosen
+    assert at.selectbox(key="ind_label_kind").value == "binary" and at.number_input(key="ind_horizon").value == 24
+    assert len(at.get("plotly_chart")) >= 3  # the features, labels and split are drawn again
