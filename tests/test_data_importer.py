@@ -133,3 +133,69 @@ def test_empty_and_garbage_files():
         read_candle_file(HEADER.encode())
     with pytest.raises(DataError, match="not numbers"):
         read_candle_file(_csv(["1704067200,abc,2,0.5,1,1", "1704070800,1,2,0.5,1,1"]))
+
+
+# ---- bad input found by the robustness probe: each a sentence, nothing stored ------------------------------
+
+@pytest.mark.parametrize("stamps, row, value", [
+    # 1e16 reads as microseconds: the year 2286, past what a dataset can hold (nanoseconds end in 2262)
+    ([10**16 + i * 3_600_000_000 for i in range(6)], 1, "10000000000000000"),
+    # milliseconds of the year 2291 (an epoch in seconds * 4000)
+    ([10_136_092_032_000 + i * 3_600_000 for i in range(6)], 1, "10136092032000"),
+    # too large even for int64 nanoseconds
+    ([10**20] * 6, 1, "100000000000000000000"),
+])
+def test_timestamps_out_of_range_name_the_first_row(stamps, row, value):
+    rows = [f"{t},{100 + i},{102 + i},{99 + i},{101 + i},5" for i, t in enumerate(stamps)]
+    with pytest.raises(DataError, match=rf"the timestamp at data row {row} \('{value}'\) is outside the dates a "
+                                        r"dataset can hold \(1677-09-21 to 2262-04-11\)"):
+        import_candles(_csv(rows), "FAR/USDT", "1h")
+    assert list_datasets() == []
+
+
+def test_iso_dates_out_of_range_name_the_first_row():
+    rows = [r.replace(r.split(",")[0], f"2024-01-01 0{i}:00") for i, r in enumerate(_rows())]
+    rows[3] = "2300-01-01 03:00" + rows[3][rows[3].index(","):]
+    with pytest.raises(DataError, match=r"data row 4 \('2300-01-01 03:00'\) is outside the dates"):
+        read_candle_file(_csv(rows))
+
+
+def test_utf8_byte_order_mark_is_not_part_of_the_header():
+    # Excel's "CSV UTF-8" starts with a BOM; the first column must still be found as 'timestamp'.
+    data = b"\xef\xbb\xbf" + _csv(_rows())
+    df, rep = read_candle_file(data, filename="excel.csv")
+    assert rep.timestamp_column == "timestamp" and len(df) == 6
+    assert df.index[0] == pd.Timestamp("2024-01-01", tz="UTC")
+    # a BOM before a semicolon-separated header too
+    semi = b"\xef\xbb\xbf" + _csv([r.replace(",", ";") for r in _rows()], HEADER.replace(",", ";"))
+    assert len(read_candle_file(semi)[0]) == 6
+
+
+def test_a_row_in_another_epoch_unit_is_refused():
+    # milliseconds with one row in seconds: it would land in 1970 with a 54-year gap
+    rows = _rows(8, unit="ms")
+    t = int(rows[5].split(",")[0]) // 1000
+    rows[5] = f"{t}" + rows[5][rows[5].index(","):]
+    with pytest.raises(DataError, match=rf"the timestamp at data row 6 \('{t}'\) reads as seconds while the "
+                                        r"file's timestamps are in milliseconds"):
+        import_candles(_csv(rows), "MIX/USDT")
+    # seconds with one row divided by 1000 (still "seconds" by magnitude, but decades from the rest)
+    rows = _rows(8)
+    t = int(rows[2].split(",")[0]) // 1000
+    rows[2] = f"{t}" + rows[2][rows[2].index(","):]
+    with pytest.raises(DataError, match=rf"data row 3 \('{t}'\) is far from the file's other timestamps "
+                                        r"\(typically \d+ seconds\): is it in another unit"):
+        import_candles(_csv(rows), "MIX/USDT")
+    assert list_datasets() == []
+    # one unit throughout (even a file near 1970) is still read
+    assert read_candle_file(_csv(_rows(6, start_s=0)))[1].rows == 6
+
+
+def test_a_single_candle_is_not_a_dataset():
+    with pytest.raises(DataError, match="a dataset needs at least 2 candles; the file has 1"):
+        import_candles(_csv(_rows(1)), "ONE/USDT", "1h")
+    # many rows of one timestamp are one candle too
+    with pytest.raises(DataError, match="the file has 1 once its 3 duplicate timestamps are dropped"):
+        import_candles(_csv(_rows(1) * 4), "ONE/USDT", "1h")
+    assert list_datasets() == []
+    assert import_candles(_csv(_rows(2)), "TWO/USDT", "1h")[1].rows == 2

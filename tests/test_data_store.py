@@ -146,3 +146,56 @@ def test_dataset_version_changes_when_the_candles_are_rewritten(workspace):
     time.sleep(0.01)
     save_candles(c.iloc[:150], "synthetic", "BTC/USDT", "1h")
     assert dataset_version(info.id) != v1  # the app's candle cache is keyed on this
+
+
+def test_a_dataset_needs_at_least_two_candles(workspace):
+    # one candle crashes every range slider and feature downstream: refused at the store, for every source
+    for n in (0, 1):
+        with pytest.raises(DataError, match=f"a dataset needs at least 2 candles; this one has {n}: choose a "
+                                            "longer span"):
+            save_candles(_candles(n), "test", "BTC/USDT", "1h")
+    assert list_datasets() == [] and not [p for p in workspace.rglob("*") if p.is_file()]
+    info = save_candles(_candles(2), "test", "BTC/USDT", "1h")
+    # a failed save leaves the stored dataset as it was
+    with pytest.raises(DataError, match="at least 2 candles"):
+        save_candles(_candles(1), "test", "BTC/USDT", "1h")
+    assert dataset_info(info.id).rows == 2 and len(load_candles(info.id)) == 2
+
+
+def test_synthetic_market_refuses_one_candle_and_bad_dates():
+    from core.data.store import make_synthetic_datasets
+
+    with pytest.raises(DataError, match="a dataset needs at least 2 candles; this span holds 1 1d candle"):
+        make_synthetic_datasets(["BTC/USDT"], "1d", start="2024-01-01", end="2024-01-02")
+    with pytest.raises(DataError, match="at least 2 candles; this span holds 1 1h candle"):
+        make_synthetic_datasets(["BTC/USDT"], "1h", start="2024-01-01", periods=1)
+    with pytest.raises(DataError, match="the start 'notadate' is not a date; use e.g. 2024-01-01"):
+        make_synthetic_datasets(["BTC/USDT"], "1h", start="notadate", periods=10)
+    with pytest.raises(DataError, match="the end 'soon' is not a date"):
+        make_synthetic_datasets(["BTC/USDT"], "1h", start="2024-01-01", end="soon")
+    with pytest.raises(DataError, match=r"the start \(3000-01-01\) is outside the dates a dataset can hold"):
+        make_synthetic_datasets(["BTC/USDT"], "1h", start="3000-01-01", periods=10)
+    assert list_datasets() == []
+    # two 1-minute candles (a single simulated hour) are fine, and finite
+    info = make_synthetic_datasets(["BTC/USDT"], "1m", start="2024-01-01", periods=2)[0]
+    assert info.rows == 2 and np.isfinite(load_candles(info.id).to_numpy()).all()
+
+
+def test_data_cli_sentences(capsys):
+    from core.cli import main
+
+    assert main(["data", "synth", "--start", "notadate"]) == 2
+    err = capsys.readouterr().err
+    assert "the start 'notadate' is not a date" in err and "Traceback" not in err
+    assert main(["data", "synth", "--periods", "1"]) == 2
+    assert "a dataset needs at least 2 candles" in capsys.readouterr().err
+    assert main(["data", "delete", "no-such"]) == 2
+    assert "there is no dataset or order book 'no-such'" in capsys.readouterr().err
+    assert list_datasets() == []
+    # a real order book and a real dataset are still deleted by the same command
+    from core.data.orderbook import list_order_books, make_synthetic_order_book
+
+    ds = save_candles(_candles(48), "test", "BTC/USDT", "1h").id
+    book = make_synthetic_order_book(ds, levels=5, max_snapshots=10)
+    assert main(["data", "delete", book.id]) == 0 and list_order_books() == []
+    assert main(["data", "delete", ds]) == 0 and list_datasets() == []

@@ -102,6 +102,17 @@ def test_generate_synthetic_market_makes_it_active(at):
     assert "ETH/USDT" in chart_titles(at)[0] and "480 bars" in chart_titles(at)[0]
 
 
+def test_generate_a_single_candle_is_refused_with_a_sentence(at, workspace):
+    # 1d candles over 1 day is one candle: it would crash the range sliders of Indicators and Backtest
+    before, active = dataset_ids(), at.session_state["active_dataset"]
+    at.selectbox(key="synth_tf").select("1d")
+    at.number_input(key="synth_days").set_value(1)
+    at.button(key="synth_generate").click().run()
+    assert not at.exception, at.exception
+    assert "a dataset needs at least 2 candles; this span holds 1 1d candle" in errors(at)
+    assert dataset_ids() == before and at.session_state["active_dataset"] == active
+
+
 def _upload(at: AppTest, name: str, data: bytes, symbol: str = "SOL/USDT") -> AppTest:
     at.radio(key="data_source").set_value("file").run()
     at.get("file_uploader")[0].set_value((name, data, "text/csv"))
@@ -122,6 +133,16 @@ def test_bad_csv_shows_an_error_and_loses_nothing(at, workspace):
     assert at.session_state["active_dataset"] == active
     files_after = sorted((p.name, p.stat().st_size) for p in workspace.rglob("*") if p.is_file())
     assert files_after == files_before
+
+
+def test_out_of_range_timestamps_are_a_sentence_on_the_page(at):
+    # epoch microseconds of the year 2286 used to reach the page as "Something went wrong"
+    before, active = dataset_ids(), at.session_state["active_dataset"]
+    rows = "".join(f"{10**16 + i * 3_600_000_000},{100 + i},{102 + i},{99 + i},{101 + i},5\n" for i in range(6))
+    _upload(at, "far.csv", b"timestamp,open,high,low,close,volume\n" + rows.encode())
+    assert not at.exception, at.exception
+    assert "the timestamp at data row 1 ('10000000000000000') is outside the dates" in errors(at)
+    assert dataset_ids() == before and at.session_state["active_dataset"] == active
 
 
 def test_good_csv_imports_with_a_report(at):

@@ -20,7 +20,7 @@ from typing import Any, Callable, Literal
 
 import pandas as pd
 
-from core.data.candles import COLUMNS, TIMEFRAMES, empty_candles, timeframe_seconds
+from core.data.candles import COLUMNS, MIN_CANDLES, TIMEFRAMES, empty_candles, timeframe_seconds, too_few_candles
 from core.errors import DataError, ExchangeUnavailable
 from core.progress import CancelToken, ProgressCallback, check, report
 
@@ -207,8 +207,11 @@ def fetch_candles(
         nonlocal merged, held_ranges
         if not pending:
             return
-        merged = pd.concat([merged, *pending]) if len(merged) else pd.concat(pending)
-        merged = merged[~merged.index.duplicated(keep="last")].sort_index()
+        candidate = pd.concat([merged, *pending]) if len(merged) else pd.concat(pending)
+        candidate = candidate[~candidate.index.duplicated(keep="last")].sort_index()
+        if len(candidate) < MIN_CANDLES:
+            return  # too few to store yet (the store refuses a lone candle): kept pending
+        merged = candidate
         merged.attrs.update(source=source, symbol=plain, timeframe=timeframe)
         held_ranges = merge_ranges([*held_ranges, *pending_ranges])
         save_candles(merged, source, plain, timeframe, meta={**base_meta, "ranges": held_ranges})
@@ -250,7 +253,10 @@ def fetch_candles(
         save_pending()
 
     info = dataset_info(ds_id) if exists(ds_id) else None
-    if info is None:  # nothing was missing and nothing was ever stored: an empty request
+    if info is None:  # nothing stored: an empty answer, or a single candle (too few for a dataset)
+        n = sum(len(f) for f in pending)
+        if n:
+            raise too_few_candles(n, f"Bybit returned {n} for that range: fetch a longer span")
         raise DataError("Bybit returned no candles for that range")
     return FetchResult(
         dataset=ds_id, rows=info.rows, rows_added=info.rows - rows_before, requests=counter[0],

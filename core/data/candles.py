@@ -30,6 +30,17 @@ TIMEFRAMES: dict[str, int] = {
 }
 
 
+# The fewest candles a stored dataset may hold: one candle has no span, no return and no range to choose
+# from, and the pages' range sliders and every feature need at least two.
+MIN_CANDLES = 2
+
+
+def too_few_candles(n: int, detail: str) -> DataError:
+    """The sentence for a dataset of `n` < MIN_CANDLES candles; `detail` says where they came from and what
+    to do, e.g. "this one has 1: choose a longer span"."""
+    return DataError(f"a dataset needs at least {MIN_CANDLES} candles; {detail}")
+
+
 def timeframe_seconds(timeframe: str) -> int:
     """Seconds in one candle of `timeframe` ("1m" .. "1d")."""
     try:

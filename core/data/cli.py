@@ -97,13 +97,20 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_delete(args: argparse.Namespace) -> int:
-    from core.data.orderbook import delete_order_book
+    from core.data.orderbook import delete_order_book, order_book_exists
     from core.data.store import delete_dataset, exists
+    from core.errors import DataError
 
-    if exists(args.dataset):
+    if exists(args.dataset):  # (an invalid id is refused here, with its sentence)
         delete_dataset(args.dataset)
-    else:
+    elif order_book_exists(args.dataset):
         delete_order_book(args.dataset)
+    else:
+        try:  # a dataset whose candles file is gone but whose index file is left
+            delete_dataset(args.dataset)
+        except DataError:
+            raise DataError(f"there is no dataset or order book {args.dataset!r}; see `python -m core data list`"
+                            ) from None
     _out(args, {"deleted": args.dataset}, f"deleted {args.dataset}")
     return 0
 

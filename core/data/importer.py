@@ -1,12 +1,14 @@
 """Import candles from a CSV or Parquet file (a path, bytes, or an uploaded file-like object).
 
 Columns are matched case-insensitively (timestamp / time / date / datetime / open_time; open, high, low,
-close, volume). Timestamps may be epoch milliseconds, seconds (micro/nanoseconds too) or ISO text; the unit
-is detected from the magnitude. Problems get one clear sentence (DataError):
+close, volume); a UTF-8 byte-order mark (Excel's "CSV UTF-8") is ignored. Timestamps may be epoch
+milliseconds, seconds (micro/nanoseconds too) or ISO text; the unit is detected from the magnitude.
+Problems get one clear sentence (DataError):
 
-* refused: missing columns, unparseable timestamps, non-positive prices, a high below the low, an open or
-  close outside the high-low range, rows with missing values (unless `nan_policy="drop"`, which drops and
-  counts them);
+* refused: missing columns, unparseable timestamps, epoch timestamps in mixed units (a row in seconds in a
+  file of milliseconds), timestamps outside 1677-2262 (what a nanosecond index holds), non-positive prices,
+  a high below the low, an open or close outside the high-low range, rows with missing values (unless
+  `nan_policy="drop"`, which drops and counts them), fewer than 2 candles;
 * repaired and reported: duplicate timestamps (the first kept, the rest dropped and counted), unsorted rows
   (sorted);
 * reported only: gaps (missing bars are never invented).
@@ -24,7 +26,8 @@ from typing import IO, Any, Literal
 import numpy as np
 import pandas as pd
 
-from core.data.candles import COLUMNS, TIMEFRAMES, find_gaps, infer_timeframe, validate_candles
+from core.data.candles import (COLUMNS, MIN_CANDLES, TIMEFRAMES, find_gaps, infer_timeframe, too_few_candles,
+                               validate_candles)
 from core.errors import DataError
 
 SOURCE = "import"
@@ -93,7 +96,9 @@ def _read_table(src: Any, filename: str | None) -> pd.DataFrame:
             if isinstance(df.index, pd.DatetimeIndex):
                 df = df.reset_index(names=df.index.name or "timestamp")
             return df
-        return pd.read_csv(io.BytesIO(data), sep=None, engine="python")
+        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark, which must not become part of the
+        # first column's name (plain UTF-8 reads the same either way).
+        return pd.read_csv(io.BytesIO(data), sep=None, engine="python", encoding="utf-8-sig")
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001 - any parser failure is the file's problem, said plainly
@@ -102,7 +107,7 @@ def _read_table(src: Any, filename: str | None) -> pd.DataFrame:
 
 
 def _match_columns(df: pd.DataFrame) -> dict[str, str]:
-    norm = {str(c).strip().lower(): c for c in df.columns}
+    norm = {str(c).replace("\ufeff", "").strip().lower(): c for c in df.columns}
     found: dict[str, str] = {}
     for alias in _TIME_ALIASES:
         if alias in norm:
@@ -123,15 +128,70 @@ def _match_columns(df: pd.DataFrame) -> dict[str, str]:
     return found
 
 
+_UNIT_NS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+_UNIT_WORDS = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
+# The dates a candle table can hold: the store keeps nanosecond timestamps (1677-09-21 to 2262-04-11).
+_TS_MIN, _TS_MAX = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+
+
+def _epoch_unit(magnitude: np.ndarray) -> np.ndarray:
+    """The epoch unit each |value| reads as: below 1e11 seconds, then ms, us, ns (1e11 s is the year 5138,
+    1e11 ms is 1973: any real timestamp of one unit falls in its own band)."""
+    return np.select([magnitude >= 1e17, magnitude >= 1e14, magnitude >= 1e11], ["ns", "us", "ms"], "s")
+
+
+def _out_of_range(value: Any, row: int) -> DataError:
+    return DataError(
+        f"the timestamp at data row {row + 1} ({str(value)!r}) is outside the dates a dataset can hold "
+        f"({_TS_MIN:%Y-%m-%d} to {_TS_MAX:%Y-%m-%d}); check the file's timestamp column and its unit"
+    )
+
+
 def _parse_timestamps(col: pd.Series) -> tuple[pd.DatetimeIndex, str]:
-    """Epoch numbers (unit from magnitude) or date text; DataError naming the first bad value."""
+    """Epoch numbers (unit from magnitude) or date text; DataError naming the first bad value.
+
+    Numeric epochs must all be in one unit: a row whose magnitude reads as another unit than the file's
+    (e.g. one row in seconds in a file of milliseconds, which would land in 1970) is refused, naming it.
+    Timestamps outside the range a dataset can hold are refused, naming the first.
+    """
     numeric = pd.to_numeric(col, errors="coerce")
     if numeric.notna().all() and len(col):
-        m = float(np.nanmax(np.abs(numeric.to_numpy(float))))
-        unit = "ns" if m >= 1e17 else "us" if m >= 1e14 else "ms" if m >= 1e11 else "s"
-        ts = pd.to_datetime(numeric.astype("int64") if (numeric % 1 == 0).all() else numeric,
-                            unit=unit, utc=True)
-        return pd.DatetimeIndex(ts), unit
+        values = numeric.to_numpy(float)
+        mag = np.abs(values)
+        unit = str(_epoch_unit(np.array([np.median(mag)]))[0])
+        odd = _epoch_unit(mag) != unit
+        if odd.any():
+            i = int(np.flatnonzero(odd)[0])
+            raise DataError(
+                f"the timestamp at data row {i + 1} ({str(col.iloc[i])!r}) reads as "
+                f"{_UNIT_WORDS[str(_epoch_unit(mag[i:i + 1])[0])]} while the file's timestamps are in "
+                f"{_UNIT_WORDS[unit]}: every timestamp must use the same unit"
+            )
+        # Within one unit band a row can still be in another unit (seconds / 1000 is still "seconds" by
+        # magnitude): once the timestamps are real dates (the median after 1973), a row 100 times smaller or
+        # larger than the median (or of the other sign) is decades away from the rest, not a candle of theirs.
+        med = float(np.median(values))
+        if abs(med) * _UNIT_NS[unit] >= 1e17:
+            ratio = values / med
+            far = ~((ratio >= 0.01) & (ratio <= 100))
+            if far.any():
+                i = int(np.flatnonzero(far)[0])
+                raise DataError(
+                    f"the timestamp at data row {i + 1} ({str(col.iloc[i])!r}) is far from the file's other "
+                    f"timestamps (typically {med:.0f} {_UNIT_WORDS[unit]}): is it in another unit? every "
+                    f"timestamp must use the same unit"
+                )
+        too_big = ~(np.abs(values * _UNIT_NS[unit]) < float(_TS_MAX.value))
+        if too_big.any():
+            i = int(np.flatnonzero(too_big)[0])
+            raise _out_of_range(col.iloc[i], i)
+        try:
+            ts = pd.to_datetime(numeric.astype("int64") if (numeric % 1 == 0).all() else numeric,
+                                unit=unit, utc=True)
+        except (OverflowError, pd.errors.OutOfBoundsDatetime):
+            raise DataError("some timestamps are outside the dates a dataset can hold "
+                            f"({_TS_MIN:%Y-%m-%d} to {_TS_MAX:%Y-%m-%d})") from None
+        return _in_range(pd.DatetimeIndex(ts), col), unit
     try:
         ts = pd.to_datetime(col.astype(str).str.strip(), utc=True, errors="coerce", format="ISO8601")
     except (ValueError, TypeError):
@@ -144,7 +204,16 @@ def _parse_timestamps(col: pd.Series) -> tuple[pd.DatetimeIndex, str]:
             f"{str(col.iloc[first])!r}); use epoch seconds or milliseconds, or ISO dates like "
             f"2024-01-01 00:00:00"
         )
-    return pd.DatetimeIndex(ts), "iso"
+    return _in_range(pd.DatetimeIndex(ts), col), "iso"
+
+
+def _in_range(idx: pd.DatetimeIndex, col: pd.Series) -> pd.DatetimeIndex:
+    """`idx` in nanoseconds (the store's unit); DataError naming the first timestamp that does not fit."""
+    bad = np.asarray((idx < _TS_MIN) | (idx > _TS_MAX))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise _out_of_range(col.iloc[i], i)
+    return idx.as_unit("ns")
 
 
 def read_candle_file(
@@ -221,6 +290,11 @@ def read_candle_file(
             note += f", {report.conflicting_duplicates} of them with different prices"
         report.notes.append(note)
 
+    if len(values) < MIN_CANDLES:
+        n = len(values)
+        after = (f" once its {report.duplicates_dropped} duplicate timestamps are dropped"
+                 if report.duplicates_dropped else "")
+        raise too_few_candles(n, f"the file has {n}{after}: import a file with more rows")
     inferred = infer_timeframe(values.index)
     if timeframe is None:
         if inferred is None:

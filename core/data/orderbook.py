@@ -148,6 +148,11 @@ def list_order_books() -> list[BookInfo]:
     return out
 
 
+def order_book_exists(book_id: str) -> bool:
+    """Whether an order book `book_id` is stored (either of its files); DataError for an invalid id."""
+    return any(p.exists() for p in _paths(book_id))
+
+
 def delete_order_book(book_id: str) -> None:
     parquet_path, json_path = _paths(book_id)
     if not parquet_path.exists() and not json_path.exists():
@@ -171,5 +176,6 @@ def make_synthetic_order_book(dataset_id: str, levels: int = 20, seed: int = 0,
 
 __all__: Sequence[str] = [
     "BOOK_COLUMNS", "BookInfo", "delete_order_book", "list_order_books",
-    "load_order_book", "make_synthetic_order_book", "order_book_info", "save_order_book", "snapshot_rows",
+    "load_order_book", "make_synthetic_order_book", "order_book_exists", "order_book_info", "save_order_book",
+    "snapshot_rows",
 ]

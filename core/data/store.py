@@ -23,7 +23,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.data.candles import TIMEFRAMES, timeframe_delta, timeframe_seconds, validate_candles
+from core.data.candles import (MIN_CANDLES, TIMEFRAMES, timeframe_delta, timeframe_seconds, too_few_candles,
+                               validate_candles)
 from core.errors import DataError
 from core.workspace import atomic_write, atomic_write_json, read_json, safe_name, ws_path
 
@@ -162,8 +163,11 @@ def save_candles(
 
     `meta` may carry `ranges` (list of [start, end) pairs already covered; default: the candles' own span)
     and any other JSON-able facts (seed, exchange, import report...). Returns the stored DatasetInfo.
+    Fewer than MIN_CANDLES (2) candles are refused with a sentence (DataError) and nothing is written.
     """
     df = validate_candles(df)
+    if len(df) < MIN_CANDLES:  # every way in (generate, import, fetch) ends here: none stores a lone candle
+        raise too_few_candles(len(df), f"this one has {len(df)}: choose a longer span (or a shorter timeframe)")
     if df.attrs.get("timeframe") and df.attrs["timeframe"] != timeframe:
         raise DataError(f"these are {df.attrs['timeframe']} candles, not {timeframe}")
     ds_id = dataset_id(source, symbol, timeframe)

@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from core.data.candles import COLUMNS, resample_candles, timeframe_delta
+from core.data.candles import COLUMNS, MIN_CANDLES, resample_candles, timeframe_delta, too_few_candles
 from core.errors import DataError
 
 SOURCE = "synthetic"
@@ -114,30 +114,53 @@ class SimulatedPath:
     sigma: dict[str, np.ndarray]   # (H,) conditional hourly volatility per symbol
 
 
+# The dates a dataset can hold (the store keeps nanosecond timestamps).
+_TS_MIN, _TS_MAX = pd.Timestamp.min.tz_localize("UTC"), pd.Timestamp.max.tz_localize("UTC")
+_MAX_SPAN = pd.Timedelta(days=366 * 12)
+
+
+def _utc(value, what: str) -> pd.Timestamp:
+    """`value` as a UTC timestamp; DataError (a sentence naming `what`) if it is not a date or out of range."""
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        ts = pd.NaT
+    if ts is pd.NaT:
+        raise DataError(f"the {what} {str(value)!r} is not a date; use e.g. 2024-01-01 or 2024-01-01T12:00")
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    _check_in_range(ts, what)
+    return ts
+
+
+def _check_in_range(ts: pd.Timestamp, what: str) -> None:
+    if not _TS_MIN <= ts <= _TS_MAX:
+        raise DataError(f"the {what} ({ts:%Y-%m-%d}) is outside the dates a dataset can hold "
+                        f"({_TS_MIN:%Y-%m-%d} to {_TS_MAX:%Y-%m-%d})")
+
+
 def _parse_range(timeframe: str, start, end, periods) -> tuple[pd.Timestamp, pd.Timestamp]:
     step = timeframe_delta(timeframe)
-    start_ts = pd.Timestamp(start if start is not None else DEFAULT_START)
-    start_ts = start_ts.tz_localize("UTC") if start_ts.tzinfo is None else start_ts.tz_convert("UTC")
+    start_ts = _utc(start if start is not None else DEFAULT_START, "start")
     start_ts = start_ts.floor(step) if step <= pd.Timedelta(days=1) else start_ts
     if periods is not None:
         if end is not None and start is not None:
             raise DataError("give either an end or a number of periods, not both")
         if int(periods) <= 0:
             raise DataError("the number of periods must be positive")
+        if int(periods) * step > _MAX_SPAN:
+            raise DataError("the synthetic market makes at most 12 years at a time")
         if start is None and end is not None:
-            end_ts = pd.Timestamp(end)
-            end_ts = end_ts.tz_localize("UTC") if end_ts.tzinfo is None else end_ts.tz_convert("UTC")
-            end_ts = end_ts.floor(step)
+            end_ts = _utc(end, "end").floor(step)
             start_ts = end_ts - int(periods) * step
+            _check_in_range(start_ts, "start")
         else:
             end_ts = start_ts + int(periods) * step
+            _check_in_range(end_ts, "end")
     else:
-        end_ts = pd.Timestamp(end if end is not None else DEFAULT_END)
-        end_ts = end_ts.tz_localize("UTC") if end_ts.tzinfo is None else end_ts.tz_convert("UTC")
-        end_ts = end_ts.ceil(step)
+        end_ts = _utc(end if end is not None else DEFAULT_END, "end").ceil(step)
     if end_ts <= start_ts:
         raise DataError(f"the end ({end_ts}) must be after the start ({start_ts})")
-    if (end_ts - start_ts) > pd.Timedelta(days=366 * 12):
+    if (end_ts - start_ts) > _MAX_SPAN:
         raise DataError("the synthetic market makes at most 12 years at a time")
     return start_ts, end_ts
 
@@ -209,7 +232,8 @@ def simulate_market(
         # Mix the shared and own chi-square so tails are partly joint; rescale to unit variance.
         mix = 0.7 * mix_market + 0.3 * mix_own
         zz = g / np.sqrt(mix)
-        z[:, j] = zz / zz.std()
+        sd = zz.std()
+        z[:, j] = zz / sd if sd > 0 else zz  # a single hour has no spread to scale by
     h = _garch(z, model.garch_alpha, model.garch_beta)
     season = intraday_profile(model.intraday_amplitude)[hours.hour.to_numpy()]
     rv = np.asarray(model.regime_vol)[regimes]
@@ -291,6 +315,10 @@ def generate_market(
         symbols = [symbols]
     symbols = list(symbols)
     start_ts, end_ts = _parse_range(timeframe, start, end, periods)
+    n_bars = int((end_ts - start_ts) // timeframe_delta(timeframe))
+    if n_bars < MIN_CANDLES:
+        raise too_few_candles(n_bars, f"this span holds {n_bars} {timeframe} candle{'s' if n_bars != 1 else ''}: "
+                                      f"choose a longer span (or a shorter timeframe)")
     path = simulate_market(symbols, start_ts, end_ts, seed, model)
     out: dict[str, pd.DataFrame] = {}
     for sym in symbols:
