@@ -48,6 +48,24 @@ def ws_path(*parts: str, root: Path | None = None) -> Path:
     return p
 
 
+def output_path(path: str | Path, what: str, suffix: str = "") -> Path:
+    """Where a file the user named on the command line is written (`what` names the option in messages):
+    inside the workspace, relative paths from its root. A path outside it, a folder, or (with `suffix`) a
+    name without that ending is a UserError, before anything runs."""
+    from core.errors import UserError
+
+    if suffix and not str(path).endswith(suffix):
+        raise UserError(f"{what} must name a {suffix} file")
+    try:
+        target = ws_path(str(path))
+    except ValueError:
+        raise UserError(f"{what} {str(path)!r} is outside the workspace ({workspace_root()}); give a path "
+                        "inside it") from None
+    if target == workspace_root().resolve() or target.is_dir():
+        raise UserError(f"{what} {str(path)!r} is a folder; give a file name")
+    return target
+
+
 def atomic_write(path: Path, writer: Callable[[Path], None]) -> Path:
     """Call `writer(tmp_path)` then rename tmp_path onto `path` atomically."""
     path = Path(path)

@@ -201,9 +201,11 @@ def test_cli_export_and_import(exported, workspace, tmp_path, capsys):
     src.write_bytes(data)
     assert main(["archive", "import", str(src), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"run_id": rid}
-    out = tmp_path / "out.zip"
-    assert main(["archive", "export", rid, str(out)]) == 0
-    assert sorted(_members(out.read_bytes())) == sorted(_members(data))
+    assert main(["archive", "export", rid, "exports/out.zip"]) == 0  # inside the workspace, like every output
+    assert sorted(_members((workspace / "exports" / "out.zip").read_bytes())) == sorted(_members(data))
+    capsys.readouterr()
+    assert main(["archive", "export", rid, str(tmp_path / "out.zip")]) == 2
+    assert "is outside the workspace" in capsys.readouterr().err and not (tmp_path / "out.zip").exists()
     assert main(["archive", "import", str(tmp_path / "nope.zip")]) == 2
     assert "there is no file" in capsys.readouterr().err
 

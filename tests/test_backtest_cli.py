@@ -44,7 +44,7 @@ def _save_run(ds_id: str, candles: pd.DataFrame, kind: str, test_from: int = 600
         p_down = np.clip(0.9 - p_up, 0, 1)
     preds = pd.DataFrame({"timestamp": candles.index[t], "y_true": 0, "prob_down": p_down,
                           "prob_flat": 1 - p_up - p_down, "prob_up": p_up, "split": "test"})
-    cfg = {"dataset_id": ds_id, "model_name": "cnn1d", "class_names": ["down", "flat", "up"],
+    cfg = {"dataset_id": ds_id, "model_name": "cnn1d", "class_names": ["down", "flat", "up"], "in_channels": 1,
            "input_kind": "sequence", "status": "completed", "created_at": "2026-01-01T00:00:00+00:00",
            "name": f"{kind} run", "model_config": {}, "data_config": {}, "train_config": {}}
     rid = new_run_id("cnn1d", {"kind": kind})
@@ -89,12 +89,13 @@ def test_a_run_whose_dataset_was_replaced_is_a_sentence(dataset):
         backtest_run(rid)
 
 
-def test_cli_json_and_csvs(dataset, tmp_path, capsys):
+def test_cli_json_and_csvs(dataset, workspace, capsys):
     ds, candles = dataset
     rid = _save_run(ds, candles, "oracle")
-    rets, trades = tmp_path / "r.csv", tmp_path / "t.csv"
+    # the CSVs go inside the workspace: a relative path is taken from its root, an absolute one inside it works
+    rets, trades = workspace / "exports" / "r.csv", workspace / "t.csv"
     rc = main(["backtest", "--run", rid, "--json", "--set", "signal_exit=weak", "--set", "stop_loss=fixed",
-               "--returns-csv", str(rets), "--trades-csv", str(trades)])
+               "--returns-csv", "exports/r.csv", "--trades-csv", str(trades)])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     for key in ("total_return", "cagr", "sharpe", "sortino", "calmar", "max_drawdown", "win_rate", "profit_factor",
@@ -118,6 +119,21 @@ def test_cli_json_and_csvs(dataset, tmp_path, capsys):
     assert main(["backtest", "--baseline", "ma_cross", "--dataset", ds, "--set", "sizing=kelly"]) == 2
     assert "needs a run's probabilities" in capsys.readouterr().err
     assert main(["backtest", "--run", rid, "--set", "threshold=2"]) == 2
+
+
+def test_csv_paths_outside_the_workspace_are_refused(dataset, workspace, tmp_path, capsys):
+    # house rule: every file the app writes stays inside its workspace (like `features --out`)
+    ds, _ = dataset
+    outside = tmp_path / "outside.csv"
+    for flag, path in (("--returns-csv", str(outside)), ("--trades-csv", "../escape.csv"),
+                       ("--returns-csv", "/etc/cnn_lab_probe.csv")):
+        assert main(["backtest", "--baseline", "buy_and_hold", "--dataset", ds, flag, path]) == 2
+        err = capsys.readouterr().err
+        assert f"{flag} '{path}' is outside the workspace ({workspace}); give a path inside it" in err
+    assert not outside.exists() and not (tmp_path / "escape.csv").exists()
+    assert not Path("/etc/cnn_lab_probe.csv").exists()
+    assert main(["backtest", "--baseline", "buy_and_hold", "--dataset", ds, "--returns-csv", "."]) == 2
+    assert "is a folder" in capsys.readouterr().err
 
 
 def test_python_m_core_backtest_is_wired(dataset):

@@ -344,3 +344,14 @@ def test_walk_forward_stop_ends_at_once_and_saves_nothing(candles, workspace):
     assert not any(e.stage in ("evaluate", "baselines") for e in after)
     assert not any(e.message.startswith("fold 2/3") for e in events)
     assert list_walk_forwards() == []
+
+
+def test_cli_folds_below_two_are_refused(workspace, capsys):
+    # the Train page asks for 2..10 folds; the CLI says the same in a sentence (exit 2), before any work
+    from core.cli import main
+
+    for k in ("1", "-3"):
+        assert main(["train", "--folds", k, "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert f"--folds must be 2 or more (got {k})" in err and "Traceback" not in err
+    assert not (workspace / "walkforward").exists() and not (workspace / "data").exists()

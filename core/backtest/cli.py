@@ -3,8 +3,9 @@
     python -m core backtest --run RUN_ID [--set key=value ...] [--json] [--returns-csv PATH] [--trades-csv PATH]
     python -m core backtest --baseline buy_and_hold|ma_cross [--dataset ID] [...]
 
-The CSV paths are the user's own choice (the CLI writes where it is told); with --json the one JSON object
-is {"strategy": {...}, "buy_and_hold": {...}, "span": {...}, "label": ..., "config": {...}}.
+The CSV paths are inside the workspace (relative ones are taken from the workspace root, like `features
+--out`); a path outside it is refused before anything runs. With --json the one JSON object is
+{"strategy": {...}, "buy_and_hold": {...}, "span": {...}, "label": ..., "config": {...}}.
 """
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ def register(sub: Any) -> None:
     p.add_argument("--end", default=None, help="last bar of the span (ISO date/time, UTC)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
     p.add_argument("--json", action="store_true", help="print one JSON object with the metrics")
-    p.add_argument("--returns-csv", metavar="PATH", help="write per-bar strategy returns with timestamps")
-    p.add_argument("--trades-csv", metavar="PATH", help="write the trade list")
+    p.add_argument("--returns-csv", metavar="PATH",
+                   help="write per-bar strategy returns with timestamps (a path inside the workspace)")
+    p.add_argument("--trades-csv", metavar="PATH", help="write the trade list (a path inside the workspace)")
     p.set_defaults(func=cmd_backtest)
 
 
@@ -49,11 +51,17 @@ def _ts(value: str | None, name: str) -> Any:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
-def _write_csv(df: Any, path: str) -> None:
-    target = Path(path).expanduser()
-    if target.parent and not target.parent.exists():
-        raise UserError(f"the folder of {path} does not exist")
-    df.to_csv(target, index=False)
+def _csv_target(path: str | None, flag: str) -> Path | None:
+    """Where --returns-csv / --trades-csv write: inside the workspace (relative to its root), or a sentence."""
+    from core.workspace import output_path
+
+    return None if path is None else output_path(path, f"--{flag}")
+
+
+def _write_csv(df: Any, target: Path) -> None:
+    from core.workspace import atomic_write
+
+    atomic_write(target, lambda tmp: df.to_csv(tmp, index=False))
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -64,6 +72,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     cfg = make_config(parse_set(args.set))
     start, end = _ts(args.start, "start"), _ts(args.end, "end")
+    returns_csv = _csv_target(args.returns_csv, "returns-csv")  # checked before anything runs
+    trades_csv = _csv_target(args.trades_csv, "trades-csv")
     if (args.run or args.walk_forward) and args.dataset:
         raise UserError("--dataset goes with --baseline; a run or walk-forward backtests on its own dataset")
     if args.run:
@@ -77,10 +87,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
         ds = args.dataset or ensure_default_dataset()
         result = backtest_baseline(args.baseline, load_candles(ds), cfg, start=start, end=end)
-    if args.returns_csv:
-        _write_csv(result.returns_frame(), args.returns_csv)
-    if args.trades_csv:
-        _write_csv(result.trades.drop(columns=["entry_bar", "exit_bar"]), args.trades_csv)
+    if returns_csv is not None:
+        _write_csv(result.returns_frame(), returns_csv)
+    if trades_csv is not None:
+        _write_csv(result.trades.drop(columns=["entry_bar", "exit_bar"]), trades_csv)
     if args.json:
         print_json(result.summary())
         return 0

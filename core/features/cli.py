@@ -31,7 +31,7 @@ def cmd_features(args: argparse.Namespace) -> int:
 
     from core.cli import print_json
     from core.features import PRESETS, LabelConfig, available_features, compute_features, make_labels
-    from core.workspace import atomic_write, workspace_root, ws_path
+    from core.workspace import atomic_write, output_path
 
     if args.list:
         info = {"presets": PRESETS, "features": available_features()}
@@ -45,13 +45,7 @@ def cmd_features(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise UserError("give --out FILE.parquet (a path inside the workspace)")
-    if not str(args.out).endswith(".parquet"):
-        raise UserError("--out must name a .parquet file")
-    try:
-        out = ws_path(str(args.out))
-    except ValueError:
-        raise UserError(f"--out {args.out!r} is outside the workspace ({workspace_root()}); give a path "
-                        f"inside it") from None
+    out = output_path(args.out, "--out", ".parquet")
     from core.data.store import ensure_default_dataset, exists, load_candles
 
     dataset = args.dataset or ensure_default_dataset()

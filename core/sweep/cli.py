@@ -38,7 +38,7 @@ def register(sub: Any) -> None:
     acts = a.add_subparsers(dest="archive_command", metavar="ACTION")
     ex = acts.add_parser("export", help="write a run as a zip file")
     ex.add_argument("run_id")
-    ex.add_argument("out", help="the zip file to write")
+    ex.add_argument("out", help="the zip file to write (a path inside the workspace)")
     ex.add_argument("--json", action="store_true")
     ex.set_defaults(func=cmd_export)
     im = acts.add_parser("import", help="add a run zip to the registry (nothing in it is unpickled)")
@@ -103,7 +103,9 @@ def cmd_export(args: Any) -> int:
     from core.cli import print_json
     from core.train.archive import export_run_zip
 
-    data = export_run_zip(args.run_id, args.out)
+    from core.workspace import output_path
+
+    data = export_run_zip(args.run_id, output_path(args.out, "the zip file", ".zip"))
     if args.json:
         print_json({"run_id": args.run_id, "path": args.out, "bytes": len(data)})
     else:

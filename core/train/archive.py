@@ -142,7 +142,7 @@ def export_run_zip(run_id: str, path: Optional[str | Path] = None) -> bytes:
             zf.writestr(info, data)
     out = buf.getvalue()
     if path is not None:
-        Path(path).write_bytes(out)
+        atomic_write_bytes(Path(path), out)
     return out
 
 
