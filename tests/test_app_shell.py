@@ -87,3 +87,42 @@ def _make_second_dataset() -> str:
 
     info = store.save_candles(small_candles(300), "file", "ETH/USDT", "1h")
     return info.id
+
+
+def test_a_reloaded_tab_gets_its_active_dataset_and_running_job_back():
+    """F5 starts a new Streamlit session; the tab's id rides in the address (`?session=`), so the reloaded
+    page finds the training it started (progress and Stop, not a second Start) and its active dataset."""
+    from core.data import store
+    from core.progress import Progress
+    from ui.jobs import forget_job, start_job
+
+    store.ensure_default_dataset()
+    other = _make_second_dataset()
+    at = _run(ROOT / "app.py")
+    sid = at.session_state["_session_id"]
+    assert at.query_params["session"] in (sid, [sid])
+    at.selectbox(key="sidebar_dataset_Home").select(other).run()
+
+    def long_job(progress, cancel):
+        progress(Progress("batch", 1, 10, "epoch 1/3 · batch 1/10"))
+        while not cancel.wait(0.05):
+            pass
+
+    job = start_job(sid, "train", long_job)
+    try:
+        reloaded = AppTest.from_file(str(ROOT / "pages" / "4_Train.py"), default_timeout=120)
+        reloaded.query_params["session"] = sid
+        reloaded.run()
+        assert not reloaded.exception, reloaded.exception
+        assert reloaded.session_state["_session_id"] == sid
+        assert reloaded.session_state["active_dataset"] == other
+        assert reloaded.button(key="train_start").disabled and reloaded.button(key="train_stop")
+        # a made-up or foreign-looking id is not adopted: a fresh tab
+        fresh = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        fresh.query_params["session"] = "../../etc"
+        fresh.run()
+        assert fresh.session_state["_session_id"] != "../../etc" and fresh.session_state["active_dataset"] != other
+    finally:
+        job.stop()
+        job.thread.join(10)
+        forget_job(sid, "train")

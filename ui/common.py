@@ -18,13 +18,30 @@ if str(ROOT) not in sys.path:  # pages run with the app folder as cwd, but be ex
 ACTIVE_DATASET = "active_dataset"
 
 
+SESSION_PARAM = "session"
+_REMEMBERED: dict[str, dict[str, Any]] = {}  # per session id: what a reload of that tab gets back
+
+
 def session_id() -> str:
-    """A stable id for this browser tab (used to find background jobs again)."""
-    if "_session_id" not in st.session_state:
+    """A stable id for this browser tab: background jobs are found again by it. It is also kept in the page's
+    address (`?session=...`, set again on every page since Streamlit clears the query on a page change), so
+    a reload (F5) is the same tab: its running jobs and its active dataset come back."""
+    import re
+
+    ss = st.session_state
+    if "_session_id" not in ss:
         import uuid
 
-        st.session_state["_session_id"] = uuid.uuid4().hex
-    return st.session_state["_session_id"]
+        given = str(st.query_params.get(SESSION_PARAM, ""))
+        ss["_session_id"] = given if re.fullmatch(r"[0-9a-f]{32}", given) else uuid.uuid4().hex
+    sid = ss["_session_id"]
+    if st.query_params.get(SESSION_PARAM) != sid:
+        st.query_params[SESSION_PARAM] = sid
+    return sid
+
+
+def _remember(**values: Any) -> None:
+    _REMEMBERED.setdefault(session_id(), {}).update(values)
 
 
 @st.cache_data(show_spinner=False, ttl=10)
@@ -59,6 +76,8 @@ def active_dataset() -> str:
     from core.data.store import ensure_default_dataset
 
     ids = _dataset_ids()
+    if ACTIVE_DATASET not in st.session_state:  # a new session, or this tab reloaded: its last choice
+        st.session_state[ACTIVE_DATASET] = _REMEMBERED.get(session_id(), {}).get(ACTIVE_DATASET)
     current = st.session_state.get(ACTIVE_DATASET)
     if current not in ids:
         default = ensure_default_dataset()
@@ -73,10 +92,12 @@ def set_active_dataset(dataset_id: str) -> None:
     """Make `dataset_id` the dataset every page works on (e.g. right after a fetch or import)."""
     refresh_datasets()
     st.session_state[ACTIVE_DATASET] = dataset_id
+    _remember(**{ACTIVE_DATASET: dataset_id})
 
 
 def _on_sidebar_change(key: str) -> None:
     st.session_state[ACTIVE_DATASET] = st.session_state[key]
+    _remember(**{ACTIVE_DATASET: st.session_state[key]})
 
 
 PAGE_ICONS = {"data": ":material/database:", "indicators": ":material/show_chart:",
@@ -123,6 +144,7 @@ def _navigation() -> None:
 def page_setup(title: str, icon: str = ":material/candlestick_chart:", layout: str = "wide") -> str:
     """Set the page config, draw the shared sidebar, and return the active dataset id."""
     st.set_page_config(page_title=f"{title} · CNN Trading Lab", page_icon=icon, layout=layout)
+    session_id()  # puts this tab's id back into the address after a page change
     _navigation()
     current = active_dataset()
     ids = _dataset_ids()
