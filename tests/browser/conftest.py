@@ -163,6 +163,16 @@ def choose(page, widget_key: str, option: str) -> None:
     act(page, lambda: page.locator(S.OPTION).filter(has_text=option).first.click())
 
 
+def go(page, name: str) -> None:
+    """Open the page `name` through the sidebar's page list, as a user does, and wait for it to settle (the
+    address then ends in /<name>?session=<this tab's id>: ui.common keeps the tab's id there)."""
+    import re
+
+    page.locator(S.SIDEBAR_NAV).get_by_role("link", name=name, exact=True).click()
+    page.wait_for_url(re.compile(rf"/{re.escape(name)}(\?|$)"))
+    settle(page)
+
+
 def screenshot(page, name: str, full: bool = True) -> Path:
     """Save a PNG of the page. Streamlit scrolls inside its main container, so Playwright's full_page
     sees only the viewport: grow the viewport to the content's height first (then restore it)."""

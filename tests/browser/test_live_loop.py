@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.browser.conftest import act, app_server, screenshot, settle
+from tests.browser.conftest import act, app_server, go, screenshot, settle
 from tests.browser import selectors as S
 from tests.test_live import install_run, trained  # noqa: F401 - the session fixture
 
@@ -62,9 +62,7 @@ def test_hidden_settings_come_back_after_a_visit_to_another_page(page, live_app)
     act(page, lambda: (step.fill("4"), step.press("Enter")))
     act(page, lambda: page.locator(S.key("live_mode")).get_by_text("Live from Bybit").click())
     for name in ("Data", "Live"):
-        page.locator(S.SIDEBAR_NAV).get_by_role("link", name=name, exact=True).click()
-        page.wait_for_url(f"**/{name}")
-        settle(page)
+        go(page, name)
         page.evaluate(S.RUN_COUNTER_JS)
     assert "Fetch now" in page.locator(S.key("live_step_btn")).inner_text()  # the source was kept
     act(page, lambda: page.locator(S.key("live_mode")).get_by_text("Replay a stored dataset").click())

@@ -1,22 +1,16 @@
 """Training in the background, as a user does it in the browser: start a run on the Train page, go to
-another page while it trains, come back to its live progress, press Stop, and get a usable run (the best
+another page while it trains, come back to its live progress, reload the browser tab, press Stop, and get a usable run (the best
 checkpoint) with its results. Runs after test_pages.py (file order), so the run it leaves in the shared
 workspace changes no page's first view there."""
 from __future__ import annotations
 
 from tests.browser import selectors as S
-from tests.browser.conftest import act, click, screenshot, settle
+from tests.browser.conftest import act, click, go, screenshot, settle
 
 
 def _number(page, key: str, value: str) -> None:
     box = page.locator(S.key(key)).locator("input")
     act(page, lambda: (box.fill(value), box.press("Enter")))
-
-
-def _go(page, name: str) -> None:
-    page.locator(S.SIDEBAR_NAV).get_by_role("link", name=name, exact=True).click()
-    page.wait_for_url(f"**/{name}")
-    settle(page)
 
 
 def test_train_leave_come_back_and_stop(page, app_url):
@@ -29,11 +23,11 @@ def test_train_leave_come_back_and_stop(page, app_url):
     click(page, "train_start")
     page.wait_for_selector(S.PROGRESS, state="visible", timeout=120_000)
 
-    _go(page, "Data")                     # the run goes on while the user looks elsewhere
+    go(page, "Data")                     # the run goes on while the user looks elsewhere
     assert page.locator(S.EXCEPTION).count() == 0
     page.wait_for_timeout(2000)
 
-    _go(page, "Train")
+    go(page, "Train")
     page.evaluate(S.RUN_COUNTER_JS)
     page.wait_for_selector(S.PROGRESS, state="visible", timeout=60_000)
     # the settings of the running job are still there (widget values belong to a page; the page keeps them)
@@ -43,6 +37,14 @@ def test_train_leave_come_back_and_stop(page, app_url):
     stop.wait_for(state="visible", timeout=60_000)
     # the live curves of this run are there after coming back
     page.wait_for_selector(f"{S.key('train_live_curves')} .main-svg", timeout=120_000)
+
+    page.reload()  # F5: a new Streamlit session, but the same tab (its id is in the address)
+    settle(page)
+    page.evaluate(S.RUN_COUNTER_JS)
+    page.wait_for_selector(S.PROGRESS, state="visible", timeout=60_000)
+    stop = page.locator(S.key("train_stop")).locator("button").first
+    stop.wait_for(state="visible", timeout=60_000)
+    assert page.locator(S.key("train_start")).locator("button").is_disabled()  # no second run by mistake
     stop.click()
 
     # the stopped run is saved with its best checkpoint and its results are shown
