@@ -148,7 +148,8 @@ try:
     c1.metric("Dataset", f"{info.symbol} {info.timeframe}", help=dataset_id)
     c2.metric("Source", info.source)
     c3.metric("Bars", f"{info.rows:,}")
-    c4.metric("Span", f"{(info.end - info.start).days} days" if info.start is not None else "-",
+    span = (info.end - info.start).total_seconds() / 86400 if info.start is not None else None
+    c4.metric("Span", "-" if span is None else f"{span:,.0f} days",
               help=f"{info.start} to {info.end}")
     # an overview: about 750 candles (2 years of 1h as daily candles) draw fast; the Data page shows more
     st.plotly_chart(candlestick_figure(load_candles(dataset_id), height=420, max_candles=750), width="stretch",

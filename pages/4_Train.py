@@ -75,8 +75,9 @@ with st.expander("Data: features, labels, split", expanded=False):
     d.max_rows = rows or None
     d.label = b.selectbox("Label", list(LABEL_KINDS), index=list(LABEL_KINDS).index(d.label), key="train_label")
     d.horizon = int(b.number_input("Horizon (bars)", 1, 500, d.horizon, key="train_horizon"))
-    d.threshold = float(b.number_input("Threshold (return)", 0.0, 0.1, d.threshold, step=0.0005,
-                                       format="%.4f", key="train_threshold"))
+    d.threshold = float(b.number_input("Threshold (%)", 0.0, 10.0, round(d.threshold * 100, 4), step=0.05,
+                                       key="train_threshold", help="the move beyond which a bar is up or "
+                                       "down (direction3, multitask), as on the Indicators page")) / 100
     d.train = float(c.number_input("Train share", 0.1, 0.9, d.train, step=0.05, key="train_share"))
     d.val = float(c.number_input("Validation share", 0.05, 0.5, d.val, step=0.05, key="train_val_share"))
     d.test = float(c.number_input("Test share", 0.05, 0.5, d.test, step=0.05, key="train_test_share"))

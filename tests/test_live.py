@@ -202,9 +202,10 @@ def test_log_refuses_unsafe_run_ids_and_reads_empty():
 
 
 def test_signal_table_says_what_was_done_and_how_close_a_flat_bar_came(workspace):
-    """The log table a trader reads: P(action) is the probability of what was done (long: P(up); flat: of no
-    trade), and the strongest side shows how close a flat bar came to a trade - the page's headline for a
-    flat signal. The raw log (the CSV download) keeps its own `confidence` column."""
+    """The log table a trader reads: P(action) is the probability of the side traded (long: P(up)), empty for
+    a flat bar (a P(flat) of 0.18 beside "flat" read as 18 % sure of doing nothing), and the strongest side
+    shows how close a flat bar came to a trade - the page's headline for a flat signal. The raw log (the CSV
+    download) keeps its own `confidence` column."""
     from core.live.signals import Signal
     from core.viz.live import signal_table
 
@@ -228,9 +229,10 @@ def test_signal_table_says_what_was_done_and_how_close_a_flat_bar_came(workspace
     assert "confidence" not in table
     rows = table.set_index("timestamp")
     f, lg, sf = rows.loc[flat.timestamp], rows.loc[long.timestamp], rows.loc[short_flat.timestamp]
-    assert f["action"] == "flat" and f["P(action)"] == 0.47 == f["prob_flat"] and f["strongest side"] == "up 0.39"
+    assert f["action"] == "flat" and pd.isna(f["P(action)"]) and f["prob_flat"] == 0.47
+    assert f["strongest side"] == "up 0.39"
     assert lg["action"] == "long" and lg["P(action)"] == 0.62 == lg["prob_up"] and lg["strongest side"] == "up 0.62"
-    assert sf["strongest side"] == "down 0.71" and sf["P(action)"] == 0.18
+    assert sf["strongest side"] == "down 0.71" and pd.isna(sf["P(action)"])
     assert list(table["timestamp"]) == [short_flat.timestamp, long.timestamp, flat.timestamp]  # newest first
     empty = signal_table(read_signals("nothing-logged"))
     assert empty.empty and list(empty.columns[:4]) == ["timestamp", "action", "P(action)", "strongest side"]

@@ -109,7 +109,7 @@ def test_generate_a_single_candle_is_refused_with_a_sentence(at, workspace):
     at.number_input(key="synth_days").set_value(1)
     at.button(key="synth_generate").click().run()
     assert not at.exception, at.exception
-    assert "a dataset needs at least 2 candles; this span holds 1 1d candle" in errors(at)
+    assert "A dataset needs at least 2 candles; this span holds 1 1d candle" in errors(at)
     assert dataset_ids() == before and at.session_state["active_dataset"] == active
 
 
@@ -141,7 +141,7 @@ def test_out_of_range_timestamps_are_a_sentence_on_the_page(at):
     rows = "".join(f"{10**16 + i * 3_600_000_000},{100 + i},{102 + i},{99 + i},{101 + i},5\n" for i in range(6))
     _upload(at, "far.csv", b"timestamp,open,high,low,close,volume\n" + rows.encode())
     assert not at.exception, at.exception
-    assert "the timestamp at data row 1 ('10000000000000000') is outside the dates" in errors(at)
+    assert "The timestamp at data row 1 ('10000000000000000') is outside the dates" in errors(at)
     assert dataset_ids() == before and at.session_state["active_dataset"] == active
 
 

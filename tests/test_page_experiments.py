@@ -150,7 +150,7 @@ def test_sweep_from_the_page(zips, workspace):
     _store(zips[2])
     at = _page()
     at.text_area(key="exp_grid").input("grid: {model: [cnn1d, nosuchnet]}\n").run()
-    assert any("unknown model 'nosuchnet'" in e.value for e in at.error)
+    assert any("unknown model 'nosuchnet'" in e.value.lower() for e in at.error)
     assert at.button(key="exp_sweep_start").disabled
     grid = ("name: page\npreset: quick\ndataset: synthetic-BTCUSDT-1h\n"
             "data: {preset: chapter6, window: 16, horizon: 4, max_rows: 1000}\n"

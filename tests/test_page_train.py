@@ -33,7 +33,7 @@ def test_train_from_the_page_and_view_results(workspace):
     at = _page()
     assert any("No runs yet" in i.value for i in at.info)
     # model settings are widgets built from the model's ModelSpec.defaults
-    _small(at, epochs=2, train_mc_quick_cnn1d_layers=2)
+    _small(at, epochs=2, train_mc_quick_cnn1d_layers=2, train_threshold=0.3)  # in %, as on the Indicators page
     at.text_input(key="train_name").input("page run")
     at.button(key="train_start").click().run()
     assert not at.exception, at.exception
@@ -53,6 +53,7 @@ def test_train_from_the_page_and_view_results(workspace):
     assert cfg["name"] == "page run" and cfg["data_config"]["window"] == 16
     assert cfg["train_config"]["epochs"] == 2 and cfg["data_config"]["preset"] == "chapter6"
     assert cfg["model_name"] == "cnn1d" and cfg["model_config"]["channels"] == 8
+    assert cfg["data_config"]["threshold"] == pytest.approx(0.003)
     assert cfg["model_config"]["layers"] == 2
     charts = at.get("plotly_chart")
     assert len(charts) >= 4  # live curves, bars, CI, confusion, curves

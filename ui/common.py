@@ -174,7 +174,8 @@ def show_error(exc: BaseException) -> None:
     from core.errors import UserError
 
     if isinstance(exc, UserError):
-        st.error(str(exc))
+        msg = str(exc)  # core words its errors as clauses ("the file has no ..."): a sentence on the page
+        st.error(msg[:1].upper() + msg[1:])
     else:
         st.error(f"Something went wrong: {type(exc).__name__}: {exc}")
         import traceback

@@ -105,8 +105,8 @@ SIGNAL_COLUMNS = ["timestamp", "action", "P(action)", "strongest side", "price",
                   "target", "mode", "source", "run_id", "logged_at"]
 # what each column of `signal_table` means (the page shows these as column tooltips)
 SIGNAL_TABLE_HELP = {
-    "P(action)": "probability of what was done: P(up) for a long, P(down) for a short, P(no trade) for flat "
-                 "(P(flat), or 1 - the stronger side when the run has no flat class)",
+    "P(action)": "probability of the side traded: P(up) for a long, P(down) for a short; empty for flat (no "
+                 "trade: see the strongest side)",
     "strongest side": "the more likely of up and down, with its probability; a flat row stayed flat because it "
                       "was below the threshold",
     "size": "suggested fraction of equity (0 when flat)",
@@ -127,10 +127,11 @@ def _strongest_side(signals: pd.DataFrame) -> pd.Series:
 
 
 def signal_table(signals: pd.DataFrame) -> pd.DataFrame:
-    """The signal log for reading, newest first: the action, `P(action)` (the probability of the side acted
-    on; for flat, of no trade: the log's `confidence`), the `strongest side` (up or down, whichever is more
-    likely, and its probability: how close a flat bar came to a trade), then price, size and levels and the
-    class probabilities. The raw log (e.g. for a CSV) is `core.live.log.read_signals` itself."""
+    """The signal log for reading, newest first: the action, `P(action)` (the probability of the side traded;
+    empty for flat: a P(flat) of 0.07 beside "flat" read as the model being 7 % sure of what it did), the
+    `strongest side` (up or down, whichever is more likely, and its probability: how close a flat bar came to
+    a trade), then price, size and levels and the class probabilities. The raw log (e.g. for a CSV) is
+    `core.live.log.read_signals` itself, with its `confidence` for every row."""
     if signals is None or signals.empty:
         return pd.DataFrame(columns=SIGNAL_COLUMNS)
     out = signals.rename(columns={"confidence": "P(action)"})
@@ -140,6 +141,8 @@ def signal_table(signals: pd.DataFrame) -> pd.DataFrame:
     for c in ("P(action)", "size") + tuple(k for k in cols if k.startswith("prob_")):
         if c in out:
             out[c] = pd.to_numeric(out[c], errors="coerce").round(3)
+    if "P(action)" in out and "action" in out:
+        out.loc[out["action"] == "flat", "P(action)"] = np.nan
     for c in ("price", "stop", "target", "notional"):
         if c in out:
             out[c] = pd.to_numeric(out[c], errors="coerce").round(2)
