@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.common import page_setup, load_candles, show_error, session_id, set_active_dataset, refresh_datasets
-from ui.common import job_status
+from ui.common import job_status, keep_settings
 from ui.jobs import get_job, start_job
 
 from core.data import store, candles as cd
@@ -16,6 +16,11 @@ from core.viz import data as vz
 
 dataset_id = page_setup("Data")
 sid = session_id()
+# the settings survive a visit to another page (not the file, not "replace": each import decides that anew)
+_keep = keep_settings("data_kept_settings", (
+    "chart_view", "data_source", "synth_symbol", "synth_tf", "synth_start", "synth_days", "synth_seed",
+    "bybit_market", "bybit_symbol", "bybit_tf", "bybit_range", "import_symbol", "import_tf", "import_drop_nan",
+    "ob_market", "ob_symbol", "ob_every", "ob_duration", "ob_depth", "ob_pick"))
 st.title("Data")
 
 SOURCES = {"synthetic": "Offline synthetic market", "bybit": "Bybit (ccxt)", "file": "Import a file"}
@@ -29,6 +34,19 @@ def _fetched(r) -> None:
 
 def _recorded(r) -> None:
     st.session_state["ob_pick"] = r.id
+
+
+REPLACE = "Replace a dataset of the same name"
+
+
+def _not_replaced(exc: store.DatasetExists) -> None:
+    """Storing would silently replace a held dataset (and break the runs trained on it): say so and ask."""
+    from core.train.runs import list_runs
+
+    n = sum(r.dataset_id == exc.info.id for r in list_runs())
+    runs = f" {n} run{'s were' if n != 1 else ' was'} trained on it and could no longer be backtested or inspected." if n else ""
+    st.warning(f"{str(exc)[:1].upper()}{str(exc)[1:]}.{runs} Tick \"{REPLACE}\" to go on, or choose another "
+               "symbol or timeframe. Nothing was changed.")
 
 
 # --- the active dataset ------------------------------------------------------------------------------
@@ -66,15 +84,18 @@ if source == "synthetic":
         start = c3.date_input("Start", dt.date(2024, 1, 1), key="synth_start")
         days = c4.number_input("Span (days)", 1, 3650, 365, key="synth_days")
         seed = c5.number_input("Seed", 0, 2**31 - 1, 42, key="synth_seed")
+        replace = st.checkbox(REPLACE, key="synth_replace")
         go_synth = st.form_submit_button("Generate", icon=":material/auto_awesome:", key="synth_generate")
     if go_synth:
         try:
             with st.spinner("Generating..."):
                 t0 = pd.Timestamp(start, tz="UTC")
                 info = store.make_synthetic_datasets([sym], tf, start=t0, end=t0 + pd.Timedelta(days=int(days)),
-                                                     seed=int(seed))[0]
+                                                     seed=int(seed), replace=replace)[0]
             set_active_dataset(info.id)
             st.rerun()
+        except store.DatasetExists as exc:
+            _not_replaced(exc)
         except Exception as exc:  # noqa: BLE001
             show_error(exc)
 elif source == "bybit":
@@ -106,13 +127,17 @@ else:
     tf = c2.selectbox("Timeframe", ["detect", *TIMEFRAMES], key="import_tf",
                       help="'detect' takes the most common spacing of the timestamps.")
     drop_nan = c3.checkbox("Drop rows with missing values (counted in the report)", key="import_drop_nan")
+    replace = c3.checkbox(REPLACE, key="import_replace")
     if st.button("Import", key="import_go", disabled=up is None, icon=":material/upload:"):
         try:
             _, report = importer.import_candles(up.getvalue(), sym, None if tf == "detect" else tf,
-                                                filename=up.name, nan_policy="drop" if drop_nan else "refuse")
+                                                filename=up.name, nan_policy="drop" if drop_nan else "refuse",
+                                                replace=replace)
             set_active_dataset(report.dataset)
             st.session_state["import_report"] = report
             st.rerun()
+        except store.DatasetExists as exc:
+            _not_replaced(exc)
         except Exception as exc:  # noqa: BLE001
             show_error(exc)
     if (report := st.session_state.get("import_report")) is not None:
@@ -203,3 +228,4 @@ else:
                         width="stretch", key="ob_heatmap")
     except Exception as exc:  # noqa: BLE001
         show_error(exc)
+_keep()

@@ -94,6 +94,7 @@ def test_generate_synthetic_market_makes_it_active(at):
     at.selectbox(key="synth_symbol").select("ETH/USDT")
     at.number_input(key="synth_days").set_value(20)
     at.number_input(key="synth_seed").set_value(7)
+    at.checkbox(key="synth_replace").check()  # the offline market already holds ETH/USDT 1h
     at.button(key="synth_generate").click().run()
     assert not at.exception, at.exception
     assert not at.error, errors(at)
@@ -161,6 +162,32 @@ def test_good_csv_imports_with_a_report(at):
     assert items["duplicates dropped"] == "3"
     assert items["sorted"] == "True" and items["rows"] == "100" and items["timestamp format"] == "ms"
     assert "100 bars" in chart_titles(at)[0]
+
+
+def test_an_import_or_generation_never_silently_replaces_a_held_dataset(at, workspace):
+    """Importing a second file under the same symbol, or generating the default market again, replaced the
+    dataset without a word (breaking the runs trained on it). Now it asks; ticking "replace" goes on."""
+    from core.data import store
+
+    _upload(at, "sol.csv", small_candles(100).reset_index().to_csv(index=False).encode())
+    ds = at.session_state["active_dataset"]
+    assert store.dataset_info(ds).rows == 100
+    _upload(at, "sol.csv", small_candles(50).reset_index().to_csv(index=False).encode())
+    assert not at.exception, at.exception
+    words = " ".join(w.value for w in at.warning)
+    assert f"A dataset {ds} is already held (100 candles" in words and "Nothing was changed" in words
+    assert store.dataset_info(ds).rows == 100
+    at.checkbox(key="import_replace").check().run()
+    at.button(key="import_go").click().run()
+    assert not at.exception and not at.error, errors(at)
+    assert store.dataset_info(ds).rows == 50
+    # the offline market: generating BTC/USDT 1h again asks first too
+    at.radio(key="data_source").set_value("synthetic").run()
+    default = store.ensure_default_dataset()
+    rows = store.dataset_info(default).rows
+    at.number_input(key="synth_days").set_value(20)
+    at.button(key="synth_generate").click().run()
+    assert any("is already held" in w.value for w in at.warning) and store.dataset_info(default).rows == rows
 
 
 def test_delete_needs_a_confirm(at):
@@ -247,3 +274,18 @@ def test_fetch_shows_progress_and_cancel_stops_it(at, monkeypatch):
     assert not at.exception, at.exception
     assert any("cancelled" in w.value for w in at.warning)
     assert not at.error
+
+
+def test_settings_survive_a_visit_to_another_page(workspace):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/1_Data.py").run()
+    at.radio(key="data_source").set_value("file").run()
+    at.text_input(key="import_symbol").set_value("MYCOIN/USDT")
+    at.selectbox(key="import_tf").select("4h").run()
+    at.switch_page("pages/2_Indicators.py").run()
+    assert "import_symbol" not in at.session_state  # Streamlit dropped the page's widgets
+    at.switch_page("pages/1_Data.py").run()
+    assert not at.exception, at.exception
+    assert at.radio(key="data_source").value == "file"
+    assert at.text_input(key="import_symbol").value == "MYCOIN/USDT" and at.selectbox(key="import_tf").value == "4h"

@@ -328,16 +328,20 @@ def import_candles(
     filename: str | None = None,
     nan_policy: Literal["refuse", "drop"] = "refuse",
     save: bool = True,
+    replace: bool = True,
 ) -> tuple[pd.DataFrame, ImportReport]:
-    """Read, check and (by default) store a candle file as dataset `import-<SYMBOL>-<timeframe>`."""
+    """Read, check and (by default) store a candle file as dataset `import-<SYMBOL>-<timeframe>`. With
+    `replace=False` a dataset of that id already held is left alone: `store.DatasetExists` is raised."""
     if not symbol or not str(symbol).strip():
         raise DataError("give the symbol the file holds (e.g. MYCOIN/USDT)")
     symbol = str(symbol).strip()
     df, report = read_candle_file(src, timeframe, filename, nan_policy)
     df.attrs.update(symbol=symbol)
     if save:
-        from core.data.store import save_candles
+        from core.data.store import dataset_id, refuse_to_replace, save_candles
 
+        if not replace:
+            refuse_to_replace(dataset_id(SOURCE, symbol, report.timeframe))
         info = save_candles(df, SOURCE, symbol, report.timeframe,
                             meta={"file": filename or (str(src) if isinstance(src, (str, Path)) else None),
                                   "import_report": {k: v for k, v in report.to_dict().items() if k != "gaps"}})

@@ -272,6 +272,22 @@ def exists(ds_id: str) -> bool:
     return _paths(ds_id)[0].exists()
 
 
+class DatasetExists(DataError):
+    """Storing would replace a dataset that is already there (raised only when the caller asks not to)."""
+
+    def __init__(self, info: "DatasetInfo") -> None:
+        self.info = info
+        span = f", {info.start:%Y-%m-%d} to {info.end:%Y-%m-%d}" if info.start is not None else ""
+        super().__init__(f"a dataset {info.id} is already held ({info.rows:,} candles{span}): storing these "
+                         "candles would replace it")
+
+
+def refuse_to_replace(ds_id: str) -> None:
+    """DatasetExists when `ds_id` is held; for callers that must not overwrite a dataset silently."""
+    if exists(ds_id):
+        raise DatasetExists(dataset_info(ds_id))
+
+
 def ensure_default_dataset() -> str:
     """The offline synthetic BTC/USDT 1h market (2 years ending 2025-12-31, seed 42), made on first use.
 
@@ -291,9 +307,16 @@ def make_synthetic_datasets(
     end: Any = DEFAULT_END,
     periods: int | None = None,
     seed: int = DEFAULT_SEED,
+    replace: bool = True,
 ) -> list[DatasetInfo]:
-    """Generate and store a synthetic market; one dataset per symbol. Returns their infos."""
+    """Generate and store a synthetic market; one dataset per symbol. Returns their infos. With
+    `replace=False` nothing is generated when one of those datasets is already held (`DatasetExists`)."""
     from core.data.synthetic import generate_market
+
+    symbols = list(symbols)
+    if not replace:
+        for sym in symbols:
+            refuse_to_replace(dataset_id("synthetic", sym, timeframe))
 
     if periods is not None:
         end = None
@@ -309,6 +332,7 @@ def make_synthetic_datasets(
 
 
 __all__ = [
+    "DatasetExists",
     "DatasetInfo",
     "TIMEFRAMES",
     "dataset_id",
@@ -322,6 +346,7 @@ __all__ = [
     "make_synthetic_datasets",
     "merge_ranges",
     "missing_ranges",
+    "refuse_to_replace",
     "save_candles",
     "symbol_slug",
 ]
