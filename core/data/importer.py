@@ -121,10 +121,11 @@ def _match_columns(df: pd.DataFrame) -> dict[str, str]:
     missing = [c for c in ("timestamp", *COLUMNS) if c not in found]
     if missing:
         have = ", ".join(str(c) for c in df.columns) or "none"
-        what = " and ".join(f"'{m}'" for m in missing)
-        hint = " (also accepted: time, date, datetime, open_time)" if "timestamp" in missing else ""
-        raise DataError(f"the file has no {what} column{'s' if len(missing) > 1 else ''}{hint}; "
-                        f"its columns are: {have}")
+        quoted = [f"'{m}'" for m in missing]
+        what = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+        hint = " (for the time, also accepted: time, date, datetime, open_time)" if "timestamp" in missing else ""
+        raise DataError(f"the file has no {what} column{hint}; its columns are: {have}. A candle file needs "
+                        f"timestamp, {', '.join(COLUMNS)}")
     return found
 
 
