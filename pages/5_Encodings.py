@@ -169,7 +169,7 @@ def _heatmap_figure(book_key: tuple, n: int, pct: float, fixed: bool):
     else:
         book = last_snapshots(_stored_book(book_key[1], book_key[2]), n)
     hm = orderbook_heatmap(book, HeatmapConfig(n_bins=100, pct_range=pct, anchor="first" if fixed else "mid"))
-    return ve.orderbook_heatmap_figure(hm, title=f"resting size in 100 price bins, ±{pct:.1%} "
+    return ve.orderbook_heatmap_figure(hm, title=f"resting size in {hm.image.shape[1]} price bins, ±{pct:.1%} "
                                                  f"({len(hm.timestamps):,} snapshots)")
 
 

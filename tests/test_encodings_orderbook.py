@@ -30,9 +30,40 @@ def test_hand_built_snapshots_land_in_the_right_bins():
     np.testing.assert_allclose(hm.mid, [100.0, 101.2])
     fixed = orderbook_heatmap(book, HeatmapConfig(n_bins=4, anchor="first", log_size=False))
     np.testing.assert_allclose(fixed.anchor_price, [100.0, 100.0])
-    np.testing.assert_allclose(fixed.image[1], [0.0, 0.0, 1.0, 0.0])  # 102.4 = +2.4 % is outside
+    # one grid from 100 * 0.98 to 101.2 * 1.02 in bins of ~1 % of the first mid: 102.4 is inside now
+    # (5.224 wide: 5 bins of 1.04)
+    assert fixed.image.shape == (2, 5)
+    np.testing.assert_allclose(100.0 * (1 + fixed.rel_edges[[0, -1]]), [98.0, 101.2 * 1.02])
+    np.testing.assert_allclose(fixed.image[1], [0.0, 1.0, 0.0, 0.0, 4.0])  # 100 in [99.04, 100.09)
+    np.testing.assert_allclose(fixed.image[0], [3.0, 2.0, 5.0, 6.0, 0.0])
     logged = orderbook_heatmap(book, HeatmapConfig(n_bins=4))
     np.testing.assert_allclose(logged.image, np.log1p(hm.image), rtol=1e-6)
+
+
+def test_fixed_price_grid_covers_the_whole_price_path():
+    """Price axis "fixed price": the book must be drawn wherever the price went, not only near the first mid."""
+    from core.encodings.orderbook_heatmap import MAX_FIXED_BINS
+
+    ts = pd.date_range("2024-01-01", periods=300, freq="1h", tz="UTC")
+    mids = 23_000 * np.exp(np.linspace(0, 0.1, 300)) * (1 + 0.03 * np.sin(np.linspace(0, 9, 300)))
+    book = _book([(t, s, 1, m * (1 + sgn * 0.001), 2.0) for t, m in zip(ts, mids)
+                  for s, sgn in (("bid", -1), ("ask", 1))])
+    hm = orderbook_heatmap(book, HeatmapConfig(n_bins=100, pct_range=0.02, anchor="first", log_size=False))
+    prices = hm.anchor_price[0] * (1 + hm.rel_edges)
+    assert prices[0] == pytest.approx(hm.mid.min() * 0.98) and prices[-1] == pytest.approx(hm.mid.max() * 1.02)
+    # every snapshot's two levels are drawn, at every point of the path
+    np.testing.assert_allclose(hm.image.sum(axis=1), 4.0)
+    # same bin width as 100 bins over +-2 % of the first mid: more bins, within the cap
+    assert 100 < hm.image.shape[1] <= MAX_FIXED_BINS
+    assert np.diff(prices).mean() == pytest.approx(hm.mid[0] * 0.04 / 100, rel=0.02)
+    # a far larger move keeps the grid at the cap (wider bins), still covering the path
+    wild = _book([(t, s, 1, 100 * 3 ** (i / 50) * (1 + sgn * 0.001), 1.0) for i, t in enumerate(ts[:100])
+                  for s, sgn in (("bid", -1), ("ask", 1))])
+    hw = orderbook_heatmap(wild, HeatmapConfig(n_bins=100, pct_range=0.02, anchor="first", log_size=False))
+    assert hw.image.shape == (100, MAX_FIXED_BINS)
+    np.testing.assert_allclose(hw.image.sum(axis=1), 2.0)
+    # the mid-anchored image keeps exactly n_bins (what a model reads)
+    assert orderbook_heatmap(book, HeatmapConfig(n_bins=100)).image.shape == (300, 100)
 
 
 def test_align_to_candles_uses_only_snapshots_up_to_each_close():

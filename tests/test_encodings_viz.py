@@ -50,11 +50,13 @@ def test_orderbook_heatmap_with_price_path():
                                                                            anchor="first")))
     heat, path = fixed.data
     assert isinstance(heat, go.Heatmap) and isinstance(path, go.Scatter)
-    assert np.asarray(heat.z).shape == (20, 30)
+    # one grid over the whole path: 100 * 0.99 .. 100.58 * 1.01 in bins of 0.1 (20 bins over +-1 % of 100)
+    assert np.asarray(heat.z).shape == (26, 30)
+    assert min(heat.y) < 100 * 0.99 + 0.1 and max(heat.y) > 100.58 * 1.01 - 0.1
     assert np.asarray(path.y)[-1] > np.asarray(path.y)[0]  # the rising mid is drawn
     assert min(heat.y) < 100 < max(heat.y)  # absolute price axis
     rel = orderbook_heatmap_figure(orderbook_heatmap(book, HeatmapConfig(n_bins=20, pct_range=0.01)))
-    assert rel.data[1].yaxis == "y2"
+    assert rel.data[1].yaxis == "y2" and rel.layout.yaxis2.tickmode == "auto"  # round price ticks, not "sync"
 
 
 def test_transfer_comparison_bars():

@@ -21,6 +21,20 @@ def test_feature_maps_1d_2d_and_vectors():
     assert input_channels_figure(np.zeros((1, 20, 4)), list("abcd")).data[0].y == tuple("abcd")
 
 
+def test_every_input_channel_is_named_on_the_axis():
+    """Plotly thins category ticks (15 channels showed 8 names): up to 40 rows, every name is a tick."""
+    from core.viz.inspect import receptive_field_figure
+
+    names = [f"feature_{i}" for i in range(15)]
+    fig = input_channels_figure(np.zeros((15, 64)), names)
+    assert fig.layout.yaxis.tickmode == "array" and list(fig.layout.yaxis.ticktext) == names
+    assert list(fig.layout.yaxis.tickvals) == names
+    rf = receptive_field_figure(np.full(64, 1 / 64), 60, np.ones((15, 64)), names, analytic_rf=61)
+    assert rf.layout.yaxis2.tickmode == "array" and list(rf.layout.yaxis2.ticktext) == names
+    # the heatmap grows with the rows: at least ~13 px per name
+    assert rf.layout.height * rf.layout.yaxis2.domain[1] - rf.layout.height * rf.layout.yaxis2.domain[0] >= 13 * 15 - 1
+
+
 def test_attributions_under_candles_and_probabilities():
     idx = pd.date_range("2024-01-01", periods=10, freq="1h", tz="UTC")
     w = pd.DataFrame({"open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 1.0}, index=idx)
@@ -42,10 +56,18 @@ def test_test_set_figure_colours_right_and_wrong_and_marks_the_choice():
     preds = pd.DataFrame({"timestamp": idx, "y_true": [0, 1, 1, 0, 1, 0],
                           "prob_down": [0.9, 0.9, 0.2, 0.6, 0.1, 0.3], "prob_up": [0.1, 0.1, 0.8, 0.4, 0.9, 0.7]})
     fig = test_set_figure(close, preds, ["down", "up"], selected=idx[2])
-    colors = list(fig.data[0].marker.color)
-    assert colors == ["#26a65b", "#e84142", "#26a65b", "#26a65b", "#26a65b", "#e84142"]
-    assert list(fig.data[0].customdata) == ["down", "down", "up", "down", "up", "up"]
-    assert len(fig.data) == 2 and pd.Timestamp(fig.data[1].x[0]) == idx[2]
+    by_name = {t.name: t for t in fig.data}
+    # the dots are named traces, so the legend says what green and red mean
+    assert fig.layout.showlegend is True
+    right, wrong = by_name["predicted class right"], by_name["predicted class wrong"]
+    assert right.marker.color == "#26a65b" and wrong.marker.color == "#e84142"
+    assert [pd.Timestamp(t) for t in right.x] == [idx[i] for i in (0, 2, 3, 4)]
+    assert [pd.Timestamp(t) for t in wrong.x] == [idx[i] for i in (1, 5)]
+    assert list(right.customdata) == ["down", "up", "down", "up"] and list(wrong.customdata) == ["down", "up"]
+    assert by_name["close"].showlegend is False and len(by_name["close"].x) == 6  # the path, unnamed in the legend
+    assert pd.Timestamp(by_name["chosen window"].x[0]) == idx[2]
+    plain = test_set_figure(close)
+    assert len(plain.data) == 1 and not plain.layout.showlegend
     thin = test_set_figure(pd.Series(np.arange(10_000.0), index=pd.date_range("2020", periods=10_000, freq="1h")),
                            max_points=500)
     assert len(thin.data[0].x) <= 500
@@ -61,8 +83,33 @@ def test_receptive_field_figure_in_bars_back():
     assert list(fig.data[1].y) == ["a", "b", "c"]
     texts = " ".join(a.text for a in fig.layout.annotations)
     assert "last 6 bars" in texts and "analytic RF 8" in texts
+    assert len(fig.layout.yaxis2.ticktext) == 3  # every row named
     beyond = receptive_field_figure(prof, 6, analytic_rf=435)
     assert "beyond the 16-bar window" in " ".join(a.text for a in beyond.layout.annotations)
+    assert all(_inside_plot(beyond, a) for a in beyond.layout.annotations if a.xref.startswith("x"))
+
+
+def _inside_plot(fig, ann) -> bool:
+    """Whether an annotation's text starts inside its x axis and runs towards the inside (not past the edge)."""
+    if ann.xref.endswith("domain"):
+        frac = ann.x
+    else:
+        lo, hi = fig.layout.xaxis.range
+        frac = (ann.x - lo) / (hi - lo)
+    if not 0 <= frac <= 1:
+        return False
+    return {"left": frac <= 0.6, "right": frac >= 0.4, "center": 0.2 <= frac <= 0.8}.get(ann.xanchor or "center")
+
+
+@pytest.mark.parametrize("span95", [1, 6, 26, 60, 64])
+def test_receptive_field_span_label_stays_inside_the_plot(span95):
+    """The 95 % label was written past the right edge of the reversed axis (cut to "9...")."""
+    from core.viz.inspect import receptive_field_figure
+
+    fig = receptive_field_figure(np.full(64, 1 / 64), span95, np.ones((3, 64)), list("abc"), analytic_rf=61)
+    label = next(a for a in fig.layout.annotations if a.text.startswith("95 %"))
+    assert _inside_plot(fig, label), (label.x, label.xanchor)
+    assert label.yanchor == "top" and label.y <= 1  # under the top of the plot, not above it
 
 
 def test_pooled_maps_are_bars_and_top_channels_keep_their_indices():

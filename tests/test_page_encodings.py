@@ -106,7 +106,7 @@ def test_orderbook_heatmap_offline_and_recorded(btc, shared_data):
     assert not at.exception and not at.error, [e.value for e in at.error]
     hm = _chart(at, "enc_book_fig")
     heat = next(t for t in hm["data"] if t["type"] == "heatmap")
-    assert _shape(heat["z"])[0] == 100 and _shape(heat["z"])[1] <= 100
+    assert _shape(heat["z"])[0] >= 100 and _shape(heat["z"])[1] <= 100  # fixed grid: >= 100 bins when the price moved
     assert hm["layout"]["yaxis"]["title"]["text"] == "price"
 
 

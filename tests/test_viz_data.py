@@ -133,5 +133,30 @@ def test_report_rows_flatten_dataclasses_and_mappings():
     assert viz.report_rows(R(3, [])) == [("rows", 3), ("gaps", "none")]
     gaps = [{"start": f"2024-01-0{i}", "end": f"2024-01-0{i}", "missing": i} for i in range(1, 6)]
     text = dict(viz.report_rows(R(3, gaps)))["gaps"]
-    assert text.startswith("2024-01-01 to 2024-01-01 (1 bars)") and text.endswith("(5 in all)")
+    assert text.startswith("2024-01-01 to 2024-01-01 (1 bar);") and text.endswith("(5 in all)")
     assert viz.report_rows({"duplicates_dropped": 2}) == [("duplicates dropped", 2)]
+
+
+def test_quality_report_table_reads_whole_timestamps_and_a_rounded_span():
+    """The table cut '2024-01-01T00:00:00+0...' and showed 'span days 730.958333'."""
+    from core.data.candles import quality_report
+
+    df = _candles(3000).drop(_candles(3000).index[[100, 101]])
+    table = viz.report_table(quality_report(df, "1m"))
+    cells = dict(zip(table["item"], table["value"]))
+    assert cells["start"] == df.index[0].strftime("%Y-%m-%d %H:%M UTC")
+    assert cells["end"] == df.index[-1].strftime("%Y-%m-%d %H:%M UTC")
+    span = (df.index[-1] - df.index[0]).total_seconds() / 86400
+    assert cells["span (days)"] == f"{span:.1f}"
+    assert cells["gaps"] == (f"{df.index[0] + pd.Timedelta(minutes=100):%Y-%m-%d %H:%M} UTC to "
+                             f"{df.index[0] + pd.Timedelta(minutes=101):%Y-%m-%d %H:%M} UTC (2 bars)")
+    assert viz.format_time("2024-01-01T05:30:00+02:00") == "2024-01-01 03:30 UTC"
+    assert viz.format_time("not a time") == "not a time" and viz.format_time(3) == 3
+
+
+def test_no_gaps_says_so_instead_of_an_empty_axis():
+    fig = viz.gaps_figure(_candles(500))
+    assert len(fig.data) == 0 and "0 stretches" in fig.layout.title.text
+    (note,) = fig.layout.annotations
+    assert note.text == "no gaps: every bar is there" and (note.x, note.y) == (0.5, 0.5)
+    assert fig.layout.xaxis.visible is False and fig.layout.yaxis.visible is False

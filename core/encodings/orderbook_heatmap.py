@@ -5,7 +5,10 @@ Input layout (the one `core.data.orderbook` stores): one row per (snapshot, side
 
 Each snapshot becomes one row of the image: the resting size summed into `n_bins` equal price bins that
 span +-`pct_range` around an anchor price - the snapshot's own mid (stationary, what a model reads) or a
-fixed price (the mid of the first snapshot: what a person reads, with the price path moving through it).
+fixed price grid (what a person reads, with the price path moving through it). The fixed grid is anchored
+at the first snapshot's mid but covers every shown snapshot: from min(mid) * (1 - pct_range) to
+max(mid) * (1 + pct_range), with bins about as wide as `n_bins` gives around the first mid, so it has more
+than `n_bins` bins when the price moved (at most `MAX_FIXED_BINS`; wider bins beyond that).
 `align_to_candles` then picks, for every candle, the last snapshot at or before that candle's close, so a
 sample ending at bar t only sees the book as it was when bar t closed.
 """
@@ -20,6 +23,7 @@ import pandas as pd
 from core.errors import UserError
 
 BOOK_COLUMNS = ("timestamp", "side", "level", "price", "size")
+MAX_FIXED_BINS = 500  # a fixed-price grid over a long, trending span never grows past this many bins
 
 
 @dataclass(frozen=True)
@@ -107,14 +111,24 @@ def orderbook_heatmap(book: pd.DataFrame, config: HeatmapConfig | None = None) -
     mid = np.where(has_bid & has_ask, 0.5 * (best_bid + best_ask), np.where(has_bid, best_bid, best_ask))
     if not (mid > 0).all():
         raise UserError("order-book prices must be positive")
-    anchor = mid.copy() if cfg.anchor == "mid" else np.full(n_snap, mid[0])
-
-    rel = price / anchor[codes] - 1.0
-    pos = (rel + cfg.pct_range) / (2 * cfg.pct_range) * cfg.n_bins
+    if cfg.anchor == "mid":
+        anchor = mid.copy()
+        n_bins = cfg.n_bins
+        rel_edges = np.linspace(-cfg.pct_range, cfg.pct_range, n_bins + 1)
+        rel = price / anchor[codes] - 1.0
+        pos = (rel + cfg.pct_range) / (2 * cfg.pct_range) * n_bins
+    else:  # one price grid covering every snapshot's +-pct_range band, anchored at the first mid
+        anchor = np.full(n_snap, mid[0])
+        lo, hi = mid.min() * (1 - cfg.pct_range), mid.max() * (1 + cfg.pct_range)
+        width = mid[0] * 2 * cfg.pct_range / cfg.n_bins  # the bin width n_bins gives around the first mid
+        # as many such bins as fit the span (rounded: a tiny move keeps n_bins, each a hair wider), capped
+        n_bins = int(min(max(cfg.n_bins, MAX_FIXED_BINS), max(cfg.n_bins, round((hi - lo) / width))))
+        rel_edges = np.linspace(lo, hi, n_bins + 1) / mid[0] - 1.0
+        pos = (price - lo) / (hi - lo) * n_bins
     bins = np.floor(pos).astype(np.int64)
-    keep = (bins >= 0) & (bins < cfg.n_bins)
-    flat = codes[keep] * cfg.n_bins + bins[keep]
-    image = np.bincount(flat, weights=size[keep], minlength=n_snap * cfg.n_bins).reshape(n_snap, cfg.n_bins)
+    keep = (bins >= 0) & (bins < n_bins)
+    flat = codes[keep] * n_bins + bins[keep]
+    image = np.bincount(flat, weights=size[keep], minlength=n_snap * n_bins).reshape(n_snap, n_bins)
     if cfg.log_size:
         image = np.log1p(image)
     return OrderBookHeatmap(
@@ -122,7 +136,7 @@ def orderbook_heatmap(book: pd.DataFrame, config: HeatmapConfig | None = None) -
         timestamps=pd.DatetimeIndex(uniq).as_unit("ns"),
         mid=mid,
         anchor_price=anchor,
-        rel_edges=np.linspace(-cfg.pct_range, cfg.pct_range, cfg.n_bins + 1),
+        rel_edges=rel_edges,
         config=cfg,
     )
 

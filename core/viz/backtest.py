@@ -116,8 +116,11 @@ def sweep_figure(sweep: pd.DataFrame, chosen: Optional[float] = None, in_sample:
         fig.add_vline(x=chosen, line=dict(color="#7f8c8d", dash="dash"))
     fig.update_xaxes(title_text="threshold on P(up) / P(down)")
     fig.update_yaxes(title_text="Sharpe (annualised)", secondary_y=False)
-    fig.update_yaxes(title_text="total return %", secondary_y=True, tickmode="sync", tickformat=".1f",
-                     showgrid=False)
+    # Plotly's own round ticks on the right axis. "sync" (plotly.js 4's default for an overlaying axis)
+    # puts them on the left axis' grid lines, which gives odd values (-68.8, -55.8, ...): ask for "auto".
+    # The left axis keeps the grid, the right one draws none, so each tick label reads against its own axis.
+    fig.update_yaxes(title_text="total return %", secondary_y=True, tickmode="auto", showgrid=False,
+                     zeroline=False)
     fig.update_layout(height=380, title=title, margin=dict(l=10, r=10, t=40, b=10),
                       legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
     return fig

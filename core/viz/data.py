@@ -7,7 +7,9 @@ timeframe in `core` before anything is sent, and the figure title says so (the u
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, is_dataclass
+from datetime import datetime
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -152,11 +154,33 @@ def report_rows(report: Any) -> list[tuple[str, Any]]:
         if isinstance(value, (list, tuple)):
             value = _summarise_list(list(value))
         elif isinstance(value, dict):
-            value = ", ".join(f"{k}: {v}" for k, v in value.items()) if value else "none"
-        elif isinstance(value, float):
-            value = round(value, 6)
+            value = ", ".join(f"{k}: {_cell(v)}" for k, v in value.items()) if value else "none"
+        elif isinstance(value, float) and str(key).endswith("_days"):
+            label = label[: -len(" days")] + " (days)"
+            value = round(value, 1)
+        else:
+            value = _cell(value)
         rows.append((label, value))
     return rows
+
+
+_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+
+
+def format_time(value: Any) -> Any:
+    """A timestamp (or an ISO date-time string) as 'YYYY-MM-DD HH:MM UTC'; anything else unchanged."""
+    if isinstance(value, str) and not _ISO_TIME.match(value):
+        return value
+    if not isinstance(value, (str, pd.Timestamp, datetime)):
+        return value
+    ts = _ts(value)
+    return value if ts is None else ts.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float) and not isinstance(value, bool):
+        return round(value, 6)
+    return format_time(value)
 
 
 def _summarise_list(items: list[Any], show: int = 3) -> str:
@@ -166,10 +190,11 @@ def _summarise_list(items: list[Any], show: int = 3) -> str:
 
     def one(item: Any) -> str:
         if isinstance(item, Mapping) and {"start", "end", "missing"} <= set(item):
-            return f"{item['start']} to {item['end']} ({item['missing']} bars)"
+            n = item["missing"]
+            return f"{format_time(item['start'])} to {format_time(item['end'])} ({n} bar{'' if n == 1 else 's'})"
         if isinstance(item, Mapping):
-            return ", ".join(f"{k}: {v}" for k, v in item.items())
-        return str(item)
+            return ", ".join(f"{k}: {_cell(v)}" for k, v in item.items())
+        return str(_cell(item))
 
     text = "; ".join(one(i) for i in items[:show])
     return text + (f"; ... ({len(items)} in all)" if len(items) > show else "")
@@ -214,20 +239,26 @@ def gaps_figure(df: pd.DataFrame, height: int = 220) -> go.Figure:
     base = _bar_seconds(df)
     ns = _index_ns(df)
     fig = go.Figure()
+    n = 0
     if len(ns) > 1:
         step = np.diff(ns) // 10**9
         holes = np.nonzero(step > base)[0]
+        n = len(holes)
+    if n:
         missing = step[holes] // base - 1
         fig.add_trace(go.Scatter(
             x=df.index[holes], y=missing, mode="markers", name="missing bars",
             marker={"size": np.clip(np.log1p(missing) * 4, 5, 20), "color": DOWN_COLOR},
         ))
-        n = len(holes)
-    else:
-        n = 0
+        fig.update_layout(yaxis_title="bars missing")
+    else:  # an empty scatter would draw a meaningless -1..6 axis: say there is nothing to show instead
+        fig.add_annotation(text="no gaps: every bar is there", xref="paper", yref="paper", x=0.5, y=0.5,
+                           xanchor="center", yanchor="middle", showarrow=False, font={"size": 16})
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
     fig.update_layout(
         title=f"Gaps: {n} stretch{'es' if n != 1 else ''} of missing bars",
-        height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, yaxis_title="bars missing",
+        height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10},
     )
     return fig
 

@@ -99,11 +99,12 @@ def encoding_gallery_figure(
 def orderbook_heatmap_figure(hm: OrderBookHeatmap, title: str | None = None, height: int = 420) -> go.Figure:
     """Depth heatmap over time with the mid price drawn over it.
 
-    With a fixed anchor the y axis is the price itself and the mid path moves through the depth; with a
+    With a fixed anchor the y axis is the price itself (the grid spans every snapshot's band, see
+    `core.encodings.orderbook_heatmap`) and the mid path moves through the depth; with a
     mid anchor the y axis is the distance from mid (%) and the mid path is drawn on a second axis.
     """
     z = hm.image.T
-    fixed = bool(np.allclose(hm.anchor_price, hm.anchor_price[0]))
+    fixed = hm.config.anchor == "first"
     if fixed:
         y = hm.anchor_price[0] * (1 + hm.rel_centers)
         fig = go.Figure(go.Heatmap(x=hm.timestamps, y=y, z=z, colorscale="Viridis",
@@ -119,7 +120,8 @@ def orderbook_heatmap_figure(hm: OrderBookHeatmap, title: str | None = None, hei
         fig.add_trace(go.Scatter(x=hm.timestamps, y=hm.mid, mode="lines", name="mid price",
                                  line=dict(color="white", width=2)), secondary_y=True)
         fig.update_yaxes(title_text="distance from mid (%)", secondary_y=False)
-        fig.update_yaxes(title_text="mid price", secondary_y=True, showgrid=False)
+        # "auto": round price ticks (plotly.js 4 would "sync" them to the left axis' grid: odd values)
+        fig.update_yaxes(title_text="mid price", secondary_y=True, showgrid=False, tickmode="auto")
     fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10),
                       legend=dict(orientation="h", y=1.02, x=0))
     return fig

@@ -19,7 +19,14 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-PALETTE = qualitative.Plotly + qualitative.D3
+from core.viz.train import epoch_ticks
+
+BASELINE_COLOR = "#d62728"  # best-baseline marks (visible on the dark and the light theme)
+BUY_HOLD_COLOR = "#7f7f7f"
+# One colour per run, shared by every chart of the page; reds and grey are left out so that no run looks
+# like the baseline marks or the buy-and-hold line.
+PALETTE = [c for c in qualitative.Plotly + qualitative.D3
+           if c.lower() not in {"#ef553b", BASELINE_COLOR, BUY_HOLD_COLOR}]
 METRIC_LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro F1",
                  "roc_auc": "ROC AUC", "log_loss": "log loss", "vs_baseline": "CNN minus best baseline"}
 
@@ -41,7 +48,9 @@ def curves_figure(histories: Mapping[str, pd.DataFrame], title: str = "training 
                                          line={"color": _color(i), "dash": dash},
                                          hovertemplate=f"{label}<br>{col} %{{y:.4f}} (epoch %{{x}})<extra></extra>"),
                               row=1, col=c)
-    fig.update_xaxes(title_text="epoch")
+    last = max((int(pd.to_numeric(h["epoch"]).max()) for h in histories.values()
+                if h is not None and not h.empty and "epoch" in h), default=1)
+    fig.update_xaxes(title_text="epoch", **epoch_ticks(last))
     fig.update_layout(height=360, title=f"{title} (solid: validation, dotted: train)",
                       margin={"l": 40, "r": 20, "t": 60, "b": 40}, legend={"orientation": "h", "y": -0.25})
     return fig
@@ -50,23 +59,38 @@ def curves_figure(histories: Mapping[str, pd.DataFrame], title: str = "training 
 def metric_bars(metrics: Mapping[str, Mapping[str, Mapping[str, Optional[float]]]],
                 keys: Sequence[str] = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc"),
                 title: str = "test metrics (out of sample)") -> go.Figure:
-    """`metrics`: label -> {"model": {metric: value}, "best_baseline": {metric: value}}."""
+    """`metrics`: label -> {"model": {metric: value}, "best_baseline": {metric: value}}.
+
+    The value is written inside each bar near its foot, so the baseline mark (a red dash across the bar, at
+    the baseline's score) never strikes through it; the y axis leaves room above the tallest bar or mark."""
     fig = go.Figure()
     x = [METRIC_LABELS.get(k, k) for k in keys]
+    shown: list[float] = []
+    legend_done = False
     for i, (label, m) in enumerate(metrics.items()):
         vals = [m.get("model", {}).get(k) for k in keys]
+        shown += [float(v) for v in vals if v is not None and np.isfinite(v)]
         fig.add_trace(go.Bar(x=x, y=[np.nan if v is None else v for v in vals], name=label,
                              marker_color=_color(i), offsetgroup=str(i),
-                             text=[("" if v is None else f"{v:.3f}") for v in vals], textposition="outside"))
+                             text=[("" if v is None else f"{v:.3f}") for v in vals], textposition="inside",
+                             insidetextanchor="start", textangle=0))
         base = [m.get("best_baseline", {}).get(k) for k in keys]
         if any(b is not None for b in base):
+            shown += [float(b) for b in base if b is not None and np.isfinite(b)]
             fig.add_trace(go.Scatter(x=x, y=[np.nan if b is None else b for b in base], mode="markers",
-                                     name=f"{label}: best baseline", offsetgroup=str(i), legendgroup=label,
-                                     marker={"symbol": "line-ew-open", "size": 26, "color": "black",
-                                             "line": {"width": 3}}, showlegend=i == 0,
-                                     hovertemplate="best baseline %{y:.3f}<extra></extra>"))
-    fig.update_layout(barmode="group", height=380, title=f"{title}; black line: that run's best baseline",
-                      yaxis_title="score", margin={"l": 40, "r": 20, "t": 60, "b": 40},
+                                     name="best baseline (of each run)", offsetgroup=str(i),
+                                     legendgroup="best baseline", showlegend=not legend_done,
+                                     marker={"symbol": "line-ew-open", "size": 30, "color": BASELINE_COLOR,
+                                             "line": {"width": 4, "color": BASELINE_COLOR}},
+                                     hovertemplate=f"{label}<br>best baseline %{{y:.3f}}<extra></extra>"))
+            legend_done = True
+    yaxis: dict[str, Any] = {"title": "score"}
+    if shown:
+        lo, hi = min(0.0, min(shown)), max(0.0, max(shown))
+        pad = 0.12 * (hi - lo if hi > lo else 1.0)
+        yaxis["range"] = [lo - (pad if lo < 0 else 0.0), hi + pad]
+    fig.update_layout(barmode="group", height=380, title=f"{title}; red dash: that run's best baseline",
+                      yaxis=yaxis, margin={"l": 40, "r": 20, "t": 60, "b": 40},
                       legend={"orientation": "h", "y": -0.2}, scattermode="group")
     return fig
 
@@ -90,7 +114,7 @@ def equity_figure(curves: Mapping[str, pd.Series], benchmarks: Optional[Mapping[
         seen.add(key)
         bh = bh.astype(float)
         fig.add_trace(go.Scatter(x=bh.index, y=bh / bh.iloc[0], mode="lines", name=f"buy and hold ({label})",
-                                 line={"color": "#7f7f7f", "dash": "dash", "width": 1}))
+                                 line={"color": BUY_HOLD_COLOR, "dash": "dash", "width": 1}))
     fig.add_hline(y=1.0, line={"color": "#bbbbbb", "width": 1})
     fig.update_layout(height=380, title=title, yaxis_title="equity / start", margin={"l": 40, "r": 20, "t": 50, "b": 40},
                       legend={"orientation": "h", "y": -0.2})
@@ -109,7 +133,7 @@ def sweep_figure(summary: pd.DataFrame, cells: pd.DataFrame, rank_by: str,
     order = list(summary["group"])[::-1]
     mean, std = summary[f"{rank_by}_mean"], summary[f"{rank_by}_std"].fillna(0.0)
     fig.add_trace(go.Bar(y=summary["group"], x=mean, orientation="h", name="mean across seeds",
-                         error_x={"type": "data", "array": std, "visible": True, "color": "black"},
+                         error_x={"type": "data", "array": std, "visible": True, "color": "#888888"},
                          marker_color="#9ecae1",
                          text=[f"{m:.3f} ± {s:.3f}" for m, s in zip(mean, std)], textposition="inside"))
     done = cells[cells["run_id"].notna()] if "run_id" in cells else cells
@@ -120,7 +144,7 @@ def sweep_figure(summary: pd.DataFrame, cells: pd.DataFrame, rank_by: str,
                                  hovertemplate="%{text}: %{x:.4f}<extra></extra>"))
     base_col = f"best_baseline_{rank_by}"
     if base_col in done and done[base_col].notna().any():
-        fig.add_vline(x=float(done[base_col].mean()), line={"dash": "dot", "color": "#d62728"},
+        fig.add_vline(x=float(done[base_col].mean()), line={"dash": "dot", "color": BASELINE_COLOR},
                       annotation_text="best baseline (mean)", annotation_position="top")
     label = METRIC_LABELS.get(rank_by, rank_by)
     fig.update_yaxes(categoryorder="array", categoryarray=order)

@@ -13,6 +13,8 @@ from plotly.subplots import make_subplots
 
 from core.viz.encodings import candlestick_trace
 
+RIGHT, WRONG = "#26a65b", "#e84142"  # test-set points: predicted class right / wrong
+
 
 def _layout(fig: go.Figure, title: str | None, height: int) -> go.Figure:
     fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40 if title else 10, b=10))
@@ -30,7 +32,19 @@ def input_channels_figure(x: np.ndarray, channel_names: Sequence[str] | None = N
     names = list(channel_names) if channel_names is not None else [f"ch {i}" for i in range(a.shape[0])]
     fig = go.Figure(go.Heatmap(z=a, x=list(timestamps) if timestamps is not None else None, y=names,
                                colorscale="RdBu_r", zmid=0))
+    _every_row_label(fig, names)
     return _layout(fig, title, max(260, 14 * a.shape[0] + 80))
+
+
+MAX_LABELLED_ROWS = 40  # up to this many heatmap rows, every row is named on the axis
+
+
+def _every_row_label(fig: go.Figure, names: Sequence[str] | None, **where) -> None:
+    """Plotly thins category tick labels to fit; a reader needs every input channel named, so up to
+    `MAX_LABELLED_ROWS` rows each gets its tick (more would overlap; then plotly's own choice stands)."""
+    if names is not None and 0 < len(names) <= MAX_LABELLED_ROWS:
+        fig.update_yaxes(tickmode="array", tickvals=list(names), ticktext=[str(n) for n in names],
+                         tickfont=dict(size=11), **where)
 
 
 def _squeeze_spatial(a: np.ndarray) -> np.ndarray:
@@ -124,16 +138,15 @@ def test_set_figure(close: pd.Series, predictions: pd.DataFrame | None = None, c
                     title: str | None = "test period: click a point to inspect that window") -> go.Figure:
     """Close prices of the test period as clickable points (one per sample), the chosen one marked.
 
-    With the run's predictions, each point is green when the predicted class was right and red when not.
+    With the run's predictions, each point is green when the predicted class was right and red when not
+    (one trace each, named, so the legend says so; grey: no prediction for that window).
     Long test periods are thinned to `max_points` for display (the chosen point is always kept).
     """
     s = close.copy()
     s.index = pd.DatetimeIndex(s.index)
     keep = np.unique(np.linspace(0, len(s) - 1, min(len(s), max_points)).round().astype(int)) if len(s) else []
     shown = s.iloc[keep]
-    colors = "#4c78a8"
     hover = "%{x}<br>close %{y:.6g}<extra></extra>"
-    custom = None
     if predictions is not None and len(predictions) and class_names:
         p = predictions.set_index(pd.DatetimeIndex(predictions["timestamp"]))
         p = p.reindex(shown.index)
@@ -141,19 +154,33 @@ def test_set_figure(close: pd.Series, predictions: pd.DataFrame | None = None, c
         ok = np.isfinite(probs).all(axis=1)
         pred = np.where(ok, np.nan_to_num(probs).argmax(axis=1), -1)
         right = ok & (pred == p["y_true"].to_numpy())
-        colors = np.where(right, "#26a65b", np.where(ok, "#e84142", "#999999")).tolist()
         custom = np.array([class_names[i] if i >= 0 else "" for i in pred], dtype=object)
         hover = "%{x}<br>close %{y:.6g}<br>predicted %{customdata}<extra></extra>"
-    fig = go.Figure(go.Scatter(x=shown.index, y=shown.to_numpy(), mode="lines+markers", name="close",
-                               line=dict(color="rgba(120,120,120,0.5)", width=1),
-                               marker=dict(size=5, color=colors), customdata=custom, hovertemplate=hover))
+        # The path as a faint line, the clickable points split by outcome so the legend explains the colours.
+        fig = go.Figure(go.Scatter(x=shown.index, y=shown.to_numpy(), mode="lines", name="close",
+                                   line=dict(color="rgba(120,120,120,0.5)", width=1), hoverinfo="skip",
+                                   showlegend=False))
+        for mask, name, color in ((right, "predicted class right", RIGHT),
+                                  (ok & ~right, "predicted class wrong", WRONG),
+                                  (~ok, "no prediction", "#999999")):
+            if mask.any():
+                fig.add_trace(go.Scatter(x=shown.index[mask], y=shown.to_numpy()[mask], mode="markers", name=name,
+                                         marker=dict(size=5, color=color), customdata=custom[mask],
+                                         hovertemplate=hover))
+        show_legend = True
+    else:
+        fig = go.Figure(go.Scatter(x=shown.index, y=shown.to_numpy(), mode="lines+markers", name="close",
+                                   line=dict(color="rgba(120,120,120,0.5)", width=1),
+                                   marker=dict(size=5, color="#4c78a8"), hovertemplate=hover))
+        show_legend = False
     if selected is not None:
         ts = pd.Timestamp(selected)
         if ts in s.index:
             fig.add_trace(go.Scatter(x=[ts], y=[s.loc[ts]], mode="markers", name="chosen window",
                                      marker=dict(size=14, color="rgba(0,0,0,0)", line=dict(color="#f58518", width=3)),
                                      hoverinfo="skip"))
-    fig.update_layout(showlegend=False, clickmode="event+select", dragmode="zoom")
+    fig.update_layout(showlegend=show_legend, clickmode="event+select", dragmode="zoom",
+                      legend=dict(orientation="h", y=1.0, x=1.0, xanchor="right", yanchor="bottom"))
     return _layout(fig, title, 300)
 
 
@@ -165,19 +192,28 @@ def receptive_field_figure(profile: np.ndarray, span95: int, channel_time: np.nd
     prof = np.asarray(profile, dtype=np.float64)
     lags = np.arange(len(prof))[::-1]  # step i of the window lies lags[i] bars before the last one
     rows = 2 if channel_time is not None else 1
-    fig = make_subplots(rows=rows, cols=1, vertical_spacing=0.2,
+    n_rows = int(np.shape(channel_time)[0]) if channel_time is not None else 0
+    heat_px = max(200, 14 * n_rows)  # room for every row label
+    fig = make_subplots(rows=rows, cols=1, vertical_spacing=0.2 if rows == 2 else 0.1,
+                        row_heights=[220, heat_px][:rows],
                         subplot_titles=["gradient mass by bars back from the last bar",
                                         "mean |gradient| per input row and time step"][:rows])
     fig.add_trace(go.Bar(x=lags, y=prof, marker_color="#4c78a8", name="share",
                          hovertemplate="%{x} bars back: %{y:.2%}<extra></extra>"), row=1, col=1)
-    fig.add_vrect(x0=-0.5, x1=span95 - 0.5, fillcolor="#f58518", opacity=0.15, line_width=0, row=1, col=1,
-                  annotation_text=f"95 % of the mass in the last {span95} bars", annotation_position="top left")
+    fig.add_vrect(x0=-0.5, x1=span95 - 0.5, fillcolor="#f58518", opacity=0.15, line_width=0, row=1, col=1)
+    # The x axis runs backwards (oldest left), so the shaded span hugs the right edge: write its label at the
+    # span's left border, inside the span when there is room, else just left of it - never past the plot.
+    edge = (len(prof) - span95) / max(len(prof), 1)  # the span's left border, as a share of the plot width
+    inside = edge <= 0.55
+    fig.add_annotation(text=f"95 % of the mass in the last {span95} bars" + ("" if inside else " \u25b8"),
+                       xref="x domain", yref="y domain", x=edge, y=0.98, xanchor="left" if inside else "right",
+                       yanchor="top", xshift=4 if inside else -4, showarrow=False, row=1, col=1)
     if analytic_rf is not None and analytic_rf > len(prof):
         fig.add_annotation(text=f"analytic RF {analytic_rf} bars: beyond the {len(prof)}-bar window",
-                           xref="x domain", yref="y domain", x=1.0, y=1.0, xanchor="right",
-                           yanchor="bottom", showarrow=False, row=1, col=1)
+                           xref="x domain", yref="y domain", x=0.01, y=0.85, xanchor="left",
+                           yanchor="top", showarrow=False, row=1, col=1)
     elif analytic_rf is not None:
-        fig.add_vline(x=analytic_rf - 0.5, line_dash="dash", line_color="#333", row=1, col=1,
+        fig.add_vline(x=analytic_rf - 0.5, line_dash="dash", line_color="#888", row=1, col=1,
                       annotation_text=f"analytic RF {analytic_rf}", annotation_position="top right")
     fig.update_xaxes(title_text="bars back", range=[len(prof) - 0.5, -0.5], row=1, col=1)
     fig.update_yaxes(tickformat=".0%", row=1, col=1)
@@ -186,6 +222,7 @@ def receptive_field_figure(profile: np.ndarray, span95: int, channel_time: np.nd
         names = list(channel_names) if channel_names is not None and len(channel_names) == ct.shape[0] else None
         fig.add_trace(go.Heatmap(z=ct, y=names, colorscale="Viridis", showscale=False,
                                  hovertemplate="row %{y}<br>step %{x}<br>%{z:.3g}<extra></extra>"), row=2, col=1)
+        _every_row_label(fig, names, row=2, col=1)
         fig.update_xaxes(title_text="input step or pixel column (left = oldest)", row=2, col=1)
     fig.update_layout(showlegend=False)
-    return _layout(fig, title, 560 if rows == 2 else 320)
+    return _layout(fig, title, 340 + heat_px + 60 if rows == 2 else 320)

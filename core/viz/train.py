@@ -24,6 +24,18 @@ METRIC_LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy
                  "roc_auc": "ROC AUC", "log_loss": "log loss"}
 
 
+def epoch_ticks(n_epochs: int) -> dict[str, Any]:
+    """x-axis settings with whole-epoch ticks only: every epoch up to 12, else a round integer step
+    (2, 5, 10, 20, 25, 50, ...) giving at most ~10 ticks. Plotly's own choice puts ticks at 1.2, 1.4, ...
+    on a short run, and an epoch 1.2 does not exist."""
+    n = max(int(n_epochs or 0), 1)
+    step = 1
+    if n > 12:
+        step = next(d * 10 ** k for k in range(12) for d in (1, 2, 2.5, 5)
+                    if float(d * 10 ** k).is_integer() and n / (d * 10 ** k) <= 10)
+    return {"tickmode": "linear", "tick0": 0 if step > 1 else 1, "dtick": int(step), "tickformat": "d"}
+
+
 def history_figure(history: pd.DataFrame, total_epochs: Optional[int] = None, title: str = "") -> go.Figure:
     """Loss (left) and accuracy (right) per epoch; works on a partial history while training runs."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"), horizontal_spacing=0.08)
@@ -45,7 +57,8 @@ def history_figure(history: pd.DataFrame, total_epochs: Optional[int] = None, ti
                                showarrow=False, font={"color": "green", "size": 11})
     if total_epochs:
         fig.update_xaxes(range=[0.5, total_epochs + 0.5])
-    fig.update_xaxes(title_text="epoch")
+    last = int(pd.to_numeric(h["epoch"]).max()) if not h.empty and "epoch" in h else 0
+    fig.update_xaxes(title_text="epoch", **epoch_ticks(max(int(total_epochs or 0), last)))
     fig.update_layout(height=340, margin={"l": 40, "r": 20, "t": 50, "b": 40}, title=title or None,
                       legend={"orientation": "h", "y": -0.25})
     return fig
