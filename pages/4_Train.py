@@ -140,7 +140,13 @@ def _check_settings() -> None:
     d.validate()
 
 
-if left.button("Start training", type="primary", key="train_start", disabled=running or wf_running,
+try:  # said as soon as a setting is wrong, not only after Start
+    _check_settings()
+    problem = None
+except UserError as exc:
+    problem = exc
+    show_error(exc)
+if left.button("Start training", type="primary", key="train_start", disabled=running or wf_running or bool(problem),
                icon=":material/play_arrow:"):
     try:
         _check_settings()
@@ -190,7 +196,8 @@ with st.expander("Walk-forward evaluation: the same settings on k folds, out of 
                "k folds show whether the result holds across market periods. Saved below, not as a run.")
     w1, w2 = st.columns([1, 2], vertical_alignment="bottom")
     k_folds = int(w1.number_input("Folds", 2, 10, 4, key="train_wf_k"))
-    if w2.button(f"Run walk-forward ({k_folds} models)", key="train_wf_start", disabled=running or wf_running,
+    if w2.button(f"Run walk-forward ({k_folds} models)", key="train_wf_start",
+                 disabled=running or wf_running or bool(problem),
                  icon=":material/view_timeline:"):
         try:
             _check_settings()
