@@ -243,8 +243,9 @@ def _log_table(log) -> None:
     try:
         log = log.head(500)
         st.caption(f"Logged once per bar and settings in the workspace (live/signals/{run_id}/), newest first. "
-                   "P(action) is the probability of what was done (flat: of no trade); the strongest side says "
-                   "how close a flat bar came to a trade. The CSV is the raw log (`confidence` = P(action)).")
+                   "P(action) is the probability of the side traded (empty for flat); the strongest side says "
+                   "how close a flat bar came to a trade. The CSV is the raw log (its `confidence` is P(action), "
+                   "and P(no trade) for a flat bar).")
         st.dataframe(vl.signal_table(log), hide_index=True, key="live_log_table",
                      column_config={c: st.column_config.Column(help=h) for c, h in vl.SIGNAL_TABLE_HELP.items()})
         if len(log):

@@ -361,3 +361,15 @@ def test_a_run_that_cannot_go_live_says_why(run_id, workspace):
         load_live_model(run_id)
     with pytest.raises(UserError, match="there is no run"):
         load_live_model("no-such-run")
+
+
+def test_probability_bars_keep_the_threshold_readable():
+    """The threshold line must show on the dark theme and its label must not sit on a bar's value."""
+    from core.viz.live import probability_bars
+
+    fig = probability_bars({"probabilities": {"down": 0.44, "flat": 0.07, "up": 0.50}}, threshold=0.6)
+    (line,) = [s for s in fig.layout.shapes if s.y0 == 0.6]
+    assert line.line.color not in ("#444", "black", "#000", "#000000")
+    (note,) = fig.layout.annotations
+    assert note.text == "threshold 0.60" and note.xanchor == "left"
+    assert fig.data[0].textposition == "inside"  # the values sit in their bars, under any threshold label

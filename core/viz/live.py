@@ -93,9 +93,11 @@ def probability_bars(signal: Any, threshold: Optional[float] = None, height: int
     names = list(probs)
     fig = go.Figure(go.Bar(x=names, y=[probs[n] for n in names],
                            marker_color=[CLASS_COLORS.get(n, "#1f77b4") for n in names],
-                           text=[f"{probs[n]:.2f}" for n in names], textposition="outside"))
-    if threshold is not None:
-        fig.add_hline(y=threshold, line={"dash": "dash", "color": "#444"}, annotation_text="threshold")
+                           text=[f"{probs[n]:.2f}" for n in names], textposition="inside",
+                           insidetextanchor="end"))
+    if threshold is not None:  # grey shows on the dark and the light theme; its label sits left, off the bars
+        fig.add_hline(y=threshold, line={"dash": "dash", "color": "#999"}, annotation_text=f"threshold {threshold:.2f}",
+                      annotation_position="top left", annotation_font_size=11)
     fig.update_layout(height=height, yaxis={"range": [0, 1.1], "title": "probability"},
                       margin={"l": 40, "r": 10, "t": 20, "b": 30}, showlegend=False)
     return fig
