@@ -11,7 +11,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui.common import PAGE_ICONS, job_status, load_candles, page_files, page_link, page_setup, session_id, show_error
+from ui.common import (PAGE_ICONS, job_status, load_candles, page_files, page_link, page_setup, session_id,
+                       show_error, tab_params)
 from ui.jobs import get_job, start_job
 
 ROOT = Path(__file__).resolve().parent
@@ -86,7 +87,7 @@ def _open(page: str, **state: object) -> None:
     """Carry the demo's run into another page's own selection, then go there."""
     for k, v in state.items():
         st.session_state[k] = v
-    st.switch_page(page)
+    st.switch_page(page, query_params=tab_params())
 
 
 def _demo_summary() -> None:

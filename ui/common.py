@@ -23,9 +23,10 @@ _REMEMBERED: dict[str, dict[str, Any]] = {}  # per session id: what a reload of 
 
 
 def session_id() -> str:
-    """A stable id for this browser tab: background jobs are found again by it. It is also kept in the page's
-    address (`?session=...`, set again on every page since Streamlit clears the query on a page change), so
-    a reload (F5) is the same tab: its running jobs and its active dataset come back."""
+    """A stable id for this browser tab: background jobs are found again by it. It rides in the page's address
+    (`?session=...`): every in-app link and page switch carries it (`tab_params`), and `pin_tab` writes it
+    when the tab gets something to find again, so a reload (F5) is the same tab: its running jobs and its
+    active dataset come back. (Anyone opening that exact address shares the tab's jobs: a local tool.)"""
     import re
 
     ss = st.session_state
@@ -34,14 +35,26 @@ def session_id() -> str:
 
         given = str(st.query_params.get(SESSION_PARAM, ""))
         ss["_session_id"] = given if re.fullmatch(r"[0-9a-f]{32}", given) else uuid.uuid4().hex
-    sid = ss["_session_id"]
+    return ss["_session_id"]
+
+
+def tab_params() -> dict[str, str]:
+    """The query of every in-app link and page switch: the tab's id. Streamlit clears the query on a page
+    change, and writing it back afterwards would push a second history entry (Back would seem stuck)."""
+    return {SESSION_PARAM: session_id()}
+
+
+def pin_tab() -> None:
+    """Write the tab's id into the current address now (one history entry, at a user action: a job started,
+    the active dataset changed), so that a reload before the next page change finds it."""
+    sid = session_id()
     if st.query_params.get(SESSION_PARAM) != sid:
         st.query_params[SESSION_PARAM] = sid
-    return sid
 
 
 def _remember(**values: Any) -> None:
     _REMEMBERED.setdefault(session_id(), {}).update(values)
+    pin_tab()
 
 
 @st.cache_data(show_spinner=False, ttl=10)
@@ -125,7 +138,8 @@ def page_link(path: Path, label: str, icon: Optional[str] = None) -> bool:
     from streamlit.errors import StreamlitPageNotFoundError
 
     try:
-        st.page_link(str(path.relative_to(ROOT)), label=label, icon=icon or ":material/arrow_forward:")
+        st.page_link(str(path.relative_to(ROOT)), label=label, icon=icon or ":material/arrow_forward:",
+                     query_params=tab_params())
         return True
     except StreamlitPageNotFoundError:
         return False
@@ -144,7 +158,6 @@ def _navigation() -> None:
 def page_setup(title: str, icon: str = ":material/candlestick_chart:", layout: str = "wide") -> str:
     """Set the page config, draw the shared sidebar, and return the active dataset id."""
     st.set_page_config(page_title=f"{title} · CNN Trading Lab", page_icon=icon, layout=layout)
-    session_id()  # puts this tab's id back into the address after a page change
     _navigation()
     current = active_dataset()
     ids = _dataset_ids()

@@ -53,6 +53,16 @@ class Job:
         self.cancel.cancel()
 
 
+def _pin_tab() -> None:
+    """A reload of the tab must find the job it started: the tab's id goes into the address now."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    if get_script_run_ctx(suppress_warning=True) is not None:  # not when called outside a page (tests, scripts)
+        from ui.common import pin_tab
+
+        pin_tab()
+
+
 def start_job(session_id: str, name: str, fn: Callable[..., Any], **kwargs: Any) -> Job:
     """Start `fn(progress=job.on_progress, cancel=job.cancel, **kwargs)` in a thread, unless a job of that
     name is already running for this session (then that one is returned)."""
@@ -81,6 +91,7 @@ def start_job(session_id: str, name: str, fn: Callable[..., Any], **kwargs: Any)
 
     job.thread = threading.Thread(target=target, name=f"job-{name}", daemon=True)
     job.thread.start()
+    _pin_tab()
     return job
 
 

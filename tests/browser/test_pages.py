@@ -45,3 +45,24 @@ def test_sidebar_lists_every_page(page, app_url):
         assert S.url_path(page_file).replace("_", " ") in text
     assert "Home" in text and "app" not in text.split()  # not the main script's file name
     assert page.locator("[data-testid='stSidebarNav']").count() == 0  # Streamlit's own list is off
+
+
+def test_page_changes_keep_the_tab_id_in_one_history_entry_each(page, app_url):
+    """The tab's id rides in the address (a reload finds its jobs) without extra history entries: each page
+    change is one entry, so Back goes to the previous page at once."""
+    import re
+
+    from tests.browser.conftest import go
+
+    page.goto(app_url)
+    settle(page)
+    start = page.evaluate("history.length")
+    for name in ("Data", "Indicators", "Train"):
+        go(page, name)
+    assert page.evaluate("history.length") == start + 3
+    sid = re.search(r"[?&]session=([0-9a-f]{32})", page.url)
+    assert sid and page.url.split("?")[0].endswith("/Train")
+    page.go_back()
+    page.wait_for_url(re.compile(r"/Indicators\?"))
+    settle(page)
+    assert f"session={sid.group(1)}" in page.url and page.locator(S.EXCEPTION).count() == 0
