@@ -156,6 +156,8 @@ if left.button("Start training", type="primary", key="train_start", disabled=run
         st.session_state["train_total_epochs"] = t.epochs
     except Exception as exc:  # noqa: BLE001 - shown to the user
         show_error(exc)
+    else:
+        st.rerun()  # drawn again with the job running: Start disabled, progress and Stop shown
 
 
 def live() -> None:
@@ -205,6 +207,8 @@ with st.expander("Walk-forward evaluation: the same settings on k folds, out of 
                       model_name=model_name, model_config=model_config, data_config=d, train_config=t, k=k_folds)
         except Exception as exc:  # noqa: BLE001 - shown to the user
             show_error(exc)
+        else:
+            st.rerun()  # drawn again with the evaluation running: both Start buttons disabled
     job_status(WF_JOB, "Walk-forward evaluation", describe=lambda r: f"saved as {r.wf_id} (below)",
                on_result=lambda r: st.session_state.__setitem__("train_view_wf", r.wf_id),
                cancelled_note="nothing is saved (the folds only make sense together).")

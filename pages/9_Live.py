@@ -78,6 +78,10 @@ if mode == "replay":
 
     ds_ids = [d.id for d in list_datasets()]
     default_ds = lm.dataset_id if lm.dataset_id in ds_ids else dataset_id
+    if st.session_state.get("_live_ds_for") != run_id:  # another run picked (or handed over): replay its own data
+        st.session_state["_live_ds_for"] = run_id
+        if default_ds in ds_ids:
+            st.session_state["live_replay_ds"] = default_ds
     replay_ds = b.selectbox("Dataset to replay", ds_ids, index=ds_ids.index(default_ds) if default_ds in ds_ids else 0,
                             key="live_replay_ds")
     step = int(c.number_input("Bars per tick", 1, 1000, 1, key="live_replay_step",

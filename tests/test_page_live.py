@@ -71,6 +71,19 @@ def test_replay_steps_show_signal_levels_chart_and_log(trained, workspace):  # n
     assert at.session_state["live_state"]["running"] is False
 
 
+def test_a_handed_over_run_replays_its_own_dataset(trained, workspace):  # noqa: F811
+    """Home's "replay its signals live" hands over the demo run: the replay must use the run's own dataset
+    (and so its test span), not a dataset kept from an earlier visit or the active one."""
+    from core.data.store import save_candles
+
+    run_id = install_run(trained, workspace)
+    other = save_candles(synthetic_candles(400, seed=3), "synthetic", "ETH/USDT", "1h").id
+    at = _page(live_run_request=run_id, live_replay_ds=other, active_dataset=other)
+    assert at.selectbox(key="live_replay_ds").value == "synthetic-BTCUSDT-1h"
+    at.selectbox(key="live_replay_ds").select(other).run()  # the user's own choice for this run is kept
+    assert at.selectbox(key="live_replay_ds").value == other
+
+
 def _restart(fake) -> None:
     """Bring the fixture server back on the same port (the page's client keeps its address)."""
     port = fake.server.server_address[1]

@@ -39,6 +39,7 @@ def test_train_from_the_page_and_view_results(workspace):
     assert not at.exception, at.exception
     # nothing but the progress and the curves: no internal objects written onto the page
     assert not at.get("help") and not at.get("json")  # a bare expression once wrote both configs here
+    assert at.button(key="train_start").disabled  # at once, not after the next rerun: no second run by mistake
     sid = at.session_state["_session_id"]
     job = get_job(sid, "train")
     assert job is not None
