@@ -39,14 +39,20 @@ def _recorded(r) -> None:
 REPLACE = "Replace a dataset of the same name"
 
 
-def _not_replaced(exc: store.DatasetExists) -> None:
-    """Storing would silently replace a held dataset (and break the runs trained on it): say so and ask."""
+def _runs_on(ds_id: str) -> str:
+    """' N runs were trained on it and ...' (empty when none): what replacing or deleting a dataset breaks."""
     from core.train.runs import list_runs
 
-    n = sum(r.dataset_id == exc.info.id for r in list_runs())
-    runs = f" {n} run{'s were' if n != 1 else ' was'} trained on it and could no longer be backtested or inspected." if n else ""
-    st.warning(f"{str(exc)[:1].upper()}{str(exc)[1:]}.{runs} Tick \"{REPLACE}\" to go on, or choose another "
-               "symbol or timeframe. Nothing was changed.")
+    n = sum(r.dataset_id == ds_id for r in list_runs())
+    return (f" {n} run{'s were' if n != 1 else ' was'} trained on it and could no longer be backtested or "
+            "inspected." if n else "")
+
+
+def _not_replaced(exc: store.DatasetExists) -> None:
+    """Storing would silently replace a held dataset (and break the runs trained on it): say so and ask."""
+    st.session_state.pop("import_report", None)  # the last import's success box would contradict this
+    st.warning(f"{str(exc)[:1].upper()}{str(exc)[1:]}.{_runs_on(exc.info.id)} Tick \"{REPLACE}\" to go on, "
+               "or choose another symbol or timeframe. Nothing was changed.")
 
 
 # --- the active dataset ------------------------------------------------------------------------------
@@ -164,7 +170,7 @@ c3.download_button("CSV", data=lambda: store.load_candles(pick).to_csv().encode(
 if c4.button("Delete", key="ds_delete", icon=":material/delete:"):
     st.session_state["confirm_delete"] = pick
 if st.session_state.get("confirm_delete") == pick:
-    st.warning(f"Delete {pick} and its files? This cannot be undone.")
+    st.warning(f"Delete {pick} and its files?{_runs_on(pick)} This cannot be undone.")
     d1, d2, _ = st.columns([1, 1, 6])
     if d1.button("Yes, delete", key="ds_delete_confirm", type="primary"):
         try:

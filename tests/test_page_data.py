@@ -176,6 +176,7 @@ def test_an_import_or_generation_never_silently_replaces_a_held_dataset(at, work
     assert not at.exception, at.exception
     words = " ".join(w.value for w in at.warning)
     assert f"A dataset {ds} is already held (100 candles" in words and "Nothing was changed" in words
+    assert not at.success  # the first import's "Imported ..." box is gone: it would contradict the warning
     assert store.dataset_info(ds).rows == 100
     at.checkbox(key="import_replace").check().run()
     at.button(key="import_go").click().run()
@@ -190,14 +191,31 @@ def test_an_import_or_generation_never_silently_replaces_a_held_dataset(at, work
     assert any("is already held" in w.value for w in at.warning) and store.dataset_info(default).rows == rows
 
 
+def _fake_run_on(ds_id: str) -> None:
+    """A minimal saved run whose config names `ds_id` (enough for the run list)."""
+    import numpy as np
+    import torch
+    from sklearn.preprocessing import StandardScaler
+
+    from core.train import runs
+
+    cfg = {"dataset_id": ds_id, "model_name": "cnn1d", "model_config": {}, "data_config": {}, "train_config": {},
+           "class_names": ["down", "up"], "input_kind": "sequence", "feature_names": ["a"], "in_channels": 1,
+           "status": "completed", "created_at": "2024-01-01T00:00:00+00:00", "name": "on it"}
+    runs.save_run("20240101-000000-cnn1d-abcdef", cfg, pd.DataFrame({"epoch": [1]}), {"status": "completed"},
+                  {"w": torch.ones(1)}, StandardScaler().fit(np.ones((2, 1))), pd.DataFrame())
+
+
 def test_delete_needs_a_confirm(at):
     from core.data import store
 
     extra = store.save_candles(small_candles(50), "file", "ADA/USDT", "1h").id
+    _fake_run_on(extra)
     at.run()
     at.selectbox(key="ds_pick").select(extra).run()
     at.button(key="ds_delete").click().run()
     assert extra in dataset_ids()  # not yet
+    assert any("1 run was trained on it" in w.value for w in at.warning)  # what deleting it breaks
     at.button(key="ds_delete_cancel").click().run()
     assert extra in dataset_ids()
     at.button(key="ds_delete").click().run()
