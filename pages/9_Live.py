@@ -250,8 +250,11 @@ def _log_table(log) -> None:
                    "P(action) is the probability of the side traded (empty for flat); the strongest side says "
                    "how close a flat bar came to a trade. The CSV is the raw log (its `confidence` is P(action), "
                    "and P(no trade) for a flat bar).")
-        st.dataframe(vl.signal_table(log), hide_index=True, key="live_log_table",
-                     column_config={c: st.column_config.Column(help=h) for c, h in vl.SIGNAL_TABLE_HELP.items()})
+        columns = {c: st.column_config.NumberColumn(c, format="%.2f", width="small") for c in ("price", "stop",
+                                                                                              "target")}
+        columns.update({c: st.column_config.Column(help=h) for c, h in vl.SIGNAL_TABLE_HELP.items()})
+        columns["size"] = st.column_config.NumberColumn(help=vl.SIGNAL_TABLE_HELP["size"], format="percent")
+        st.dataframe(vl.signal_table(log), hide_index=True, key="live_log_table", column_config=columns)
         if len(log):
             st.download_button("Download CSV", log.to_csv(index=False).encode(), f"signals-{run_id}.csv",
                                "text/csv", key="live_log_csv")

@@ -370,6 +370,5 @@ def test_probability_bars_keep_the_threshold_readable():
     fig = probability_bars({"probabilities": {"down": 0.44, "flat": 0.07, "up": 0.50}}, threshold=0.6)
     (line,) = [s for s in fig.layout.shapes if s.y0 == 0.6]
     assert line.line.color not in ("#444", "black", "#000", "#000000")
-    (note,) = fig.layout.annotations
-    assert note.text == "threshold 0.60" and note.xanchor == "left"
-    assert fig.data[0].textposition == "inside"  # the values sit in their bars, under any threshold label
+    assert not fig.layout.annotations  # no label beside the line to print over a bar's value
+    assert fig.layout.title.text == "dashed: threshold 0.60" and fig.data[0].textposition == "outside"

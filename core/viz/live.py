@@ -93,13 +93,14 @@ def probability_bars(signal: Any, threshold: Optional[float] = None, height: int
     names = list(probs)
     fig = go.Figure(go.Bar(x=names, y=[probs[n] for n in names],
                            marker_color=[CLASS_COLORS.get(n, "#1f77b4") for n in names],
-                           text=[f"{probs[n]:.2f}" for n in names], textposition="inside",
-                           insidetextanchor="end"))
-    if threshold is not None:  # grey shows on the dark and the light theme; its label sits left, off the bars
-        fig.add_hline(y=threshold, line={"dash": "dash", "color": "#999"}, annotation_text=f"threshold {threshold:.2f}",
-                      annotation_position="top left", annotation_font_size=11)
-    fig.update_layout(height=height, yaxis={"range": [0, 1.1], "title": "probability"},
-                      margin={"l": 40, "r": 10, "t": 20, "b": 30}, showlegend=False)
+                           text=[f"{probs[n]:.2f}" for n in names], textposition="outside", cliponaxis=False))
+    if threshold is not None:  # grey shows on the dark and the light theme; the value is said in the title,
+        # not beside the line, where it printed over a bar's own value
+        fig.add_hline(y=threshold, line={"dash": "dash", "color": "#999"})
+    fig.update_layout(height=height, yaxis={"range": [0, 1.15], "title": "probability"},
+                      title={"text": f"dashed: threshold {threshold:.2f}" if threshold is not None else "",
+                             "font": {"size": 12}},
+                      margin={"l": 40, "r": 10, "t": 30 if threshold is not None else 20, "b": 30}, showlegend=False)
     return fig
 
 
