@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.common import page_setup, load_candles, show_error, session_id, set_active_dataset, refresh_datasets
-from ui.common import job_status, keep_settings
+from ui.common import job_status, keep_settings, sentence
 from ui.jobs import get_job, start_job
 
 from core.data import store, candles as cd
@@ -51,7 +51,7 @@ def _runs_on(ds_id: str) -> str:
 def _not_replaced(exc: store.DatasetExists) -> None:
     """Storing would silently replace a held dataset (and break the runs trained on it): say so and ask."""
     st.session_state.pop("import_report", None)  # the last import's success box would contradict this
-    st.warning(f"{str(exc)[:1].upper()}{str(exc)[1:]}.{_runs_on(exc.info.id)} Tick \"{REPLACE}\" to go on, "
+    st.warning(f"{sentence(str(exc))}.{_runs_on(exc.info.id)} Tick \"{REPLACE}\" to go on, "
                "or choose another symbol or timeframe. Nothing was changed.")
 
 

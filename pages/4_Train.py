@@ -8,7 +8,7 @@ from functools import partial
 import streamlit as st
 
 from ui.common import (distinct_labels, job_status, keep_settings, model_settings, page_setup, session_id,
-                       show_error, take_request)
+                       sentence, show_error, take_request)
 from ui.jobs import get_job, start_job
 
 dataset_id = page_setup("Train")
@@ -182,7 +182,7 @@ def live() -> None:
             st.session_state["train_view_run"] = job.result.run_id
         st.rerun(scope="app")  # refresh the run list and results once (and stop polling)
     if job.done and job.error:
-        st.error(job.error)
+        st.error(sentence(job.error))
     elif job.done and job.cancelled:
         st.warning("Stopped before the first epoch finished: nothing was saved.")
 

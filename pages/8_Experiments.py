@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import streamlit as st
 
-from ui.common import distinct_labels, keep_settings, page_setup, session_id, show_error
+from ui.common import distinct_labels, keep_settings, page_setup, sentence, session_id, show_error
 from ui.jobs import get_job, start_job
 
 dataset_id = page_setup("Experiments")
@@ -226,7 +226,7 @@ with tab_sweeps:
                 st.session_state["exp_sweep_pick"] = job.result.sweep_id
             st.rerun(scope="app")
         if job.done and job.error:
-            st.error(job.error)
+            st.error(sentence(job.error))
         elif job.done and job.result is not None:
             r = job.result
             (st.success if r.status == "completed" else st.warning)(

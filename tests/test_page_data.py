@@ -247,7 +247,7 @@ def test_failed_fetch_says_no_connection(at, monkeypatch):
         time.sleep(0.1)
     at.run()  # AppTest never fires run_every: rerun by hand to see the job's outcome
     assert not at.exception, at.exception
-    assert "no connection to Bybit: use the offline market or import a file" in errors(at)
+    assert "No connection to Bybit: use the offline market or import a file" in errors(at)
     assert not any("Traceback" in e.value for e in at.error)
 
 

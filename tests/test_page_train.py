@@ -126,7 +126,7 @@ def test_bad_settings_show_an_error_and_start_nothing(workspace):
     at.number_input(key="train_val_share").set_value(0.3).run()
     assert not at.exception, at.exception
     # said at once (not only after Start), and neither Start nor the walk-forward can be pressed
-    assert any("sum to at most 1" in e.value for e in at.error)
+    assert any("sum to at most 1; they are 0.9 + 0.3 + 0.15 = 1.35." in e.value for e in at.error)
     assert at.button(key="train_start").disabled and at.button(key="train_wf_start").disabled
     assert get_job(at.session_state["_session_id"], "train") is None
     # another preset resets the settings to its own values

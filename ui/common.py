@@ -182,13 +182,17 @@ def page_setup(title: str, icon: str = ":material/candlestick_chart:", layout: s
     return current
 
 
+def sentence(text: str) -> str:
+    """core words its messages as clauses ("no connection to Bybit: ..."): on a page they start a sentence."""
+    return text[:1].upper() + text[1:]
+
+
 def show_error(exc: BaseException) -> None:
     """A user-facing error as a sentence; bugs get an expander with the trace."""
     from core.errors import UserError
 
     if isinstance(exc, UserError):
-        msg = str(exc)  # core words its errors as clauses ("the file has no ..."): a sentence on the page
-        st.error(msg[:1].upper() + msg[1:])
+        st.error(sentence(str(exc)))
     else:
         st.error(f"Something went wrong: {type(exc).__name__}: {exc}")
         import traceback
@@ -214,7 +218,7 @@ def _job_panel(name: str, what: str, describe: Optional[Callable[[Any], str]],
             job.stop()
         return
     if job.error:
-        st.error(job.error)
+        st.error(sentence(job.error))
         if job.trace:  # a bug, not a UserError: the trace stays folded away
             with st.expander("Details"):
                 st.code(job.trace)

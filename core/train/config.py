@@ -123,7 +123,9 @@ class DataConfig:
         if self.horizon < 1:
             raise UserError("the horizon must be at least 1 bar")
         if min(self.train, self.val, self.test) <= 0 or self.train + self.val + self.test > 1.0 + 1e-9:
-            raise UserError("train/val/test shares must be positive and sum to at most 1")
+            raise UserError(f"the train, validation and test shares must be positive and sum to at most 1; "
+                            f"they are {self.train:g} + {self.val:g} + {self.test:g} = "
+                            f"{self.train + self.val + self.test:g}.")
         if self.max_rows is not None and self.max_rows < 1:
             raise UserError(f"data.max_rows must be empty (all rows) or a positive whole number, got {self.max_rows!r}")
         return self
