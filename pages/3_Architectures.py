@@ -126,9 +126,9 @@ if report is not None and dataset_ok and st.session_state.get("arch_erf_request"
     if res is not None:
         erf = res["erf"]
         with e1:
-            st.metric(f"Analytic bound ({unit})", f"{erf.analytic_rf:,}",
-                      help="what can reach the output: the receptive field for a model that reads its last "
-                           "step, the whole window for a model that pools over its last feature map")
+            st.metric(f"{'Whole window, head pools' if erf.whole_window else 'Analytic bound'} ({unit})",
+                      f"{erf.analytic_rf:,}", help=erf.rf_note or "what can reach the output: the receptive field "
+                      "of a model that reads its last step")
             st.metric(f"95 % of the gradient ({unit})", f"{erf.span:,}",
                       help="the shortest run of consecutive bars holding 95 % of the gradient mass")
             st.metric("95 % look-back from the last bar", f"{erf.lookback:,}")

@@ -207,11 +207,11 @@ with tabs[3]:
     try:
         erf = _erf(rid, n_win, sample.n_bars, model, prepared, cfg, ends)
         rows = sample.channel_names if kind != "chart_image" else None
-        st.plotly_chart(vi.receptive_field_figure(erf.profile, erf.span95, erf.channel_time, rows, erf.analytic_rf),
-                        width="stretch", key="insp_erf")
+        st.plotly_chart(vi.receptive_field_figure(erf.profile, erf.span95, erf.channel_time, rows, erf.analytic_rf,
+                                                  whole_window=erf.whole_window), width="stretch", key="insp_erf")
         st.caption(f"Averaged over {erf.n_windows} test windows: 95 % of the gradient mass lies in the last "
                    f"**{erf.span95}** of {len(erf.profile)} bars; centre of mass {erf.centre_lag:.1f} bars back"
-                   + (f"; analytic receptive field {erf.analytic_rf} bars" if erf.analytic_rf else "") + ".")
+                   + (f"; {erf.rf_note}" if erf.rf_note else "") + ".")
     except Exception as exc:  # noqa: BLE001
         show_error(exc)
 

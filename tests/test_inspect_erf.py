@@ -88,3 +88,18 @@ def test_grad_cam_skips_a_1x1_last_map_by_default():
     assert res.layer.startswith("layer3") and res.layer_cam.shape == (2, 2)
     assert res.cam.shape == (32, 32)
     assert grad_cam(model, x, layer="layer4.1.conv2").layer_cam.shape == (1, 1)  # asked for: given
+
+
+def test_a_pooled_cnn_reports_its_field_and_that_the_whole_window_reaches_the_output():
+    """cnn1d on 64 bars: each feature sees 36 bars, the head pools them, and the gradient reaches past 36."""
+    from core.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("cnn1d", 3, 3)
+    erf = run_receptive_field(model, _windows((3, 64), n=8), "sequence")
+    assert erf.analytic_rf == 36 and erf.whole_window
+    assert erf.profile[:-36].sum() > 0  # bars older than one feature's field do move the prediction
+    assert "36 bars per feature" in erf.rf_note and "all 64 bars of the window reach the output" in erf.rf_note
+    causal = run_receptive_field(create_model("wavenet", 3, 3, layers=4, channels=8, skip_channels=8, hidden=8),
+                                 _windows((3, 64), n=4), "sequence")
+    assert not causal.whole_window and causal.rf_note == "analytic receptive field 31 bars"

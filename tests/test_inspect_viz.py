@@ -119,3 +119,36 @@ def test_pooled_maps_are_bars_and_top_channels_keep_their_indices():
     fmap = np.random.default_rng(1).random((20, 6, 6))
     top = most_active_channels_figure("layer3", fmap, [(17, 0.9), (4, 0.8), (11, 0.7)])
     assert [a.text for a in top.layout.annotations] == ["ch 17", "ch 4", "ch 11"]
+
+
+def _share_tick_labels(axis) -> list[str]:
+    """The labels plotly writes on a linear share axis ("%"-formats agree between d3 and Python)."""
+    assert axis.tickmode == "linear"
+    lo, hi = axis.range
+    k = np.arange(np.ceil((lo - axis.tick0) / axis.dtick - 1e-9), np.floor((hi - axis.tick0) / axis.dtick + 1e-9) + 1)
+    return [format(axis.tick0 + i * axis.dtick, axis.tickformat) for i in k]
+
+
+@pytest.mark.parametrize("top_share", [0.021, 0.004, 0.0007, 0.3, 1.0])
+def test_receptive_field_share_ticks_are_distinct(top_share):
+    """'.0%' wrote 0.5 % steps as '0%, 1%, 1%, 2%'."""
+    from core.viz.inspect import receptive_field_figure
+
+    prof = np.full(64, top_share / 2)
+    prof[-1] = top_share
+    fig = receptive_field_figure(prof, 30, analytic_rf=36)
+    labels = _share_tick_labels(fig.layout.yaxis)
+    assert 3 <= len(labels) <= 7 and len(set(labels)) == len(labels), labels
+    assert fig.layout.yaxis.range[1] >= top_share  # the tallest bar is in view
+
+
+def test_a_pooled_model_says_the_whole_window_reaches_the_output():
+    from core.viz.inspect import receptive_field_figure
+
+    fig = receptive_field_figure(np.full(64, 1 / 64), 60, np.ones((3, 64)), list("abc"), analytic_rf=36,
+                                 whole_window=True)
+    texts = " ".join(a.text for a in fig.layout.annotations)
+    # the gradient reaching 60 bars back is explained: 36 is one feature's field, the head pools all 64 bars
+    assert "analytic RF 36 per feature" in texts and "all 64 bars reach the output" in texts
+    plain = receptive_field_figure(np.full(64, 1 / 64), 20, analytic_rf=36)
+    assert "reach the output" not in " ".join(a.text for a in plain.layout.annotations)

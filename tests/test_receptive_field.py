@@ -353,3 +353,25 @@ def test_cli_rf_json(capsys):
     assert "has no setting 'depth'" in capsys.readouterr().err
     assert main(["rf", "nope", "--json"]) == 2
     assert "no model 'nope'" in capsys.readouterr().err
+
+
+def test_pooled_model_field_and_bound_are_labelled_apart(real_prepared):
+    """Architectures showed 'Receptive field 36 bars' and 'Analytic bound 64' for one cnn1d, with the red
+    'analytic bound 64 bars' label printed over the bars."""
+    from core.inspect.receptive_field import dataset_effective_rf
+    from core.viz.architectures import erf_figure
+
+    res = dataset_effective_rf(real_prepared.candles, "cnn1d", {}, preset="dilated5", window=64, n_windows=8)
+    erf, rep = res["erf"], res["report"]
+    assert rep.receptive_field == 36 and rep.whole_window
+    assert erf.analytic_rf == 64 and erf.feature_rf == 36 and erf.whole_window  # bound = window, field = 36
+    assert "36 bars per feature" in erf.rf_note and "all 64 bars" in erf.rf_note
+    fig = erf_figure(erf, res["row_names"], erf.analytic_rf, "bars")
+    red = [a for a in fig.layout.annotations if a.font and a.font.color == "red"]
+    assert len(red) == 1 and "36 bars" in red[0].text and "64 bars" in red[0].text
+    # above the plot area (paper y >= 1, growing upwards), inside the figure's width: never over the data
+    assert red[0].yref == "paper" and red[0].y >= 1 and red[0].yanchor == "bottom" and red[0].yshift > 0
+    assert red[0].xref == "paper" and (red[0].x, red[0].xanchor) in ((0.0, "left"), (1.0, "right"))
+    assert fig.layout.margin.t >= 80
+    dashed = [s for s in fig.layout.shapes if s.line.dash == "dash"]
+    assert dashed and all(s.x0 == -(36 - 1) - 0.5 for s in dashed)  # the line marks one feature's field

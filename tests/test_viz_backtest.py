@@ -30,3 +30,25 @@ def test_return_axis_lets_plotly_pick_round_ticks():
     assert left.tickmode in (None, "auto") and left.tickvals is None
     assert [t.name for t in fig.data] == ["Sharpe", "total return %"] and fig.data[1].yaxis == "y2"
     np.testing.assert_allclose(fig.data[1].y, sweep["total_return"] * 100)  # in percent, as the axis says
+
+
+def test_monthly_heatmap_shows_only_the_months_the_span_covers():
+    from core.backtest.metrics import monthly_returns
+    from core.viz.backtest import monthly_heatmap
+
+    idx = pd.date_range("2025-12-26", periods=5 * 24, freq="h", tz="UTC")  # a 5-day span, all in December
+    equity = pd.Series(np.linspace(10_000, 10_150, len(idx)), idx)
+    fig = monthly_heatmap(monthly_returns(equity, 10_000))
+    assert list(fig.data[0].x) == ["Dec"] and list(fig.data[0].y) == ["2025"]
+    assert fig.data[0].text[0][0] == "+1.5"
+    # a span across a month end: both months, in calendar order
+    idx2 = pd.date_range("2025-01-29", periods=5 * 24, freq="h", tz="UTC")
+    fig2 = monthly_heatmap(monthly_returns(pd.Series(np.linspace(100, 101, len(idx2)), idx2), 100))
+    assert list(fig2.data[0].x) == ["Jan", "Feb"]
+    # a span of more than a year keeps every month as a column
+    idx3 = pd.date_range("2024-03-01", "2025-06-30", freq="D", tz="UTC")
+    fig3 = monthly_heatmap(monthly_returns(pd.Series(np.linspace(100, 130, len(idx3)), idx3), 100))
+    assert len(fig3.data[0].x) == 12 and list(fig3.data[0].y) == ["2024", "2025"]
+    assert np.isnan(fig3.data[0].z[0][0])  # Jan 2024 lies before the span: an empty cell, not a zero
+    # no trades yet: an empty table still draws
+    assert monthly_heatmap(monthly_returns(pd.Series(dtype=float), 100)).data[0].z.shape[0] == 0

@@ -54,3 +54,27 @@ def test_value_labels_sit_inside_the_bars_and_the_axis_has_headroom():
     neg = vx.metric_bars({"r": {"model": {"vs_baseline": -0.04, "accuracy": 0.5}}}, keys=("vs_baseline", "accuracy"))
     lo, hi = neg.layout.yaxis.range
     assert lo < -0.04 and hi > 0.5 and np.isfinite([lo, hi]).all()
+
+
+def test_sweep_ranking_value_is_readable_and_the_legend_clears_the_axis_title():
+    import pandas as pd
+
+    summary = pd.DataFrame({"group": ["model=cnn1d", "model=tcn"], "balanced_accuracy_mean": [0.389, 0.35],
+                            "balanced_accuracy_std": [0.039, 0.01]})
+    summary.attrs["ranked_on"] = "validation"
+    cells = pd.DataFrame({"group": ["model=cnn1d", "model=cnn1d", "model=tcn", "model=tcn"], "seed": [0, 1, 0, 1],
+                          "balanced_accuracy": [0.36, 0.417, 0.343, 0.357], "run_id": ["a", "b", "c", "d"],
+                          "best_baseline_balanced_accuracy": [0.47] * 4})
+    fig = vx.sweep_figure(summary, cells, "balanced_accuracy")
+    bar = fig.data[0]
+    # no text drawn on the bar, where the seed dots and the whisker sit; the value is on the tick label
+    assert bar.text is None and "0.389 ± 0.039" in bar.hovertemplate.replace("%{customdata}", bar.customdata[0])
+    ticks = dict(zip(fig.layout.yaxis.tickvals, fig.layout.yaxis.ticktext))
+    assert "0.389 ± 0.039" in ticks["model=cnn1d"] and "0.350 ± 0.010" in ticks["model=tcn"]
+    # the legend sits above the plot, clear of the x-axis title below it, and names the baseline line
+    assert fig.layout.legend.yanchor == "bottom" and fig.layout.legend.y >= 1.0
+    assert "best baseline (mean)" in [t.name for t in fig.data]
+    assert not fig.layout.annotations  # nothing written over the plot area
+    assert fig.layout.margin.t >= 80  # room for the title and the legend row above the plot
+    lo, hi = fig.layout.xaxis.range
+    assert lo <= 0 and hi > 0.47 and hi > 0.417 + 0.039  # the baseline line and the whiskers stay in view

@@ -41,3 +41,27 @@ def test_a_running_history_and_the_compare_curves_use_whole_epochs_too():
     cmp = curves_figure({"a": _history(2), "b": _history(3)})
     assert cmp.layout.xaxis.dtick == 1 and cmp.layout.xaxis2.dtick == 1
     assert epoch_ticks(0)["dtick"] == 1
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 30])
+def test_lr_preview_ticks_whole_epochs(epochs):
+    from core.viz.train import lr_schedule_figure
+
+    fig = lr_schedule_figure(epochs, warmup=0.5, lr=1e-3, min_lr=1e-5)
+    ticks = _tick_positions(fig.layout.xaxis, 0, epochs)  # the curve runs from epoch 0 to the last one
+    assert np.all(ticks == np.round(ticks)) and fig.layout.xaxis.tickformat == "d"
+    if epochs == 2:
+        assert list(ticks) == [0, 1, 2]  # not 0, 0.5, 1, 1.5, 2
+
+
+def test_walk_forward_title_fits_on_short_lines():
+    from core.viz.train import folds_figure
+
+    folds = [{"fold": i, "test_start": f"2025-0{i + 1}-01", "n_test": 100, "status": "done",
+              "metrics": {"accuracy": 0.5}, "baselines": {"majority": {"accuracy": 0.45}}} for i in range(3)]
+    fig = folds_figure(folds)
+    lines = fig.layout.title.text.replace("<sup>", "").replace("</sup>", "").split("<br>")
+    # one 70-character line was cut at the page's width: each line stays short, and the whole message stays
+    assert len(lines) >= 2 and all(len(l) <= 45 for l in lines), lines
+    assert "later folds train on more history" in fig.layout.title.text
+    assert fig.layout.margin.t >= 60  # room for the two title lines

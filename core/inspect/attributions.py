@@ -225,6 +225,14 @@ class GradientRF:
     centre_lag: float         # mass-weighted distance of the gradient from the last step, in steps
     n_windows: int
     analytic_rf: int | None = None  # the analytic receptive field in the same steps (bars), when known
+    whole_window: bool = False      # the head pools or flattens its last map: every bar reaches the output
+
+    @property
+    def rf_note(self) -> str | None:
+        """The analytic field in words, with the window when the head pools (see receptive_field.rf_note)."""
+        from core.inspect.receptive_field import rf_note
+
+        return rf_note(self.analytic_rf, self.whole_window, len(self.profile))
 
 
 def run_receptive_field(model: nn.Module, windows: torch.Tensor | np.ndarray, input_kind: str,
@@ -241,15 +249,15 @@ def run_receptive_field(model: nn.Module, windows: torch.Tensor | np.ndarray, in
     total = prof.sum()
     prof = prof / total if total > 0 else np.full_like(prof, 1.0 / len(prof))
     span = min(rfm.lookback_span(prof, 0.95), len(prof))
-    analytic = None
+    analytic, whole = None, False
     try:
         axis = rfm.TIME_AXIS.get(input_kind, 0)
         example = torch.as_tensor(x[:1])
         rep = rfm.receptive_field(model, int(example.shape[2 + axis]), axis=axis, example=example)
-        analytic = int(rep.receptive_field)
+        analytic, whole = int(rep.receptive_field), bool(rep.whole_window)
         if input_kind == "chart_image" and n_bars:
             analytic = int(np.ceil(analytic * n_bars / example.shape[-1]))
     except Exception:  # noqa: BLE001 - the analytic bound is extra information; the gradient map stands alone
-        analytic = None
+        analytic, whole = None, False
     lags = np.arange(len(prof))[::-1]
-    return GradientRF(prof, grid, span, float((prof * lags).sum()), int(len(x)), analytic)
+    return GradientRF(prof, grid, span, float((prof * lags).sum()), int(len(x)), analytic, whole)

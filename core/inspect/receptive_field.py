@@ -479,7 +479,15 @@ class EffectiveRF:
     mass: float
     n_windows: int
     target: str
-    analytic_rf: Optional[int] = None
+    analytic_rf: Optional[int] = None  # the analytic bound on what reaches the output (see dataset_effective_rf)
+    feature_rf: Optional[int] = None   # the receptive field of one feature of the last map (the layer walk's)
+    whole_window: bool = False         # the head pools or flattens: the whole window reaches the output
+
+    @property
+    def rf_note(self) -> Optional[str]:
+        """One sentence that says which analytic number is which (None when neither is known)."""
+        return rf_note(self.feature_rf if self.feature_rf is not None else self.analytic_rf, self.whole_window,
+                       len(self.time_profile))
 
     @property
     def utilisation(self) -> Optional[float]:
@@ -491,8 +499,23 @@ class EffectiveRF:
     def to_dict(self) -> dict[str, Any]:
         return {"span": self.span, "span_start": self.span_start, "span_end": self.span_end,
                 "lookback": self.lookback, "mass": self.mass, "n_windows": self.n_windows,
-                "target": self.target, "analytic_rf": self.analytic_rf, "utilisation": self.utilisation,
+                "target": self.target, "analytic_rf": self.analytic_rf, "feature_rf": self.feature_rf,
+                "whole_window": self.whole_window, "utilisation": self.utilisation,
                 "time_profile": self.time_profile.tolist()}
+
+
+def rf_note(feature_rf: Optional[int], whole_window: bool, window: int, unit: str = "bars") -> Optional[str]:
+    """The analytic receptive field in words. A model whose head pools (or flattens) its last feature map has
+    two numbers: the field of one feature (`feature_rf`) and the whole window, which all reaches the output
+    through the pooling. Say both, so a gradient reaching further back than the field is not a surprise."""
+    if feature_rf is None:
+        return None
+    if whole_window and feature_rf < window:
+        return (f"analytic receptive field {feature_rf} {unit} per feature of the last layer; the head pools "
+                f"them, so all {window} {unit} of the window reach the output")
+    if feature_rf > window:
+        return f"analytic receptive field {feature_rf} {unit}, longer than the {window}-{unit[:-1]} window"
+    return f"analytic receptive field {feature_rf} {unit}"
 
 
 def shortest_span(profile: np.ndarray, mass: float = 0.95) -> tuple[int, int]:
@@ -736,6 +759,7 @@ def dataset_effective_rf(candles: Any, name: str, config: Optional[dict] = None,
     # that pools or flattens over its last feature map.
     bound = report.input_length if report.whole_window else report.receptive_field
     erf = effective_receptive_field(model, windows, input_kind=kind, analytic_rf=bound)
+    erf.feature_rf, erf.whole_window = int(report.receptive_field), bool(report.whole_window)
     contributions = None
     if skip_blocks(model):
         contributions = dilation_contributions(model, windows, rf_report=report)

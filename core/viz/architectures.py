@@ -85,17 +85,31 @@ def erf_figure(erf: EffectiveRF, row_names: Optional[Sequence[str]] = None,
         fig.add_vrect(x0=lo - 0.5, x1=hi + 0.5, fillcolor="orange", opacity=0.12, line_width=0, row=r, col=1)
     fig.add_annotation(x=(lo + hi) / 2, y=1.0, yref="paper", showarrow=False, yanchor="bottom",
                        text=f"{int(erf.mass * 100)} % of the gradient: {erf.span} {unit}")
+    # Which analytic number to draw: the field of one feature when the head pools the whole window (the bound
+    # is then the window itself, its left edge), else the bound passed in / stored.
     rf = analytic_rf if analytic_rf is not None else erf.analytic_rf
+    pooled = bool(getattr(erf, "whole_window", False)) and getattr(erf, "feature_rf", None) is not None \
+        and erf.feature_rf < T
+    if pooled:
+        rf = int(erf.feature_rf)
+        label = f"dashed: each feature sees {rf} {unit}; the head pools all {T} {unit}"
+    else:
+        label = f"dashed: analytic bound {rf} {unit}"
     if rf is not None and rf <= T:
         for r in (1, 2):
             fig.add_vline(x=-(rf - 1) - 0.5, line_dash="dash", line_color="red", row=r, col=1)
-        fig.add_annotation(x=-(rf - 1), y=0.0, yref="paper", showarrow=False, xanchor="left", yanchor="bottom",
-                           text=f"analytic bound {rf} {unit}", font=dict(color="red"))
+        # above the plot, on a line of its own over the 95 % label: never over the bars or the heatmap; it
+        # starts at the plot's edge on the dashed line's side, so a long label stays inside the figure
+        frac = (T - rf) / max(T - 1, 1)
+        fig.add_annotation(x=0.0 if frac <= 0.5 else 1.0, xref="paper", y=1.0, yref="paper", yshift=20,
+                           showarrow=False, xanchor="left" if frac <= 0.5 else "right", yanchor="bottom",
+                           text=label, font=dict(color="red", size=11))
     fig.update_xaxes(title=f"{unit} before the last one", row=2, col=1)
     fig.update_yaxes(title="share", row=2, col=1)
     fig.update_layout(showlegend=False)
-    return _layout(fig, f"Effective receptive field ({erf.n_windows} windows, {erf.target})",
-                   max(420, 14 * n_rows + 260))
+    _layout(fig, f"Effective receptive field ({erf.n_windows} windows, {erf.target})", max(420, 14 * n_rows + 260))
+    fig.update_layout(margin_t=95)  # the title, then the analytic label, then the 95 % label above the plot
+    return fig
 
 
 def dilation_figure(contributions: Iterable[Any], timeframe: Optional[str] = None) -> go.Figure:

@@ -81,16 +81,23 @@ def trades_figure(candles: pd.DataFrame, trades: pd.DataFrame, max_points: int =
 
 
 def monthly_heatmap(table: pd.DataFrame, title: str = "Monthly returns (%)") -> go.Figure:
-    """Year x month table of returns (fractions) as a red-green heatmap with the values written in."""
-    z = table.to_numpy(dtype=np.float64) * 100 if len(table) else np.zeros((0, 12))
+    """Year x month table of returns (fractions) as a red-green heatmap with the values written in. Only the
+    months that hold a return in some year get a column: a span of a few days shows its month, not eleven
+    empty ones; a span of a year or more keeps all twelve."""
+    table = table if table is not None else pd.DataFrame(columns=range(1, 13), dtype=float)
+    if len(table):
+        keep = [c for c in table.columns if table[c].notna().any()]
+        table = table[keep] if keep else table
+    names = [MONTHS[int(c) - 1] if str(c).isdigit() and 1 <= int(c) <= 12 else str(c) for c in table.columns]
+    z = table.to_numpy(dtype=np.float64) * 100 if len(table) else np.zeros((0, len(names)))
     text = np.where(np.isnan(z), "", np.vectorize(lambda v: f"{v:+.1f}")(np.nan_to_num(z))) if z.size else z
     lim = float(np.nanmax(np.abs(z))) if z.size and np.isfinite(z).any() else 1.0
-    fig = go.Figure(go.Heatmap(z=z, x=MONTHS, y=[str(y) for y in table.index], colorscale="RdYlGn", zmid=0,
+    fig = go.Figure(go.Heatmap(z=z, x=names, y=[str(y) for y in table.index], colorscale="RdYlGn", zmid=0,
                                zmin=-lim, zmax=lim, text=text, texttemplate="%{text}",
                                hovertemplate="%{y} %{x}: %{z:+.2f} %<extra></extra>",
                                colorbar=dict(title="%")))
     fig.update_layout(height=max(220, 60 * len(table) + 120), title=title, margin=dict(l=10, r=10, t=40, b=10),
-                      yaxis=dict(type="category", autorange="reversed"))
+                      yaxis=dict(type="category", autorange="reversed"), xaxis=dict(type="category"))
     return fig
 
 

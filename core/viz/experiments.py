@@ -132,10 +132,13 @@ def sweep_figure(summary: pd.DataFrame, cells: pd.DataFrame, rank_by: str,
         return fig
     order = list(summary["group"])[::-1]
     mean, std = summary[f"{rank_by}_mean"], summary[f"{rank_by}_std"].fillna(0.0)
+    values = {g: f"{m:.3f} ± {s:.3f}" for g, m, s in zip(summary["group"], mean, std)}
+    # The value goes on the group's tick label, not on the bar: text on the bar sat under the seed dots and
+    # the whisker, which cluster around the bar's end.
     fig.add_trace(go.Bar(y=summary["group"], x=mean, orientation="h", name="mean across seeds",
                          error_x={"type": "data", "array": std, "visible": True, "color": "#888888"},
-                         marker_color="#9ecae1",
-                         text=[f"{m:.3f} ± {s:.3f}" for m, s in zip(mean, std)], textposition="inside"))
+                         marker_color="#9ecae1", customdata=[values[g] for g in summary["group"]],
+                         hovertemplate="%{y}: %{customdata}<extra></extra>"))
     done = cells[cells["run_id"].notna()] if "run_id" in cells else cells
     if rank_by in done:
         fig.add_trace(go.Scatter(y=done["group"], x=done[rank_by], mode="markers", name="one seed",
@@ -144,14 +147,27 @@ def sweep_figure(summary: pd.DataFrame, cells: pd.DataFrame, rank_by: str,
                                  hovertemplate="%{text}: %{x:.4f}<extra></extra>"))
     base_col = f"best_baseline_{rank_by}"
     if base_col in done and done[base_col].notna().any():
-        fig.add_vline(x=float(done[base_col].mean()), line={"dash": "dot", "color": BASELINE_COLOR},
-                      annotation_text="best baseline (mean)", annotation_position="top")
+        # named in the legend (above the plot) rather than by an annotation that the legend would cover
+        fig.add_vline(x=float(done[base_col].mean()), line={"dash": "dot", "color": BASELINE_COLOR})
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="best baseline (mean)",
+                                 line={"dash": "dot", "color": BASELINE_COLOR}, hoverinfo="skip"))
+    # the x range holds the whiskers, the seeds and the baseline line with a margin (a line is not autoranged)
+    right = [float(v) for v in list(mean + std) + list(done[rank_by] if rank_by in done else [])
+             + list(done[base_col] if base_col in done else []) if v is not None and np.isfinite(v)]
+    left = [float(v) for v in list(mean - std) + list(done[rank_by] if rank_by in done else [])
+            if v is not None and np.isfinite(v)]
+    if right:
+        lo, hi = min([0.0] + left), max([0.0] + right)
+        pad = 0.05 * ((hi - lo) or 1.0)
+        fig.update_xaxes(range=[lo - (pad if lo < 0 else 0.0), hi + pad])
     label = METRIC_LABELS.get(rank_by, rank_by)
-    fig.update_yaxes(categoryorder="array", categoryarray=order)
-    fig.update_layout(height=max(260, 70 + 45 * len(summary)), xaxis_title=f"{label} (test split)",
-                      title=title or (f"ranked by {summary.attrs.get('ranked_on', 'test')} {label}; "
-                                      f"bars: test {label}, mean ± std across seeds, dots = seeds"),
-                      margin={"l": 20, "r": 20, "t": 60, "b": 40}, legend={"orientation": "h", "y": -0.2})
+    fig.update_yaxes(categoryorder="array", categoryarray=order, tickmode="array", tickvals=order,
+                     ticktext=[f"{g}<br>{values[g]}" for g in order])
+    fig.update_layout(height=max(280, 130 + 45 * len(summary)), xaxis_title=f"{label} (test split)",
+                      title=title or (f"ranked by {summary.attrs.get('ranked_on', 'test')} {label}<br>"
+                                      f"<sup>bars: test {label}, mean ± std across seeds; dots = seeds</sup>"),
+                      margin={"l": 20, "r": 20, "t": 95, "b": 50},
+                      legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"})
     return fig
 
 

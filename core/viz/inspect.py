@@ -186,17 +186,23 @@ def test_set_figure(close: pd.Series, predictions: pd.DataFrame | None = None, c
 
 def receptive_field_figure(profile: np.ndarray, span95: int, channel_time: np.ndarray | None = None,
                            channel_names: Sequence[str] | None = None, analytic_rf: int | None = None,
-                           title: str | None = "effective receptive field") -> go.Figure:
+                           title: str | None = "effective receptive field", whole_window: bool = False) -> go.Figure:
     """Share of the gradient mass per step back from the last bar (0 = the last bar); the 95 % span shaded;
-    the analytic receptive field (when known) as a dashed line; a channels x time heatmap beneath."""
+    the analytic receptive field (when known) as a dashed line; a channels x time heatmap beneath.
+    `whole_window`: the model's head pools its last feature map, so every bar of the window reaches the
+    output although one feature sees only `analytic_rf` bars; the chart says so above the bars."""
     prof = np.asarray(profile, dtype=np.float64)
+    pooled_note = bool(whole_window) and analytic_rf is not None and analytic_rf < len(prof)
     lags = np.arange(len(prof))[::-1]  # step i of the window lies lags[i] bars before the last one
     rows = 2 if channel_time is not None else 1
     n_rows = int(np.shape(channel_time)[0]) if channel_time is not None else 0
     heat_px = max(200, 14 * n_rows)  # room for every row label
     fig = make_subplots(rows=rows, cols=1, vertical_spacing=0.2 if rows == 2 else 0.1,
                         row_heights=[220, heat_px][:rows],
-                        subplot_titles=["gradient mass by bars back from the last bar",
+                        subplot_titles=["gradient mass by bars back from the last bar"
+                                        + (f"<br><sup>the head pools the last layer: all {len(prof)} bars reach "
+                                           f"the output, each feature sees {analytic_rf}</sup>" if pooled_note
+                                           else ""),
                                         "mean |gradient| per input row and time step"][:rows])
     fig.add_trace(go.Bar(x=lags, y=prof, marker_color="#4c78a8", name="share",
                          hovertemplate="%{x} bars back: %{y:.2%}<extra></extra>"), row=1, col=1)
@@ -214,9 +220,10 @@ def receptive_field_figure(profile: np.ndarray, span95: int, channel_time: np.nd
                            yanchor="top", showarrow=False, row=1, col=1)
     elif analytic_rf is not None:
         fig.add_vline(x=analytic_rf - 0.5, line_dash="dash", line_color="#888", row=1, col=1,
-                      annotation_text=f"analytic RF {analytic_rf}", annotation_position="top right")
+                      annotation_text=f"analytic RF {analytic_rf}" + (" per feature" if pooled_note else ""),
+                      annotation_position="top right")
     fig.update_xaxes(title_text="bars back", range=[len(prof) - 0.5, -0.5], row=1, col=1)
-    fig.update_yaxes(tickformat=".0%", row=1, col=1)
+    fig.update_yaxes(**share_ticks(float(prof.max()) if prof.size else 0.0), row=1, col=1)
     if channel_time is not None:
         ct = np.asarray(channel_time, dtype=np.float64)
         names = list(channel_names) if channel_names is not None and len(channel_names) == ct.shape[0] else None
@@ -225,4 +232,21 @@ def receptive_field_figure(profile: np.ndarray, span95: int, channel_time: np.nd
         _every_row_label(fig, names, row=2, col=1)
         fig.update_xaxes(title_text="input step or pixel column (left = oldest)", row=2, col=1)
     fig.update_layout(showlegend=False)
-    return _layout(fig, title, 340 + heat_px + 60 if rows == 2 else 320)
+    _layout(fig, title, (340 + heat_px + 60 if rows == 2 else 320) + (40 if pooled_note else 0))
+    if pooled_note:  # room for the second line of the top chart's title under the figure's title
+        fig.update_layout(margin_t=fig.layout.margin.t + 40)
+    return fig
+
+
+def share_ticks(top: float, n: int = 4) -> dict:
+    """y-axis settings for shares in [0, top]: a round step (1, 2, 2.5 or 5 x 10^k) giving about `n` ticks,
+    written with as many decimals as the step needs. ".0%" wrote 0.5 % steps as "0%, 1%, 1%, 2%"."""
+    top = top if np.isfinite(top) and top > 0 else 1.0
+    raw = top * 1.05 / n
+    k = int(np.floor(np.log10(raw)))
+    step = next(d * 10.0 ** k for d in (1, 2, 2.5, 5, 10) if d * 10.0 ** k >= raw)
+    decimals = 0
+    while decimals < 6 and abs(round(step * 100, decimals) - step * 100) > 1e-9 * max(1.0, step * 100):
+        decimals += 1
+    return {"tickmode": "linear", "tick0": 0.0, "dtick": step, "tickformat": f".{decimals}%",
+            "range": [0, top * 1.2]}  # headroom for the labels at the top

@@ -149,6 +149,7 @@ def lr_schedule_figure(epochs: int, warmup: float, lr: float, min_lr: float, ste
     fig.update_layout(height=230, margin={"l": 50, "r": 20, "t": 40, "b": 40},
                       title=title or f"learning rate: {float(warmup):g} warm-up epoch(s), cosine to {float(min_lr):.0e}",
                       xaxis_title="epoch", yaxis={"tickformat": ".1e"}, showlegend=False)
+    fig.update_xaxes(range=[0, max(1, int(epochs))], **epoch_ticks(int(epochs)))  # no "epoch 0.5" ticks
     return fig
 
 
@@ -166,8 +167,9 @@ def folds_figure(folds: Sequence[dict[str, Any]], metric: str = "accuracy") -> g
         fig.add_trace(go.Bar(name=b, x=x, y=[(f.get("baselines") or {}).get(b, {}).get(metric) for f in folds],
                              marker_color=BASE_COLORS.get(b, "#bcbd22"),
                              hovertemplate=f"{b} {label} %{{y:.3f}}<extra></extra>"))
-    fig.update_layout(barmode="group", height=340, margin={"l": 40, "r": 20, "t": 40, "b": 40},
-                      title=f"{label} on each fold's test block (later folds train on more history)",
+    # two short lines: one long line was cut at the page's width ("... train on more histor")
+    fig.update_layout(barmode="group", height=360, margin={"l": 40, "r": 20, "t": 70, "b": 40},
+                      title=f"{label} on each fold's test block<br><sup>later folds train on more history</sup>",
                       legend={"orientation": "h", "y": -0.25})
     return fig
 
