@@ -28,7 +28,7 @@ st.caption("How far back each model looks: the receptive field walked layer by l
 
 @st.cache_data(show_spinner="Building the model and walking its layers...", max_entries=64)
 def _analyse(name: str, config_json: str, window: int, n_features: int):
-    return registry_analysis(name, window, n_features, latency_runs=3, **json.loads(config_json))
+    return registry_analysis(name, window, n_features, latency_runs=5, **json.loads(config_json))
 
 
 @st.cache_data(show_spinner="Back-propagating through real windows of the active dataset...", max_entries=8)
@@ -88,7 +88,8 @@ if report is not None:
     m3.metric("Parameters", f"{summary.params:,}")
     m4.metric("MACs per sample", f"{summary.macs:,}")
     m5.metric("CPU latency", f"{summary.latency_ms:.2f} ms" if summary.latency_ms is not None else "—",
-              help="median of 3 single-window forward passes on this machine's CPU (after a warm-up pass)")
+              help="fastest of 5 single-window forward passes on this machine's CPU, after warm-up (busy cores "
+                   "only add time)")
     advice = window_advice(report, timeframe)
     if advice is not None:
         (st.warning if advice[0] == "warning" else st.info)(advice[1])
@@ -167,4 +168,4 @@ for other in compare:
 if rows:
     st.dataframe(va.comparison_frame(rows, timeframe), hide_index=True, key="arch_compare_table")
     st.caption("Chart models are compared in pixels on a square image of the window's size; latency is the "
-               "median of 3 single-window CPU forward passes.")
+               "fastest of 5 single-window CPU forward passes.")

@@ -83,3 +83,23 @@ def test_weight_normed_convolutions_are_counted_per_layer():
 def test_unknown_model_is_a_sentence():
     with pytest.raises(UserError, match="no model"):
         registry_summary("resnet1000", 64)
+
+
+def test_latency_is_the_fastest_pass_not_a_busy_one():
+    """Busy cores only add time: one slow pass (another job on the machine) must not become the figure."""
+    import time
+
+    from torch import nn
+
+    from core.inspect.summary import measure_latency
+
+    class Sometimes(nn.Module):
+        calls = 0
+
+        def forward(self, x):
+            Sometimes.calls += 1
+            time.sleep(0.2 if Sometimes.calls in (3, 4) else 0.001)  # two of the timed passes are slowed down
+            return x
+
+    ms = measure_latency(Sometimes(), torch.zeros(1), runs=3, warmup=1)
+    assert 1.0 <= ms < 100.0

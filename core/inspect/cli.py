@@ -23,7 +23,7 @@ def register(sub: Any) -> None:
                    help="input features (sequence channels; indicator-image columns; order-book price "
                         "levels), default 15")
     p.add_argument("--classes", type=int, default=3, help="number of classes (default 3)")
-    p.add_argument("--latency", action="store_true", help="also time one window on the CPU (median of 10)")
+    p.add_argument("--latency", action="store_true", help="also time one window on the CPU (fastest of 10)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_rf)
 
