@@ -190,8 +190,8 @@ def live() -> None:
 # poll only while a job runs: an idle page must not rerun every second
 st.fragment(run_every="1s" if job is not None and not job.done else None, key="train_live_fragment")(live)()
 
-with st.expander("Walk-forward evaluation: the same settings on k folds, out of sample across the test span",
-                 expanded=wf_running):
+with st.expander("Walk-forward evaluation: the same settings on k folds, out of sample over the later part of "
+                 "the data", expanded=wf_running):
     st.caption("Each fold trains a fresh model on the bars before its test block (expanding window, purged), "
                "with the feature scaler and the baselines fitted on that fold's training rows; the test blocks "
                "follow one another, so together they are one out-of-sample series. One split can be lucky; "
