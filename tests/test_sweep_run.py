@@ -218,13 +218,10 @@ def test_dask_backend_on_a_separate_scheduler_and_workers(market, tmp_path):
         res = runner.run_sweep({**TINY, "name": "remote dask", "grid": {"seed": [0, 1]}}, jobs=2,
                                backend="dask", address=address)
     finally:
+        from tests.browser.conftest import stop_process
+
         for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            stop_process(p, 20)
     assert res.status == "completed", res.cells
     for c in res.cells:
         run = registry.load_run(c["run_id"])
@@ -276,7 +273,7 @@ def test_ray_backend_on_a_cluster_started_with_ray_start(short_market, tmp_path)
     import time
     from pathlib import Path
 
-    from tests.browser.conftest import free_port
+    from tests.browser.conftest import free_port, stop_process
 
     root = Path(__file__).resolve().parents[1]
     port = free_port()
@@ -307,11 +304,7 @@ def test_ray_backend_on_a_cluster_started_with_ray_start(short_market, tmp_path)
                              cwd=root, env=dict(env, CNN_LAB_WORKSPACE=str(short_market)), capture_output=True,
                              text=True, timeout=240)
     finally:
-        head.terminate()
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            head.kill()
+        stop_process(head, 60)  # `ray start --block` stops its cluster on SIGTERM
         shutil.rmtree(head_temp, ignore_errors=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert token not in out.stdout + out.stderr  # the secret is never printed

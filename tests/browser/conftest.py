@@ -85,12 +85,17 @@ def app_server(workspace: Path, log: Path, timeout_s: float = SERVER_START_TIMEO
     try:
         yield url, wait_healthy(url, proc, timeout_s, log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
+
+
+def stop_process(proc: subprocess.Popen, timeout_s: float = 10) -> None:
+    """Ask a server process to stop (SIGTERM: it cleans up), and kill it if it has not within `timeout_s`."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture(scope="session")
