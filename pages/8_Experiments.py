@@ -258,7 +258,11 @@ with tab_sweeps:
                        f"than 2 standard errors of the difference (else it is noise).")
             (st.caption if summ.attrs.get("ranked_on") == "validation" else st.warning)(
                 runner.ranking_note(summ, rank_by))
-            st.dataframe(summ[runner.summary_columns(summ, rank_by)], hide_index=True, key="exp_sweep_summary")
+            st.dataframe(summ[runner.summary_columns(summ, rank_by)], hide_index=True, key="exp_sweep_summary",
+                         column_config={"vs_baseline_mean": st.column_config.NumberColumn(
+                             "CNN - best baseline (accuracy, mean)", format="%+.3f",
+                             help="test accuracy of the CNN minus the best baseline's on the same split, "
+                                  "averaged over the seeds (0.010 = 1 point)")})
             st.plotly_chart(vx.sweep_figure(summ, cells_df, rank_by), width="stretch", key="exp_sweep_fig")
             with st.expander("All cells"):
                 st.dataframe(cells_df, hide_index=True, key="exp_sweep_table")
