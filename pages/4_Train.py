@@ -7,8 +7,8 @@ from functools import partial
 
 import streamlit as st
 
-from ui.common import (distinct_labels, job_status, keep_settings, model_settings, page_setup, session_id,
-                       sentence, show_error, take_request)
+from ui.common import (job_status, keep_settings, model_settings, page_setup, pick_saved, sentence, session_id,
+                       show_error)
 from ui.jobs import get_job, start_job
 
 dataset_id = page_setup("Train")
@@ -17,7 +17,7 @@ sid = session_id()
 from core.features import LABEL_KINDS, PRESETS as FEATURE_PRESETS
 from core.models import get_spec, list_models
 from core.train import runs as registry
-from core.data.orderbook import list_order_books
+from core.data.orderbook import book_id_for, list_order_books
 from core.device import best_device
 from core.errors import UserError
 from core.train.config import PRESETS, preset, preset_model
@@ -96,7 +96,7 @@ with st.expander(f"Model settings: {model_name}", expanded=False):
         if not books:
             st.info("This model reads order-book snapshots: make or record a book on the Data page first.")
         else:
-            own = f"{dataset_id}-book"
+            own = book_id_for(dataset_id)
             d.encoding = {"book_id": st.selectbox("Order book", books, key="train_book",
                                                   index=books.index(own) if own in books else 0)}
 
@@ -111,13 +111,12 @@ with st.expander("Training settings", expanded=False):
     t.max_train_samples = mts or None
     t.loss = b.selectbox("Loss", ["ce", "focal"], index=["ce", "focal"].index(t.loss), key="train_loss")
     t.label_smoothing = float(b.number_input("Label smoothing", 0.0, 0.5, t.label_smoothing, key="train_ls"))
-    cw_opts = ["none", "balanced"] + (["preset"] if isinstance(t.class_weights, list) else [])
-    cw = b.selectbox("Class weights", cw_opts, key="train_cw",
-                     index=2 if isinstance(t.class_weights, list) else (1 if t.class_weights else 0),
-                     format_func=lambda o: f"preset {t.class_weights}" if o == "preset" else o)
-    t.class_weights = None if cw == "none" else ("balanced" if cw == "balanced" else t.class_weights)
-    if not c.checkbox("Augment (noise, scaling, warp, slicing)", bool(t.noise_std or t.time_warp), key="train_aug"):
-        t.noise_std, t.scale_min, t.scale_max, t.time_warp, t.window_slice = 0.0, 1.0, 1.0, 0.0, 0.0
+    cw_opts = t.class_weight_choices()
+    t.choose_class_weights(b.selectbox("Class weights", cw_opts, key="train_cw",
+                                       index=cw_opts.index(t.class_weight_choice()),
+                                       format_func=lambda o: f"preset {t.class_weights}" if o == "preset" else o))
+    if not c.checkbox("Augment (noise, scaling, warp, slicing)", t.augments, key="train_aug"):
+        t.without_augmentation()
     t.seed = int(c.number_input("Seed", 0, 2**31 - 1, t.seed, key="train_seed"))
     t.baselines = c.multiselect("Baselines", ["majority", "logistic", "mlp"], t.baselines, key="train_baselines")
 
@@ -230,10 +229,8 @@ def run_results() -> None:
     if table.empty:
         st.info("No runs yet: start one above (the quick preset takes under a minute on 2 CPU cores).")
         return
-    ids = table["run_id"].tolist()
-    take_request("train_view_run", "train_run_pick", ids)
-    labels = distinct_labels(dict(zip(table["run_id"], table["name"] + " · " + table["status"].astype(str))))
-    rid = st.selectbox("Run", ids, key="train_run_pick", format_func=lambda r: labels.get(r, r))
+    rid = pick_saved("Run", dict(zip(table["run_id"], table["name"] + " · " + table["status"].astype(str))),
+                     "train_run_pick", "train_view_run")
     try:
         run = registry.load_run(rid)
     except Exception as exc:  # noqa: BLE001
@@ -273,12 +270,10 @@ def walk_forward_results() -> None:
     if not docs:
         st.caption("None yet: run one from the expander above (or `python -m core train --folds K`).")
         return
-    ids = [doc["wf_id"] for doc in docs]
-    take_request("train_view_wf", "train_wf_pick", ids)
-    labels = distinct_labels({doc["wf_id"]: vt.walk_forward_label(doc) for doc in docs})
     if len(docs) > 1:
         st.dataframe(vt.walk_forwards_table(docs), hide_index=True, key="train_wf_all")
-    wid = st.selectbox("Evaluation", ids, key="train_wf_pick", format_func=lambda i: labels.get(i, i))
+    wid = pick_saved("Evaluation", {doc["wf_id"]: vt.walk_forward_label(doc) for doc in docs}, "train_wf_pick",
+                     "train_view_wf")
     try:
         res = wfe.load_walk_forward(wid)
     except Exception as exc:  # noqa: BLE001

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import streamlit as st
 
-from ui.common import distinct_labels, keep_settings, page_setup, sentence, session_id, show_error
+from ui.common import distinct_labels, keep_settings, page_setup, pick_saved, sentence, session_id, show_error
 from ui.jobs import get_job, start_job
 
 dataset_id = page_setup("Experiments")
@@ -19,28 +19,12 @@ _keep = keep_settings("exp_kept_settings", (
 sid = session_id()
 
 from core.sweep import compare, runner
-from core.sweep.grid import RANK_METRICS, expand_grid, load_grid
+from core.sweep.grid import RANK_METRICS, default_grid_text, grid_preview
 from core.train import runs as registry
 from core.train.archive import export_run_zip, import_run_zip
 from core.viz import experiments as vx
 
 SWEEP_JOB = "sweep"
-DEFAULT_GRID = f"""name: quick-models
-preset: quick
-dataset: {dataset_id}
-data: {{max_rows: 4000, window: 32}}
-train: {{epochs: 3, n_boot: 200}}
-rank_by: balanced_accuracy
-grid:
-  model: [cnn1d, tcn]
-  seed: [0, 1, 2]
-"""
-
-
-
-def _stamp(run_id: str) -> float:
-    p = registry.run_path(run_id) / "model.pt"
-    return p.stat().st_mtime if p.exists() else 0.0
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -70,14 +54,10 @@ with tab_runs:
         datasets = f3.multiselect("Datasets", sorted(table["dataset"].dropna().unique()), key="exp_datasets")
         statuses = f4.multiselect("Status", sorted(table["status"].dropna().unique()), key="exp_status")
         s1, s2 = st.columns([3, 1])
-        sort_cols = ["created_at", "balanced_accuracy", "accuracy", "macro_f1", "roc_auc", "log_loss",
-                     "vs_baseline", "bt_return", "bt_sharpe", "name", "model", "dataset"]
-        low_first = ("log_loss", "name", "model", "dataset")  # where smaller (or A..Z) comes first
-
         def _sort_changed() -> None:  # a keyed toggle keeps its value: set the natural order per column
-            st.session_state["exp_asc"] = st.session_state["exp_sort"] in low_first
+            st.session_state["exp_asc"] = st.session_state["exp_sort"] in compare.LOW_FIRST
 
-        sort_by = s1.selectbox("Sort by", sort_cols, key="exp_sort", on_change=_sort_changed)
+        sort_by = s1.selectbox("Sort by", compare.SORT_COLUMNS, key="exp_sort", on_change=_sort_changed)
         ascending = s2.toggle("Ascending", value=False, key="exp_asc")
         view = compare.filter_overview(table, text, models, datasets, statuses, sort_by, ascending)
         st.caption(f"{len(view)} of {len(table)} runs. Metrics are on each run's test split; `vs_baseline` is the "
@@ -124,7 +104,7 @@ with tab_runs:
                     with st.spinner("Backtesting..."):
                         for rid in picked:
                             try:
-                                curves[names[rid]], bench[names[rid]] = _equity(rid, _stamp(rid))
+                                curves[names[rid]], bench[names[rid]] = _equity(rid, registry.weights_stamp(rid))
                             except Exception as exc:  # noqa: BLE001 - one run failing must not hide the rest
                                 st.warning(f"{names[rid]}: {exc}")
                     if curves:
@@ -177,7 +157,7 @@ with tab_sweeps:
     if up is not None and st.session_state.get("_exp_grid_loaded") != up.file_id:
         st.session_state["_exp_grid_loaded"] = up.file_id
         st.session_state["exp_grid"] = up.getvalue().decode("utf-8", errors="replace")
-    grid_text = st.text_area("Grid (YAML or JSON)", DEFAULT_GRID, height=260, key="exp_grid")
+    grid_text = st.text_area("Grid (YAML or JSON)", default_grid_text(dataset_id), height=260, key="exp_grid")
     c1, c2, c3 = st.columns(3)
     jobs = int(c1.number_input("Parallel workers", 1, max(1, os.cpu_count() or 1) * 4, 2, key="exp_jobs"))
     backend = c2.selectbox("Backend", list(runner.BACKENDS), key="exp_backend",
@@ -187,9 +167,8 @@ with tab_sweeps:
                             disabled=backend == "loky").strip() or None
     cells = None
     try:
-        spec = load_grid(grid_text.encode("utf-8"))
-        cells = expand_grid(spec)
-        st.caption(f"{len(cells)} cells: " + "; ".join(c.name for c in cells[:6]) + (" ..." if len(cells) > 6 else ""))
+        spec, cells, preview = grid_preview(grid_text)
+        st.caption(preview)
     except Exception as exc:  # noqa: BLE001 - an invalid grid is shown, nothing starts
         show_error(exc)
     job = get_job(sid, SWEEP_JOB)
@@ -228,10 +207,7 @@ with tab_sweeps:
         if job.done and job.error:
             st.error(sentence(job.error))
         elif job.done and job.result is not None:
-            r = job.result
-            (st.success if r.status == "completed" else st.warning)(
-                f"Sweep {r.sweep_id} {r.status}: {sum(1 for c in r.cells if c.get('run_id'))}/{len(r.plan)} "
-                f"cells saved as runs in {r.seconds:.0f} s.")
+            (st.success if job.result.status == "completed" else st.warning)(job.result.outcome())
 
     sweep_live()
 
@@ -241,12 +217,8 @@ with tab_sweeps:
     if not sweeps:
         st.info("No sweeps yet.")
     else:
-        sids = [s["sweep_id"] for s in sweeps]
-        if st.session_state.get("exp_sweep_pick") not in sids:
-            st.session_state["exp_sweep_pick"] = sids[0]
-        meta = {s["sweep_id"]: s for s in sweeps}
-        pick = st.selectbox("Sweep", sids, key="exp_sweep_pick",
-                            format_func=lambda s: f"{s} · {meta[s].get('status')} · {meta[s].get('n_cells')} cells")
+        pick = pick_saved("Sweep", {s["sweep_id"]: f"{s['sweep_id']} · {s.get('status')} · {s.get('n_cells')} cells"
+                                    for s in sweeps}, "exp_sweep_pick")
         try:
             res = runner.load_sweep(pick)
             ranks = list(RANK_METRICS)

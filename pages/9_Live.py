@@ -61,8 +61,7 @@ labels = dict(zip(table["run_id"], table["name"].astype(str) + " · " + table["m
 labels = distinct_labels(labels)  # two alike would collapse into one option
 run_id = st.selectbox("Run", ids, key="live_run", format_func=lambda r: labels.get(r, r))
 try:
-    stamp = (registry.run_path(run_id) / "model.pt").stat().st_mtime
-    lm = _live_model(run_id, stamp)
+    lm = _live_model(run_id, registry.weights_stamp(run_id))
 except Exception as exc:  # noqa: BLE001 - a run that cannot go live says why; the page stays usable
     show_error(exc)
     st.stop()

@@ -192,3 +192,13 @@ def test_the_shipped_example_grid_is_valid():
     cells = expand_grid(load_grid(Path(core.sweep.__file__).parent / "example_grid.yaml"))
     assert len(cells) == 12 and {c.model_name for c in cells} == {"cnn1d", "tcn"}
     assert {c.dataset_id for c in cells} == {"synthetic-BTCUSDT-1h", "synthetic-ETHUSDT-1h"}
+
+
+def test_grid_preview_of_the_default_grid_and_a_bad_one():
+    from core.sweep.grid import default_grid_text, grid_preview
+
+    spec, cells, preview = grid_preview(default_grid_text("synthetic-BTCUSDT-1h"))
+    assert len(cells) == 6 and preview.startswith("6 cells: ") and preview.endswith("model=tcn seed=2")  # all 6 named
+    assert {c.model_name for c in cells} == {"cnn1d", "tcn"} and spec.rank_by == "balanced_accuracy"
+    with pytest.raises(UserError):
+        grid_preview("grid: {model: [nosuchnet]}\n")

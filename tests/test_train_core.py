@@ -439,3 +439,20 @@ def test_focal_loss_and_label_smoothing_train(loss, smoothing):
                                           class_weights="balanced", patience=0), 2, torch.device("cpu"))
     assert r.history["val_accuracy"].max() > 0.75
     assert r.history["train_loss"].iloc[-1] < r.history["train_loss"].iloc[0]
+
+
+def test_class_weight_choices_and_augmentation_switch():
+    """What the Train page offers: class weights none / balanced / the preset's own list, and one switch that
+    turns every augmentation off."""
+    t = TrainConfig(class_weights=[1.0, 2.0, 1.0], noise_std=0.01)
+    assert t.class_weight_choices() == ["none", "balanced", "preset"] and t.class_weight_choice() == "preset"
+    t.choose_class_weights("preset")
+    assert t.class_weights == [1.0, 2.0, 1.0]
+    t.choose_class_weights("balanced")
+    assert t.class_weights == "balanced" and t.class_weight_choice() == "balanced"
+    t.choose_class_weights("none")
+    assert t.class_weights is None and t.class_weight_choices() == ["none", "balanced"]
+    assert t.augments and not TrainConfig(noise_std=0.0, time_warp=0.0, window_slice=0.0).augments
+    assert TrainConfig(noise_std=0.0, scale_min=0.9).augments  # magnitude scaling alone is an augmentation
+    t.without_augmentation()
+    assert not t.augments and (t.scale_min, t.scale_max) == (1.0, 1.0)

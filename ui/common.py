@@ -321,6 +321,18 @@ def take_request(request_key: str, pick_key: str, options) -> None:
         st.session_state[pick_key] = want
 
 
+def pick_saved(label: str, labels: dict[str, str], pick_key: str, request_key: Optional[str] = None) -> str:
+    """A selectbox over saved items (runs, evaluations: id -> label, newest first) whose labels are made
+    distinct; an item another page or a finished job asked for (`request_key`) is selected once."""
+    ids = list(labels)
+    if request_key:
+        take_request(request_key, pick_key, ids)
+    if st.session_state.get(pick_key, ids[0] if ids else None) not in ids:  # e.g. a kept item deleted since
+        st.session_state.pop(pick_key, None)
+    shown = distinct_labels(labels)
+    return st.selectbox(label, ids, key=pick_key, format_func=lambda i: shown.get(i, i))
+
+
 def model_settings(defaults: dict, current: dict, key_prefix: str, n_cols: int = 3) -> tuple[dict, list[str]]:
     """One widget per setting of a model (its ModelSpec.defaults) starting from `current`: a checkbox, a
     number box, a text box, or JSON text for lists and None. Returns (config, the settings that do not parse,

@@ -161,6 +161,13 @@ def delete_order_book(book_id: str) -> None:
     json_path.unlink(missing_ok=True)
 
 
+
+def book_id_for(dataset_id: str) -> str:
+    """The id of a market's own order book (recorded or simulated for the dataset `dataset_id`): the book an
+    order-book model of that dataset reads unless told otherwise."""
+    return f"{dataset_id}-book"
+
+
 def make_synthetic_order_book(dataset_id: str, levels: int = 20, seed: int = 0,
                               max_snapshots: int | None = None) -> BookInfo:
     """Synthetic snapshots (one per candle close) following a stored dataset's price path, stored as
@@ -170,12 +177,12 @@ def make_synthetic_order_book(dataset_id: str, levels: int = 20, seed: int = 0,
 
     candles = load_candles(dataset_id)
     book = synthetic_order_book_snapshots(candles, levels=levels, seed=seed, max_snapshots=max_snapshots)
-    return save_order_book(book, f"{dataset_id}-book", "synthetic", candles.attrs.get("symbol", ""),
+    return save_order_book(book, book_id_for(dataset_id), "synthetic", candles.attrs.get("symbol", ""),
                            meta={"dataset": dataset_id, "seed": int(seed), "label": "synthetic"})
 
 
 __all__: Sequence[str] = [
-    "BOOK_COLUMNS", "BookInfo", "delete_order_book", "list_order_books",
+    "BOOK_COLUMNS", "BookInfo", "book_id_for", "delete_order_book", "list_order_books",
     "load_order_book", "make_synthetic_order_book", "order_book_exists", "order_book_info", "save_order_book",
     "snapshot_rows",
 ]

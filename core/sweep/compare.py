@@ -121,6 +121,12 @@ def runs_overview() -> pd.DataFrame:
     return df
 
 
+# the overview's sort keys, and those where smaller (or A..Z) comes first by nature
+SORT_COLUMNS = ("created_at", "balanced_accuracy", "accuracy", "macro_f1", "roc_auc", "log_loss", "vs_baseline",
+                "bt_return", "bt_sharpe", "name", "model", "dataset")
+LOW_FIRST = ("log_loss", "name", "model", "dataset")
+
+
 def filter_overview(df: pd.DataFrame, text: str = "", models: Iterable[str] = (), datasets: Iterable[str] = (),
                     statuses: Iterable[str] = (), sort_by: Optional[str] = None,
                     ascending: bool = False) -> pd.DataFrame:

@@ -304,4 +304,20 @@ def expand_grid(spec: GridSpec) -> list[SweepCell]:
 
 
 __all__ = ["GridSpec", "SweepCell", "RANK_METRICS", "parse_grid", "load_grid", "dump_grid", "expand_grid",
-           "group_label", "split_dataset_id"]
+           "group_label", "split_dataset_id", "default_grid_text", "grid_preview"]
+
+
+def default_grid_text(dataset_id: str) -> str:
+    """The grid a new user starts from on the Experiments page: two models x three seeds, small and quick."""
+    return (f"name: quick-models\npreset: quick\ndataset: {dataset_id}\n"
+            "data: {max_rows: 4000, window: 32}\ntrain: {epochs: 3, n_boot: 200}\nrank_by: balanced_accuracy\n"
+            "grid:\n  model: [cnn1d, tcn]\n  seed: [0, 1, 2]\n")
+
+
+def grid_preview(text: str) -> tuple[GridSpec, list[SweepCell], str]:
+    """Parse and expand a grid typed by the user: (spec, cells, "N cells: first names ..."); UserError when
+    it is invalid, before anything runs."""
+    spec = load_grid(text.encode("utf-8"))
+    cells = expand_grid(spec)
+    names = "; ".join(c.name for c in cells[:6]) + (" ..." if len(cells) > 6 else "")
+    return spec, cells, f"{len(cells)} cells: {names}"

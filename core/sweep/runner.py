@@ -202,6 +202,11 @@ class SweepResult:
     def table(self) -> pd.DataFrame:
         return cells_table(self.plan, self.cells)
 
+    def outcome(self) -> str:
+        """One sentence on how the sweep ended, for the page."""
+        saved = sum(1 for c in self.cells if c.get("run_id"))
+        return f"Sweep {self.sweep_id} {self.status}: {saved}/{len(self.plan)} cells saved as runs in {self.seconds:.0f} s."
+
     def summary(self, rank_by: Optional[str] = None) -> pd.DataFrame:
         return summarize(self.table(), rank_by or self.rank_by)
 

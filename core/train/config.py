@@ -60,6 +60,30 @@ class TrainConfig:
     eval_batch_size: int = 512
     max_train_samples: Optional[int] = None  # keep only the most recent N training samples
 
+    def class_weight_choices(self) -> list[str]:
+        """How a user can weight the classes: none, balanced (from the train split's counts), and the preset's
+        own list when it has one."""
+        return ["none", "balanced"] + (["preset"] if isinstance(self.class_weights, list) else [])
+
+    def class_weight_choice(self) -> str:
+        """The current setting among `class_weight_choices`."""
+        return "preset" if isinstance(self.class_weights, list) else ("balanced" if self.class_weights else "none")
+
+    def choose_class_weights(self, choice: str) -> None:
+        """Apply one of `class_weight_choices` ("preset" keeps the preset's list)."""
+        if choice in ("none", "balanced"):
+            self.class_weights = None if choice == "none" else "balanced"
+
+    @property
+    def augments(self) -> bool:
+        """Whether any train-only augmentation is on."""
+        return bool(self.noise_std or self.time_warp or self.window_slice or self.scale_min != 1.0
+                    or self.scale_max != 1.0)
+
+    def without_augmentation(self) -> None:
+        """Turn every augmentation off (noise, magnitude scaling, time warping, window slicing)."""
+        self.noise_std, self.scale_min, self.scale_max, self.time_warp, self.window_slice = 0.0, 1.0, 1.0, 0.0, 0.0
+
     def validate(self) -> "TrainConfig":
         coerce_fields(self)
         if self.epochs < 1:

@@ -352,6 +352,13 @@ class LoadedRun:
         return predictions_for(self.model(device), prepared, self.config, split, device)
 
 
+def weights_stamp(run_id: str) -> float:
+    """When the run's weights were last written (0 when there are none): a cache key for anything computed
+    from the model, so a retrained or re-imported run under the same id is not served stale."""
+    p = run_path(run_id) / "model.pt"
+    return p.stat().st_mtime if p.exists() else 0.0
+
+
 def load_run(run_id: str) -> LoadedRun:
     """The run's documents (checked: a damaged run is a UserError saying what is wrong); its weights,
     scaler and predictions are read when first used."""

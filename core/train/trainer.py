@@ -760,13 +760,13 @@ def _resolve(dataset_id: Optional[str], model_name: str, model_config: Optional[
 def default_order_book(dataset_id: str, encoding: Optional[dict[str, Any]]) -> dict[str, Any]:
     """The encoding options of an order-book model: the book named in `encoding` (`book_id`), else the
     dataset's own book `<dataset_id>-book` (what the Data page records or simulates for a market)."""
-    from core.data.orderbook import order_book_info
+    from core.data.orderbook import book_id_for, order_book_info
     from core.errors import DataError
 
     enc = dict(encoding or {})
     if enc.get("order_book") is not None:
         return enc
-    book_id = enc.get("book_id") or f"{dataset_id}-book"
+    book_id = enc.get("book_id") or book_id_for(dataset_id)
     try:
         order_book_info(book_id)
     except (DataError, ValueError) as exc:
