@@ -18,7 +18,7 @@ from core.train.baselines import fit_baselines, window_features
 from core.train.config import DataConfig, TrainConfig, apply_overrides, from_dict, preset, PRESETS
 from core.train.losses import FocalLoss, MultiTaskLoss, balanced_class_weights, build_loss
 from core.train.metrics import (FAST_METRICS, block_bootstrap_indices, classification_metrics,
-                                paired_block_bootstrap)
+                                optimal_block_length, paired_block_bootstrap)
 from core.train.trainer import TensorSource, fit, lr_factor
 
 
@@ -128,6 +128,57 @@ def test_classification_metrics_match_sklearn():
         assert f(y, pred, 3) == pytest.approx(m[name])
 
 
+def test_macro_f1_leaves_out_a_class_that_never_occurs_like_sklearn():
+    """At threshold 0 the "flat" class is empty: counting it as an F1 of 0 understated macro F1 by a third."""
+    rng = np.random.default_rng(4)
+    y = rng.choice([0, 2], 500)  # down / up only
+    p = rng.dirichlet([1, 1, 1], 500)
+    p[:, 1] *= 0.01  # "flat" is never the most likely
+    p[np.arange(500), y] += 0.2
+    p /= p.sum(1, keepdims=True)
+    pred = p.argmax(1)
+    assert 1 not in set(pred) | set(y)
+    m = classification_metrics(y, p, ["down", "flat", "up"])
+    assert m["macro_f1"] == pytest.approx(skm.f1_score(y, pred, average="macro"))
+    assert m["macro_f1"] > 0.5
+    assert m["per_class"]["flat"]["support"] == 0  # still listed
+    assert FAST_METRICS["macro_f1"](y, pred, 3) == pytest.approx(m["macro_f1"])
+    wrong = np.where(pred == 0, 1, pred)  # predicting the absent class: it counts (F1 0), as in sklearn
+    assert FAST_METRICS["macro_f1"](y, wrong, 3) == pytest.approx(skm.f1_score(y, wrong, average="macro"))
+
+
+def test_optimal_block_length_equals_arch():
+    """Our Politis & White block length is the algorithm of arch.bootstrap.optimal_block_length."""
+    from arch.bootstrap import optimal_block_length as arch_block
+
+    rng = np.random.default_rng(5)
+    for n in (50, 700, 3000):
+        ar = np.zeros(n)
+        e = rng.normal(size=n)
+        for i in range(1, n):
+            ar[i] = 0.7 * ar[i - 1] + e[i]
+        persistent = np.repeat(rng.integers(-1, 2, n // 20 + 1), 20)[:n].astype(float)
+        for x in (rng.normal(size=n), ar, persistent):
+            assert optimal_block_length(x) == pytest.approx(arch_block(x)["circular"].iloc[0], rel=1e-9)
+    assert optimal_block_length(np.zeros(100)) == 1.0  # two models that agree everywhere
+
+
+def test_bootstrap_blocks_grow_when_answers_persist():
+    """Labels of a 24-bar horizon and answers that hold for 50 bars make the per-sample differences hang
+    together over tens of bars: blocks of n^(1/3) (14 here) call a difference between two unrelated models
+    too often (bench/bench_bootstrap_coverage.py)."""
+    rng = np.random.default_rng(6)
+    n = 2900
+    walk = np.cumsum(rng.normal(size=n + 24))
+    y = (walk[24:] > walk[:-24]).astype(np.int64)
+    a, b = (np.repeat(rng.integers(0, 2, n // 50 + 1), 50)[:n] for _ in range(2))
+    slow = paired_block_bootstrap(y, a, b, 2, "accuracy", n_boot=50)
+    assert slow["block"] > 30
+    fast = paired_block_bootstrap(y, rng.integers(0, 2, n), rng.integers(0, 2, n), 2, "accuracy", n_boot=50)
+    assert fast["block"] == round(n ** (1 / 3))
+    assert paired_block_bootstrap(y, a, b, 2, "accuracy", horizon=200, n_boot=50)["block"] == 200
+
+
 def test_block_bootstrap_draws_contiguous_blocks():
     idx = block_bootstrap_indices(100, 10, 5, np.random.default_rng(0))
     assert idx.shape == (5, 100)
@@ -165,6 +216,35 @@ def test_baselines_majority_frequencies_and_logistic_learns_last_step():
                                               w[:, -1] - w[:, 0]]), atol=1e-6)
     assert window_features(feats, te[:2], 10, "flat").shape == (2, 30)
     assert "before converging" not in out["logistic"].description
+
+
+def test_the_mlp_baseline_stops_early_on_the_validation_split_not_on_shuffled_train_samples(monkeypatch):
+    """sklearn's early stopping held out a shuffled 10 % of train, whose windows overlap their neighbours:
+    a nearly in-sample score that stopped late (real BTC: test accuracy 0.399 below majority's 0.408)."""
+    from core.train import baselines
+
+    rng = np.random.default_rng(7)
+    feats = rng.normal(size=(1500, 3)).astype(np.float32)
+    y = (feats[:, 1] > 0).astype(np.int64)
+    ends = np.arange(9, 1500)
+    tr, va, te = ends[:900], ends[950:1200], ends[1250:]
+    seen = []
+    real = baselines._fit_mlp
+    monkeypatch.setattr(baselines, "_fit_mlp", lambda *a: seen.append(a) or real(*a))
+    out = fit_baselines(feats, y, tr, te, 10, 2, ["mlp"], val_ends=va)
+    x_tr, y_tr, x_va, y_va = seen[0][:4]
+    assert np.array_equal(y_va, y[va]) and np.array_equal(x_va, window_features(feats, va, 10))
+    assert np.array_equal(y_tr, y[tr])
+    assert "early stopping on the validation split" in out["mlp"].description
+    assert (out["mlp"].proba.argmax(1) == y[te]).mean() > 0.8
+    # without a validation split: the chronologically last 15 % of train, `window` samples apart
+    out = fit_baselines(feats, y, tr, te, 10, 2, ["mlp"])
+    x_tr, y_tr, x_va, y_va = seen[1][:4]
+    assert np.array_equal(y_va, y[tr[765:]]) and np.array_equal(y_tr, y[tr[:755]])
+    assert "last 15 % of the training samples" in out["mlp"].description
+    # seeded: the same inputs give the same probabilities
+    again = fit_baselines(feats, y, tr, te, 10, 2, ["mlp"])
+    assert np.array_equal(again["mlp"].proba, out["mlp"].proba)
 
 
 def test_a_baseline_stopped_at_its_iteration_limit_says_so(monkeypatch):

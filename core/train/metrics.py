@@ -3,11 +3,17 @@
 `classification_metrics(y_true, proba, class_names)` returns one flat, JSON-able dict with snake_case names:
 accuracy, balanced_accuracy, macro_f1, roc_auc (one-vs-rest, macro), log_loss, per_class (precision /
 recall / f1 / support per class name), confusion (rows = true, columns = predicted), n. sklearn does the work.
+Averages over classes follow sklearn's defaults: macro F1 over the classes that occur in the labels or the
+predictions (a class that never occurs, such as "flat" at threshold 0, would count as an F1 of 0), balanced
+accuracy and ROC AUC over the classes that occur in the labels. `per_class` still lists every class.
 
 `paired_block_bootstrap(...)` gives the difference of a metric between two models on the same test samples
 with a confidence interval. Test samples of a time series are not independent (neighbouring windows
-overlap and labels span `horizon` bars), so samples are resampled in contiguous blocks (a circular
-moving-block bootstrap), and both models see the same resampled indices (paired).
+overlap, labels span `horizon` bars, and a model's answer often persists for many bars), so samples are
+resampled in contiguous blocks (a circular moving-block bootstrap), and both models see the same resampled
+indices (paired). The block length follows the data: Politis & White's automatic choice on the series of
+per-sample differences (which one model got right that the other did not), never shorter than the label
+horizon or n^(1/3).
 """
 from __future__ import annotations
 
@@ -49,7 +55,7 @@ def classification_metrics(y_true: Sequence[int], proba: np.ndarray, class_names
         "n": int(y.size),
         "accuracy": float(np.mean(pred == y)),
         "balanced_accuracy": bal,
-        "macro_f1": float(np.mean(f1)),
+        "macro_f1": float(np.mean(f1[np.union1d(present, np.unique(pred))])),
         "roc_auc": roc_auc_ovr(y, pn, k),
         "log_loss": float(skm.log_loss(y, pn, labels=labels)),
         "per_class": {
@@ -87,8 +93,8 @@ def _macro_f1(y: np.ndarray, pred: np.ndarray, k: int) -> float:
     cm = _confusion(y, pred, k).astype(np.float64)
     tp = np.diag(cm)
     denom = cm.sum(0) + cm.sum(1)
-    f1 = np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)
-    return float(f1.mean())
+    # the classes that occur in y or pred (denom > 0), as sklearn's average="macro" does
+    return float(np.mean(2 * tp[denom > 0] / denom[denom > 0])) if (denom > 0).any() else float("nan")
 
 
 def _bal_acc(y: np.ndarray, pred: np.ndarray, k: int) -> float:
@@ -103,9 +109,54 @@ FAST_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, int], float]] = {
 }
 
 
-def default_block_length(n: int, horizon: int = 1) -> int:
-    """Blocks at least as long as the label horizon (labels of neighbours overlap) and ~n^(1/3)."""
-    return int(max(1, min(n, max(int(horizon), round(n ** (1 / 3))))))
+def optimal_block_length(x: np.ndarray) -> float:
+    """Politis & White's (2004) automatic block length for a circular block bootstrap of the mean of `x`,
+    with the correction of Patton, Politis & White (2009).
+
+    The same algorithm and tuning as `arch.bootstrap.optimal_block_length(x)["circular"]` (tested equal):
+    the bandwidth m is twice the first lag after which k_n = max(5, log10 n) autocorrelations in a row lie
+    inside +-2 sqrt(log10(n) / n); the flat-top kernel estimates of the long-run variance and of
+    sum |k| gamma_k give b = (2 g^2 / (4/3 sigma^4))^(1/3) n^(1/3), at most min(3 sqrt(n), n / 3). A series
+    without variance (two models that agree everywhere) gives 1.
+    """
+    x = np.asarray(x, dtype=np.float64).ravel()
+    n = x.size
+    eps = x - x.mean()
+    if n < 3 or not np.any(eps):
+        return 1.0
+    b_max = math.ceil(min(3 * math.sqrt(n), n / 3))
+    kn = max(5, int(math.log10(n)))
+    m_max = min(math.ceil(math.sqrt(n)) + kn, n - 2)  # (the cap only binds for a handful of samples)
+    lags = np.arange(m_max + 1)
+    cross = np.array([eps[i:] @ eps[:n - i] for i in lags])
+    acv = cross / n
+    sq = np.concatenate([[0.0], np.cumsum(eps ** 2)])  # sums of squares of eps[:j] and eps[j:]
+    v1, v2 = sq[n] - sq[lags + 1], sq[n - lags - 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        small = np.abs(cross) / np.sqrt(v1 * v2) < 2 * math.sqrt(math.log10(n) / n)
+    opt_m = next((i - kn for i in range(kn, m_max + 1) if small[i - kn:i].all()), None)
+    m = min(2 * max(opt_m, 1) if opt_m is not None else m_max, m_max)
+    k = np.arange(1, m + 1)
+    lam = np.where(k / m <= 0.5, 1.0, 2 * (1 - k / m))
+    g = float(np.sum(2 * lam * k * acv[1:m + 1]))
+    lr_var = float(acv[0] + np.sum(2 * lam * acv[1:m + 1]))
+    if lr_var <= 0:
+        return 1.0
+    return float(min((2 * g ** 2 / (4 / 3 * lr_var ** 2)) ** (1 / 3) * n ** (1 / 3), b_max))
+
+
+def default_block_length(n: int, horizon: int = 1, dependence: float = 1.0) -> int:
+    """Blocks at least as long as the label horizon (labels of neighbours overlap), ~n^(1/3), and `dependence`
+    (Politis & White's choice for the per-sample differences between two models: a model whose answer
+    persists for many bars makes those differences depend on each other over that span), at most
+    min(3 sqrt(n), n / 3) for the last.
+
+    `bench/bench_bootstrap_coverage.py` measures how often a nominal 95 % interval of two models unrelated
+    to the labels excludes 0: with answers that persist for many bars, blocks of n^(1/3) alone called a
+    difference far more often than 5 %; these blocks halve that excess, and very persistent answers (a few
+    independent stretches in a test span) stay above 5 %, which no bootstrap fixes."""
+    auto = math.ceil(min(dependence, 3 * math.sqrt(n), n / 3))
+    return int(max(1, min(n, max(int(horizon), round(n ** (1 / 3)), auto))))
 
 
 def block_bootstrap_indices(n: int, block: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -129,7 +180,9 @@ def paired_block_bootstrap(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.nd
     n = y.size
     if n < 2:
         raise UserError("too few test samples for a bootstrap interval")
-    block = int(block or default_block_length(n, horizon))
+    if not block:  # how far the per-sample differences (one model right, the other wrong) hang together
+        block = default_block_length(n, horizon, optimal_block_length((a == y).astype(np.float64) - (b == y)))
+    block = int(block)
     rng = np.random.default_rng(seed)
     diffs = np.empty(n_boot)
     for i, idx in enumerate(block_bootstrap_indices(n, block, n_boot, rng)):

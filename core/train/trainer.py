@@ -674,7 +674,8 @@ def fit_and_score(prepared: Any, config: dict[str, Any], data: DataConfig, train
         stage("baselines", f"fitting baselines: {', '.join(train.baselines)}")
         base_train = train_ends if train_ends is not None else _valid_ends(prepared, "train")
         bl = fit_baselines(prepared.features, prepared.y, base_train, _valid_ends(prepared, "test"),
-                           int(prepared.window), n_classes, train.baselines, train.seed, train.baseline_features)
+                           int(prepared.window), n_classes, train.baselines, train.seed, train.baseline_features,
+                           val_ends=_valid_ends(prepared, "val"))
         bl_proba = {k: b.proba for k, b in bl.items()}
         baselines = {k: dict(classification_metrics(y_test, b.proba, class_names), description=b.description)
                      for k, b in bl.items()}
