@@ -7,12 +7,16 @@ exit code. Commands that report results take `--json` and then print exactly one
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
+import signal
 import sys
-from typing import Any, Sequence
+import threading
+from typing import Any, Iterator, Sequence
 
 from core.errors import UserError
+from core.progress import Cancelled
 
 # Areas in the order they appear in --help. A missing module is skipped, so areas can land one by one.
 AREAS = ["data", "features", "models", "inspect", "train", "backtest", "sweep", "live"]
@@ -54,6 +58,28 @@ def parse_set(pairs: Sequence[str] | None) -> dict[str, Any]:
     return out
 
 
+@contextlib.contextmanager
+def ctrl_c_cancels(cancel: Any, what: str) -> Iterator[None]:
+    """Inside the block the first Ctrl-C sets `cancel` (a CancelToken) and says `what` happens then, so a long
+    job ends the way the app's Stop button ends it (a training run keeps its best epoch); a second Ctrl-C
+    quits at once. Outside the main thread (no signal handlers there) the block runs unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if cancel.cancelled:
+            raise KeyboardInterrupt
+        cancel.cancel()
+        print(f"\nstopping: {what} (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description="CNN Trading Lab command line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -79,6 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Cancelled as exc:  # Ctrl-C under ctrl_c_cancels, before there was anything to keep
+        print(f"stopped: {exc}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -346,6 +346,54 @@ def test_walk_forward_stop_ends_at_once_and_saves_nothing(candles, workspace):
     assert list_walk_forwards() == []
 
 
+def test_ctrl_c_in_cli_training_keeps_the_run_like_stop(workspace, candles):
+    """Ctrl-C used to end `python -m core train` with nothing saved; now it stops like the app's Stop button:
+    the run is saved with its best epoch so far (status "stopped") and reloads."""
+    import signal
+    import threading
+    import time
+
+    from core.data.store import save_candles
+
+    ds = save_candles(candles, "synthetic", "BTC/USDT", "1h").id
+    env = {"CNN_LAB_WORKSPACE": str(workspace), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "core", "train", "--dataset", ds, "--model", "cnn1d", "--json",
+           "--set", "model.channels=8", "--set", "layers=2", "--set", "data.window=16", "--set", "horizon=4",
+           "--set", "train.epochs=500", "--set", "train.patience=0", "--set", "n_boot=50",
+           "--set", "data.preset=chapter6"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err: list[str] = []
+    reader = threading.Thread(target=lambda: err.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
+    reader.start()
+    deadline = time.time() + 120
+    while "epoch 3/500" not in "".join(err) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out = proc.stdout.read()
+    assert proc.wait(timeout=120) == 0, "".join(err)[-2000:]
+    reader.join(timeout=10)
+    assert "stopping: the run is saved with its best epoch so far" in "".join(err)
+    obj = json.loads(out)
+    assert obj["status"] == "stopped" and 2 <= obj["epochs_run"] < 500
+    run = registry.load_run(obj["run_id"])
+    assert run.metrics["status"] == "stopped" and len(run.history) == obj["epochs_run"]
+
+
+def test_a_second_ctrl_c_quits_at_once_and_the_handler_is_restored(capsys):
+    import os
+    import signal
+
+    from core.cli import ctrl_c_cancels
+
+    before = signal.getsignal(signal.SIGINT)
+    token = CancelToken()
+    with pytest.raises(KeyboardInterrupt), ctrl_c_cancels(token, "what happens"):
+        os.kill(os.getpid(), signal.SIGINT)
+        assert token.cancelled and "stopping: what happens (Ctrl-C again" in capsys.readouterr().err
+        os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_cli_folds_below_two_are_refused(workspace, capsys):
     # the Train page asks for 2..10 folds; the CLI says the same in a sentence (exit 2), before any work
     from core.cli import main

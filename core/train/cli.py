@@ -124,17 +124,21 @@ def resolve_configs(model: str | None, preset_name: str, pairs: list[str]) -> tu
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from core.cli import print_json
+    from core.cli import ctrl_c_cancels, print_json
+    from core.progress import CancelToken
 
     if args.folds and args.folds < 2:  # 0 (the default) means one split; walk-forward needs 2 folds or more
         raise UserError(f"--folds must be 2 or more (got {args.folds}): a walk-forward evaluation needs at "
                         f"least two folds; leave --folds out for one train/test split")
     model_name, mc, data, train = resolve_configs(args.model, args.preset, args.set)
     bar = None if args.quiet else TerminalProgress()
+    cancel = CancelToken()
     if args.folds:
         from core.train.evaluate import walk_forward
 
-        wf = walk_forward(args.dataset, model_name, mc, data, train, k=args.folds, progress=bar, name=args.name)
+        with ctrl_c_cancels(cancel, "nothing is saved (the folds only make sense together)"):
+            wf = walk_forward(args.dataset, model_name, mc, data, train, k=args.folds, progress=bar,
+                              name=args.name, cancel=cancel)
         if args.json:
             print_json(wf.summary())
         else:
@@ -143,7 +147,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     from core.train.trainer import train_run
 
-    res = train_run(args.dataset, model_name, mc, data, train, progress=bar, name=args.name)
+    with ctrl_c_cancels(cancel, "the run is saved with its best epoch so far, as the app's Stop does"):
+        res = train_run(args.dataset, model_name, mc, data, train, progress=bar, name=args.name, cancel=cancel)
     if args.json:
         print_json(res.summary())
         return 0
