@@ -123,7 +123,7 @@ with st.expander("Training settings", expanded=False):
 # ---------------------------------------------------------------------------------------- start/stop
 left, right = st.columns([2, 3])
 right.plotly_chart(vt.lr_schedule_figure(t.epochs, t.warmup, t.lr, t.min_lr), width="stretch", key="train_lr_plot")
-run_name = left.text_input("Run name (optional)", key="train_name")
+run_name = left.text_input("Run name (optional)", key="train_name", max_chars=registry.MAX_NAME)
 _keep_settings()
 left.caption(vt.training_summary(t, best_device()))
 job = get_job(sid, JOB)
@@ -239,7 +239,14 @@ def run_results() -> None:
     m, cfg = run.metrics.get("metrics", {}), run.config
     vs = run.metrics.get("vs_best_baseline") or {}
     st.caption(vt.run_caption(cfg, run.metrics))
+    for warning in run.metrics.get("warnings", []):
+        st.warning(warning)
     headline(m, run.metrics.get("baselines", {}), vs, "train_cmp_table")
+    if m.get("heads"):
+        st.caption("Multi-task heads on the test split (magnitude = size of the horizon return, volatility = "
+                   "realised volatility of the bars ahead); a head that learned something has an MAE below the "
+                   "training mean's and a positive correlation.")
+        st.dataframe(vt.heads_table(m), hide_index=True, key="train_heads")
     l, r = st.columns(2)
     l.plotly_chart(vt.baseline_bars(m, run.metrics.get("baselines", {})), width="stretch", key="train_bars")
     if vs:
@@ -250,7 +257,8 @@ def run_results() -> None:
     r.dataframe(vt.per_class_table(m), hide_index=True, key="train_per_class")
     st.plotly_chart(vt.history_figure(run.history), width="stretch", key="train_curves")
     with st.expander("Manage this run"):
-        new = st.text_input("Rename", cfg.get("name", ""), key=f"train_rename_{rid}")
+        new = st.text_input("Rename", str(cfg.get("name", ""))[:registry.MAX_NAME], key=f"train_rename_{rid}",
+                            max_chars=registry.MAX_NAME)
         a, b = st.columns(2)
         if a.button("Save name", key="train_rename_btn"):
             try:

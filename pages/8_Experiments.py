@@ -119,7 +119,8 @@ with tab_runs:
         rid = st.selectbox("Run", table["run_id"].tolist(), key="exp_manage", format_func=lambda r: labels.get(r, r))
         row = table.set_index("run_id").loc[rid]
         m1, m2, m3 = st.columns([3, 1, 1])
-        new_name = m1.text_input("Name", str(row["name"]), key=f"exp_rename_{rid}")
+        new_name = m1.text_input("Name", str(row["name"])[:registry.MAX_NAME], key=f"exp_rename_{rid}",
+                                 max_chars=registry.MAX_NAME)
         if m2.button("Rename", key="exp_rename_btn", icon=":material/edit:"):
             try:
                 registry.rename_run(rid, new_name)

@@ -61,7 +61,8 @@ def test_multitask_targets():
     lab = make_labels(df, LabelConfig("multitask", horizon=h, threshold=0.001))
     c = df["close"].to_numpy()
     t = 50
-    assert lab["magnitude"].iloc[t] == pytest.approx(c[t + h] / c[t] - 1)
+    assert lab["magnitude"].iloc[t] == pytest.approx(abs(c[t + h] / c[t] - 1))  # document 002: |return|
+    assert (lab["magnitude"].dropna() >= 0).all() and (lab["fwd_return"] < 0).any()
     lr = np.log(c[t + 1:t + h + 1] / c[t:t + h])
     assert lab["volatility"].iloc[t] == pytest.approx(np.sqrt(np.mean(lr ** 2)), rel=1e-10)
     assert lab[["magnitude", "volatility"]].iloc[-h:].isna().all().all()

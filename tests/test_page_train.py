@@ -75,6 +75,17 @@ def test_train_from_the_page_and_view_results(workspace):
     assert not at.exception, at.exception
     assert at.selectbox(key="train_run_pick").value == "zz-copy"
     assert at.text_input(key="train_rename_zz-copy").value == "renamed"
+    # what a run says about itself (a class it could not learn) and a multi-task run's heads are shown
+    doc = json.loads((workspace / "runs" / "zz-copy" / "metrics.json").read_text())
+    doc["warnings"] = ["Class 'flat' has no training samples, so the model cannot learn it."]
+    doc["metrics"]["heads"] = {"magnitude": {"n": 10, "mae": 0.01, "rmse": 0.02, "corr": 0.1,
+                                             "mae_train_mean": 0.011}}
+    (workspace / "runs" / "zz-copy" / "metrics.json").write_text(json.dumps(doc))
+    at.run()
+    assert not at.exception, at.exception
+    assert "Class 'flat' has no training samples, so the model cannot learn it." in [w.value for w in at.warning]
+    heads = next(t.value for t in at.dataframe if "head" in t.value.columns)
+    assert list(heads["head"]) == ["magnitude"] and heads["MAE of the training mean"].iloc[0] == 0.011
     forget_job(sid, "train")
 
 

@@ -69,6 +69,30 @@ def test_run_names_cannot_escape_the_workspace(bad):
         runs.delete_run(bad)
 
 
+def test_a_run_folder_linked_out_of_the_workspace_is_refused_in_a_sentence(workspace, tmp_path):
+    outside = tmp_path / "outside" / "victim"
+    outside.mkdir(parents=True)
+    (outside / "keep.txt").write_text("precious")
+    (workspace / "runs").mkdir(parents=True, exist_ok=True)
+    (workspace / "runs" / "evil-link").symlink_to(outside, target_is_directory=True)
+    for action in (runs.load_run, runs.delete_run):
+        with pytest.raises(UserError, match="not a valid run id"):  # was a raw ValueError traceback
+            action("evil-link")
+    assert (outside / "keep.txt").read_text() == "precious"
+
+
+def test_run_names_are_at_most_100_characters(workspace):
+    a = _save()
+    with pytest.raises(UserError, match="at most 100 characters"):
+        runs.rename_run(a, "x" * 101)
+    runs.rename_run(a, "  " + "x" * 100 + "  ")
+    assert runs.load_run(a).config["name"] == "x" * 100
+    with pytest.raises(UserError, match="at most 100 characters"):  # refused before any training
+        from core.train.trainer import train_run
+
+        train_run("no-such-dataset", "cnn1d", name="y" * 1500)
+
+
 def test_new_run_ids_are_unique_and_safe(workspace):
     from datetime import datetime, timezone
 

@@ -18,7 +18,7 @@ from core.train.baselines import fit_baselines, window_features
 from core.train.config import DataConfig, TrainConfig, apply_overrides, from_dict, preset, PRESETS
 from core.train.losses import FocalLoss, MultiTaskLoss, balanced_class_weights, build_loss
 from core.train.metrics import (FAST_METRICS, block_bootstrap_indices, classification_metrics,
-                                optimal_block_length, paired_block_bootstrap)
+                                optimal_block_length, paired_block_bootstrap, regression_metrics)
 from core.train.trainer import TensorSource, fit, lr_factor
 
 
@@ -506,10 +506,11 @@ def test_cosine_schedule_is_what_the_optimizer_uses():
     cfg = TrainConfig(epochs=4, batch_size=32, lr=1e-2, min_lr=1e-4, warmup=1, patience=0)
     r = fit(_model(), tr, va, cfg, 2, torch.device("cpu"))
     steps = math.ceil(len(tr) / 32)
-    expected_end = [1e-2 * lr_factor(e * steps, 4 * steps, steps, 1e-2) for e in range(1, 5)]
-    assert np.allclose(r.history["lr"], expected_end)
-    assert r.history["lr"].iloc[0] == pytest.approx(1e-2)   # end of warm-up: the peak
-    assert r.history["lr"].iloc[-1] == pytest.approx(1e-4)  # cosine floor at the end
+    # each epoch's row holds the rate its last step ran at (not the next epoch's first rate)
+    last_step = [1e-2 * lr_factor(e * steps - 1, 4 * steps, steps, 1e-2) for e in range(1, 5)]
+    assert np.allclose(r.history["lr"], last_step)
+    assert r.history["lr"].iloc[0] == pytest.approx(1e-2 * (0.01 + 0.99 * 6 / 7))  # still warming up
+    assert r.history["lr"].iloc[1] < 1e-2 and r.history["lr"].iloc[-1] > 1e-4  # decaying towards the floor
 
 
 @pytest.mark.parametrize("loss,smoothing", [("focal", 0.0), ("ce", 0.1), ("focal", 0.1)])
@@ -519,6 +520,40 @@ def test_focal_loss_and_label_smoothing_train(loss, smoothing):
                                           class_weights="balanced", patience=0), 2, torch.device("cpu"))
     assert r.history["val_accuracy"].max() > 0.75
     assert r.history["train_loss"].iloc[-1] < r.history["train_loss"].iloc[0]
+
+
+def test_presets_follow_the_source_documents():
+    """Checked against the documents' own lines: 000's noise sigma 0.01; 001's cross-entropy weighted by class
+    frequency; 002's 0.1 % direction threshold; 004's Keras AdamW(learning_rate=5e-4): a constant rate, Keras's
+    default weight decay 0.004, EarlyStopping's min_delta 0."""
+    assert preset("resnet")["train"].noise_std == 0.01
+    assert preset("convnext")["train"].class_weights == "balanced"
+    assert preset("dilated")["data"].threshold == 0.001 and preset("dilated")["data"].horizon == 1
+    chapter = preset("chapter")["train"]
+    assert chapter.weight_decay == 0.004 and chapter.min_delta == 0 and chapter.warmup == 0
+    assert all(lr_factor(s, 1000, 0, chapter.min_lr / chapter.lr) == 1.0 for s in (0, 500, 1000))
+
+
+def test_bad_training_settings_are_refused_before_training():
+    for bad, match in (({"class_weights": [1, 1, -1]}, "class_weights"), ({"class_weights": [0, 0, 0]}, "positive"),
+                       ({"class_weights": [1, float("nan"), 1]}, "class_weights"), ({"min_delta": -0.1}, "min_delta")):
+        with pytest.raises(UserError, match=match):
+            TrainConfig(**bad).validate()
+    TrainConfig(class_weights=[1.2, 0.0, 1.2], min_delta=0.0).validate()
+
+
+def test_regression_metrics_match_sklearn():
+    from sklearn.metrics import mean_absolute_error, mean_squared_error
+
+    rng = np.random.default_rng(8)
+    t = rng.normal(size=400)
+    p = 0.5 * t + rng.normal(scale=0.5, size=400)
+    m = regression_metrics(np.r_[t, np.nan], np.r_[p, 1.0], train_mean=0.1)  # a NaN target is left out
+    assert m["n"] == 400 and m["mae"] == pytest.approx(mean_absolute_error(t, p))
+    assert m["rmse"] == pytest.approx(np.sqrt(mean_squared_error(t, p)))
+    assert m["corr"] == pytest.approx(np.corrcoef(t, p)[0, 1]) and m["corr"] > 0.5
+    assert m["mae_train_mean"] == pytest.approx(np.mean(np.abs(t - 0.1)))
+    assert np.isnan(regression_metrics(t, np.zeros(400), 0.0)["corr"])  # a constant head: no correlation
 
 
 def test_class_weight_choices_and_augmentation_switch():

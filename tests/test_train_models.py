@@ -80,6 +80,10 @@ def test_every_model_trains_one_epoch_and_reloads(name, candles):
         assert res.config["data_config"]["encoding"] == {"book_id": f"{ds}-book"}
     if name == "wavenet_multitask":
         assert {"pred_magnitude", "pred_volatility"} <= set(res.predictions.columns)
+        heads = res.metrics["heads"]  # the regression heads are scored too, beside the floor of the train mean
+        assert set(heads) == {"magnitude", "volatility"}
+        for h in heads.values():
+            assert h["n"] == res.metrics["n"] and 0 < h["mae"] <= h["rmse"] and h["mae_train_mean"] > 0
     run = registry.load_run(res.run_id)
     pd.testing.assert_frame_equal(run.predict(candles=candles), run.predictions, check_exact=True)
 
@@ -91,6 +95,24 @@ def test_order_book_model_without_a_book_says_what_to_do(candles):
     ds = save_candles(candles, "synthetic", "BTC/USDT", "1h").id
     with pytest.raises(UserError, match="order-book snapshots"):
         train_run(ds, "orderbook_cnn", {}, DataConfig(**DATA), TrainConfig(**TRAIN), candles=candles)
+
+
+def test_a_class_without_training_samples_is_said_and_macro_f1_leaves_it_out(candles):
+    """Threshold 0 leaves "flat" empty (prices are never exactly unchanged): the run says so, and macro F1 is
+    sklearn's (over the classes that occur), not a third lower."""
+    from sklearn.metrics import f1_score
+
+    res = train_run("synthetic-BTCUSDT-1h", "cnn1d", {"channels": 8, "layers": 2},
+                    DataConfig(**{**DATA, "threshold": 0.0}), TrainConfig(**TRAIN), candles=candles)
+    assert len(res.warnings) == 1 and res.warnings[0].startswith("Class 'flat' has no training samples")
+    assert "raise the threshold or use binary labels" in res.warnings[0]
+    assert registry.load_run(res.run_id).metrics["warnings"] == res.warnings
+    assert res.summary()["warnings"] == res.warnings
+    pred = res.predictions[[f"prob_{c}" for c in res.config["class_names"]]].to_numpy().argmax(1)
+    assert res.metrics["macro_f1"] == pytest.approx(f1_score(res.predictions["y_true"], pred, average="macro"))
+    ok = train_run("synthetic-BTCUSDT-1h", "cnn1d", {"channels": 8, "layers": 2}, DataConfig(**DATA),
+                   TrainConfig(**TRAIN), candles=candles)
+    assert ok.warnings == []
 
 
 def test_multitask_labels_with_a_single_head_model_train_the_direction(candles):

@@ -22,8 +22,9 @@ class LabelConfig:
     binary: up when the horizon return is > 0 (horizon=1 is the chapter's next-bar label).
     vol_scaled: like direction3 with threshold = k x sigma x sqrt(horizon), sigma the std of the last
     `vol_window` one-bar log returns up to and including bar t (past only).
-    multitask: direction3 classes plus `magnitude` (the horizon return) and `volatility` (realised: the
-    root-mean-square of the one-bar log returns over t+1..t+horizon)."""
+    multitask: direction3 classes plus `magnitude` (the size of the horizon return, |r|, as document 002
+    has it; the direction head carries the sign) and `volatility` (realised: the root-mean-square of the
+    one-bar log returns over t+1..t+horizon; document 002 takes the input window's, which the model sees)."""
 
     kind: str = "direction3"
     horizon: int = 12
@@ -99,7 +100,7 @@ def make_labels(candles: pd.DataFrame, cfg: LabelConfig) -> pd.DataFrame:
         vol = np.full(len(close), np.nan)
         if len(close) > h:
             vol[:-h] = np.sqrt(sq[h - 1:-1])  # mean of lr[t..t+h-1]: bars t+1..t+h
-        out["magnitude"] = r
+        out["magnitude"] = np.abs(r)
         out["volatility"] = vol
     return out
 

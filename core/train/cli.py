@@ -159,8 +159,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     for name, b in res.baselines.items():
         print(f"  {name:<9} accuracy {b['accuracy']:.3f}  balanced {b['balanced_accuracy']:.3f}  "
               f"macro F1 {b['macro_f1']:.3f}  ({b['description']})")
+    for head, h in (m.get("heads") or {}).items():
+        print(f"  {head} head: MAE {h['mae']:.5f} (training mean {h['mae_train_mean']:.5f})  RMSE {h['rmse']:.5f}  "
+              f"correlation {h['corr']:.3f}")
     if res.vs_best_baseline:
         print(res.vs_best_baseline["verdict"])
+    for warning in res.warnings:
+        print(f"warning: {warning}")
     return 0
 
 

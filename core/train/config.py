@@ -5,12 +5,20 @@ JSON-able and stored in the run's config.json. Presets:
 - `quick` (default): a small CNN on 64-bar windows for a few epochs: results in well under a minute on
   2 CPU cores for the offline market's 2 years of 1h candles.
 - `resnet` (document 000): AdamW lr 1e-3, wd 1e-4, batch 64, 100 epochs, cosine to 1e-6, patience 15,
-  min_delta 1e-4, class weights [1.2, 0.8, 1.2], 256-bar windows of 15 features, noise / warp / scaling.
+  min_delta 1e-4, class weights [1.2, 0.8, 1.2], 256-bar windows of 15 features, noise (sigma 0.01) / warp /
+  scaling 0.9-1.1.
 - `convnext` (001): lr 4e-4, batch 32, 100 epochs, wd 0.05, 5 warm-up epochs, label smoothing 0.1, drop
-  path 0.1, layer scale 1e-6, all four augmentations.
-- `dilated` (002): WaveNet with the multi-task head, loss weights 1 / 0.5 / 0.3, 512-bar windows.
-- `chapter` (004): 64-bar windows of 6 indicators, binary labels, batch 32, AdamW lr 5e-4, 80 epochs,
-  patience 12 (the multi-scale CNN of the chapter).
+  path 0.1, layer scale 1e-6, cross-entropy weighted by class frequency ("balanced"), all four
+  augmentations.
+- `dilated` (002): WaveNet with the multi-task head, loss weights 1 / 0.5 / 0.3, 512-bar windows, next-bar
+  direction with a 0.1 % threshold, magnitude |return|. One departure: the volatility target is the
+  realised volatility of the bars ahead; the document's is that of the input window, which the model
+  already sees.
+- `chapter` (004): 64-bar windows of 6 indicators, binary labels, batch 32, 80 epochs, patience 12 (the
+  multi-scale CNN of the chapter), Keras's AdamW as the chapter calls it: a constant lr 5e-4, weight decay
+  0.004, early stopping with min_delta 0.
+Where a document is silent the trainer's defaults fill in (among them gradient clipping at norm 1 and, for
+`dilated`, the epochs, batch, lr and patience); the preset lists those values too.
 
 `--set` keys are namespaced `model.<key>`, `data.<key>`, `train.<key>`; a bare key is accepted when only
 one namespace has it (see `apply_overrides`).
@@ -104,6 +112,10 @@ class TrainConfig:
             raise UserError("window_slice must be a fraction in [0, 1)")
         if isinstance(self.class_weights, str) and self.class_weights != "balanced":
             raise UserError("class_weights must be 'balanced', a list of numbers, or empty")
+        if isinstance(self.class_weights, list) and not (
+                all(math.isfinite(w) and w >= 0 for w in self.class_weights) and sum(self.class_weights) > 0):
+            raise UserError(f"class_weights must be numbers of zero or more, at least one of them positive, got "
+                            f"{self.class_weights}")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise UserError("device must be auto, cpu or cuda")
         from core.train.baselines import BASELINES
@@ -111,7 +123,7 @@ class TrainConfig:
         unknown = [b for b in self.baselines if b not in BASELINES]
         if unknown:
             raise UserError(f"unknown baseline(s) {', '.join(unknown)}; choose from {', '.join(BASELINES)}")
-        for name in ("weight_decay", "warmup", "min_lr", "patience", "clip", "noise_std", "time_warp"):
+        for name in ("weight_decay", "warmup", "min_lr", "patience", "min_delta", "clip", "noise_std", "time_warp"):
             if getattr(self, name) < 0:
                 raise UserError(f"train.{name} must be zero or more, got {getattr(self, name)!r}")
         if not 0 <= self.augment_p <= 1:
@@ -344,20 +356,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"preset": "resnet15", "window": 256, "label": "direction3", "horizon": 12, "threshold": 0.002},
         "train": {"epochs": 100, "batch_size": 64, "lr": 1e-3, "weight_decay": 1e-4, "warmup": 0,
                   "min_lr": 1e-6, "patience": 15, "min_delta": 1e-4, "class_weights": [1.2, 0.8, 1.2],
-                  "noise_std": 0.03, "scale_min": 0.9, "scale_max": 1.1, "time_warp": 0.2},
+                  "noise_std": 0.01, "scale_min": 0.9, "scale_max": 1.1, "time_warp": 0.2},
     },
     "convnext": {
         "description": "document 001: ConvNeXt-1D Tiny, AdamW 4e-4, wd 0.05, 5 warm-up epochs, label smoothing",
         "model": "convnext1d_tiny", "model_config": {"drop_path": 0.1, "layer_scale_init": 1e-6},
         "data": {"preset": "convnext", "window": 256, "label": "direction3", "horizon": 12, "threshold": 0.002},
         "train": {"epochs": 100, "batch_size": 32, "lr": 4e-4, "weight_decay": 0.05, "warmup": 5,
-                  "label_smoothing": 0.1, "patience": 15, "noise_std": 0.03, "scale_min": 0.9,
+                  "label_smoothing": 0.1, "class_weights": "balanced", "patience": 15, "noise_std": 0.03,
+                  "scale_min": 0.9,
                   "scale_max": 1.1, "time_warp": 0.2, "window_slice": 0.1},
     },
     "dilated": {
         "description": "document 002: WaveNet (dilations 1..128) with direction + magnitude + volatility heads",
         "model": "wavenet_multitask", "model_config": {},
-        "data": {"preset": "dilated5", "window": 512, "label": "multitask", "horizon": 1, "threshold": 0.0},
+        "data": {"preset": "dilated5", "window": 512, "label": "multitask", "horizon": 1, "threshold": 0.001},
         "train": {"epochs": 50, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "warmup": 1,
                   "patience": 10, "multitask_weights": [1.0, 0.5, 0.3]},
     },
@@ -365,8 +378,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "description": "document 004: multi-scale CNN on 64 bars of 6 indicators, binary up/down",
         "model": "multiscale_cnn", "model_config": {},
         "data": {"preset": "chapter6", "window": 64, "label": "binary", "horizon": 1, "threshold": 0.0},
-        "train": {"epochs": 80, "batch_size": 32, "lr": 5e-4, "weight_decay": 1e-4, "warmup": 0,
-                  "patience": 12},
+        "train": {"epochs": 80, "batch_size": 32, "lr": 5e-4, "min_lr": 5e-4, "weight_decay": 0.004, "warmup": 0,
+                  "patience": 12, "min_delta": 0.0},
     },
 }
 

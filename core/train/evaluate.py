@@ -92,7 +92,9 @@ def walk_forward(dataset_id: Optional[str], model_name: str, model_config: Optio
     from core.features import SplitConfig, walk_forward_folds
     from core.train.trainer import (_load_candles, _resolve, _stager, compare_to_baselines, fit_and_score,
                                     prepare_for_run)
+    from core.train.runs import check_name
 
+    name = check_name(name) or None
     data, train, model_config, dataset_id, input_kind = _resolve(dataset_id, model_name, model_config,
                                                                   data_config, train_config)
     stage = _stager(progress, cancel)

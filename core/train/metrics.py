@@ -69,6 +69,21 @@ def classification_metrics(y_true: Sequence[int], proba: np.ndarray, class_names
     return out
 
 
+def regression_metrics(target: np.ndarray, pred: np.ndarray, train_mean: float) -> dict[str, float]:
+    """How well a regression head (the multi-task magnitude or volatility) predicts its target: MAE, RMSE,
+    the correlation of prediction and target, and the MAE of always answering the training mean (the
+    floor a head must clear; a head that learned nothing lands there with a correlation near 0)."""
+    t = np.asarray(target, dtype=np.float64)
+    p = np.asarray(pred, dtype=np.float64)
+    ok = np.isfinite(t) & np.isfinite(p)
+    t, p = t[ok], p[ok]
+    if t.size == 0:
+        raise UserError("there are no regression targets to evaluate")
+    corr = float(np.corrcoef(t, p)[0, 1]) if t.size > 1 and t.std() > 0 and p.std() > 0 else float("nan")
+    return {"n": int(t.size), "mae": float(np.mean(np.abs(p - t))), "rmse": float(np.sqrt(np.mean((p - t) ** 2))),
+            "corr": corr, "mae_train_mean": float(np.mean(np.abs(t - train_mean)))}
+
+
 def roc_auc_ovr(y: np.ndarray, p: np.ndarray, k: int) -> float:
     """Macro one-vs-rest ROC AUC over classes that have both positives and negatives (NaN if none)."""
     aucs = []

@@ -43,13 +43,24 @@ def runs_root() -> Path:
     return p
 
 
+MAX_NAME = 100
+
+
+def check_name(name: Optional[str]) -> str:
+    """A run's display name without surrounding spaces ("" for none); longer than `MAX_NAME` is refused."""
+    name = (name or "").strip()
+    if len(name) > MAX_NAME:
+        raise UserError(f"a run name must have at most {MAX_NAME} characters (this one has {len(name)})")
+    return name
+
+
 def run_path(run_id: str) -> Path:
     """The folder of `run_id`; a name that is not a plain folder name is refused (cannot escape)."""
     try:
         safe_name(run_id)
-    except ValueError as exc:
+        return ws_path(RUNS_DIR, run_id)
+    except ValueError as exc:  # not a plain name, or a link that leads out of the workspace
         raise UserError(f"'{run_id}' is not a valid run id") from exc
-    return ws_path(RUNS_DIR, run_id)
 
 
 def new_run_id(model_name: str, payload: dict[str, Any], now: Optional[datetime] = None) -> str:
@@ -135,6 +146,12 @@ def check_metrics(met: Any, where: str = "metrics.json") -> dict[str, Any]:
             metric_set(m, f"baselines.{b}")
     if not isinstance(met.get("vs_best_baseline", {}), dict):
         raise UserError(f"{where}: 'vs_best_baseline' must be an object")
+    w = met.get("warnings", [])
+    if not (isinstance(w, list) and all(isinstance(x, str) for x in w)):
+        raise UserError(f"{where}: 'warnings' must be a list of sentences")
+    heads = (met.get("metrics") or {}).get("heads", {})
+    if not (isinstance(heads, dict) and all(isinstance(h, dict) for h in heads.values())):
+        raise UserError(f"{where}: 'metrics.heads' must be an object of metrics per head")
     return met
 
 
@@ -390,9 +407,9 @@ def damaged(run_id: str, file: str, exc: BaseException) -> UserError:
 
 def rename_run(run_id: str, name: str) -> None:
     """Set the display name (the folder keeps its id, so references stay valid)."""
-    name = (name or "").strip()
-    if not name or len(name) > 100:
-        raise UserError("a run name must have 1 to 100 characters")
+    name = check_name(name)
+    if not name:
+        raise UserError(f"a run name must have 1 to {MAX_NAME} characters")
     folder = run_path(run_id)
     if not (folder / "config.json").is_file():
         raise UserError(f"there is no run '{run_id}'")

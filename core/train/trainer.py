@@ -335,6 +335,7 @@ def fit(model: nn.Module, train_src: BatchSource, val_src: BatchSource, cfg: Tra
                 if not math.isfinite(lv):
                     raise _NonFinite(epoch, bi + 1, lv)
                 opt.zero_grad(set_to_none=True)
+                lr_used = opt.param_groups[0]["lr"]  # the rate of this step (the schedule moves after it)
                 if scaler is not None:
                     scaler.scale(loss).backward()
                     scaler.unscale_(opt)
@@ -365,7 +366,7 @@ def fit(model: nn.Module, train_src: BatchSource, val_src: BatchSource, cfg: Tra
             n_seen += seen
             val = _evaluate_loss(model, val_src, crit, device, cfg, multitask, n_classes)
             row = {"epoch": epoch, "train_loss": loss_sum / max(1, seen),
-                   "train_accuracy": correct / max(1, seen), **val, "lr": opt.param_groups[0]["lr"],
+                   "train_accuracy": correct / max(1, seen), **val, "lr": lr_used,
                    "seconds": time.perf_counter() - te, "samples_per_second": seen / max(train_time, 1e-9)}
             if not math.isfinite(row["val_loss"]):
                 raise _NonFinite(epoch, 0, row["val_loss"])
@@ -538,6 +539,7 @@ class RunResult:
     history: pd.DataFrame
     config: dict[str, Any]
     predictions: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """The `--json` object of `python -m core train`."""
@@ -547,7 +549,7 @@ class RunResult:
                 "vs_best_baseline": self.vs_best_baseline,
                 "best_epoch": self.config.get("best_epoch"), "epochs_run": len(self.history),
                 "train_seconds": self.config.get("train_seconds"), "device": self.config.get("device"),
-                "precision": self.config.get("precision", "fp32")}
+                "precision": self.config.get("precision", "fp32"), "warnings": self.warnings}
 
 
 def compare_to_baselines(y: np.ndarray, proba: np.ndarray, baselines: dict[str, np.ndarray], n_classes: int,
@@ -603,6 +605,7 @@ class Scored:
     baselines: dict[str, dict[str, Any]]
     config: dict[str, Any]
     n_samples: dict[str, int]
+    warnings: list[str] = field(default_factory=list)  # said beside the results (class_warnings)
 
 
 def fit_and_score(prepared: Any, config: dict[str, Any], data: DataConfig, train: TrainConfig, input_kind: str,
@@ -618,7 +621,7 @@ def fit_and_score(prepared: Any, config: dict[str, Any], data: DataConfig, train
     """
     from core.models import create_model
     from core.train.baselines import fit_baselines
-    from core.train.metrics import classification_metrics
+    from core.train.metrics import classification_metrics, regression_metrics
 
     stage = stage or (lambda s, m: None)
     model_name, model_config = config["model_name"], dict(config.get("model_config") or {})
@@ -667,6 +670,10 @@ def fit_and_score(prepared: Any, config: dict[str, Any], data: DataConfig, train
     y_test = preds["y_true"].to_numpy()
     proba = preds[[f"prob_{c}" for c in class_names]].to_numpy()
     metrics = classification_metrics(y_test, proba, class_names)
+    if scaling is not None:  # the multi-task heads, in the targets' own units
+        test_ends = _valid_ends(prepared, "test")
+        metrics["heads"] = {k: regression_metrics(np.asarray(prepared.targets[k])[test_ends],
+                                                  preds[f"pred_{k}"].to_numpy(), scaling[k][0]) for k in scaling}
     val_metrics = classification_metrics(src["val"].labels, val_preds, class_names)
     bl_proba: dict[str, np.ndarray] = {}
     baselines: dict[str, dict[str, Any]] = {}
@@ -680,7 +687,20 @@ def fit_and_score(prepared: Any, config: dict[str, Any], data: DataConfig, train
         baselines = {k: dict(classification_metrics(y_test, b.proba, class_names), description=b.description)
                      for k, b in bl.items()}
     return Scored(model, fr, preds, proba, y_test, metrics, val_metrics, bl_proba, baselines, config,
-                  {s: len(v) for s, v in src.items()})
+                  {s: len(v) for s, v in src.items()}, class_warnings(src["train"].labels, class_names, data))
+
+
+def class_warnings(train_labels: np.ndarray, class_names: list[str], data: DataConfig) -> list[str]:
+    """A sentence for each class with no training sample: the model cannot learn it, and its row in the
+    per-class table means nothing. At threshold 0 that is "flat" (it needs an exactly unchanged price)."""
+    counts = np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=len(class_names))
+    out = []
+    for name, count in zip(class_names, counts):
+        if count == 0:
+            hint = (": at threshold 0 a flat bar needs an exactly unchanged price; raise the threshold or use "
+                    "binary labels" if name == "flat" and not data.threshold else "")
+            out.append(f"Class '{name}' has no training samples, so the model cannot learn it{hint}.")
+    return out
 
 
 def train_run(dataset_id: Optional[str], model_name: str, model_config: Optional[dict[str, Any]] = None,
@@ -697,6 +717,7 @@ def train_run(dataset_id: Optional[str], model_name: str, model_config: Optional
     """
     from core.train import runs as registry
 
+    name = registry.check_name(name) or None  # refused before training, not after
     data, train, model_config, dataset_id, input_kind = _resolve(dataset_id, model_name, model_config,
                                                                   data_config, train_config)
     stage = _stager(progress, cancel)
@@ -725,7 +746,7 @@ def train_run(dataset_id: Optional[str], model_name: str, model_config: Optional
     metrics_doc = {"status": fr.status, "metrics": sc.metrics, "val_metrics": sc.val_metrics,
                    "baselines": sc.baselines, "vs_best_baseline": vs, "best_epoch": fr.best_epoch,
                    "epochs_run": len(fr.history), "train_seconds": fr.train_seconds,
-                   "samples_per_second": fr.samples_per_second}
+                   "samples_per_second": fr.samples_per_second, "warnings": sc.warnings}
     state = {k: v.detach().cpu() for k, v in sc.model.state_dict().items()}
     path = registry.save_run(run_id, config, fr.history, metrics_doc, state, prepared.scaler, preds)
     if fr.status.startswith("failed"):
@@ -734,7 +755,7 @@ def train_run(dataset_id: Optional[str], model_name: str, model_config: Optional
     if progress is not None:
         progress(Progress("done", 1, 1, f"saved run {run_id} ({fr.status})", {"run_id": run_id}))
     return RunResult(run_id, path, fr.status, sc.metrics, sc.val_metrics, sc.baselines, vs, fr.history, config,
-                     preds)
+                     preds, sc.warnings)
 
 
 def _resolve(dataset_id: Optional[str], model_name: str, model_config: Optional[dict[str, Any]],

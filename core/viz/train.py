@@ -117,6 +117,15 @@ def per_class_table(metrics: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["class", "precision", "recall", "f1", "support"])
 
 
+def heads_table(metrics: dict[str, Any]) -> pd.DataFrame:
+    """The multi-task regression heads on the test split (empty for a classifier): MAE and RMSE in the
+    target's units, correlation with the target, and the MAE of always answering the training mean."""
+    rows = [{"head": name, "MAE": h.get("mae"), "MAE of the training mean": h.get("mae_train_mean"),
+             "RMSE": h.get("rmse"), "correlation": h.get("corr"), "samples": h.get("n")}
+            for name, h in (metrics.get("heads") or {}).items()]
+    return pd.DataFrame(rows, columns=["head", "MAE", "MAE of the training mean", "RMSE", "correlation", "samples"])
+
+
 def comparison_table(metrics: dict[str, Any], baselines: dict[str, dict[str, Any]]) -> pd.DataFrame:
     names = ["accuracy", "balanced_accuracy", "macro_f1", "roc_auc", "log_loss"]
     rows = [{"model": "CNN", **{METRIC_LABELS[n]: metrics.get(n) for n in names}, "description": ""}]
