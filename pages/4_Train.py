@@ -125,7 +125,7 @@ left, right = st.columns([2, 3])
 right.plotly_chart(vt.lr_schedule_figure(t.epochs, t.warmup, t.lr, t.min_lr), width="stretch", key="train_lr_plot")
 run_name = left.text_input("Run name (optional)", key="train_name", max_chars=registry.MAX_NAME)
 _keep_settings()
-left.caption(vt.training_summary(t, best_device()))
+left.caption(vt.training_summary(t, best_device(), spec.input_kind))
 job = get_job(sid, JOB)
 running = job is not None and not job.done
 wf_job = get_job(sid, WF_JOB)

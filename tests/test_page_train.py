@@ -165,6 +165,13 @@ def test_stop_button_and_viz_builders():
     assert lr.x[int(np.argmax(lr.y))] == pytest.approx(2.0) and lr.y[-1] == pytest.approx(1e-5)
     t = vt.per_class_table({"per_class": {"up": {"precision": .5, "recall": .4, "f1": .44, "support": 9}}})
     assert t.loc[0, "class"] == "up"
+    # chart and order-book pictures are not augmented: the summary says so when augmentations are on
+    from core.train.config import preset
+
+    on = preset("convnext")["train"]
+    assert "not used for this model" in vt.training_summary(on, "cpu", "chart_image")
+    assert "not used" not in vt.training_summary(on, "cpu", "sequence")
+    assert "not used" not in vt.training_summary(preset("chapter")["train"], "cpu", "orderbook_image")
 
 
 def test_walk_forward_from_the_page(workspace):

@@ -102,6 +102,11 @@ class WindowSource(BatchSource):
         return out
 
 
+# Inputs the augmentations leave alone: rendered charts and order-book pictures have no time axis to warp,
+# slice or scale along (the indicator image's columns are bars, so it is augmented like a sequence).
+UNAUGMENTED_INPUTS = ("chart_image", "orderbook_image")
+
+
 class DatasetSource(BatchSource):
     """Batches from a torch Dataset of `(x, y)` (the image datasets), using `__getitems__` when present."""
 
@@ -463,7 +468,7 @@ def build_source(prepared: Any, input_kind: str, split: str, encoding: Optional[
     ds = make_dataset(prepared, ends, input_kind, **(encoding or {}))
     labels = np.asarray(prepared.y, dtype=np.int64)[ends]
     ex = {k: v[ends] for k, v in extra.items()} if extra else None
-    return DatasetSource(ds, labels, ex, time_axis=2 if input_kind == "indicator_image" else None)
+    return DatasetSource(ds, labels, ex, time_axis=None if input_kind in UNAUGMENTED_INPUTS else 2)
 
 
 def _load_candles(dataset_id: str) -> pd.DataFrame:

@@ -221,11 +221,18 @@ def walk_forwards_table(docs: Sequence[dict[str, Any]]) -> pd.DataFrame:
 
 # ---- the sentences the Train page shows (kept here so the page only lays them out) ------------------------
 
-def training_summary(train: Any, here: Any = None) -> str:
-    """One sentence on how a TrainConfig trains (`here`: the device "auto" resolves to on this machine)."""
-    return (f"AdamW (weight decay {train.weight_decay:g}), {train.loss} loss, gradient clipping at {train.clip:g}, "
+def training_summary(train: Any, here: Any = None, input_kind: str = "sequence") -> str:
+    """How a TrainConfig trains (`here`: the device "auto" resolves to on this machine), and whether the
+    augmentations apply to a model reading `input_kind`."""
+    from core.train.trainer import UNAUGMENTED_INPUTS
+
+    text = (f"AdamW (weight decay {train.weight_decay:g}), {train.loss} loss, gradient clipping at {train.clip:g}, "
             f"early stopping on {train.monitor} (patience {train.patience}) restoring the best weights; device "
             f"{train.device}" + (f" ({here} here)." if train.device == "auto" and here is not None else "."))
+    if train.augments and input_kind in UNAUGMENTED_INPUTS:
+        text += (" The augmentations are not used for this model: its input is a rendered image, with no time "
+                 "axis to add noise along, scale, warp or slice.")
+    return text
 
 
 def headline_values(metrics: dict[str, Any]) -> list[tuple[str, str]]:
