@@ -22,7 +22,7 @@ from core.device import best_device
 from core.errors import UserError
 from core.train.config import PRESETS, preset, preset_model
 from core.train import evaluate as wfe
-from core.train.trainer import train_run
+from core.train.trainer import model_label_note, model_label_problem, train_run
 from core.viz import train as vt
 
 JOB = "train"
@@ -125,7 +125,9 @@ left, right = st.columns([2, 3])
 right.plotly_chart(vt.lr_schedule_figure(t.epochs, t.warmup, t.lr, t.min_lr), width="stretch", key="train_lr_plot")
 run_name = left.text_input("Run name (optional)", key="train_name", max_chars=registry.MAX_NAME)
 _keep_settings()
-left.caption(vt.training_summary(t, best_device(), spec.input_kind))
+left.caption(vt.training_summary(t, best_device(), spec.input_kind, spec.multitask and d.label == "multitask"))
+if model_label_note(model_name, spec.multitask, d.label):
+    left.caption(model_label_note(model_name, spec.multitask, d.label))
 job = get_job(sid, JOB)
 running = job is not None and not job.done
 wf_job = get_job(sid, WF_JOB)
@@ -135,6 +137,9 @@ wf_running = wf_job is not None and not wf_job.done
 def _check_settings() -> None:
     if model_errors:
         raise UserError(model_errors[0])
+    mismatch = model_label_problem(model_name, spec.multitask, d.label)
+    if mismatch:
+        raise UserError(mismatch)
     t.validate()
     d.validate()
 
@@ -153,6 +158,7 @@ if left.button("Start training", type="primary", key="train_start", disabled=run
         job = start_job(sid, JOB, partial(train_run, name=run_name or None), dataset_id=dataset_id,
                         model_name=model_name, model_config=model_config, data_config=d, train_config=t)
         st.session_state["train_total_epochs"] = t.epochs
+        st.session_state["train_loss_name"] = vt.loss_name(t, spec.multitask)
     except Exception as exc:  # noqa: BLE001 - shown to the user
         show_error(exc)
     else:
@@ -173,7 +179,8 @@ def live() -> None:
             job.stop()
     hist = vt.history_from_events(events)
     if not hist.empty and not (job.done and job.result is not None):
-        st.plotly_chart(vt.history_figure(hist, st.session_state.get("train_total_epochs")), width="stretch",
+        st.plotly_chart(vt.history_figure(hist, st.session_state.get("train_total_epochs"),
+                                          loss=st.session_state.get("train_loss_name", "")), width="stretch",
                         key="train_live_curves")
     if job.done and st.session_state.get("train_seen_job") != job.started_at:
         st.session_state["train_seen_job"] = job.started_at
@@ -255,7 +262,9 @@ def run_results() -> None:
     if m.get("confusion"):
         l.plotly_chart(vt.confusion_figure(m["confusion"], run.class_names), width="stretch", key="train_cm")
     r.dataframe(vt.per_class_table(m), hide_index=True, key="train_per_class")
-    st.plotly_chart(vt.history_figure(run.history), width="stretch", key="train_curves")
+    st.plotly_chart(vt.history_figure(run.history, loss=vt.loss_name(cfg.get("train_config") or {},
+                                                                     cfg.get("targets_scaling") is not None)),
+                    width="stretch", key="train_curves")
     with st.expander("Manage this run"):
         new = st.text_input("Rename", str(cfg.get("name", ""))[:registry.MAX_NAME], key=f"train_rename_{rid}",
                             max_chars=registry.MAX_NAME)
@@ -291,7 +300,8 @@ def walk_forward_results() -> None:
     st.caption(vt.walk_forward_caption(res.config, res.predictions, len(res.folds)))
     headline(res.metrics, res.baselines, vs, "train_wf_cmp")
     l, r = st.columns(2)
-    l.plotly_chart(vt.folds_figure(res.folds), width="stretch", key="train_wf_folds")
+    l.plotly_chart(vt.folds_figure(res.folds, mode=res.config.get("mode", "expanding")), width="stretch",
+                   key="train_wf_folds")
     if vs:
         r.plotly_chart(vt.comparison_figure(vs), width="stretch", key="train_wf_ci")
     st.dataframe(vt.folds_table(res.folds), hide_index=True, key="train_wf_table")

@@ -146,6 +146,17 @@ def test_bad_settings_show_an_error_and_start_nothing(workspace):
     assert at.selectbox(key="train_label").value == "binary"
     assert at.selectbox(key="train_model_chapter").value == "multiscale_cnn"
     assert at.number_input(key="train_mc_chapter_multiscale_cnn_filters").value == 32
+    # a multi-task model with one-head labels is said before Start, in the page's words, and blocks Start
+    at.selectbox(key="train_model_chapter").select("wavenet_multitask").run()
+    assert any(e.value.startswith("The model wavenet_multitask answers direction, magnitude and volatility: it "
+                                  "needs the multitask label (the Label box") for e in at.error)
+    assert at.button(key="train_start").disabled
+    at.selectbox(key="train_label").select("multitask").run()
+    assert not at.error and not at.button(key="train_start").disabled
+    # a one-head model with the multitask labels: the page says it learns the direction only
+    at.selectbox(key="train_model_chapter").select("tcn").run()
+    assert any("tcn has one head: with the multitask label it learns the direction classes only" in c.value
+               for c in at.caption)
 
 
 def test_stop_button_and_viz_builders():

@@ -542,6 +542,20 @@ def test_bad_training_settings_are_refused_before_training():
     TrainConfig(class_weights=[1.2, 0.0, 1.2], min_delta=0.0).validate()
 
 
+def test_run_warnings_name_an_empty_class_a_constant_answer_and_an_oversized_batch():
+    from core.train.trainer import run_warnings
+
+    names = ["down", "flat", "up"]
+    train_y = np.array([0, 2] * 50)
+    mixed = np.array([0, 1, 2] * 20)
+    w = run_warnings(train_y, mixed, names, DataConfig(threshold=0.0), TrainConfig(batch_size=64))
+    assert len(w) == 1 and "Class 'flat' has no training samples" in w[0] and "threshold 0" in w[0]
+    w = run_warnings(np.array([0, 1, 2] * 40), np.r_[np.zeros(99), 2], names, DataConfig(), TrainConfig(batch_size=4096))
+    assert "answers 'down' for 99% of the test bars" in w[0]
+    assert "batch size (4,096) is larger than the 120 training samples" in w[1]
+    assert run_warnings(np.array([0, 1, 2] * 40), mixed, names, DataConfig(), TrainConfig()) == []
+
+
 def test_regression_metrics_match_sklearn():
     from sklearn.metrics import mean_absolute_error, mean_squared_error
 

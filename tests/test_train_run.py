@@ -161,6 +161,7 @@ def test_walk_forward_covers_the_test_span_out_of_sample(candles):
     for f in wf.folds:
         assert f["n_train"] > 0 and f["test_start"] < f["test_end"]
     assert set(wf.baselines) == {"majority", "logistic"} and "verdict" in wf.vs_best_baseline
+    assert wf.baselines["logistic"]["description"].endswith("refitted on each fold's training rows")
     # saved in the workspace and read back as it was
     from core.train.evaluate import delete_walk_forward, list_walk_forwards, load_walk_forward
     from core.train.metrics import HEADLINE

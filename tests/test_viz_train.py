@@ -65,3 +65,38 @@ def test_walk_forward_title_fits_on_short_lines():
     assert len(lines) >= 2 and all(len(l) <= 45 for l in lines), lines
     assert "later folds train on more history" in fig.layout.title.text
     assert fig.layout.margin.t >= 60  # room for the two title lines
+    capped = [dict(f, n_train=2000) for f in folds]  # max training samples: the folds do not grow
+    assert "every fold trains on equally many samples" in folds_figure(capped).layout.title.text
+    grown = [dict(f, n_train=1000 * (i + 1)) for i, f in enumerate(folds)]
+    assert "later folds train on more history" in folds_figure(grown).layout.title.text
+
+
+def test_loss_names_title_the_curves_and_differing_losses_are_called_incomparable():
+    from core.train.config import TrainConfig
+    from core.viz.train import loss_name
+
+    assert loss_name(TrainConfig()) == "cross-entropy"
+    assert loss_name({"loss": "focal", "label_smoothing": 0.1}) == "focal loss (gamma 2) with label smoothing 0.1"
+    assert loss_name({}, multitask=True).startswith("multi-task loss (1 CE + 0.5 magnitude MSE")
+    fig = history_figure(_history(2), loss="focal loss (gamma 2)")
+    assert fig.layout.annotations[0].text == "focal loss (gamma 2)"
+    same = curves_figure({"a": _history(2), "b": _history(3)}, losses={"a": "cross-entropy", "b": "cross-entropy"})
+    assert same.layout.annotations[0].text == "loss: cross-entropy"
+    mixed = curves_figure({"a": _history(2), "b": _history(3)}, losses={"a": "cross-entropy", "b": "focal loss"})
+    assert mixed.layout.annotations[0].text == "training losses differ between runs: not comparable"
+
+
+def test_training_summary_says_what_the_settings_do():
+    from core.train.config import TrainConfig, preset
+    from core.viz.train import run_caption, training_summary
+
+    off = training_summary(TrainConfig(patience=0, clip=0), "cpu")
+    assert "no early stopping (patience 0)" in off and "no gradient clipping" in off
+    assert "the best epoch's weights (by val_loss) are kept" in off and "(cpu here)" in off
+    conv = training_summary(preset("convnext")["train"])
+    assert "label smoothing 0.1" in conv and "classes weighted by the training split's balance" in conv
+    assert "augmentation of train batches (noise 0.03, scaling 0.9-1.1, time warp 0.2, window slicing 0.1)" in conv
+    assert "class weights 1.2, 0.8, 1.2" in training_summary(preset("resnet")["train"])
+    cap = run_caption({"model_name": "cnn1d", "dataset_id": "d", "test_start": "2025-09-14 10:00:00+00:00",
+                       "test_end": "2025-10-01 00:00:00+00:00"}, {"status": "completed", "metrics": {"n": 5}})
+    assert "test 2025-09-14 10:00 to 2025-10-01 00:00 UTC (5 samples)" in cap

@@ -18,7 +18,9 @@ class ModelSpec:
     """What a page or the CLI needs to know about a registered model.
 
     `defaults` maps every config key the model accepts to its default (int, float, bool, str or list of
-    ints); `causal` is True when output step t depends only on input steps <= t (`features_sequence`).
+    ints); `causal` is True when output step t depends only on input steps <= t (`features_sequence`);
+    `multitask` when the model answers with direction logits plus magnitude and volatility (it needs the
+    multitask labels).
     """
 
     name: str
@@ -27,13 +29,15 @@ class ModelSpec:
     defaults: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     causal: bool = False
+    multitask: bool = False
 
     def __hash__(self) -> int:  # the defaults dict is not hashable; a name identifies a spec
         return hash(self.name)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "family": self.family, "input_kind": self.input_kind,
-                "defaults": copy.deepcopy(self.defaults), "description": self.description, "causal": self.causal}
+                "defaults": copy.deepcopy(self.defaults), "description": self.description, "causal": self.causal,
+                "multitask": self.multitask}
 
 
 class UnknownModel(UserError, KeyError):
@@ -125,7 +129,7 @@ def _build_table() -> tuple[dict[str, ModelSpec], dict[str, Callable[..., nn.Mod
               partial(WaveNet, multitask=False))
     _register(ModelSpec("wavenet_multitask", "wavenet", seq, dict(wn),
                         "WaveNet with direction logits + magnitude + volatility heads on the last step "
-                        "(document 002).", causal=True), partial(WaveNet, multitask=True))
+                        "(document 002).", causal=True, multitask=True), partial(WaveNet, multitask=True))
     _register(ModelSpec("tcn", "tcn", seq, {"channels": 32, "levels": 4, "kernel_size": 3, "dropout": 0.2,
                                             "weight_norm": True},
                         "TCN (Bai et al. 2018, document 004): residual blocks of two dilated causal convs "

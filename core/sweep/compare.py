@@ -160,6 +160,18 @@ def histories(run_ids: Sequence[str]) -> dict[str, pd.DataFrame]:
     return out
 
 
+def loss_names(run_ids: Sequence[str]) -> dict[str, str]:
+    """run label -> the loss its curves show (runs trained with different losses have incomparable curves)."""
+    from core.train.runs import load_run
+    from core.viz.train import loss_name
+
+    out = {}
+    for rid in run_ids:
+        cfg = load_run(rid).config
+        out[_label(cfg, rid)] = loss_name(cfg.get("train_config") or {}, cfg.get("targets_scaling") is not None)
+    return out
+
+
 def metrics_of(run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     """run label -> test metrics and the best baseline's metrics (for metric bars)."""
     from core.train.runs import load_run

@@ -105,7 +105,7 @@ def walk_forward(dataset_id: Optional[str], model_name: str, model_config: Optio
     split_cfg = SplitConfig(train=data.train, val=data.val, test=data.test, purge=data.purge)
     folds = walk_forward_folds(len(base.features), int(base.window), data.horizon, k, mode, split_cfg)
     class_names = [str(c) for c in base.class_names]
-    preds, fold_rows, bl_all = [], [], {}
+    preds, fold_rows, bl_all, bl_desc = [], [], {}, {}
     for i, split in enumerate(folds):
         if progress is not None:
             progress(Progress("fold", i, len(folds), f"fold {i + 1}/{len(folds)}"))
@@ -118,6 +118,7 @@ def walk_forward(dataset_id: Optional[str], model_name: str, model_config: Optio
         preds.append(p)
         for bl_name, pr in sc.baseline_proba.items():
             bl_all.setdefault(bl_name, []).append(pr)
+            bl_desc.setdefault(bl_name, sc.baselines[bl_name].get("description", ""))
         fold_rows.append({
             "fold": i + 1, "status": sc.fit.status, "best_epoch": sc.fit.best_epoch,
             "n_train": sc.n_samples["train"], "n_val": sc.n_samples["val"], "n_test": len(p),
@@ -132,7 +133,9 @@ def walk_forward(dataset_id: Optional[str], model_name: str, model_config: Optio
     y = all_preds["y_true"].to_numpy()
     proba = all_preds[[f"prob_{c}" for c in class_names]].to_numpy()
     bl = {b: np.concatenate(v) for b, v in bl_all.items()}
-    baselines = {b: classification_metrics(y, p, class_names) for b, p in bl.items()}
+    baselines = {b: dict(classification_metrics(y, p, class_names),
+                         description=f"{bl_desc.get(b, b)}, refitted on each fold's training rows")
+                 for b, p in bl.items()}
     vs = compare_to_baselines(y, proba, bl, len(class_names), data.horizon, train.n_boot, train.seed,
                               train.compare_metric)
     from core.train.trainer import datetime_now

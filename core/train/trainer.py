@@ -364,7 +364,7 @@ def fit(model: nn.Module, train_src: BatchSource, val_src: BatchSource, cfg: Tra
                 correct += int((logits.detach().argmax(1) == b["y"]).sum())
                 seen += len(idx)
                 if progress is not None:
-                    progress(Progress("batch", step, total_steps, f"epoch {epoch} batch {bi + 1}/{steps_per_epoch}",
+                    progress(Progress("batch", step, total_steps, f"epoch {epoch}/{cfg.epochs} batch {bi + 1}/{steps_per_epoch}",
                                       {"epoch": epoch, "loss": lv}))
             train_time = time.perf_counter() - te
             t_train += train_time
@@ -425,6 +425,23 @@ def _augment(x: torch.Tensor, time_axis: int, aug: AugmentSettings, g: torch.Gen
 
 
 # ------------------------------------------------------------------------------------- runs from datasets
+
+def model_label_problem(model_name: str, multitask_model: bool, label: str) -> Optional[str]:
+    """Why a model cannot learn from a label kind (None when it can): a multi-task model needs the multitask
+    labels (direction, magnitude and volatility targets)."""
+    if multitask_model and label != "multitask":
+        return (f"The model {model_name} answers direction, magnitude and volatility: it needs the multitask "
+                f"label (the Label box, or data.label=multitask on the command line), not {label}")
+    return None
+
+
+def model_label_note(model_name: str, multitask_model: bool, label: str) -> Optional[str]:
+    """What a one-head model does with the multitask labels (None otherwise): it learns the direction only."""
+    if label == "multitask" and not multitask_model:
+        return (f"{model_name} has one head: with the multitask label it learns the direction classes only "
+                f"(wavenet_multitask also learns magnitude and volatility).")
+    return None
+
 
 def _valid_ends(prepared: Any, split: str) -> np.ndarray:
     ends = np.asarray(prepared.splits[split], dtype=np.int64)
@@ -610,7 +627,7 @@ class Scored:
     baselines: dict[str, dict[str, Any]]
     config: dict[str, Any]
     n_samples: dict[str, int]
-    warnings: list[str] = field(default_factory=list)  # said beside the results (class_warnings)
+    warnings: list[str] = field(default_factory=list)  # said beside the results (run_warnings)
 
 
 def fit_and_score(prepared: Any, config: dict[str, Any], data: DataConfig, train: TrainConfig, input_kind: str,
@@ -655,8 +672,7 @@ def fit_and_score(prepared: Any, config: dict[str, Any], data: DataConfig, train
     with torch.no_grad():
         probe = model.eval()(sample)
     if isinstance(probe, dict) and scaling is None:
-        raise UserError(f"{model_name} has a multi-task head: use data.label=multitask (direction, magnitude "
-                        f"and volatility targets)")
+        raise UserError(model_label_problem(model_name, True, data.label))
     if scaling is not None and not isinstance(probe, dict):
         # multitask labels with a single-head model: it learns the direction classes only
         scaling = None
@@ -692,12 +708,15 @@ def fit_and_score(prepared: Any, config: dict[str, Any], data: DataConfig, train
         baselines = {k: dict(classification_metrics(y_test, b.proba, class_names), description=b.description)
                      for k, b in bl.items()}
     return Scored(model, fr, preds, proba, y_test, metrics, val_metrics, bl_proba, baselines, config,
-                  {s: len(v) for s, v in src.items()}, class_warnings(src["train"].labels, class_names, data))
+                  {s: len(v) for s, v in src.items()},
+                  run_warnings(src["train"].labels, proba.argmax(1), class_names, data, train))
 
 
-def class_warnings(train_labels: np.ndarray, class_names: list[str], data: DataConfig) -> list[str]:
-    """A sentence for each class with no training sample: the model cannot learn it, and its row in the
-    per-class table means nothing. At threshold 0 that is "flat" (it needs an exactly unchanged price)."""
+def run_warnings(train_labels: np.ndarray, test_pred: np.ndarray, class_names: list[str], data: DataConfig,
+                 train: TrainConfig) -> list[str]:
+    """Sentences on what makes a run's numbers mean less than they seem: a class with no training sample
+    (the model cannot learn it; at threshold 0 that is "flat", which needs an exactly unchanged price), a
+    model that gives one answer for (nearly) every test bar, and a batch larger than the training split."""
     counts = np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=len(class_names))
     out = []
     for name, count in zip(class_names, counts):
@@ -705,7 +724,23 @@ def class_warnings(train_labels: np.ndarray, class_names: list[str], data: DataC
             hint = (": at threshold 0 a flat bar needs an exactly unchanged price; raise the threshold or use "
                     "binary labels" if name == "flat" and not data.threshold else "")
             out.append(f"Class '{name}' has no training samples, so the model cannot learn it{hint}.")
+    pred = np.asarray(test_pred, dtype=np.int64)
+    if pred.size:
+        top = np.bincount(pred, minlength=len(class_names))
+        share = top.max() / pred.size
+        if share >= CONSTANT_SHARE:
+            out.append(f"The model answers '{class_names[int(top.argmax())]}' for {share:.0%} of the test bars: "
+                       f"nearly a constant answer, whatever its accuracy (like the majority baseline, it has "
+                       f"learned the class balance rather than the market).")
+    n_train = int(counts.sum())
+    if train.batch_size > n_train:
+        out.append(f"The batch size ({train.batch_size:,}) is larger than the {n_train:,} training samples: one "
+                   f"optimiser step per epoch, so the model hardly trains.")
     return out
+
+
+# A model that answers one class for this share of the test bars or more is said to be (nearly) constant.
+CONSTANT_SHARE = 0.98
 
 
 def train_run(dataset_id: Optional[str], model_name: str, model_config: Optional[dict[str, Any]] = None,

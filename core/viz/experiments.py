@@ -35,8 +35,14 @@ def _color(i: int) -> str:
     return PALETTE[i % len(PALETTE)]
 
 
-def curves_figure(histories: Mapping[str, pd.DataFrame], title: str = "training curves") -> go.Figure:
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"), horizontal_spacing=0.08)
+def curves_figure(histories: Mapping[str, pd.DataFrame], title: str = "training curves",
+                  losses: Optional[Mapping[str, str]] = None) -> go.Figure:
+    """`losses` (run label -> loss name) titles the loss panel; losses that differ between runs are said to be
+    incomparable (a focal loss of 0.4 is not better than a cross-entropy of 1.0): compare the accuracy."""
+    kinds = sorted(set((losses or {}).values()))
+    loss_title = ("loss" if not kinds else f"loss: {kinds[0]}" if len(kinds) == 1
+                  else "training losses differ between runs: not comparable")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(loss_title, "accuracy"), horizontal_spacing=0.08)
     for i, (label, h) in enumerate(histories.items()):
         if h is None or h.empty or "epoch" not in h:
             continue
@@ -46,7 +52,9 @@ def curves_figure(histories: Mapping[str, pd.DataFrame], title: str = "training 
                 fig.add_trace(go.Scatter(x=h["epoch"], y=h[col], mode="lines+markers", legendgroup=label,
                                          name=label if show else f"{label} {col}", showlegend=show,
                                          line={"color": _color(i), "dash": dash},
-                                         hovertemplate=f"{label}<br>{col} %{{y:.4f}} (epoch %{{x}})<extra></extra>"),
+                                         hovertemplate=f"{label}<br>{col} %{{y:.4f}} (epoch %{{x}})"
+                                                       f"{'<br>' + losses[label] if losses and label in losses else ''}"
+                                                       "<extra></extra>"),
                               row=1, col=c)
     last = max((int(pd.to_numeric(h["epoch"]).max()) for h in histories.values()
                 if h is not None and not h.empty and "epoch" in h), default=1)

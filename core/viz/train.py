@@ -36,9 +36,11 @@ def epoch_ticks(n_epochs: int) -> dict[str, Any]:
     return {"tickmode": "linear", "tick0": 0 if step > 1 else 1, "dtick": int(step), "tickformat": "d"}
 
 
-def history_figure(history: pd.DataFrame, total_epochs: Optional[int] = None, title: str = "") -> go.Figure:
-    """Loss (left) and accuracy (right) per epoch; works on a partial history while training runs."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"), horizontal_spacing=0.08)
+def history_figure(history: pd.DataFrame, total_epochs: Optional[int] = None, title: str = "",
+                   loss: str = "") -> go.Figure:
+    """Loss (left; `loss` names it: the training loss, not the test log loss) and accuracy (right) per epoch;
+    works on a partial history while training runs."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(loss or "loss", "accuracy"), horizontal_spacing=0.08)
     h = history if history is not None else pd.DataFrame()
     if not h.empty:
         x = h["epoch"]
@@ -104,7 +106,7 @@ def comparison_figure(vs: dict[str, Any]) -> go.Figure:
             marker={"size": 12, "color": color}, showlegend=False,
             error_x={"type": "data", "symmetric": False, "array": [hi - d], "arrayminus": [d - lo]},
             hovertemplate=f"{it['verdict']}<extra></extra>"))
-    fig.add_vline(x=0, line={"color": "black", "width": 1})
+    fig.add_vline(x=0, line={"color": "#888888", "width": 1})  # seen on the light and the dark theme
     conf = int(round(items[0]["confidence"] * 100)) if items else 95
     fig.update_layout(height=80 + 70 * max(1, len(items)), margin={"l": 40, "r": 20, "t": 40, "b": 40},
                       title=f"CNN minus best baseline (points, {conf} % block-bootstrap interval)",
@@ -162,7 +164,7 @@ def lr_schedule_figure(epochs: int, warmup: float, lr: float, min_lr: float, ste
     return fig
 
 
-def folds_figure(folds: Sequence[dict[str, Any]], metric: str = "accuracy") -> go.Figure:
+def folds_figure(folds: Sequence[dict[str, Any]], metric: str = "accuracy", mode: str = "expanding") -> go.Figure:
     """A walk-forward evaluation fold by fold: the CNN's and each baseline's `metric` on each fold's test block."""
     label = METRIC_LABELS.get(metric, metric)
     x = [f"fold {f['fold']}<br>{str(f['test_start'])[:10]}" for f in folds]
@@ -176,9 +178,12 @@ def folds_figure(folds: Sequence[dict[str, Any]], metric: str = "accuracy") -> g
         fig.add_trace(go.Bar(name=b, x=x, y=[(f.get("baselines") or {}).get(b, {}).get(metric) for f in folds],
                              marker_color=BASE_COLORS.get(b, "#bcbd22"),
                              hovertemplate=f"{b} {label} %{{y:.3f}}<extra></extra>"))
+    sizes = {f["n_train"] for f in folds if f.get("n_train") is not None}
+    same = mode != "expanding" or (len(sizes) == 1 and len(folds) > 1)  # rolling, or capped training samples
+    note = "every fold trains on equally many samples" if same else "later folds train on more history"
     # two short lines: one long line was cut at the page's width ("... train on more histor")
     fig.update_layout(barmode="group", height=360, margin={"l": 40, "r": 20, "t": 70, "b": 40},
-                      title=f"{label} on each fold's test block<br><sup>later folds train on more history</sup>",
+                      title=f"{label} on each fold's test block<br><sup>{note}</sup>",
                       legend={"orientation": "h", "y": -0.25})
     return fig
 
@@ -221,14 +226,44 @@ def walk_forwards_table(docs: Sequence[dict[str, Any]]) -> pd.DataFrame:
 
 # ---- the sentences the Train page shows (kept here so the page only lays them out) ------------------------
 
-def training_summary(train: Any, here: Any = None, input_kind: str = "sequence") -> str:
-    """How a TrainConfig trains (`here`: the device "auto" resolves to on this machine), and whether the
-    augmentations apply to a model reading `input_kind`."""
+def loss_name(train: Any, multitask: bool = False) -> str:
+    """The training loss in words (the curves' loss is this one, not the test log loss). `train` is a
+    TrainConfig or a saved run's train_config dict."""
+    if isinstance(train, dict):
+        from dataclasses import asdict
+        from types import SimpleNamespace
+
+        from core.train.config import TrainConfig
+
+        train = SimpleNamespace(**{**asdict(TrainConfig()), **train})
+    if multitask:
+        w = list(getattr(train, "multitask_weights", None) or [1.0, 0.5, 0.3])
+        return f"multi-task loss ({w[0]:g} CE + {w[1]:g} magnitude MSE + {w[2]:g} volatility MSE)"
+    name = f"focal loss (gamma {train.focal_gamma:g})" if train.loss == "focal" else "cross-entropy"
+    return name + (f" with label smoothing {train.label_smoothing:g}" if train.label_smoothing else "")
+
+
+def training_summary(train: Any, here: Any = None, input_kind: str = "sequence", multitask: bool = False) -> str:
+    """How a TrainConfig trains (`here`: the device "auto" resolves to on this machine): loss, class weights,
+    augmentations (and whether they apply to a model reading `input_kind`), clipping, early stopping, device."""
     from core.train.trainer import UNAUGMENTED_INPUTS
 
-    text = (f"AdamW (weight decay {train.weight_decay:g}), {train.loss} loss, gradient clipping at {train.clip:g}, "
-            f"early stopping on {train.monitor} (patience {train.patience}) restoring the best weights; device "
-            f"{train.device}" + (f" ({here} here)." if train.device == "auto" and here is not None else "."))
+    parts = [f"AdamW (weight decay {train.weight_decay:g})", loss_name(train, multitask)]
+    if train.class_weights == "balanced":
+        parts.append("classes weighted by the training split's balance")
+    elif isinstance(train.class_weights, list):
+        parts.append(f"class weights {', '.join(f'{w:g}' for w in train.class_weights)}")
+    if train.augments and input_kind not in UNAUGMENTED_INPUTS:
+        aug = [f"noise {train.noise_std:g}" if train.noise_std else "",
+               f"scaling {train.scale_min:g}-{train.scale_max:g}" if (train.scale_min, train.scale_max) != (1, 1)
+               else "", f"time warp {train.time_warp:g}" if train.time_warp else "",
+               f"window slicing {train.window_slice:g}" if train.window_slice else ""]
+        parts.append(f"augmentation of train batches ({', '.join(a for a in aug if a)})")
+    parts.append(f"gradient clipping at {train.clip:g}" if train.clip else "no gradient clipping")
+    parts.append(f"early stopping on {train.monitor} (patience {train.patience})" if train.patience
+                 else "no early stopping (patience 0)")
+    text = (", ".join(parts) + f"; the best epoch's weights (by {train.monitor}) are kept; device {train.device}"
+            + (f" ({here} here)." if train.device == "auto" and here is not None else "."))
     if train.augments and input_kind in UNAUGMENTED_INPUTS:
         text += (" The augmentations are not used for this model: its input is a rendered image, with no time "
                  "axis to add noise along, scale, warp or slice.")
@@ -245,9 +280,15 @@ def headline_values(metrics: dict[str, Any]) -> list[tuple[str, str]]:
 def run_caption(config: dict[str, Any], metrics_doc: dict[str, Any]) -> str:
     """What a run is: model, dataset, status, best epoch, test span and size, device and precision."""
     m = metrics_doc.get("metrics") or {}
+
+    def when(ts: Any) -> str:
+        try:
+            return f"{pd.Timestamp(ts):%Y-%m-%d %H:%M}"
+        except (TypeError, ValueError):
+            return str(ts)
     return (f"{config.get('model_name')} on {config.get('dataset_id')} · status **{metrics_doc.get('status')}** · "
-            f"best epoch {metrics_doc.get('best_epoch')} · test {config.get('test_start')} .. "
-            f"{config.get('test_end')} ({m.get('n')} samples) · trained on {config.get('device', 'cpu')} in "
+            f"best epoch {metrics_doc.get('best_epoch')} · test {when(config.get('test_start'))} to "
+            f"{when(config.get('test_end'))} UTC ({m.get('n')} samples) · trained on {config.get('device', 'cpu')} in "
             f"{config.get('precision', 'fp32')}")
 
 
