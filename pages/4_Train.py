@@ -18,6 +18,7 @@ from core.features import LABEL_KINDS, PRESETS as FEATURE_PRESETS
 from core.models import get_spec, list_models
 from core.train import runs as registry
 from core.data.orderbook import book_id_for, list_order_books
+from core.data.store import dataset_info
 from core.device import best_device
 from core.errors import UserError
 from core.train.config import PRESETS, preset, preset_model
@@ -142,6 +143,7 @@ def _check_settings() -> None:
         raise UserError(mismatch)
     t.validate()
     d.validate()
+    d.check_fits(dataset_info(dataset_id).rows)
 
 
 try:  # said as soon as a setting is wrong, not only after Start

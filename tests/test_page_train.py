@@ -146,6 +146,14 @@ def test_bad_settings_show_an_error_and_start_nothing(workspace):
     assert at.selectbox(key="train_label").value == "binary"
     assert at.selectbox(key="train_model_chapter").value == "multiscale_cnn"
     assert at.number_input(key="train_mc_chapter_multiscale_cnn_filters").value == 32
+    # a window that the chosen candles cannot hold is said before Start too
+    at.number_input(key="train_rows").set_value(500)
+    at.number_input(key="train_window").set_value(1024).run()
+    assert any(e.value.startswith("500 rows are too few for windows of 1024 bars") for e in at.error)
+    assert at.button(key="train_start").disabled
+    at.number_input(key="train_rows").set_value(0)
+    at.number_input(key="train_window").set_value(64).run()
+    assert not at.error and not at.button(key="train_start").disabled
     # a multi-task model with one-head labels is said before Start, in the page's words, and blocks Start
     at.selectbox(key="train_model_chapter").select("wavenet_multitask").run()
     assert any(e.value.startswith("The model wavenet_multitask answers direction, magnitude and volatility: it "

@@ -65,7 +65,8 @@ def purged_chronological_split(n_rows: int, window: int, horizon: int,
     n_tr, n_va, n_te = (int(np.floor(usable * f)) for f in (cfg.train, cfg.val, cfg.test))
     if usable <= 0 or min(n_tr, n_va, n_te) < 1:
         raise UserError(f"{n_rows} rows are too few for windows of {window} bars, a {horizon}-bar horizon and "
-                        f"{gap}-bar purge gaps: use more candles, a shorter window or larger shares")
+                        f"{gap}-bar purge gaps: use more candles or a shorter window"
+                        + (" or larger shares" if usable > 0 else ""))
     last = ends[-1]
     te = np.arange(last - n_te + 1, last + 1, dtype=np.int64)
     va = np.arange(te[0] - gap - n_va + 1, te[0] - gap + 1, dtype=np.int64)

@@ -166,6 +166,15 @@ class DataConfig:
             raise UserError(f"data.max_rows must be empty (all rows) or a positive whole number, got {self.max_rows!r}")
         return self
 
+    def check_fits(self, dataset_rows: int) -> None:
+        """A UserError when a dataset of `dataset_rows` candles (cut to `max_rows`) cannot hold the window,
+        horizon, purge gaps and all three splits: said before training starts. (The indicators' warm-up takes
+        a few more rows, so a dataset just above the limit can still fall short once the features exist.)"""
+        from core.features import purged_chronological_split
+
+        n = min(int(dataset_rows), int(self.max_rows or dataset_rows))
+        purged_chronological_split(n, int(self.window), int(self.horizon), to_dataset_config(self).split)
+
 
 def to_dataset_config(d: DataConfig) -> Any:
     """The core.features DatasetConfig for a DataConfig."""
