@@ -100,3 +100,14 @@ def test_training_summary_says_what_the_settings_do():
     cap = run_caption({"model_name": "cnn1d", "dataset_id": "d", "test_start": "2025-09-14 10:00:00+00:00",
                        "test_end": "2025-10-01 00:00:00+00:00"}, {"status": "completed", "metrics": {"n": 5}})
     assert "test 2025-09-14 10:00 to 2025-10-01 00:00 UTC (5 samples)" in cap
+
+
+def test_lr_preview_title_says_the_shape():
+    from core.viz.train import lr_schedule_figure
+
+    assert lr_schedule_figure(6, 1, 2e-3, 1e-6).layout.title.text == \
+        "learning rate: 1 warm-up epoch(s), cosine to 1e-06"
+    assert lr_schedule_figure(1, 1, 2e-3, 1e-6).layout.title.text == \
+        "learning rate: the whole run is warm-up (up to 2e-03)"
+    assert lr_schedule_figure(80, 0, 5e-4, 5e-4).layout.title.text == \
+        "learning rate: no warm-up, then constant at 5e-04"

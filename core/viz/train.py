@@ -157,8 +157,15 @@ def lr_schedule_figure(epochs: int, warmup: float, lr: float, min_lr: float, ste
                                hovertemplate="epoch %{x:.2f}<br>lr %{y:.2e}<extra></extra>", name="lr"))
     if warm:
         fig.add_vline(x=warm / steps_per_epoch, line={"dash": "dot", "color": "gray", "width": 1})
+    warm_text = f"{float(warmup):g} warm-up epoch(s)" if warm else "no warm-up"
+    if warm >= total:
+        shape = f"the whole run is warm-up (up to {float(lr):.0e})"
+    elif ratio >= 1.0:
+        shape = f"{warm_text}, then constant at {float(lr):.0e}"
+    else:
+        shape = f"{warm_text}, cosine to {float(min_lr):.0e}"
     fig.update_layout(height=230, margin={"l": 50, "r": 20, "t": 40, "b": 40},
-                      title=title or f"learning rate: {float(warmup):g} warm-up epoch(s), cosine to {float(min_lr):.0e}",
+                      title=title or f"learning rate: {shape}",
                       xaxis_title="epoch", yaxis={"tickformat": ".1e"}, showlegend=False)
     fig.update_xaxes(range=[0, max(1, int(epochs))], **epoch_ticks(int(epochs)))  # no "epoch 0.5" ticks
     return fig
