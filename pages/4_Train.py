@@ -14,7 +14,8 @@ from ui.jobs import get_job, start_job
 dataset_id = page_setup("Train")
 sid = session_id()
 
-from core.features import LABEL_KINDS, PRESETS as FEATURE_PRESETS
+from core.features import LABEL_KINDS, LabelConfig, PRESETS as FEATURE_PRESETS
+from core.features.labels import class_names as label_class_names
 from core.models import get_spec, list_models
 from core.train import runs as registry
 from core.data.orderbook import book_id_for, list_order_books
@@ -36,7 +37,7 @@ st.caption(f"Dataset: **{dataset_id}** (change it in the sidebar). Every run is 
 # Settings widgets take their defaults from the preset; picking another preset resets them.
 SETTING_KEYS = ("train_feat", "train_window", "train_label", "train_horizon", "train_threshold", "train_share",
                 "train_val_share", "train_test_share", "train_epochs", "train_bs", "train_lr", "train_pat",
-                "train_loss", "train_ls", "train_cw", "train_aug", "train_seed", "train_baselines", "train_mts")
+                "train_loss", "train_ls", "train_cw", "train_cw_custom", "train_aug", "train_seed", "train_baselines", "train_mts")
 
 
 # Settings survive a visit to another page (the running job's settings stay on screen).
@@ -113,9 +114,16 @@ with st.expander("Training settings", expanded=False):
     t.loss = b.selectbox("Loss", ["ce", "focal"], index=["ce", "focal"].index(t.loss), key="train_loss")
     t.label_smoothing = float(b.number_input("Label smoothing", 0.0, 0.5, t.label_smoothing, key="train_ls"))
     cw_opts = t.class_weight_choices()
-    t.choose_class_weights(b.selectbox("Class weights", cw_opts, key="train_cw",
-                                       index=cw_opts.index(t.class_weight_choice()),
-                                       format_func=lambda o: f"preset {t.class_weights}" if o == "preset" else o))
+    cw = b.selectbox("Class weights", cw_opts, key="train_cw", index=cw_opts.index(t.class_weight_choice()),
+                     format_func=lambda o: f"preset {t.class_weights}" if o == "preset" else o)
+    names = label_class_names(LabelConfig(kind=d.label))
+    cw_text = b.text_input(f"Weights ({', '.join(names)})", ", ".join(["1"] * len(names)), key="train_cw_custom",
+                           help="one number per class, e.g. 1.2, 0.8, 1.2") if cw == "custom" else ""
+    try:
+        t.choose_class_weights(cw, cw_text, names)
+        weights_problem = None
+    except UserError as exc:
+        weights_problem = exc
     if not c.checkbox("Augment (noise, scaling, warp, slicing)", t.augments, key="train_aug"):
         t.without_augmentation()
     t.seed = int(c.number_input("Seed", 0, 2**31 - 1, t.seed, key="train_seed"))
@@ -138,6 +146,8 @@ wf_running = wf_job is not None and not wf_job.done
 def _check_settings() -> None:
     if model_errors:
         raise UserError(model_errors[0])
+    if weights_problem:
+        raise weights_problem
     mismatch = model_label_problem(model_name, spec.multitask, d.label)
     if mismatch:
         raise UserError(mismatch)

@@ -146,6 +146,14 @@ def test_bad_settings_show_an_error_and_start_nothing(workspace):
     assert at.selectbox(key="train_label").value == "binary"
     assert at.selectbox(key="train_model_chapter").value == "multiscale_cnn"
     assert at.number_input(key="train_mc_chapter_multiscale_cnn_filters").value == 32
+    # class weights typed in: one per class, said at once when the count is wrong
+    at.selectbox(key="train_cw").select("custom").run()  # the chapter preset: binary labels
+    at.text_input(key="train_cw_custom").input("1, 2, 3").run()
+    assert [e.value for e in at.error] == ["Give one class weight for each of the 2 classes (down, up), got 3"]
+    assert at.button(key="train_start").disabled
+    at.text_input(key="train_cw_custom").input("1, 3").run()
+    assert not at.error and any("class weights 1, 3" in c.value for c in at.caption)
+    at.selectbox(key="train_cw").select("none").run()
     # a window that the chosen candles cannot hold is said before Start too
     at.number_input(key="train_rows").set_value(500)
     at.number_input(key="train_window").set_value(1024).run()

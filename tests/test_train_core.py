@@ -571,16 +571,22 @@ def test_regression_metrics_match_sklearn():
 
 
 def test_class_weight_choices_and_augmentation_switch():
-    """What the Train page offers: class weights none / balanced / the preset's own list, and one switch that
-    turns every augmentation off."""
+    """What the Train page offers: class weights none / balanced / the preset's own list / custom (typed in), and
+    one switch that turns every augmentation off."""
     t = TrainConfig(class_weights=[1.0, 2.0, 1.0], noise_std=0.01)
-    assert t.class_weight_choices() == ["none", "balanced", "preset"] and t.class_weight_choice() == "preset"
+    assert t.class_weight_choices() == ["none", "balanced", "preset", "custom"] and t.class_weight_choice() == "preset"
     t.choose_class_weights("preset")
     assert t.class_weights == [1.0, 2.0, 1.0]
     t.choose_class_weights("balanced")
     assert t.class_weights == "balanced" and t.class_weight_choice() == "balanced"
     t.choose_class_weights("none")
-    assert t.class_weights is None and t.class_weight_choices() == ["none", "balanced"]
+    assert t.class_weights is None and t.class_weight_choices() == ["none", "balanced", "custom"]
+    t.choose_class_weights("custom", "1.5, 0.5 ,1", ["down", "flat", "up"])
+    assert t.class_weights == [1.5, 0.5, 1.0]
+    with pytest.raises(UserError, match="one class weight for each of the 2 classes \\(down, up\\), got 3"):
+        t.choose_class_weights("custom", "1, 2, 3", ["down", "up"])
+    with pytest.raises(UserError, match="numbers separated by commas"):
+        t.choose_class_weights("custom", "1, heavy", ["down", "up"])
     assert t.augments and not TrainConfig(noise_std=0.0, time_warp=0.0, window_slice=0.0).augments
     assert TrainConfig(noise_std=0.0, scale_min=0.9).augments  # magnitude scaling alone is an augmentation
     t.without_augmentation()

@@ -69,18 +69,29 @@ class TrainConfig:
     max_train_samples: Optional[int] = None  # keep only the most recent N training samples
 
     def class_weight_choices(self) -> list[str]:
-        """How a user can weight the classes: none, balanced (from the train split's counts), and the preset's
-        own list when it has one."""
-        return ["none", "balanced"] + (["preset"] if isinstance(self.class_weights, list) else [])
+        """How a user can weight the classes: none, balanced (from the train split's counts), the preset's own
+        list when it has one, and custom (a number per class, typed in)."""
+        return ["none", "balanced"] + (["preset"] if isinstance(self.class_weights, list) else []) + ["custom"]
 
     def class_weight_choice(self) -> str:
         """The current setting among `class_weight_choices`."""
         return "preset" if isinstance(self.class_weights, list) else ("balanced" if self.class_weights else "none")
 
-    def choose_class_weights(self, choice: str) -> None:
-        """Apply one of `class_weight_choices` ("preset" keeps the preset's list)."""
+    def choose_class_weights(self, choice: str, custom: str = "", class_names: Sequence[str] = ()) -> None:
+        """Apply one of `class_weight_choices` ("preset" keeps the preset's list; "custom" reads `custom`, one
+        number per class of `class_names`, e.g. "1.2, 0.8, 1.2"; a UserError says what is wrong with it)."""
         if choice in ("none", "balanced"):
             self.class_weights = None if choice == "none" else "balanced"
+        elif choice == "custom":
+            parts = [p for p in str(custom).replace(";", ",").replace(" ", ",").split(",") if p]
+            try:
+                weights = [float(p) for p in parts]
+            except ValueError:
+                raise UserError(f"class weights must be numbers separated by commas, got {custom!r}") from None
+            if class_names and len(weights) != len(class_names):
+                raise UserError(f"give one class weight for each of the {len(class_names)} classes "
+                                f"({', '.join(class_names)}), got {len(weights)}")
+            self.class_weights = weights
 
     @property
     def augments(self) -> bool:
