@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import importlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -71,13 +72,14 @@ def ctrl_c_cancels(cancel: Any, what: str) -> Iterator[None]:
         if cancel.cancelled:
             raise KeyboardInterrupt
         cancel.cancel()
-        print(f"\nstopping: {what} (Ctrl-C again to quit at once)", file=sys.stderr, flush=True)
+        # os.write, not print: the progress bar may be inside a buffered write to stderr right now
+        os.write(2, f"\nstopping: {what} (Ctrl-C again to quit at once)\n".encode())
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -310,6 +310,8 @@ def walk_forward_results() -> None:
         return
     vs = res.vs_best_baseline
     st.caption(vt.walk_forward_caption(res.config, res.predictions, len(res.folds)))
+    for warning in vt.fold_warnings(res.folds):
+        st.warning(warning)
     headline(res.metrics, res.baselines, vs, "train_wf_cmp")
     l, r = st.columns(2)
     l.plotly_chart(vt.folds_figure(res.folds, mode=res.config.get("mode", "expanding")), width="stretch",

@@ -81,6 +81,24 @@ def test_a_run_folder_linked_out_of_the_workspace_is_refused_in_a_sentence(works
     assert (outside / "keep.txt").read_text() == "precious"
 
 
+def test_a_run_saved_with_the_old_macro_f1_reads_back_with_todays(workspace, tmp_path):
+    """Before 2026-11-29 an empty class ("flat" at threshold 0) counted as an F1 of 0 in the average: such
+    runs are read back with macro F1 over the classes that occur, so the overview compares like with like."""
+    rid = _save()
+    path = workspace / "runs" / rid / "metrics.json"
+    doc = json.loads(path.read_text())
+    old = {"accuracy": 0.6, "macro_f1": (0.5 + 0.0 + 0.7) / 3, "confusion": [[5, 0, 5], [0, 0, 0], [3, 0, 7]],
+           "per_class": {"down": {"f1": 0.5}, "flat": {"f1": 0.0}, "up": {"f1": 0.7}}}
+    doc["metrics"] = old
+    doc["baselines"] = {"majority": dict(old, macro_f1=0.1, per_class={"down": {"f1": 0.2}, "flat": {"f1": 0.0},
+                                                                        "up": {"f1": 0.0}})}
+    path.write_text(json.dumps(doc))
+    back = runs.load_run(rid).metrics
+    assert back["metrics"]["macro_f1"] == pytest.approx(0.6)  # (0.5 + 0.7) / 2
+    assert back["baselines"]["majority"]["macro_f1"] == pytest.approx(0.1)  # (0.2 + 0.0) / 2
+    assert runs.runs_table().set_index("run_id").loc[rid, "macro_f1"] == pytest.approx(0.6)
+
+
 def test_run_names_are_at_most_100_characters(workspace):
     a = _save()
     with pytest.raises(UserError, match="at most 100 characters"):

@@ -158,7 +158,11 @@ def test_optimal_block_length_equals_arch():
         for i in range(1, n):
             ar[i] = 0.7 * ar[i - 1] + e[i]
         persistent = np.repeat(rng.integers(-1, 2, n // 20 + 1), 20)[:n].astype(float)
-        for x in (rng.normal(size=n), ar, persistent):
+        neg = np.zeros(n)
+        for i in range(1, n):
+            neg[i] = -0.9 * neg[i - 1] + e[i]
+        alternating = np.tile([1.0, 1.0, -1.0, -1.0], n // 4 + 1)[:n]  # long-run variance estimate <= 0
+        for x in (rng.normal(size=n), ar, persistent, neg, alternating):
             assert optimal_block_length(x) == pytest.approx(arch_block(x)["circular"].iloc[0], rel=1e-9)
     assert optimal_block_length(np.zeros(100)) == 1.0  # two models that agree everywhere
 
@@ -535,11 +539,11 @@ def test_presets_follow_the_source_documents():
 
 
 def test_bad_training_settings_are_refused_before_training():
-    for bad, match in (({"class_weights": [1, 1, -1]}, "class_weights"), ({"class_weights": [0, 0, 0]}, "positive"),
+    for bad, match in (({"class_weights": [1, 1, -1]}, "positive"), ({"class_weights": [1.2, 0, 1.2]}, "positive"),
                        ({"class_weights": [1, float("nan"), 1]}, "class_weights"), ({"min_delta": -0.1}, "min_delta")):
         with pytest.raises(UserError, match=match):
             TrainConfig(**bad).validate()
-    TrainConfig(class_weights=[1.2, 0.0, 1.2], min_delta=0.0).validate()
+    TrainConfig(class_weights=[1.2, 0.1, 1.2], min_delta=0.0).validate()
 
 
 def test_run_warnings_name_an_empty_class_a_constant_answer_and_an_oversized_batch():

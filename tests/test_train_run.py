@@ -162,6 +162,11 @@ def test_walk_forward_covers_the_test_span_out_of_sample(candles):
         assert f["n_train"] > 0 and f["test_start"] < f["test_end"]
     assert set(wf.baselines) == {"majority", "logistic"} and "verdict" in wf.vs_best_baseline
     assert wf.baselines["logistic"]["description"].endswith("refitted on each fold's training rows")
+    assert all(isinstance(f["warnings"], list) for f in wf.folds)
+    from core.viz.train import fold_warnings
+
+    assert fold_warnings([{"fold": 2, "warnings": ["Class 'flat' has no training samples."]}, {"fold": 3}]) == \
+        ["Fold 2: Class 'flat' has no training samples."]
     # saved in the workspace and read back as it was
     from core.train.evaluate import delete_walk_forward, list_walk_forwards, load_walk_forward
     from core.train.metrics import HEADLINE
@@ -380,7 +385,7 @@ def test_ctrl_c_in_cli_training_keeps_the_run_like_stop(workspace, candles):
     assert run.metrics["status"] == "stopped" and len(run.history) == obj["epochs_run"]
 
 
-def test_a_second_ctrl_c_quits_at_once_and_the_handler_is_restored(capsys):
+def test_a_second_ctrl_c_quits_at_once_and_the_handler_is_restored(capfd):
     import os
     import signal
 
@@ -390,7 +395,7 @@ def test_a_second_ctrl_c_quits_at_once_and_the_handler_is_restored(capsys):
     token = CancelToken()
     with pytest.raises(KeyboardInterrupt), ctrl_c_cancels(token, "what happens"):
         os.kill(os.getpid(), signal.SIGINT)
-        assert token.cancelled and "stopping: what happens (Ctrl-C again" in capsys.readouterr().err
+        assert token.cancelled and "stopping: what happens (Ctrl-C again" in capfd.readouterr().err
         os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) is before
 

@@ -77,7 +77,11 @@ def test_loss_names_title_the_curves_and_differing_losses_are_called_incomparabl
 
     assert loss_name(TrainConfig()) == "cross-entropy"
     assert loss_name({"loss": "focal", "label_smoothing": 0.1}) == "focal loss (gamma 2) with label smoothing 0.1"
-    assert loss_name({}, multitask=True).startswith("multi-task loss (1 CE + 0.5 magnitude MSE")
+    assert loss_name({}, multitask=True) == \
+        "multi-task loss: 1 x cross-entropy + 0.5 x magnitude MSE + 0.3 x volatility MSE"
+    assert loss_name({"loss": "focal", "class_weights": "balanced"}, multitask=True).startswith(
+        "multi-task loss: 1 x class-weighted focal loss (gamma 2) + 0.5")
+    assert loss_name({"class_weights": [1, 2, 1]}) == "class-weighted cross-entropy"
     fig = history_figure(_history(2), loss="focal loss (gamma 2)")
     assert fig.layout.annotations[0].text == "focal loss (gamma 2)"
     same = curves_figure({"a": _history(2), "b": _history(3)}, losses={"a": "cross-entropy", "b": "cross-entropy"})

@@ -73,7 +73,8 @@ def _full_proba(model: Any, x: np.ndarray, k: int) -> np.ndarray:
 def _mlp_split(train_ends: np.ndarray, val_ends: np.ndarray | None, y: np.ndarray,
                window: int) -> tuple[np.ndarray, np.ndarray]:
     """The MLP's training and early-stopping samples: train and the given validation split, or else the
-    training samples before and after a chronological cut at 85 %, `window` samples apart."""
+    training samples before and after a chronological cut at 85 %, `window` samples apart (not purged by the
+    label horizon, which this function does not know: the trainer always passes its purged validation split)."""
     if val_ends is not None and len(val_ends):
         return train_ends, np.asarray(val_ends, dtype=np.int64)
     cut = int(len(train_ends) * 0.85)
@@ -170,8 +171,8 @@ def fit_baselines(features: np.ndarray, y: np.ndarray, train_ends: np.ndarray, t
                 model, unconverged = _fit_mlp(window_features(features, fit_ends, window, mode), y[fit_ends],
                                               window_features(features, stop_ends, window, mode), y[stop_ends],
                                               n_classes, seed)
-        desc = DESCRIPTIONS[name] if mode == "summary" else DESCRIPTIONS[name].split(" on ")[0] + \
-            " on the flattened scaled window"
+        desc = DESCRIPTIONS[name] if mode == "summary" else DESCRIPTIONS[name].replace(
+            " on per-channel last/mean/std/min/max/change over the window", " on the flattened scaled window")
         if name == "mlp" and (val_ends is None or not len(val_ends)):
             desc = desc.replace("on the validation split", "on the last 15 % of the training samples")
         if unconverged:

@@ -123,10 +123,9 @@ class TrainConfig:
             raise UserError("window_slice must be a fraction in [0, 1)")
         if isinstance(self.class_weights, str) and self.class_weights != "balanced":
             raise UserError("class_weights must be 'balanced', a list of numbers, or empty")
-        if isinstance(self.class_weights, list) and not (
-                all(math.isfinite(w) and w >= 0 for w in self.class_weights) and sum(self.class_weights) > 0):
-            raise UserError(f"class_weights must be numbers of zero or more, at least one of them positive, got "
-                            f"{self.class_weights}")
+        if isinstance(self.class_weights, list) and not all(math.isfinite(w) and w > 0 for w in self.class_weights):
+            # a weight of 0 makes a batch of only that class a 0/0 loss (NaN), as PyTorch averages by the weights
+            raise UserError(f"class_weights must be positive numbers, got {self.class_weights}")
         if self.device not in ("auto", "cpu", "cuda") and not str(self.device).startswith("cuda:"):
             raise UserError("device must be auto, cpu or cuda")
         from core.train.baselines import BASELINES

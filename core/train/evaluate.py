@@ -118,13 +118,16 @@ def walk_forward(dataset_id: Optional[str], model_name: str, model_config: Optio
         preds.append(p)
         for bl_name, pr in sc.baseline_proba.items():
             bl_all.setdefault(bl_name, []).append(pr)
-            bl_desc.setdefault(bl_name, sc.baselines[bl_name].get("description", ""))
+            bl_desc.setdefault(bl_name, [])
+            if sc.baselines[bl_name].get("description", "") not in bl_desc[bl_name]:
+                bl_desc[bl_name].append(sc.baselines[bl_name].get("description", ""))
         fold_rows.append({
             "fold": i + 1, "status": sc.fit.status, "best_epoch": sc.fit.best_epoch,
             "n_train": sc.n_samples["train"], "n_val": sc.n_samples["val"], "n_test": len(p),
             "test_start": str(p["timestamp"].iloc[0]), "test_end": str(p["timestamp"].iloc[-1]),
             "metrics": {m: sc.metrics[m] for m in HEADLINE},
             "baselines": {b: {m: v[m] for m in HEADLINE} for b, v in sc.baselines.items()},
+            "warnings": sc.warnings,
         })
         config = sc.config
     if progress is not None:
@@ -133,8 +136,9 @@ def walk_forward(dataset_id: Optional[str], model_name: str, model_config: Optio
     y = all_preds["y_true"].to_numpy()
     proba = all_preds[[f"prob_{c}" for c in class_names]].to_numpy()
     bl = {b: np.concatenate(v) for b, v in bl_all.items()}
-    baselines = {b: dict(classification_metrics(y, p, class_names),
-                         description=f"{bl_desc.get(b, b)}, refitted on each fold's training rows")
+    baselines = {b: dict(classification_metrics(y, p, class_names),  # a fold's own note ("one class in
+                         description=" | ".join(bl_desc.get(b) or [b])  # train", ...) is kept beside the rest
+                         + ", refitted on each fold's training rows")
                  for b, p in bl.items()}
     vs = compare_to_baselines(y, proba, bl, len(class_names), data.horizon, train.n_boot, train.seed,
                               train.compare_metric)

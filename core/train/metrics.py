@@ -18,7 +18,7 @@ horizon or n^(1/3).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 from sklearn import metrics as skm
@@ -67,6 +67,21 @@ def classification_metrics(y_true: Sequence[int], proba: np.ndarray, class_names
         "class_names": [str(c) for c in class_names],
     }
     return out
+
+
+def macro_f1_of_saved(m: dict[str, Any]) -> Optional[float]:
+    """Macro F1 over the classes that occur, from a saved metric set's per-class F1 and confusion matrix (None
+    when they are missing). Runs saved before 2026-11-29 averaged over every class, an empty one as 0."""
+    per_class, cm = m.get("per_class"), m.get("confusion")
+    try:
+        cm = np.asarray(cm, dtype=np.float64)
+        f1 = np.array([float(v["f1"]) for v in per_class.values()])
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    if cm.ndim != 2 or cm.shape != (f1.size, f1.size):
+        return None
+    occurs = (cm.sum(0) + cm.sum(1)) > 0
+    return float(f1[occurs].mean()) if occurs.any() else None
 
 
 def regression_metrics(target: np.ndarray, pred: np.ndarray, train_mean: float) -> dict[str, float]:
@@ -128,7 +143,8 @@ def optimal_block_length(x: np.ndarray) -> float:
     """Politis & White's (2004) automatic block length for a circular block bootstrap of the mean of `x`,
     with the correction of Patton, Politis & White (2009).
 
-    The same algorithm and tuning as `arch.bootstrap.optimal_block_length(x)["circular"]` (tested equal):
+    The same algorithm and tuning as `arch.bootstrap.optimal_block_length(x)["circular"]` (tested equal for
+    13 samples or more; arch fails below 8):
     the bandwidth m is twice the first lag after which k_n = max(5, log10 n) autocorrelations in a row lie
     inside +-2 sqrt(log10(n) / n); the flat-top kernel estimates of the long-run variance and of
     sum |k| gamma_k give b = (2 g^2 / (4/3 sigma^4))^(1/3) n^(1/3), at most min(3 sqrt(n), n / 3). A series
@@ -155,8 +171,8 @@ def optimal_block_length(x: np.ndarray) -> float:
     lam = np.where(k / m <= 0.5, 1.0, 2 * (1 - k / m))
     g = float(np.sum(2 * lam * k * acv[1:m + 1]))
     lr_var = float(acv[0] + np.sum(2 * lam * acv[1:m + 1]))
-    if lr_var <= 0:
-        return 1.0
+    if lr_var == 0:  # the formula's limit: as long a block as allowed (arch divides by zero there)
+        return float(b_max)
     return float(min((2 * g ** 2 / (4 / 3 * lr_var ** 2)) ** (1 / 3) * n ** (1 / 3), b_max))
 
 

@@ -120,6 +120,19 @@ def check_config(cfg: Any, where: str = "config.json") -> dict[str, Any]:
     return cfg
 
 
+def _recount_macro_f1(met: dict[str, Any]) -> None:
+    """Macro F1 of every metric set as it is counted now (over the classes that occur), so runs saved before
+    that change compare fairly with new ones; the same number for runs saved since."""
+    from core.train.metrics import macro_f1_of_saved
+
+    sets = [met.get("metrics"), met.get("val_metrics"), *(met.get("baselines") or {}).values()]
+    for m in sets:
+        if isinstance(m, dict) and m.get("macro_f1") is not None:
+            value = macro_f1_of_saved(m)
+            if value is not None:
+                m["macro_f1"] = value
+
+
 def check_metrics(met: Any, where: str = "metrics.json") -> dict[str, Any]:
     """`met` when it has the shapes pages read (objects where objects are expected, numbers or null for the
     headline metrics), else a UserError naming what is wrong."""
@@ -146,6 +159,7 @@ def check_metrics(met: Any, where: str = "metrics.json") -> dict[str, Any]:
             metric_set(m, f"baselines.{b}")
     if not isinstance(met.get("vs_best_baseline", {}), dict):
         raise UserError(f"{where}: 'vs_best_baseline' must be an object")
+    _recount_macro_f1(met)
     w = met.get("warnings", [])
     if not (isinstance(w, list) and all(isinstance(x, str) for x in w)):
         raise UserError(f"{where}: 'warnings' must be a list of sentences")

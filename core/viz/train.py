@@ -195,6 +195,12 @@ def folds_figure(folds: Sequence[dict[str, Any]], metric: str = "accuracy", mode
     return fig
 
 
+def fold_warnings(folds: Sequence[dict[str, Any]]) -> list[str]:
+    """Each fold's run warnings (an empty class, a constant answer, ...) as "Fold k: ..." sentences."""
+    return [f"Fold {f.get('fold')}: {w}" for f in folds if isinstance(f.get("warnings"), list)
+            for w in f["warnings"] if isinstance(w, str)]
+
+
 def folds_table(folds: Sequence[dict[str, Any]]) -> pd.DataFrame:
     """One row per fold: its test span and sizes, the CNN's accuracy and macro F1 against the best baseline's."""
     rows = []
@@ -243,11 +249,14 @@ def loss_name(train: Any, multitask: bool = False) -> str:
         from core.train.config import TrainConfig
 
         train = SimpleNamespace(**{**asdict(TrainConfig()), **train})
+    name = f"focal loss (gamma {train.focal_gamma:g})" if train.loss == "focal" else "cross-entropy"
+    if train.class_weights:  # the plotted losses are the weighted ones
+        name = "class-weighted " + name
+    name += f" with label smoothing {train.label_smoothing:g}" if train.label_smoothing else ""
     if multitask:
         w = list(getattr(train, "multitask_weights", None) or [1.0, 0.5, 0.3])
-        return f"multi-task loss ({w[0]:g} CE + {w[1]:g} magnitude MSE + {w[2]:g} volatility MSE)"
-    name = f"focal loss (gamma {train.focal_gamma:g})" if train.loss == "focal" else "cross-entropy"
-    return name + (f" with label smoothing {train.label_smoothing:g}" if train.label_smoothing else "")
+        return f"multi-task loss: {w[0]:g} x {name} + {w[1]:g} x magnitude MSE + {w[2]:g} x volatility MSE"
+    return name
 
 
 def training_summary(train: Any, here: Any = None, input_kind: str = "sequence", multitask: bool = False) -> str:
@@ -255,7 +264,8 @@ def training_summary(train: Any, here: Any = None, input_kind: str = "sequence",
     augmentations (and whether they apply to a model reading `input_kind`), clipping, early stopping, device."""
     from core.train.trainer import UNAUGMENTED_INPUTS
 
-    parts = [f"AdamW (weight decay {train.weight_decay:g})", loss_name(train, multitask)]
+    parts = [f"AdamW (weight decay {train.weight_decay:g})",
+             loss_name(train, multitask).replace("class-weighted ", "")]  # the weights are said next
     if train.class_weights == "balanced":
         parts.append("classes weighted by the training split's balance")
     elif isinstance(train.class_weights, list):
