@@ -300,13 +300,15 @@ def render(rows: list[dict[str, Any]], base_rows: list[dict[str, Any]], settings
         f"`{d.get('label')}` (horizon {d.get('horizon')} bars, threshold {d.get('threshold')}), split "
         f"{d.get('train')}/{d.get('val')}/{d.get('test')} with purge {d.get('purge') or 'horizon + window'}; "
         f"{t.get('epochs')} epochs max (patience {t.get('patience')}, monitor {t.get('monitor')}), batch "
-        f"{t.get('batch_size')}, lr {t.get('lr')}, max_train_samples {t.get('max_train_samples')}; seeds "
+        f"{t.get('batch_size')}, lr {t.get('lr')} (floor {t.get('min_lr')}), weight decay {t.get('weight_decay')}, "
+        f"max_train_samples {t.get('max_train_samples')}; seeds "
         f"{args.seeds}; classes {settings.get('class_names')}.",
         "Test spans: " + "; ".join(f"{s[0]} {s[1][:16]} to {s[2][:16]} UTC ({s[3]} bars, {s[4]} test samples)"
                                    for s in spans) + ".",
         f"Δ = model minus the best baseline on {metric} (the baseline chosen on the test set, the hardest "
-        "comparison), 95 % paired moving-block bootstrap interval from the run's metrics.json; 'beats' only "
-        "when the whole interval is above 0.",
+        "comparison), 95 % paired moving-block bootstrap interval from the run's metrics.json (blocks as long "
+        "as the two models' right and wrong answers hang together, by Politis & White, and at least the label "
+        "horizon); 'beats' only when the whole interval is above 0.",
         "Backtest: default BacktestConfig (threshold 0.6, long and short, fixed size 1x, taker 0.055 % per "
         "side, 1 bp slippage, 2 ATR stop, 1.5 ATR trailing, +3 % target, 12 h max hold, 3 % daily / 10 % "
         "weekly drawdown rules) on the run's test span only; 'Sharpe gross' is the same with zero fees and "
