@@ -32,7 +32,7 @@ from core.inspect.feature_maps import capture_feature_maps, most_active_channels
 from core.viz import encodings as ve  # noqa: E402
 from core.viz import inspect as vi  # noqa: E402
 
-labels = {r.run_id: f"{r.name} · {r.model_name} on {r.dataset_id}" for r in runs}
+labels = {r.run_id: f"{r.name} · {r.model_name} on {r.dataset_id} · {r.status}" for r in runs}
 labels = distinct_labels(labels)  # two alike would collapse into one option
 if st.session_state.get("insp_run") not in labels:  # e.g. a kept run that was deleted since
     st.session_state.pop("insp_run", None)

@@ -191,6 +191,7 @@ def test_settings_survive_a_visit_to_another_page(shared_data):
     at.switch_page("pages/6_Inspect.py").run()
     assert not at.exception, at.exception
     assert at.selectbox(key="insp_run").value == rid
+    assert at.selectbox(key="insp_run").format_func(rid).endswith(" · completed")  # a stopped run says so
     at.number_input(key="insp_pos").set_value(5).run()
     at.selectbox(key="insp_layer").select("features.4").run()
     at.multiselect(key="insp_methods").set_value(["saliency"]).run()
