@@ -7,24 +7,23 @@ from functools import partial
 
 import streamlit as st
 
-from ui.common import (job_status, keep_settings, model_settings, page_setup, pick_saved, sentence, session_id,
-                       show_error)
+from ui.common import job_status, keep_settings, model_settings, page_setup, sentence, session_id, show_error
 from ui.jobs import get_job, start_job
+from ui.train_results import run_results, walk_forward_results
 
 dataset_id = page_setup("Train")
 sid = session_id()
 
-from core.features import LABEL_KINDS, LabelConfig, PRESETS as FEATURE_PRESETS
-from core.features.labels import class_names as label_class_names
+from core.features import LABEL_KINDS, PRESETS as FEATURE_PRESETS
 from core.models import get_spec, list_models
 from core.train import runs as registry
 from core.data.orderbook import book_id_for, list_order_books
 from core.data.store import dataset_info
 from core.device import best_device
 from core.errors import UserError
-from core.train.config import PRESETS, preset, preset_model
+from core.train.config import PRESETS, model_start_config, preset, preset_model
 from core.train import evaluate as wfe
-from core.train.trainer import model_label_note, model_label_problem, train_run
+from core.train.trainer import check_run_settings, model_label_note, train_run
 from core.viz import train as vt
 
 JOB = "train"
@@ -37,7 +36,8 @@ st.caption(f"Dataset: **{dataset_id}** (change it in the sidebar). Every run is 
 # Settings widgets take their defaults from the preset; picking another preset resets them.
 SETTING_KEYS = ("train_feat", "train_window", "train_label", "train_horizon", "train_threshold", "train_share",
                 "train_val_share", "train_test_share", "train_epochs", "train_bs", "train_lr", "train_pat",
-                "train_loss", "train_ls", "train_cw", "train_cw_custom", "train_aug", "train_seed", "train_baselines", "train_mts")
+                "train_loss", "train_ls", "train_cw", "train_cw_custom", "train_aug", "train_seed", "train_baselines",
+                "train_mts")
 
 
 # Settings survive a visit to another page (the running job's settings stay on screen).
@@ -86,10 +86,8 @@ with st.expander("Data: features, labels, split", expanded=False):
 
 with st.expander(f"Model settings: {model_name}", expanded=False):
     # one widget per key of the model's defaults (ModelSpec.defaults), preset values first
-    mc = dict(spec.defaults or {})
-    if model_name == p["model"]:
-        mc.update(p["model_config"])
-    model_config, model_errors = model_settings(spec.defaults or {}, mc, f"train_mc_{pname}_{model_name}_")
+    model_config, model_errors = model_settings(spec.defaults or {}, model_start_config(pname, model_name),
+                                                f"train_mc_{pname}_{model_name}_")
     if spec.input_kind == "chart_image":
         d.encoding = {"size": int(st.number_input("Chart image size (pixels)", 32, 224, 64, step=16,
                                                   key="train_chart_size"))}
@@ -116,7 +114,7 @@ with st.expander("Training settings", expanded=False):
     cw_opts = t.class_weight_choices()
     cw = b.selectbox("Class weights", cw_opts, key="train_cw", index=cw_opts.index(t.class_weight_choice()),
                      format_func=lambda o: f"preset {t.class_weights}" if o == "preset" else o)
-    names = label_class_names(LabelConfig(kind=d.label))
+    names = d.class_names()
     cw_text = b.text_input(f"Weights ({', '.join(names)})", ", ".join(["1"] * len(names)), key="train_cw_custom",
                            help="one number per class, e.g. 1.2, 0.8, 1.2") if cw == "custom" else ""
     try:
@@ -134,9 +132,10 @@ left, right = st.columns([2, 3])
 right.plotly_chart(vt.lr_schedule_figure(t.epochs, t.warmup, t.lr, t.min_lr), width="stretch", key="train_lr_plot")
 run_name = left.text_input("Run name (optional)", key="train_name", max_chars=registry.MAX_NAME)
 _keep_settings()
-left.caption(vt.training_summary(t, best_device(), spec.input_kind, spec.multitask and d.label == "multitask"))
-if model_label_note(model_name, spec.multitask, d.label):
-    left.caption(model_label_note(model_name, spec.multitask, d.label))
+left.caption(vt.training_summary(t, best_device(), spec.input_kind, spec.multitask))
+note = model_label_note(model_name, spec.multitask, d.label)
+if note:
+    left.caption(note)
 job = get_job(sid, JOB)
 running = job is not None and not job.done
 wf_job = get_job(sid, WF_JOB)
@@ -148,12 +147,7 @@ def _check_settings() -> None:
         raise UserError(model_errors[0])
     if weights_problem:
         raise weights_problem
-    mismatch = model_label_problem(model_name, spec.multitask, d.label)
-    if mismatch:
-        raise UserError(mismatch)
-    t.validate()
-    d.validate()
-    d.check_fits(dataset_info(dataset_id).rows)
+    check_run_settings(model_name, d, t, dataset_info(dataset_id).rows)
 
 
 try:  # said as soon as a setting is wrong, not only after Start
@@ -231,101 +225,6 @@ with st.expander("Walk-forward evaluation: the same settings on k folds, out of 
                on_result=lambda r: st.session_state.__setitem__("train_view_wf", r.wf_id),
                cancelled_note="nothing is saved (the folds only make sense together).")
 _keep_settings()  # again: the fold count is drawn after the first call
-
-# ------------------------------------------------------------------------------------------- results
-def headline(m: dict, baselines: dict, vs: dict, key: str) -> None:
-    """The verdict against the best baseline, the headline metrics and the comparison table."""
-    if vs:
-        (st.success if vs.get("beats") else st.warning)(vs["verdict"])
-    for col, (label, value) in zip(st.columns(5), vt.headline_values(m)):
-        col.metric(label, value)
-    st.dataframe(vt.comparison_table(m, baselines), hide_index=True, key=key)
-
-
-def run_results() -> None:
-    """The chosen run against its baselines, its confusion matrix, per-class table and curves."""
-    table = registry.runs_table()
-    if table.empty:
-        st.info("No runs yet: start one above (the quick preset takes under a minute on 2 CPU cores).")
-        return
-    rid = pick_saved("Run", dict(zip(table["run_id"], table["name"] + " · " + table["status"].astype(str))),
-                     "train_run_pick", "train_view_run")
-    try:
-        run = registry.load_run(rid)
-    except Exception as exc:  # noqa: BLE001
-        show_error(exc)
-        return
-    m, cfg = run.metrics.get("metrics", {}), run.config
-    vs = run.metrics.get("vs_best_baseline") or {}
-    st.caption(vt.run_caption(cfg, run.metrics))
-    for warning in run.metrics.get("warnings", []):
-        st.warning(warning)
-    headline(m, run.metrics.get("baselines", {}), vs, "train_cmp_table")
-    if m.get("heads"):
-        st.caption("Multi-task heads on the test split (magnitude = size of the horizon return, volatility = "
-                   "realised volatility of the bars ahead); a head that learned something has an MAE below the "
-                   "training mean's and a positive correlation.")
-        st.dataframe(vt.heads_table(m), hide_index=True, key="train_heads")
-    l, r = st.columns(2)
-    l.plotly_chart(vt.baseline_bars(m, run.metrics.get("baselines", {})), width="stretch", key="train_bars")
-    if vs:
-        r.plotly_chart(vt.comparison_figure(vs), width="stretch", key="train_ci")
-    l, r = st.columns(2)
-    if m.get("confusion"):
-        l.plotly_chart(vt.confusion_figure(m["confusion"], run.class_names), width="stretch", key="train_cm")
-    r.dataframe(vt.per_class_table(m), hide_index=True, key="train_per_class")
-    st.plotly_chart(vt.history_figure(run.history, loss=vt.loss_name(cfg.get("train_config") or {},
-                                                                     cfg.get("targets_scaling") is not None)),
-                    width="stretch", key="train_curves")
-    with st.expander("Manage this run"):
-        new = st.text_input("Rename", str(cfg.get("name", ""))[:registry.MAX_NAME], key=f"train_rename_{rid}",
-                            max_chars=registry.MAX_NAME)
-        a, b = st.columns(2)
-        if a.button("Save name", key="train_rename_btn"):
-            try:
-                registry.rename_run(rid, new)
-                st.rerun()
-            except Exception as exc:  # noqa: BLE001
-                show_error(exc)
-        if b.button("Delete run", key="train_delete_btn", type="secondary"):
-            registry.delete_run(rid)
-            st.rerun()
-        st.json(cfg, expanded=False)
-
-
-def walk_forward_results() -> None:
-    """A saved walk-forward evaluation: all folds together against the baselines, and fold by fold."""
-    docs = wfe.list_walk_forwards()
-    if not docs:
-        st.caption("None yet: run one from the expander above (or `python -m core train --folds K`).")
-        return
-    if len(docs) > 1:
-        st.dataframe(vt.walk_forwards_table(docs), hide_index=True, key="train_wf_all")
-    wid = pick_saved("Evaluation", {doc["wf_id"]: vt.walk_forward_label(doc) for doc in docs}, "train_wf_pick",
-                     "train_view_wf")
-    try:
-        res = wfe.load_walk_forward(wid)
-    except Exception as exc:  # noqa: BLE001
-        show_error(exc)
-        return
-    vs = res.vs_best_baseline
-    st.caption(vt.walk_forward_caption(res.config, res.predictions, len(res.folds)))
-    for warning in vt.fold_warnings(res.folds):
-        st.warning(warning)
-    headline(res.metrics, res.baselines, vs, "train_wf_cmp")
-    l, r = st.columns(2)
-    l.plotly_chart(vt.folds_figure(res.folds, mode=res.config.get("mode", "expanding")), width="stretch",
-                   key="train_wf_folds")
-    if vs:
-        r.plotly_chart(vt.comparison_figure(vs), width="stretch", key="train_wf_ci")
-    st.dataframe(vt.folds_table(res.folds), hide_index=True, key="train_wf_table")
-    if st.button("Delete this evaluation", key="train_wf_delete", icon=":material/delete:"):
-        try:
-            wfe.delete_walk_forward(wid)
-            st.rerun()
-        except Exception as exc:  # noqa: BLE001
-            show_error(exc)
-
 
 st.divider()
 st.subheader("Results")

@@ -91,8 +91,8 @@ with tab_runs:
                                 max_selections=12, placeholder="pick two or more runs from the table above")
         if picked:
             try:
-                st.plotly_chart(vx.curves_figure(compare.histories(picked), losses=compare.loss_names(picked)),
-                                width="stretch", key="exp_curves")
+                curves, losses = compare.training_curves(picked)
+                st.plotly_chart(vx.curves_figure(curves, losses=losses), width="stretch", key="exp_curves")
                 st.plotly_chart(vx.metric_bars(compare.metrics_of(picked)), width="stretch", key="exp_bars")
             except Exception as exc:  # noqa: BLE001
                 show_error(exc)

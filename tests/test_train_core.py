@@ -560,6 +560,24 @@ def test_run_warnings_name_an_empty_class_a_constant_answer_and_an_oversized_bat
     assert run_warnings(np.array([0, 1, 2] * 40), mixed, names, DataConfig(), TrainConfig()) == []
 
 
+def test_run_settings_are_checked_before_any_work():
+    """What the Train page says as settings change, and train_run says before preparing any data."""
+    from core.train.config import model_start_config
+    from core.train.trainer import check_run_settings, train_run
+
+    with pytest.raises(UserError, match="wavenet_multitask answers direction, magnitude and volatility"):
+        check_run_settings("wavenet_multitask", DataConfig(label="direction3"), TrainConfig())
+    with pytest.raises(UserError, match="wavenet_multitask answers"):  # no dataset needed to be told
+        train_run("no-such-dataset", "wavenet_multitask", data_config=DataConfig(label="direction3"))
+    with pytest.raises(UserError, match="500 rows are too few for windows of 1024 bars"):
+        check_run_settings("cnn1d", DataConfig(window=1024), TrainConfig(), dataset_rows=500)
+    check_run_settings("wavenet_multitask", DataConfig(label="multitask"), TrainConfig(), dataset_rows=5000)
+    assert DataConfig(label="binary").class_names() == ["down", "up"]
+    assert DataConfig(label="multitask").class_names() == ["down", "flat", "up"]
+    assert model_start_config("resnet", "resnet18_1d")["width"] == 64  # the preset's own value
+    assert model_start_config("quick", "resnet18_1d")["width"] == 32  # another preset's model: its defaults
+
+
 def test_regression_metrics_match_sklearn():
     from sklearn.metrics import mean_absolute_error, mean_squared_error
 

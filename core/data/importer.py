@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Callable, Literal
 
 import numpy as np
 import pandas as pd
@@ -141,6 +141,13 @@ def _epoch_unit(magnitude: np.ndarray) -> np.ndarray:
     return np.select([magnitude >= 1e17, magnitude >= 1e14, magnitude >= 1e11], ["ns", "us", "ms"], "s")
 
 
+def _refuse_first(col: pd.Series, bad: np.ndarray, why: Callable[[int], str]) -> None:
+    """A DataError naming the first data row where `bad` holds: "the timestamp at data row N ('value') " + why."""
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"the timestamp at data row {i + 1} ({str(col.iloc[i])!r}) {why(i)}")
+
+
 def _out_of_range(value: Any, row: int) -> DataError:
     return DataError(
         f"the timestamp at data row {row + 1} ({str(value)!r}) is outside the dates a dataset can hold "
@@ -160,28 +167,19 @@ def _parse_timestamps(col: pd.Series) -> tuple[pd.DatetimeIndex, str]:
         values = numeric.to_numpy(float)
         mag = np.abs(values)
         unit = str(_epoch_unit(np.array([np.median(mag)]))[0])
-        odd = _epoch_unit(mag) != unit
-        if odd.any():
-            i = int(np.flatnonzero(odd)[0])
-            raise DataError(
-                f"the timestamp at data row {i + 1} ({str(col.iloc[i])!r}) reads as "
-                f"{_UNIT_WORDS[str(_epoch_unit(mag[i:i + 1])[0])]} while the file's timestamps are in "
-                f"{_UNIT_WORDS[unit]}: every timestamp must use the same unit"
-            )
+        _refuse_first(col, _epoch_unit(mag) != unit,
+                      lambda i: f"reads as {_UNIT_WORDS[str(_epoch_unit(mag[i:i + 1])[0])]} while the file's "
+                                f"timestamps are in {_UNIT_WORDS[unit]}: every timestamp must use the same unit")
         # Within one unit band a row can still be in another unit (seconds / 1000 is still "seconds" by
         # magnitude): once the timestamps are real dates (the median after 1973), a row 100 times smaller or
         # larger than the median (or of the other sign) is decades away from the rest, not a candle of theirs.
         med = float(np.median(values))
         if abs(med) * _UNIT_NS[unit] >= 1e17:
             ratio = values / med
-            far = ~((ratio >= 0.01) & (ratio <= 100))
-            if far.any():
-                i = int(np.flatnonzero(far)[0])
-                raise DataError(
-                    f"the timestamp at data row {i + 1} ({str(col.iloc[i])!r}) is far from the file's other "
-                    f"timestamps (typically {med:.0f} {_UNIT_WORDS[unit]}): is it in another unit? every "
-                    f"timestamp must use the same unit"
-                )
+            _refuse_first(col, ~((ratio >= 0.01) & (ratio <= 100)),
+                          lambda i: f"is far from the file's other timestamps (typically {med:.0f} "
+                                    f"{_UNIT_WORDS[unit]}): is it in another unit? every timestamp must use "
+                                    f"the same unit")
         too_big = ~(np.abs(values * _UNIT_NS[unit]) < float(_TS_MAX.value))
         if too_big.any():
             i = int(np.flatnonzero(too_big)[0])

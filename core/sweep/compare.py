@@ -149,27 +149,19 @@ def filter_overview(df: pd.DataFrame, text: str = "", models: Iterable[str] = ()
     return out.reset_index(drop=True)
 
 
-def histories(run_ids: Sequence[str]) -> dict[str, pd.DataFrame]:
-    """run label -> its per-epoch history (for overlaid training curves)."""
-    from core.train.runs import load_run
-
-    out = {}
-    for rid in run_ids:
-        run = load_run(rid)
-        out[_label(run.config, rid)] = run.history
-    return out
-
-
-def loss_names(run_ids: Sequence[str]) -> dict[str, str]:
-    """run label -> the loss its curves show (runs trained with different losses have incomparable curves)."""
+def training_curves(run_ids: Sequence[str]) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """run label -> its per-epoch history (for overlaid training curves), and run label -> the loss those
+    curves show (runs trained with different losses have incomparable curves); each run is read once."""
     from core.train.runs import load_run
     from core.viz.train import loss_name
 
-    out = {}
+    curves, losses = {}, {}
     for rid in run_ids:
-        cfg = load_run(rid).config
-        out[_label(cfg, rid)] = loss_name(cfg.get("train_config") or {}, cfg.get("targets_scaling") is not None)
-    return out
+        run = load_run(rid)
+        label = _label(run.config, rid)
+        curves[label] = run.history
+        losses[label] = loss_name(run.config.get("train_config") or {}, run.config.get("targets_scaling") is not None)
+    return curves, losses
 
 
 def metrics_of(run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -199,4 +191,4 @@ def run_labels(run_ids: Sequence[str]) -> dict[str, str]:
 
 
 __all__ = ["backtest_available", "cached_backtest", "record_backtest", "run_backtest_for", "runs_overview", "filter_overview",
-           "histories", "metrics_of", "run_labels", "BT_METRICS"]
+           "training_curves", "metrics_of", "run_labels", "BT_METRICS"]

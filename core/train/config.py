@@ -176,6 +176,12 @@ class DataConfig:
             raise UserError(f"data.max_rows must be empty (all rows) or a positive whole number, got {self.max_rows!r}")
         return self
 
+    def class_names(self) -> list[str]:
+        """The classes this label kind predicts, in order (down, flat, up; or down, up for binary)."""
+        from core.features.labels import LabelConfig, class_names
+
+        return class_names(LabelConfig(kind=self.label))
+
     def check_fits(self, dataset_rows: int) -> None:
         """A UserError when a dataset of `dataset_rows` candles (cut to `max_rows`) cannot hold the window,
         horizon, purge gaps and all three splits: said before training starts. (The indicators' warm-up takes
@@ -461,6 +467,18 @@ def preset_model(name: str) -> tuple[str, dict[str, Any]]:
     if unknown:
         raise UserError(f"the {name!r} preset sets {', '.join(unknown)}, which {p['model']} does not have")
     return p["model"], dict(p["model_config"])
+
+
+def model_start_config(preset_name: str, model_name: str) -> dict[str, Any]:
+    """The settings `model_name` starts from under a preset: its registered defaults, with the preset's own
+    values when the preset trains this very model."""
+    from core.models import get_spec
+
+    config = dict(get_spec(model_name).defaults or {})
+    p = PRESETS.get(preset_name) or {}
+    if p.get("model") == model_name:
+        config.update(p.get("model_config") or {})
+    return config
 
 
 def parse_model_value(key: str, default: Any, raw: Any) -> Any:

@@ -120,7 +120,7 @@ def check_config(cfg: Any, where: str = "config.json") -> dict[str, Any]:
     return cfg
 
 
-def _recount_macro_f1(met: dict[str, Any]) -> None:
+def _recount_macro_f1(met: dict[str, Any]) -> dict[str, Any]:
     """Macro F1 of every metric set as it is counted now (over the classes that occur), so runs saved before
     that change compare fairly with new ones; the same number for runs saved since."""
     from core.train.metrics import macro_f1_of_saved
@@ -131,6 +131,7 @@ def _recount_macro_f1(met: dict[str, Any]) -> None:
             value = macro_f1_of_saved(m)
             if value is not None:
                 m["macro_f1"] = value
+    return met
 
 
 def check_metrics(met: Any, where: str = "metrics.json") -> dict[str, Any]:
@@ -159,7 +160,6 @@ def check_metrics(met: Any, where: str = "metrics.json") -> dict[str, Any]:
             metric_set(m, f"baselines.{b}")
     if not isinstance(met.get("vs_best_baseline", {}), dict):
         raise UserError(f"{where}: 'vs_best_baseline' must be an object")
-    _recount_macro_f1(met)
     w = met.get("warnings", [])
     if not (isinstance(w, list) and all(isinstance(x, str) for x in w)):
         raise UserError(f"{where}: 'warnings' must be a list of sentences")
@@ -217,7 +217,7 @@ def _documents(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             met = read_json(folder / "metrics.json")
         except (ValueError, OSError):
             raise UserError(f"run {folder.name}: metrics.json cannot be read") from None
-    return cfg, check_metrics(met, f"run {folder.name}: metrics.json")
+    return cfg, _recount_macro_f1(check_metrics(met, f"run {folder.name}: metrics.json"))
 
 
 def run_documents() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:

@@ -364,7 +364,8 @@ def fit(model: nn.Module, train_src: BatchSource, val_src: BatchSource, cfg: Tra
                 correct += int((logits.detach().argmax(1) == b["y"]).sum())
                 seen += len(idx)
                 if progress is not None:
-                    progress(Progress("batch", step, total_steps, f"epoch {epoch}/{cfg.epochs} batch {bi + 1}/{steps_per_epoch}",
+                    progress(Progress("batch", step, total_steps,
+                                      f"epoch {epoch}/{cfg.epochs} batch {bi + 1}/{steps_per_epoch}",
                                       {"epoch": epoch, "loss": lv}))
             train_time = time.perf_counter() - te
             t_train += train_time
@@ -433,6 +434,22 @@ def model_label_problem(model_name: str, multitask_model: bool, label: str) -> O
         return (f"The model {model_name} answers direction, magnitude and volatility: it needs the multitask "
                 f"label (the Label box, or data.label=multitask on the command line), not {label}")
     return None
+
+
+def check_run_settings(model_name: str, data: DataConfig, train: TrainConfig,
+                       dataset_rows: Optional[int] = None) -> None:
+    """A UserError for anything about a run's settings that can be said before any work starts: a model that
+    cannot learn from the label kind, invalid data or training settings, and (given the dataset's candle
+    count) a window, horizon and split the data cannot hold. The Train page calls it as settings change."""
+    from core.models import get_spec
+
+    mismatch = model_label_problem(model_name, get_spec(model_name).multitask, data.label)
+    if mismatch:
+        raise UserError(mismatch)
+    train.validate()
+    data.validate()
+    if dataset_rows is not None:
+        data.check_fits(dataset_rows)
 
 
 def model_label_note(model_name: str, multitask_model: bool, label: str) -> Optional[str]:
@@ -712,6 +729,10 @@ def fit_and_score(prepared: Any, config: dict[str, Any], data: DataConfig, train
                   run_warnings(src["train"].labels, proba.argmax(1), class_names, data, train))
 
 
+# A model that answers one class for this share of the test bars or more is said to be (nearly) constant.
+CONSTANT_SHARE = 0.98
+
+
 def run_warnings(train_labels: np.ndarray, test_pred: np.ndarray, class_names: list[str], data: DataConfig,
                  train: TrainConfig) -> list[str]:
     """Sentences on what makes a run's numbers mean less than they seem: a class with no training sample
@@ -738,9 +759,6 @@ def run_warnings(train_labels: np.ndarray, test_pred: np.ndarray, class_names: l
                    f"optimiser step per epoch, so the model hardly trains.")
     return out
 
-
-# A model that answers one class for this share of the test bars or more is said to be (nearly) constant.
-CONSTANT_SHARE = 0.98
 
 
 def train_run(dataset_id: Optional[str], model_name: str, model_config: Optional[dict[str, Any]] = None,
@@ -814,6 +832,9 @@ def _resolve(dataset_id: Optional[str], model_name: str, model_config: Optional[
         spec = get_spec(model_name)
     except KeyError as exc:
         raise UserError(f"unknown model {model_name!r}; see `python -m core models list`") from exc
+    mismatch = model_label_problem(model_name, spec.multitask, data.label)
+    if mismatch:  # said before the data is prepared (the page says it before Start)
+        raise UserError(mismatch)
     if spec.input_kind == "orderbook_image":
         data = replace(data, encoding=default_order_book(dataset_id, data.encoding))
     return data, train, dict(model_config or {}), dataset_id, spec.input_kind
