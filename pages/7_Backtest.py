@@ -7,8 +7,8 @@ import streamlit as st
 
 from ui.common import distinct_labels, keep_settings, load_candles, page_setup, show_error
 
-from core.backtest.config import (BYBIT_MAKER_FEE, BYBIT_TAKER_FEE, FEE_NOTE, SIGNAL_EXITS, SIZINGS, STOP_KINDS,
-                                  BacktestConfig)
+from core.backtest.config import (BYBIT_MAKER_FEE, BYBIT_TAKER_FEE, FEE_NOTE, LEVERAGE_HELP, SIGNAL_EXITS,
+                                  SIZINGS, STOP_KINDS, BacktestConfig, leverage_cap)
 from core.backtest.signals import BASELINES
 
 dataset_id = page_setup("Backtest")
@@ -133,7 +133,7 @@ with st.expander("Signals and sizing", expanded=True):
                          help="fixed: a fraction of equity; confidence: base × (confidence − 0.5) × 2; kelly: "
                               "p − (1 − p)/b capped at the cap; half_kelly: half of that.")
     fixed_fraction = b.number_input("Fraction of equity (base)", 0.01, 10.0, D.fixed_fraction, 0.05,
-                                    key="bt_fraction")
+                                    key="bt_fraction", help=LEVERAGE_HELP)
     kelly_cap = c.number_input("Kelly cap", 0.01, 1.0, D.kelly_cap, 0.01, key="bt_kelly_cap")
     win_loss = c.number_input("Win/loss ratio b", 0.1, 20.0, D.win_loss_ratio, 0.1, key="bt_wl")
 
@@ -169,7 +169,7 @@ with st.expander("Risk rules", expanded=False):
                             0.5, key="bt_weekly")
 
 cfg = dict(threshold=float(threshold), long_only=bool(long_only), sizing=sizing,
-           fixed_fraction=float(fixed_fraction), kelly_cap=float(kelly_cap), win_loss_ratio=float(win_loss),
+           fixed_fraction=float(fixed_fraction), max_position=leverage_cap(fixed_fraction), kelly_cap=float(kelly_cap), win_loss_ratio=float(win_loss),
            fee_taker=float(fee_taker) / 100, fee_maker=float(fee_maker) / 100, slippage_bps=float(slip),
            slippage_vol_k=float(slip_k), stop_loss=stop_kind, stop_loss_pct=float(stop_pct) / 100,
            stop_atr_k=float(stop_k), trailing_atr_k=float(trail_k), take_profit="fixed" if tp_on else "none",

@@ -17,7 +17,7 @@ _keep = keep_settings("live_kept_settings", (
     "live_threshold", "live_long_only", "live_sizing", "live_fraction", "live_equity", "live_stop", "live_stop_k",
     "live_stop_pct", "live_tp"), ("live_every_",))
 
-from core.backtest.config import BacktestConfig, SIZINGS, STOP_KINDS
+from core.backtest.config import LEVERAGE_HELP, SIZINGS, STOP_KINDS, BacktestConfig, leverage_cap
 from core.data.bybit import MARKET_TYPES
 from core.data.candles import TIMEFRAMES
 from core.live.feed import BybitFeed, ReplayFeed
@@ -105,7 +105,7 @@ with st.expander("Signal, sizing and risk settings (the Backtest page's rules)",
     long_only = a.checkbox("Long only", D.long_only, key="live_long_only")
     sizing = b.selectbox("Sizing", SIZINGS, index=SIZINGS.index(D.sizing), key="live_sizing")
     fraction = b.number_input("Fixed / base fraction of equity", 0.01, 10.0, D.fixed_fraction, 0.05,
-                              key="live_fraction")
+                              key="live_fraction", help=LEVERAGE_HELP)
     equity = b.number_input("Account equity (USDT)", 1.0, 1e12, D.initial_capital, 1000.0, key="live_equity")
     stop_kind = c.selectbox("Stop-loss", STOP_KINDS, index=STOP_KINDS.index(D.stop_loss), key="live_stop")
     stop_k = c.number_input("Stop: k x ATR(14)", 0.1, 20.0, D.stop_atr_k, 0.1, key="live_stop_k")
@@ -114,7 +114,7 @@ with st.expander("Signal, sizing and risk settings (the Backtest page's rules)",
 _keep()
 try:
     cfg = signal_config(threshold=threshold, long_only=long_only, sizing=sizing, fixed_fraction=fraction,
-                        initial_capital=equity, stop_loss=stop_kind, stop_atr_k=stop_k, stop_loss_pct=stop_pct,
+                        max_position=leverage_cap(fraction), initial_capital=equity, stop_loss=stop_kind, stop_atr_k=stop_k, stop_loss_pct=stop_pct,
                         take_profit="fixed" if tp_pct > 0 else "none", take_profit_pct=tp_pct or D.take_profit_pct)
 except Exception as exc:  # noqa: BLE001
     show_error(exc)

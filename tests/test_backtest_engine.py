@@ -67,6 +67,41 @@ def test_short_profits_when_price_falls():
     assert long_only.metrics["n_trades"] == 0
 
 
+def test_a_leveraged_long_is_liquidated_at_zero_equity_and_the_account_stays_empty():
+    # 5x long from bar 1's open (100): 500 units on 10,000 of equity, cash -40,000; equity is zero at 80
+    c = candles([100, 100, 95, 90, 100, 120], lows=[99, 99, 75, 89, 99, 119], closes=[100, 98, 90, 95, 110, 120])
+    lev = {**FREE, "fixed_fraction": 5.0, "max_position": 5.0}
+    res = run_backtest(c, [1, 1, 1, 1, 1, 1], lev)
+    t = res.trades.iloc[0]
+    assert (t.exit_bar, t.exit_reason, t.exit_price, t.pnl) == (2, "liquidation", pytest.approx(80.0),
+                                                               pytest.approx(-10_000.0))
+    # everything is lost and nothing is opened again, though the price recovers above the entry
+    assert len(res.trades) == 1
+    assert res.equity.to_numpy() == pytest.approx([10_000, 9_000, 0, 0, 0, 0], abs=1e-9)
+    assert res.equity.min() >= 0 and res.metrics["total_return"] == pytest.approx(-1.0)
+    # a stop above the bankruptcy price fills first and saves what is left
+    stopped = run_backtest(c, [1, 1, 1, 1, 1, 1], {**lev, "stop_loss": "fixed", "stop_loss_pct": 0.1})
+    t = stopped.trades.iloc[0]
+    assert (t.exit_bar, t.exit_reason, t.exit_price) == (2, "stop", pytest.approx(90.0))
+    assert stopped.equity.iloc[2] == pytest.approx(5_000.0)
+    # a stop beyond it (70 < 80) never fills: the account is gone first
+    beyond = run_backtest(c, [1, 1, 1, 1, 1, 1], {**lev, "stop_loss": "fixed", "stop_loss_pct": 0.3})
+    assert beyond.trades.iloc[0].exit_reason == "liquidation" and beyond.metrics["final_equity"] == 0.0
+
+
+def test_an_unleveraged_short_is_liquidated_when_the_price_gaps_past_double():
+    # 1x short at 100: 100 units, cash 20,000; equity is zero at 200. Bar 2 opens at 250 (a gap)
+    c = candles([100, 100, 250, 260], closes=[100, 120, 255, 260])
+    res = run_backtest(c, [-1, -1, -1, -1], FREE)
+    t = res.trades.iloc[0]
+    assert (t.exit_bar, t.exit_reason, t.exit_price, t.bars_held) == (2, "liquidation", pytest.approx(200.0), 1)
+    assert res.metrics["final_equity"] == 0.0 and len(res.trades) == 1
+    # fees and slippage on a fill near the bankruptcy price cannot take equity below zero either
+    costly = run_backtest(candles([100, 100, 199.9, 199.9], closes=[100, 120, 199.9, 199.9]), [-1, 0, 0, 0],
+                          {**FREE, "fee_taker": 0.01, "slippage_bps": 50})
+    assert costly.trades.iloc[0].exit_reason == "liquidation" and costly.equity.min() == 0.0
+
+
 def test_stop_is_assumed_first_when_stop_and_target_are_both_inside_one_bar():
     c = candles([100, 100, 100, 100], highs=[101, 101, 104, 101], lows=[99, 99.5, 97, 99])
     cfg = {**FREE, "stop_loss": "fixed", "stop_loss_pct": 0.02, "take_profit": "fixed", "take_profit_pct": 0.03,
@@ -193,20 +228,27 @@ def test_compiled_engine_equals_the_plain_python_state_machine():
     rng = np.random.default_rng(1)
     sig = rng.choice([-1, 0, 1], size=len(c), p=[0.3, 0.4, 0.3])
     conf = rng.uniform(0.3, 0.9, len(c))
-    cfg = engine.make_config({"sizing": "half_kelly", "slippage_vol_k": 0.1, "daily_dd_halve": 0.01,
-                              "weekly_dd_halt": 0.03})
-    p = engine._align(c, sig, conf, None, None)
-    frac = engine.position_fractions(len(c), p.confidence, cfg)
-    fast = engine.simulate(p, cfg, p.sig, frac)
-    saved = engine._simulate
-    try:
-        engine._simulate = engine._simulate_py
-        slow = engine.simulate(p, cfg, p.sig, frac)
-    finally:
-        engine._simulate = saved
-    assert len(fast[5]) > 20
-    for a, b in zip(fast, slow):
-        np.testing.assert_allclose(a, b, rtol=1e-12)
+    half_kelly = engine.make_config({"sizing": "half_kelly", "slippage_vol_k": 0.1, "daily_dd_halve": 0.01,
+                                     "weekly_dd_halt": 0.03})
+    # 10x on a wild random walk (2 % a bar), 6-hour holds: trades until one is liquidated
+    walk = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, 800)))
+    opens = np.r_[100, walk[:-1]]
+    wild = candles(opens, np.maximum(opens, walk) * 1.005, np.minimum(opens, walk) * 0.995, walk)
+    leveraged = engine.make_config({**FREE, "fixed_fraction": 10.0, "max_position": 10.0, "signal_exit": "none",
+                                    "slippage_bps": 1.0, "fee_taker": 0.00055, "max_hold_hours": 6})
+    for market, cfg, has_liquidation in ((c, half_kelly, False), (wild, leveraged, True)):
+        p = engine._align(market, sig, conf, None, None)
+        frac = engine.position_fractions(len(market), p.confidence, cfg)
+        fast = engine.simulate(p, cfg, p.sig, frac)
+        saved = engine._simulate
+        try:
+            engine._simulate = engine._simulate_py
+            slow = engine.simulate(p, cfg, p.sig, frac)
+        finally:
+            engine._simulate = saved
+        assert len(fast[5]) > 20 and (engine.LIQUIDATION in fast[14]) == has_liquidation
+        for a, b in zip(fast, slow):
+            np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
 def test_vectorised_buy_and_hold_equals_the_state_machine():

@@ -133,10 +133,23 @@ def test_sizing_formulas():
     assert half == pytest.approx([1 / 6, 0.25, 0.0, 0.0])
     b1 = position_fractions(4, p, make_config({"sizing": "kelly", "win_loss_ratio": 1.0, "kelly_cap": 1.0}))
     assert b1 == pytest.approx([0.2, 0.5, 0.0, 0.0])  # 2p - 1
-    assert position_fractions(3, None, make_config({"fixed_fraction": 3.0, "max_position": 2.0})) == \
-        pytest.approx([2.0, 2.0, 2.0])
+    capped = make_config({"sizing": "confidence", "fixed_fraction": 3.0, "max_position": 2.0})
+    assert position_fractions(3, np.array([1.0, 0.9, 0.6]), capped) == pytest.approx([2.0, 2.0, 0.6])
+    # a fixed fraction above the cap is refused, not silently cut to the cap
+    with pytest.raises(UserError, match="fixed_fraction 3 is above max_position 1"):
+        make_config({"fixed_fraction": 3.0})
+    assert position_fractions(2, None, make_config({"fixed_fraction": 3.0, "max_position": 3.0})) == \
+        pytest.approx([3.0, 3.0])
     with pytest.raises(UserError, match="needs a run's probabilities"):
         position_fractions(3, None, make_config({"sizing": "kelly"}))
+
+
+def test_cagr_of_a_huge_move_over_a_few_bars_is_undefined_not_an_overflow():
+    idx = pd.date_range("2024-01-01", periods=4, freq="h", tz="UTC")
+    m = compute_metrics(np.array([10_000.0, 15_000, 20_000, 26_000]), 10_000.0, 3600, index=idx)
+    assert m["total_return"] == pytest.approx(1.6) and math.isnan(m["cagr"])
+    year = compute_metrics(np.full(8760, 11_000.0), 10_000.0, 3600)
+    assert year["cagr"] == pytest.approx(0.1)
 
 
 def test_config_checks_and_set_values():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.page_helpers import charts
@@ -51,6 +52,18 @@ def test_baseline_backtest_without_any_run():
     assert _metric(at, "Total return") != before
     trades = _chart(at, "Trades on the price")
     assert {"long entry", "short entry", "exit"} <= {t.get("name") for t in trades["data"]}
+
+    # a fraction of equity above 1 is leverage, not silently cut back to 1: the first trade is twice the size
+    def first_trade():
+        return next(d.value for d in at.dataframe if "qty" in d.value).iloc[0]
+
+    first_1x = first_trade()
+    at.number_input(key="bt_fraction").set_value(2.0).run()
+    assert not at.exception and not at.error
+    first_2x = first_trade()
+    assert first_2x["entry_time"] == first_1x["entry_time"]
+    assert first_2x["qty"] == pytest.approx(2 * first_1x["qty"])
+    at.number_input(key="bt_fraction").set_value(1.0).run()
 
     # a span of a single bar is a sentence, and the page keeps its widgets
     span = next(s for s in at.slider if (s.key or "").startswith("bt_span_"))

@@ -52,3 +52,28 @@ def test_monthly_heatmap_shows_only_the_months_the_span_covers():
     assert np.isnan(fig3.data[0].z[0][0])  # Jan 2024 lies before the span: an empty cell, not a zero
     # no trades yet: an empty table still draws
     assert monthly_heatmap(monthly_returns(pd.Series(dtype=float), 100)).data[0].z.shape[0] == 0
+
+
+def test_thinned_curves_put_each_point_at_its_own_bar():
+    """Above 4,000 bars the equity is thinned for display: each drawn point is a real (time, value) pair, the
+    bucket's last equity at its last bar and the drawdown's lowest point at its own bar (the last value was
+    drawn at the bucket's first time, up to a bucket early)."""
+    from types import SimpleNamespace
+
+    from core.viz.backtest import equity_figure
+
+    idx = pd.date_range("2025-01-01", periods=10_003, freq="h", tz="UTC")
+    rng = np.random.default_rng(0)
+    equity = pd.Series(10_000 * np.exp(np.cumsum(rng.normal(0, 0.01, len(idx)))), idx)
+    dd = equity / equity.cummax() - 1
+    result = SimpleNamespace(equity=equity, benchmark_equity=equity * 0.9, drawdown=lambda: dd,
+                             benchmark_drawdown=lambda: dd)
+    fig = equity_figure(result, max_points=4000)
+    strat = fig.data[0]
+    assert 3000 < len(strat.x) <= 4000
+    drawn = pd.Series(np.asarray(strat.y), pd.DatetimeIndex(strat.x))
+    np.testing.assert_allclose(drawn.to_numpy(), equity.loc[drawn.index].to_numpy())
+    assert drawn.index[-1] == idx[-1]  # the last point is the last bar's equity, at its time
+    lows = pd.Series(np.asarray(fig.data[2].y) / 100, pd.DatetimeIndex(fig.data[2].x))
+    np.testing.assert_allclose(lows.to_numpy(), dd.loc[lows.index].to_numpy())
+    assert lows.min() == dd.min()  # the deepest drawdown is drawn

@@ -17,6 +17,9 @@ FEE_NOTE = ("Bybit USDT-perpetual non-VIP rates as of 2024-2025: taker 0.055 %, 
             "Market orders (entries, signal/time exits, stops) pay taker; take-profit limit orders pay maker. "
             "Perpetual funding is not charged (often 0.01 % per 8 h; the default rules hold at most 12 h).")
 
+LEVERAGE_HELP = ("Above 1 is leverage (up to 10×). The account can lose all its equity and no more: a position "
+                 "is liquidated at the price where equity reaches zero.")
+
 SIZINGS = ("fixed", "confidence", "kelly", "half_kelly")
 STOP_KINDS = ("none", "fixed", "atr")
 TAKE_PROFIT_KINDS = ("none", "fixed")
@@ -33,7 +36,8 @@ class BacktestConfig:
     fixed_fraction: float = 1.0       # fixed: this fraction; confidence: base x (confidence - 0.5) x 2
     kelly_cap: float = 0.25           # Kelly and half-Kelly fractions are capped here (doc 000: 25 %)
     win_loss_ratio: float = 1.5       # b in f = p - (1 - p) / b (doc 001 uses 1.5)
-    max_position: float = 1.0         # hard cap on any position, in equity (1.0 = no leverage)
+    max_position: float = 1.0         # hard cap on any position, in equity (1.0 = no leverage; above 1 a
+    #                                   position is liquidated when the account's equity reaches zero)
     # costs
     fee_taker: float = BYBIT_TAKER_FEE
     fee_maker: float = BYBIT_MAKER_FEE
@@ -80,6 +84,9 @@ class BacktestConfig:
         frac("fixed_fraction", 0.0, 10.0, lo_open=True)
         frac("max_position", 0.0, 10.0, lo_open=True)
         frac("kelly_cap", 0.0, 1.0, lo_open=True)
+        if self.sizing == "fixed" and self.fixed_fraction > self.max_position:
+            raise UserError(f"fixed_fraction {self.fixed_fraction:g} is above max_position {self.max_position:g}, "
+                            "the cap on any position (1 = no leverage): raise max_position to trade with leverage")
         frac("win_loss_ratio", 0.0, 100.0, lo_open=True)
         frac("fee_taker", 0.0, 0.05)
         frac("fee_maker", -0.01, 0.05)   # some venues pay a maker rebate
@@ -103,6 +110,12 @@ class BacktestConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def leverage_cap(fraction: float) -> float:
+    """The `max_position` of the pages: the chosen (base) fraction of equity, at least 1, so a fraction above
+    1 is the leverage asked for, not silently capped at 1."""
+    return max(1.0, float(fraction))
 
 
 def make_config(config: "BacktestConfig | Mapping[str, Any] | None" = None, **overrides: Any) -> BacktestConfig:

@@ -18,7 +18,15 @@ rules. The last bar closes any position at its close.
 
 Accounting is linear (USDT-margined perpetual style): cash plus quantity x price; fractional quantities;
 a short has a negative quantity. Fees are charged on each fill's notional (taker for market orders,
-maker for take-profit limit orders); market fills move against the trader by the slippage.
+maker for take-profit limit orders); market fills move against the trader by the slippage. A take-profit
+fills at its level when a bar touches it (a resting limit order: no slippage, no queue risk modelled).
+
+Liquidation: the account can lose all its equity and no more. A position whose bar reaches the price at which
+equity would be zero (the bankruptcy price, -cash / quantity: reachable by a leveraged long, or by a short
+whose price more than doubles) is closed there, before any stop or target of that bar that would fill beyond
+it, and the account stays at zero (a wiped-out account opens nothing more). A fill whose slippage and fee
+would leave equity below zero is a liquidation too. Real exchanges liquidate earlier, at the maintenance
+margin; the whole margin is lost either way.
 """
 from __future__ import annotations
 
@@ -34,7 +42,9 @@ from core.backtest.metrics import compute_metrics, drawdown, monthly_returns, re
 from core.backtest.sizing import position_fractions
 from core.errors import DataError, UserError
 
-EXIT_REASONS = {1: "signal", 2: "stop", 3: "trailing", 4: "take_profit", 5: "time", 6: "halt", 7: "end"}
+EXIT_REASONS = {1: "signal", 2: "stop", 3: "trailing", 4: "take_profit", 5: "time", 6: "halt", 7: "end",
+                8: "liquidation"}
+LIQUIDATION = 8
 _STOP_CODES = {"none": 0, "fixed": 1, "atr": 2}
 _SIGNAL_EXIT_CODES = {"reversal": 0, "weak": 1, "none": 2}
 
@@ -121,7 +131,10 @@ def _simulate_py(open_, high, low, close, atr, sig, frac, day, week, long_only,
                 reason = 0
                 px = o
                 maker = False
-                if (direction > 0 and o <= stop) or (direction < 0 and o >= stop):
+                liq = -cash / qty  # the bankruptcy price: equity cash + qty x price is zero there
+                if (direction > 0 and o <= liq) or (direction < 0 and o >= liq):
+                    reason = 8
+                elif (direction > 0 and o <= stop) or (direction < 0 and o >= stop):
                     reason = 3 if stop_is_trail else 2
                 elif tp_on and ((direction > 0 and o >= tp) or (direction < 0 and o <= tp)):
                     reason = 4
@@ -140,6 +153,11 @@ def _simulate_py(open_, high, low, close, atr, sig, frac, day, week, long_only,
                     if not maker:
                         px = o * (1.0 - slip) if direction > 0 else o * (1.0 + slip)
                     f = abs(qty) * px * (fee_maker if maker else fee_taker)
+                    if reason == 8 or cash + qty * px - f < 0.0:
+                        reason = 8
+                        px = liq
+                        f = 0.0
+                        cash = -qty * px  # nothing is left after this fill
                     cash += qty * px - f
                     notional[i] += abs(qty) * px
                     fees[i] += f
@@ -213,12 +231,26 @@ def _simulate_py(open_, high, low, close, atr, sig, frac, day, week, long_only,
                 reason = 4
                 px = tp
                 maker = True
+            f = 0.0
             if reason != 0:
                 if not maker:
                     # a position is only ever opened at an open with i > 0, so bar i - 1 exists
                     slip = slippage_fraction(slip_bps, slip_vol_k, atr[i - 1], close[i - 1])
                     px = px * (1.0 - slip) if direction > 0 else px * (1.0 + slip)
                 f = abs(qty) * px * (fee_maker if maker else fee_taker)
+            # the bankruptcy price inside the bar comes before a target (the worse case, as for stops) and
+            # before a stop that would fill beyond it
+            liq = -cash / qty
+            if ((direction > 0 and low[i] <= liq) or (direction < 0 and high[i] >= liq)) and \
+                    (reason == 0 or maker or cash + qty * px - f < 0.0):
+                reason = 8
+            elif reason != 0 and cash + qty * px - f < 0.0:
+                reason = 8
+            if reason == 8:
+                px = liq
+                f = 0.0
+                cash = -qty * px
+            if reason != 0:
                 cash += qty * px - f
                 notional[i] += abs(qty) * px
                 fees[i] += f
@@ -236,6 +268,12 @@ def _simulate_py(open_, high, low, close, atr, sig, frac, day, week, long_only,
             slip = slippage_fraction(slip_bps, slip_vol_k, atr[i], c)
             px = c * (1.0 - slip) if direction > 0 else c * (1.0 + slip)
             f = abs(qty) * px * fee_taker
+            reason = 7
+            if cash + qty * px - f < 0.0:
+                reason = 8
+                px = -cash / qty
+                f = 0.0
+                cash = -qty * px
             cash += qty * px - f
             notional[i] += abs(qty) * px
             fees[i] += f
@@ -243,7 +281,7 @@ def _simulate_py(open_, high, low, close, atr, sig, frac, day, week, long_only,
             t_xpx[nt] = px
             t_fee[nt] = entry_fee + f
             t_pnl[nt] = qty * (px - entry_px) - entry_fee - f
-            t_reason[nt] = 7
+            t_reason[nt] = reason
             nt += 1
             qty = 0.0
             direction = 0

@@ -7,6 +7,7 @@ times are given and the span holds less than 90 % of the calendar's bars, bars_p
 really holds per year (`bars_per_year(bar_seconds, index)`; the value used is returned as `bars_per_year`).
 Conventions (all from per-bar simple returns r of the marked-to-market equity, risk-free rate 0):
 - total_return = E_end / E_0 - 1; cagr = (E_end / E_0) ** (1 / years) - 1 with years = bars / bars_per_year
+  (undefined, NaN, where a few bars would compound past a float)
 - volatility = std(r, ddof=1) x sqrt(bars_per_year); sharpe = mean(r) / std(r, ddof=1) x sqrt(bars_per_year)
 - sortino = mean(r) / sqrt(mean(min(r, 0)^2)) x sqrt(bars_per_year) (downside deviation over all bars)
 - max_drawdown = min(E / running peak - 1) (<= 0; the starting capital counts as a peak);
@@ -116,7 +117,8 @@ def compute_metrics(equity: np.ndarray, initial: float, bar_seconds: float,
     out["total_return"] = final / initial - 1.0
     years = n / ppy if n else 0.0
     if years > 0 and final > 0:
-        out["cagr"] = (final / initial) ** (1.0 / years) - 1.0
+        growth = math.log(final / initial) / years  # a big move over a few bars compounds past any float
+        out["cagr"] = math.expm1(growth) if growth < 700.0 else _nan()
     elif final <= 0:
         out["cagr"] = -1.0
     else:

@@ -21,12 +21,15 @@ MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", 
 
 
 def _thin(s: pd.Series, step: int, how: str = "last") -> pd.Series:
+    """Every `step` bars, one point at its own time: the bucket's last value ("last") or its lowest ("min")."""
     if step == 1:
         return s
     g = np.arange(len(s)) // step
-    out = s.groupby(g).min() if how == "min" else s.groupby(g).last()
-    out.index = s.index[::step][: len(out)]
-    return out
+    if how == "min":
+        pos = pd.Series(s.to_numpy()).groupby(g).idxmin().to_numpy()
+    else:
+        pos = np.minimum(np.arange(g[-1] + 1) * step + step, len(s)) - 1
+    return s.iloc[pos]
 
 
 def equity_figure(result: Any, max_points: int = 4000, title: str = "Equity vs buy and hold") -> go.Figure:
