@@ -19,6 +19,7 @@ st.title("Inspect a trained model")
 
 from core.data.store import dataset_version  # noqa: E402
 from core.train.runs import list_runs, load_run  # noqa: E402
+from core.backtest.api import load_run_candles  # noqa: E402
 
 runs = [r for r in list_runs() if not str(r.status).startswith("failed")]
 if not runs:
@@ -44,13 +45,14 @@ def _load(run_id: str, data_version: int):
     """The run, its data rebuilt on the span it was trained on, and its model (per dataset version, so a
     dataset changed since is seen)."""
     run = load_run(run_id)
-    return run, run.prepare(), run.model("cpu")
+    candles = load_run_candles(run)
+    prepared = run.prepare(candles)
+    return run, prepared, run.model("cpu"), run.data_note(prepared, candles)
 
 
 try:
     ds_of_run = next(r.dataset_id for r in runs if r.run_id == rid)
-    run, prepared, model = _load(rid, dataset_version(ds_of_run))
-    note = run.data_note(prepared)
+    run, prepared, model, note = _load(rid, dataset_version(ds_of_run))
 except Exception as exc:  # noqa: BLE001 - a deleted dataset, a broken run: a sentence, not a trace
     show_error(exc)
     st.stop()

@@ -10,6 +10,7 @@ from ui.common import distinct_labels, keep_settings, load_candles, page_setup, 
 from core.backtest.config import (BYBIT_MAKER_FEE, BYBIT_TAKER_FEE, FEE_NOTE, LEVERAGE_HELP, SIGNAL_EXITS,
                                   SIZINGS, STOP_KINDS, BacktestConfig, leverage_cap)
 from core.backtest.signals import BASELINES
+from core.data.store import dataset_version
 
 dataset_id = page_setup("Backtest")
 # the strategy and its settings survive a visit to another page
@@ -42,33 +43,34 @@ def _walk_forwards() -> list[tuple[str, str, str, str, int]]:
 
 
 @st.cache_data(max_entries=8, show_spinner="Loading the predictions...")
-def _model_info(source: str):
+def _model_info(source: str, version: int):
     """The out-of-sample predictions of a run ("run:<id>": its test split) or of a walk-forward evaluation
-    ("wf:<id>": every fold's test block), checked against the dataset's candles (the shared cache)."""
+    ("wf:<id>": every fold's test block), checked against the dataset's candles (the shared cache) at
+    `version` (`dataset_version`: a dataset rewritten since is read and checked again)."""
     from core.backtest.api import run_inputs, walk_forward_inputs
 
     kind, ident = source.split(":", 1)
     inp = (run_inputs if kind == "run" else walk_forward_inputs)(ident, load=load_candles)
-    return inp.predictions, inp.class_names, inp.dataset_id, inp.name
+    return inp.predictions, inp.class_names, inp.dataset_id, inp.name, inp.note
 
 
 @st.cache_data(max_entries=16, show_spinner="Backtesting...")
-def _backtest(source: str, ds: str, cfg: dict, start, end):
+def _backtest(source: str, ds: str, version: int, cfg: dict, start, end):
     from core.backtest.api import backtest_baseline, backtest_predictions
 
     candles = load_candles(ds)
     if source.startswith(MODEL_SOURCES):
-        preds, classes, _, name = _model_info(source)
+        preds, classes, _, name, _ = _model_info(source, version)
         what = "run" if source.startswith("run:") else "walk-forward"
         return backtest_predictions(candles, preds, classes, cfg, start, end, label=f"{what} {name}")
     return backtest_baseline(source[9:], candles, cfg, start, end)
 
 
 @st.cache_data(max_entries=8, show_spinner="Sweeping the threshold...")
-def _sweep(source: str, ds: str, cfg: dict, start, end):
+def _sweep(source: str, ds: str, version: int, cfg: dict, start, end):
     from core.backtest.api import threshold_sweep
 
-    preds, classes, _, _ = _model_info(source)
+    preds, classes, _, _, _ = _model_info(source, version)
     return threshold_sweep(load_candles(ds), preds, classes, cfg, start=start, end=end)
 
 
@@ -96,9 +98,10 @@ if not runs and not wfs:
     st.info("No trained runs yet: train one on the Train page, or backtest a rule baseline here.")
 
 is_run = source.startswith(MODEL_SOURCES)  # a model's probabilities: a run or a walk-forward evaluation
+ds_of = {f"run:{r[0]}": r[3] for r in runs} | {f"wf:{w[0]}": w[3] for w in wfs}
 try:
     if is_run:
-        preds, class_names, ds, run_name = _model_info(source)
+        preds, class_names, ds, run_name, data_note = _model_info(source, dataset_version(ds_of[source]))
         candles = load_candles(ds)
         lo, hi = preds["timestamp"].min(), preds["timestamp"].max()
     else:
@@ -121,6 +124,8 @@ elif is_run:
                 f"early-stopped on these bars ({len(preds):,} predictions).")
 else:
     st.markdown(f":gray-badge[rule baseline] on **{ds}** (the active dataset): no model, nothing fitted.")
+if is_run and data_note:
+    st.warning(data_note)
 
 # ------------------------------------------------------------------------------------------ parameters
 with st.expander("Signals and sizing", expanded=True):
@@ -178,7 +183,7 @@ cfg = dict(threshold=float(threshold), long_only=bool(long_only), sizing=sizing,
 _keep()
 
 try:
-    result = _backtest(source, ds, cfg, start, end)
+    result = _backtest(source, ds, dataset_version(ds), cfg, start, end)
 except Exception as exc:
     show_error(exc)
     st.stop()
@@ -239,7 +244,7 @@ if is_run:
     in_sample = where == choices[0]
     s0, s1 = (start, end) if in_sample else (lo, before_end)
     try:
-        sweep = _sweep(source, ds, cfg, s0, s1)
+        sweep = _sweep(source, ds, dataset_version(ds), cfg, s0, s1)
         note = f"{pd.Timestamp(s0):%Y-%m-%d %H:%M} to {pd.Timestamp(s1):%Y-%m-%d %H:%M} ({n_before:,} bars)"
         st.plotly_chart(vb.sweep_figure(sweep, threshold, in_sample=in_sample, span_note=note), width="stretch",
                         key="bt_sweep_chart")

@@ -28,7 +28,7 @@ def dataset(workspace):
     return save_candles(c, "synthetic", "BTC/USDT", "1h").id, c
 
 
-def _save_run(ds_id: str, candles: pd.DataFrame, kind: str, test_from: int = 600) -> str:
+def _save_run(ds_id: str, candles: pd.DataFrame, kind: str, test_from: int = 600, **extra) -> str:
     """A run folder whose test predictions are either an oracle (knows the next bar) or noise."""
     from core.train.runs import new_run_id, save_run
 
@@ -46,7 +46,7 @@ def _save_run(ds_id: str, candles: pd.DataFrame, kind: str, test_from: int = 600
                           "prob_flat": 1 - p_up - p_down, "prob_up": p_up, "split": "test"})
     cfg = {"dataset_id": ds_id, "model_name": "cnn1d", "class_names": ["down", "flat", "up"], "in_channels": 1,
            "input_kind": "sequence", "status": "completed", "created_at": "2026-01-01T00:00:00+00:00",
-           "name": f"{kind} run", "model_config": {}, "data_config": {}, "train_config": {}}
+           "name": f"{kind} run", "model_config": {}, "data_config": {}, "train_config": {}, **extra}
     rid = new_run_id("cnn1d", {"kind": kind})
     save_run(rid, cfg, pd.DataFrame({"epoch": [1]}), {"status": "completed"}, {}, None, preds)
     return rid
@@ -172,6 +172,37 @@ def test_a_replaced_dataset_is_a_sentence_on_the_page_and_in_core(dataset):
     at.run()
     assert not at.exception
     assert any("replaced since training" in e.value for e in at.error)
+
+
+def test_a_dataset_with_other_prices_since_training_is_said_everywhere(dataset, capsys):
+    """The same times with other prices (the synthetic market made again with another seed, a corrected
+    file): a run's predictions were made on the old candles, so its backtest says so (page, CLI, core);
+    a dataset that only grew since does not."""
+    from core.data.store import save_candles
+    from core.data.synthetic import generate_market
+    from core.train.trainer import data_span
+    from streamlit.testing.v1 import AppTest
+
+    ds, candles = dataset
+    rid = _save_run(ds, candles, "oracle", **data_span(candles))
+    assert backtest_run(rid, NO_RULES).note == ""
+    later = candles.iloc[-50:].copy()
+    later.index = later.index + pd.Timedelta(hours=50)
+    save_candles(pd.concat([candles, later]), "synthetic", "BTC/USDT", "1h")  # 50 bars more, the rest the same
+    assert backtest_run(rid, NO_RULES).note == ""
+    other = next(iter(generate_market("BTC/USDT", "1h", periods=900, seed=6).values()))
+    assert other.index.equals(candles.index)
+    save_candles(other, "synthetic", "BTC/USDT", "1h")
+    res = backtest_run(rid, NO_RULES)
+    assert "no longer holds the candles this run learnt from" in res.note
+    assert main(["backtest", "--run", rid, "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "warning: The dataset" in err and "no longer holds" in json.loads(out)["note"]
+    at = AppTest.from_file(str(ROOT / "pages" / "7_Backtest.py"), default_timeout=120)
+    at.session_state["bt_source"] = f"run:{rid}"
+    at.run()
+    assert not at.exception and not at.error
+    assert any("no longer holds the candles this run learnt from" in w.value for w in at.warning)
 
 
 def test_cli_backtests_a_saved_walk_forward(dataset, capsys):

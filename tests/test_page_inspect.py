@@ -178,6 +178,11 @@ def test_a_grown_dataset_keeps_the_runs_test_period_and_a_changed_one_warns(shar
     save_candles(grown.drop(grown.index[200:230]), "file", "BTC/USDT", "1h")  # 30 bars of its span gone
     at = _page(ds)
     assert any("has changed since this run was trained" in w.value for w in at.warning)
+    repriced = grown.copy()
+    repriced[["open", "high", "low", "close"]] *= 1.001  # the same times, other prices: a corrected file
+    save_candles(repriced, "file", "BTC/USDT", "1h")
+    at = _page(ds)
+    assert any("no longer holds the candles this run learnt from" in w.value for w in at.warning)
 
 
 def test_settings_survive_a_visit_to_another_page(shared_data):

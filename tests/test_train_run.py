@@ -95,7 +95,12 @@ def test_a_run_reloads_on_its_own_candles_after_the_dataset_grew(candles):
     assert run.config["data_span"] == [str(then.index[0]), str(then.index[-1])] and run.config["data_rows"] == 800
     prepared = run.prepare(candles)  # the dataset grew at both ends since
     pd.testing.assert_frame_equal(run.predict(candles=candles), run.predictions, check_exact=True)
-    assert run.data_note(prepared) is None
+    assert run.data_note(prepared) is None and run.data_note(prepared, candles) is None
+    # the same times with other prices (a dataset regenerated or corrected): said too, when candles are given
+    repriced = candles.copy()
+    repriced.iloc[500, repriced.columns.get_loc("close")] *= 1.01
+    assert "no longer holds the candles this run learnt from" in run.data_note(run.prepare(repriced), repriced)
+    assert run.data_note(run.prepare(repriced)) is None  # without candles only the windows are compared
     # rows inside the span replaced: the page says the data changed
     assert "has changed since this run was trained" in run.data_note(run.prepare(candles.drop(candles.index[300:340])))
     # a run saved before runs recorded their span rebuilds from the dataset's last max_rows, and says so
@@ -177,6 +182,13 @@ def test_walk_forward_covers_the_test_span_out_of_sample(candles):
     assert {k: back.metrics[k] for k in HEADLINE} == pytest.approx({k: wf.metrics[k] for k in HEADLINE})
     assert back.folds[2]["n_test"] == wf.folds[2]["n_test"]
     assert back.config["model_name"] == name and back.vs_best_baseline["verdict"] == wf.vs_best_baseline["verdict"]
+    # it records the candles it learnt from, so a backtest of it notices a dataset changed since
+    from core.backtest.api import walk_forward_inputs
+
+    assert back.config["data_digest"] and walk_forward_inputs(wf.wf_id, candles).note is None
+    repriced = candles.copy()
+    repriced["volume"] *= 2
+    assert "no longer holds the candles this evaluation learnt from" in walk_forward_inputs(wf.wf_id, repriced).note
     from core.viz.train import walk_forwards_table
 
     row = walk_forwards_table(list_walk_forwards()).iloc[0]

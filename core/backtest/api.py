@@ -64,12 +64,14 @@ class RunInputs:
     candles: pd.DataFrame
     dataset_id: str
     name: str
+    note: Optional[str] = None        # the dataset changed since training (`changed_candles_note`)
 
 
 def run_inputs(run_id: str, candles: Optional[pd.DataFrame] = None,
                load: Optional[Callable[[str], pd.DataFrame]] = None) -> RunInputs:
     """Load a run's test predictions and its dataset's candles (or use `candles`), and check they overlap."""
     from core.train.runs import load_run
+    from core.train.trainer import changed_candles_note
 
     run = load_run(run_id)
     preds = run_predictions(run)
@@ -77,7 +79,7 @@ def run_inputs(run_id: str, candles: Optional[pd.DataFrame] = None,
         candles = load_run_candles(run, load)
     _check_overlap(preds, candles, run_id)
     return RunInputs(preds, list(run.class_names), candles, str(run.config.get("dataset_id")),
-                     str(run.config.get("name") or run_id))
+                     str(run.config.get("name") or run_id), changed_candles_note(run.config, candles))
 
 
 def walk_forward_inputs(wf_id: str, candles: Optional[pd.DataFrame] = None,
@@ -86,6 +88,7 @@ def walk_forward_inputs(wf_id: str, candles: Optional[pd.DataFrame] = None,
     longer honest span than one run's test split) and its dataset's candles, checked to overlap."""
     from core.data.store import load_candles
     from core.train.evaluate import load_walk_forward
+    from core.train.trainer import changed_candles_note
 
     wf = load_walk_forward(wf_id)
     ds = str(wf.config.get("dataset_id") or "")
@@ -101,7 +104,7 @@ def walk_forward_inputs(wf_id: str, candles: Optional[pd.DataFrame] = None,
     preds = wf.predictions.sort_values("timestamp").reset_index(drop=True)
     _check_overlap(preds, candles, wf_id)
     return RunInputs(preds, [str(c) for c in wf.config.get("class_names", [])], candles, ds,
-                     str(wf.config.get("name") or wf_id))
+                     str(wf.config.get("name") or wf_id), changed_candles_note(wf.config, candles, "evaluation"))
 
 
 def backtest_predictions(candles: pd.DataFrame, predictions: pd.DataFrame, class_names: Sequence[str],
@@ -123,8 +126,10 @@ def backtest_run(run_id: str, config: Any = None, start: Any = None, end: Any = 
     """Backtest a saved run on its test span (or [start, end] inside it) with `config` (dict or
     BacktestConfig; defaults from the source documents)."""
     inp = run_inputs(run_id, candles)
-    return backtest_predictions(inp.candles, inp.predictions, inp.class_names, config, start, end,
-                                label=f"run {inp.name}")
+    result = backtest_predictions(inp.candles, inp.predictions, inp.class_names, config, start, end,
+                                  label=f"run {inp.name}")
+    result.note = inp.note or ""
+    return result
 
 
 def backtest_baseline(name: str, candles: pd.DataFrame, config: Any = None, start: Any = None,

@@ -10,6 +10,7 @@ The CSV paths are inside the workspace (relative ones are taken from the workspa
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -82,11 +83,14 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         inp = walk_forward_inputs(args.walk_forward)
         result = backtest_predictions(inp.candles, inp.predictions, inp.class_names, cfg, start, end,
                                       label=f"walk-forward {inp.name}")
+        result.note = inp.note or ""
     else:
         from core.data.store import ensure_default_dataset, load_candles
 
         ds = args.dataset or ensure_default_dataset()
         result = backtest_baseline(args.baseline, load_candles(ds), cfg, start=start, end=end)
+    if result.note:
+        print(f"warning: {result.note}", file=sys.stderr)
     if returns_csv is not None:
         _write_csv(result.returns_frame(), returns_csv)
     if trades_csv is not None:

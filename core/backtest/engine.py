@@ -360,6 +360,7 @@ class BacktestResult:
     bar_seconds: int
     signals: pd.Series = field(repr=False, default_factory=lambda: pd.Series(dtype=np.int8))
     label: str = ""
+    note: str = ""                    # e.g. the run's dataset changed since training
 
     @property
     def start(self) -> pd.Timestamp:
@@ -385,7 +386,7 @@ class BacktestResult:
         return {"strategy": dict(self.metrics), "buy_and_hold": dict(self.buy_and_hold),
                 "span": {"start": str(self.start), "end": str(self.end), "bars": len(self.equity),
                          "timeframe": self.timeframe},
-                "label": self.label, "config": self.config.to_dict()}
+                "label": self.label, "config": self.config.to_dict(), **({"note": self.note} if self.note else {})}
 
     def returns_frame(self) -> pd.DataFrame:
         return pd.DataFrame({"timestamp": self.returns.index, "strategy_return": self.returns.to_numpy(),

@@ -35,6 +35,21 @@ TIMEFRAMES: dict[str, int] = {
 MIN_CANDLES = 2
 
 
+def candles_digest(df: pd.DataFrame) -> str:
+    """A short fingerprint of the candles' times and prices (OHLCV as float64): a saved run records the one of
+    the candles it learnt from, so a dataset replaced or corrected since (the same times, other prices) is
+    noticed instead of being mixed silently with the run's predictions."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=8)
+    h.update(np.ascontiguousarray(df.index.as_unit("ns").asi8 if isinstance(df.index, pd.DatetimeIndex)
+                                  else np.asarray(df.index)).tobytes())
+    cols = [c for c in COLUMNS if c in df]
+    h.update(",".join(cols).encode())
+    h.update(np.ascontiguousarray(df[cols].to_numpy(dtype=np.float64)).tobytes())
+    return h.hexdigest()
+
+
 def too_few_candles(n: int, detail: str) -> DataError:
     """The sentence for a dataset of `n` < MIN_CANDLES candles; `detail` says where they came from and what
     to do, e.g. "this one has 1: choose a longer span"."""

@@ -90,8 +90,8 @@ def walk_forward(dataset_id: Optional[str], model_name: str, model_config: Optio
     """Train and score `k` walk-forward folds; returns the stitched out-of-sample predictions and metrics,
     saved in the workspace unless `save=False`. A cancel ends the whole evaluation (nothing is saved)."""
     from core.features import SplitConfig, walk_forward_folds
-    from core.train.trainer import (_load_candles, _resolve, _stager, compare_to_baselines, fit_and_score,
-                                    prepare_for_run)
+    from core.train.trainer import (_load_candles, _resolve, _stager, compare_to_baselines, data_span,
+                                    fit_and_score, prepare_for_run, run_candles)
     from core.train.runs import check_name
 
     name = check_name(name) or None
@@ -101,7 +101,8 @@ def walk_forward(dataset_id: Optional[str], model_name: str, model_config: Optio
     stage("prepare", f"preparing {dataset_id} for {k} walk-forward folds")
     config: dict[str, Any] = {"dataset_id": dataset_id, "model_name": model_name, "model_config": model_config,
                               "data_config": asdict(data), "train_config": asdict(train)}
-    base = prepare_for_run(config, candles if candles is not None else _load_candles(dataset_id))
+    candles = run_candles(config, candles if candles is not None else _load_candles(dataset_id))
+    base = prepare_for_run(config, candles)
     split_cfg = SplitConfig(train=data.train, val=data.val, test=data.test, purge=data.purge)
     folds = walk_forward_folds(len(base.features), int(base.window), data.horizon, k, mode, split_cfg)
     class_names = [str(c) for c in base.class_names]
@@ -144,7 +145,8 @@ def walk_forward(dataset_id: Optional[str], model_name: str, model_config: Optio
                               train.compare_metric)
     from core.train.trainer import datetime_now
 
-    config = dict(config, n_folds=len(folds), mode=mode, name=name or "", created_at=datetime_now())
+    config = dict(config, n_folds=len(folds), mode=mode, name=name or "", created_at=datetime_now(),
+                  **data_span(candles))
     res = WalkForwardResult(all_preds, fold_rows, classification_metrics(y, proba, class_names), baselines, vs,
                             config)
     if save:

@@ -350,11 +350,13 @@ class LoadedRun:
 
         return prepare_for_run(self.config, candles)
 
-    def data_note(self, prepared: Any) -> Optional[str]:
-        """None when `prepared` (from `prepare`) has the test windows the run was scored on; else a sentence
-        saying the dataset changed since training (rows replaced or removed, or a run saved before runs
-        recorded their span), so windows and inputs may differ from what the model saw."""
+    def data_note(self, prepared: Any, candles: Optional[pd.DataFrame] = None) -> Optional[str]:
+        """None when `prepared` (from `prepare`) has the test windows the run was scored on, and `candles`
+        (the dataset's, when given) the prices it learnt from; else a sentence saying the dataset changed
+        since training (rows replaced or removed, other prices, or a run saved before runs recorded their
+        span), so windows and inputs may differ from what the model saw."""
         from core.encodings.samples import selectable_ends
+        from core.train.trainer import changed_candles_note
 
         stored = self.predictions
         if stored.empty or "timestamp" not in stored:
@@ -365,7 +367,7 @@ class LoadedRun:
         now = now.tz_localize("UTC") if now.tz is None else now.tz_convert("UTC")
         then = pd.DatetimeIndex(stored["timestamp"])
         if len(now) == len(then) and (now == then).all():
-            return None
+            return None if candles is None else changed_candles_note(self.config, candles)
         return (f"The dataset {self.config.get('dataset_id')!r} has changed since this run was trained: its test "
                 f"period now has {len(now):,} windows ({now[0]:%Y-%m-%d} .. {now[-1]:%Y-%m-%d}) where the run "
                 f"was scored on {len(then):,} ({then[0]:%Y-%m-%d} .. {then[-1]:%Y-%m-%d}). The split and the "

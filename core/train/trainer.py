@@ -525,8 +525,29 @@ def run_candles(config: dict[str, Any], candles: pd.DataFrame) -> pd.DataFrame:
 
 
 def data_span(candles: pd.DataFrame) -> dict[str, Any]:
-    """What a saved run records of its candles, for `run_candles` and `data_changes`."""
-    return {"data_span": [str(candles.index[0]), str(candles.index[-1])], "data_rows": int(len(candles))}
+    """What a saved run records of its candles, for `run_candles` and `changed_candles_note`."""
+    from core.data.candles import candles_digest
+
+    return {"data_span": [str(candles.index[0]), str(candles.index[-1])], "data_rows": int(len(candles)),
+            "data_digest": candles_digest(candles)}
+
+
+def changed_candles_note(config: dict[str, Any], candles: pd.DataFrame, what: str = "run") -> Optional[str]:
+    """None when the dataset still holds the candles a saved run (or walk-forward evaluation) learnt from;
+    else a sentence saying they changed. Runs saved before runs recorded a fingerprint get None."""
+    from core.data.candles import candles_digest
+
+    want = config.get("data_digest")
+    if not want or not config.get("data_span"):
+        return None
+    now = run_candles(config, candles)
+    if len(now) and candles_digest(now) == want:
+        return None
+    start, end = (pd.Timestamp(t) for t in config["data_span"])
+    return (f"The dataset {config.get('dataset_id')!r} no longer holds the candles this {what} learnt from "
+            f"({start:%Y-%m-%d} to {end:%Y-%m-%d}): it was replaced or corrected since (other prices or rows). "
+            "Its predictions were made on the old candles, so anything computed here from today's candles "
+            "(trades, inputs) does not show what the model saw.")
 
 
 def prepare_for_run(config: dict[str, Any], candles: Optional[pd.DataFrame] = None) -> Any:
