@@ -139,8 +139,9 @@ with st.expander("Signals and sizing", expanded=True):
                               "p − (1 − p)/b capped at the cap; half_kelly: half of that.")
     fixed_fraction = b.number_input("Fraction of equity (base)", 0.01, 10.0, D.fixed_fraction, 0.05,
                                     key="bt_fraction", help=LEVERAGE_HELP)
-    kelly_cap = c.number_input("Kelly cap", 0.01, 1.0, D.kelly_cap, 0.01, key="bt_kelly_cap")
-    win_loss = c.number_input("Win/loss ratio b", 0.1, 20.0, D.win_loss_ratio, 0.1, key="bt_wl")
+    not_kelly = not sizing.endswith("kelly")
+    kelly_cap = c.number_input("Kelly cap", 0.01, 1.0, D.kelly_cap, 0.01, key="bt_kelly_cap", disabled=not_kelly)
+    win_loss = c.number_input("Win/loss ratio b", 0.1, 20.0, D.win_loss_ratio, 0.1, key="bt_wl", disabled=not_kelly)
 
 with st.expander("Costs", expanded=False):
     a, b, c, d = st.columns(4)
@@ -174,7 +175,8 @@ with st.expander("Risk rules", expanded=False):
                             0.5, key="bt_weekly")
 
 cfg = dict(threshold=float(threshold), long_only=bool(long_only), sizing=sizing,
-           fixed_fraction=float(fixed_fraction), max_position=leverage_cap(fixed_fraction), kelly_cap=float(kelly_cap), win_loss_ratio=float(win_loss),
+           fixed_fraction=float(fixed_fraction), max_position=leverage_cap(fixed_fraction),
+           kelly_cap=float(kelly_cap), win_loss_ratio=float(win_loss),
            fee_taker=float(fee_taker) / 100, fee_maker=float(fee_maker) / 100, slippage_bps=float(slip),
            slippage_vol_k=float(slip_k), stop_loss=stop_kind, stop_loss_pct=float(stop_pct) / 100,
            stop_atr_k=float(stop_k), trailing_atr_k=float(trail_k), take_profit="fixed" if tp_on else "none",
@@ -207,11 +209,9 @@ k5.metric("Fees paid", format_metric("fees_paid", m["fees_paid"]),
           f"{format_metric('fees_paid_pct', m['fees_paid_pct'])} of capital", delta_color="off", delta_arrow="off")
 if m["n_trades"] == 0:
     if is_run:
-        from core.backtest.api import strongest_probability
+        from core.backtest.api import no_trades_note
 
-        top = strongest_probability(preds, result.start, result.end)
-        st.info(f"No trades: neither P(up) nor P(down) exceeds the threshold {threshold:.2f} in this span "
-                f"(the highest is {top:.2f}). Lower the threshold; the sweep below shows what each one gives.")
+        st.info(no_trades_note(preds, threshold, long_only, result.start, result.end))
     else:
         st.info("No trades in this span: widen it or loosen the rules.")
 
@@ -228,7 +228,14 @@ with right:
 
 st.subheader("Trades")
 trades = result.trades.drop(columns=["entry_bar", "exit_bar"])
-st.dataframe(trades, width="stretch", hide_index=True, key="bt_trades_table")
+money = st.column_config.NumberColumn
+st.dataframe(trades, width="stretch", hide_index=True, key="bt_trades_table", column_config={
+    "entry_time": st.column_config.DatetimeColumn("entry (UTC)", format="YYYY-MM-DD HH:mm"),
+    "exit_time": st.column_config.DatetimeColumn("exit (UTC)", format="YYYY-MM-DD HH:mm"),
+    "qty": money("qty (coins)", format="%.6g"), "entry_price": money("entry price", format="%.2f"),
+    "exit_price": money("exit price", format="%.2f"), "hours_held": money("hours held", format="%.1f"),
+    "fees": money("fees (USDT)", format="%.2f"), "pnl": money("P&L (USDT)", format="%.2f"),
+    "return": money("return on equity", format="percent")})
 st.download_button("Download trades (CSV)", trades.to_csv(index=False).encode(), file_name="trades.csv",
                    mime="text/csv", key="bt_trades_csv", disabled=trades.empty)
 

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.backtest.api import backtest_baseline, backtest_run, run_threshold_sweep, strongest_probability
+from core.backtest.api import (backtest_baseline, backtest_run, no_trades_note, run_threshold_sweep,
+                               strongest_probability)
 from core.cli import main
 from core.errors import UserError
 
@@ -73,6 +74,12 @@ def test_backtest_run_uses_the_runs_test_span_and_its_dataset(dataset):
     preds = __import__("core.train.runs", fromlist=["load_run"]).load_run(oracle).predictions
     assert strongest_probability(preds) == pytest.approx(0.8)
     assert np.isnan(strongest_probability(preds, start="2030-01-01"))
+    # long only trades on P(up) alone: the "highest" a no-trade message quotes is P(up)'s
+    skewed = preds.assign(prob_up=0.3, prob_down=0.92)
+    assert strongest_probability(skewed, long_only=True) == pytest.approx(0.3)
+    note = no_trades_note(skewed, 0.9, True)
+    assert "P(up) never exceeds the threshold 0.90" in note and "highest is 0.30" in note
+    assert "highest is 0.92" in no_trades_note(skewed, 0.95, False)
     with pytest.raises(UserError, match="no run"):
         backtest_run("no-such-run")
 

@@ -149,18 +149,34 @@ def backtest_baseline(name: str, candles: pd.DataFrame, config: Any = None, star
     return run_backtest(candles, sig, cfg, None, start=start, end=end, label=f"baseline {name}")
 
 
-def strongest_probability(predictions: pd.DataFrame, start: Any = None, end: Any = None) -> float:
-    """The largest P(up) or P(down) in [start, end]: the highest threshold that still gives a trade."""
+def strongest_probability(predictions: pd.DataFrame, start: Any = None, end: Any = None,
+                          long_only: bool = False) -> float:
+    """The largest P(up) or P(down) (P(up) alone when `long_only`) in [start, end]: the highest threshold
+    that still gives an entry signal."""
     ts = pd.DatetimeIndex(pd.to_datetime(predictions["timestamp"], utc=True))
     keep = np.ones(len(predictions), dtype=bool)
     if start is not None:
         keep &= ts >= _stamp(start, ts)
     if end is not None:
         keep &= ts <= _stamp(end, ts)
-    cols = [c for c in ("prob_up", "prob_down") if c in predictions]
+    cols = [c for c in (("prob_up",) if long_only else ("prob_up", "prob_down")) if c in predictions]
     if not keep.any() or not cols:
         return float("nan")
     return float(predictions.loc[keep, cols].to_numpy().max())
+
+
+def no_trades_note(predictions: pd.DataFrame, threshold: float, long_only: bool, start: Any = None,
+                   end: Any = None) -> str:
+    """Why a model's backtest made no trade in [start, end], in a sentence for the page."""
+    top = strongest_probability(predictions, start, end, long_only)
+    which = "P(up) never exceeds" if long_only else "neither P(up) nor P(down) exceeds"
+    if not top > threshold:
+        return (f"No trades: {which} the threshold {threshold:.2f} in this span (the highest is {top:.2f}"
+                f"{'; long only ignores P(down)' if long_only else ''}). Lower the threshold; the sweep below "
+                "shows what each one gives.")
+    return (f"No trades, though the probabilities reach {top:.2f} above the threshold {threshold:.2f}: no signal "
+            "could be filled (a signal on the span's last bar, a week halted by the drawdown rule, or no ATR "
+            "yet for the stop). Widen the span or loosen the rules.")
 
 
 def threshold_sweep(candles: pd.DataFrame, predictions: pd.DataFrame, class_names: Sequence[str], config: Any = None,
@@ -201,5 +217,6 @@ def run_threshold_sweep(run_id: str, config: Any = None, thresholds: Optional[Se
     return threshold_sweep(inp.candles, inp.predictions, inp.class_names, config, thresholds, start, end)
 
 
-__all__ = ["BacktestConfig", "strongest_probability", "backtest_run", "backtest_baseline", "backtest_predictions", "threshold_sweep",
+__all__ = ["BacktestConfig", "strongest_probability", "no_trades_note", "backtest_run", "backtest_baseline",
+           "backtest_predictions", "threshold_sweep",
            "run_threshold_sweep", "run_predictions", "load_run_candles", "run_inputs", "RunInputs"]
