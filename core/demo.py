@@ -109,8 +109,9 @@ def _split_overrides(overrides: Optional[dict[str, Any]]) -> tuple[dict[str, Any
 
 def run_demo(progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
              dataset_id: Optional[str] = None, overrides: Optional[dict[str, Any]] = None,
-             name: str = "demo (quick preset)", save: bool = True) -> DemoResult:
-    """Run the whole pipeline on the offline market (or `dataset_id`) and return its summary."""
+             name: Optional[str] = None, save: bool = True) -> DemoResult:
+    """Run the whole pipeline on the offline market (or `dataset_id`) and return its summary. The run is
+    named "demo <UTC time> (quick preset)" unless `name` is given, so two demos are told apart in lists."""
     from core.backtest.config import make_config
     from core.data.store import ensure_default_dataset, load_candles
     from core.models import get_spec
@@ -134,6 +135,8 @@ def run_demo(progress: Optional[ProgressCallback] = None, cancel: Optional[Cance
     keys = list((get_spec(model_name).defaults or {}).keys())
     model_config, data_cfg, train_cfg = apply_overrides(train_over, model_config, p["data"], p["train"], keys)
 
+    if name is None:
+        name = f"demo {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M} UTC (quick preset)"
     result = train_run(ds, model_name, model_config, data_cfg, train_cfg, progress=st.from_training,
                        cancel=cancel, name=name, candles=candles)
 

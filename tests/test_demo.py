@@ -4,6 +4,7 @@ page's own path for the same run."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -25,6 +26,7 @@ def test_demo_runs_the_whole_path_and_saves_its_summary(workspace):
     # the model is a normal run of the registry, trained with the quick preset's model and settings
     run = load_run(res.run_id)
     assert run.config["model_name"] == res.model_name == "cnn1d"
+    assert re.fullmatch(r"demo \d{4}-\d\d-\d\d \d\d:\d\d UTC \(quick preset\)", run.config["name"])  # two demos differ
     assert run.config["data_config"]["preset"] == "chapter6" and run.config["data_config"]["label"] == "direction3"
     assert run.config["train_config"]["lr"] == 2e-3  # the quick preset's, not the TrainConfig default
     assert res.dataset_id == "synthetic-BTCUSDT-1h"
