@@ -131,8 +131,14 @@ def test_empty_and_garbage_files():
         read_candle_file(b"")
     with pytest.raises(DataError, match="header but no rows"):
         read_candle_file(HEADER.encode())
-    with pytest.raises(DataError, match="not numbers"):
+    with pytest.raises(DataError, match="has 1 value that is not a number .first at data row 1: 'abc'"):
         read_candle_file(_csv(["1704067200,abc,2,0.5,1,1", "1704070800,1,2,0.5,1,1"]))
+    with pytest.raises(DataError, match="has 2 values that are not numbers"):
+        read_candle_file(_csv(["1704067200,abc,2,0.5,1,1", "1704070800,x,2,0.5,1,1"]))
+    # a file named .parquet that is not one (or was cut short): a sentence, not pyarrow's words
+    with pytest.raises(DataError, match="not a Parquet file, or it was cut short") as err:
+        read_candle_file(b"timestamp,open\n1,2\n", filename="upload.parquet")
+    assert "magic" not in str(err.value)
 
 
 # ---- bad input found by the robustness probe: each a sentence, nothing stored ------------------------------

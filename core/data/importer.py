@@ -103,6 +103,9 @@ def _read_table(src: Any, filename: str | None) -> pd.DataFrame:
         raise
     except Exception as exc:  # noqa: BLE001 - any parser failure is the file's problem, said plainly
         kind = "Parquet" if is_parquet else "CSV"
+        if is_parquet and "magic bytes" in str(exc):  # pyarrow's words for a file that is not Parquet (or cut)
+            raise DataError("the file could not be read as Parquet: it is not a Parquet file, or it was cut short "
+                            "(its end marker is missing)") from None
         raise DataError(f"the file could not be read as {kind}: {exc}") from None
 
 
@@ -236,8 +239,10 @@ def read_candle_file(
         bad = values[c].isna() & raw[cols[c]].notna() & (raw[cols[c]].astype(str).str.strip() != "")
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"the '{cols[c]}' column has {int(bad.sum())} values that are not numbers "
-                            f"(first at data row {i + 1}: {str(raw[cols[c]].iloc[i])!r})")
+            n_bad = int(bad.sum())
+            what = "value that is not a number" if n_bad == 1 else "values that are not numbers"
+            raise DataError(f"the '{cols[c]}' column has {n_bad} {what} (first at data row {i + 1}: "
+                            f"{str(raw[cols[c]].iloc[i])!r})")
     ts_col = raw[cols["timestamp"]]
     nan_ts = ts_col.isna().to_numpy()
     nan_rows = values.isna().any(axis=1).to_numpy() | nan_ts
