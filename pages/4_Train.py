@@ -54,7 +54,8 @@ def _reset_settings() -> None:
 
 c1, c2 = st.columns(2)
 pname = c1.selectbox("Training preset", list(PRESETS), key="train_preset", on_change=_reset_settings,
-                     format_func=lambda p: f"{p}: {PRESETS[p]['description']}")
+                     help="The source documents' training configurations; choosing one resets the settings below.")
+c1.caption(PRESETS[pname]["description"])  # in full: inside the select box it was cut off
 p = preset(pname)
 try:
     p["model"], p["model_config"] = preset_model(pname)

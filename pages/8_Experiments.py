@@ -50,9 +50,10 @@ with tab_runs:
                 st.session_state.pop(k, None)                                     # the runs handed over
         f1, f2, f3, f4 = st.columns([2, 2, 2, 1])
         text = f1.text_input("Filter (name, id, model, dataset)", key="exp_filter")
-        models = f2.multiselect("Models", sorted(table["model"].dropna().unique()), key="exp_models")
-        datasets = f3.multiselect("Datasets", sorted(table["dataset"].dropna().unique()), key="exp_datasets")
-        statuses = f4.multiselect("Status", sorted(table["status"].dropna().unique()), key="exp_status")
+        every = {"placeholder": "all"}
+        models = f2.multiselect("Models", sorted(table["model"].dropna().unique()), key="exp_models", **every)
+        datasets = f3.multiselect("Datasets", sorted(table["dataset"].dropna().unique()), key="exp_datasets", **every)
+        statuses = f4.multiselect("Status", sorted(table["status"].dropna().unique()), key="exp_status", **every)
         s1, s2 = st.columns([3, 1])
         def _sort_changed() -> None:  # a keyed toggle keeps its value: set the natural order per column
             st.session_state["exp_asc"] = st.session_state["exp_sort"] in compare.LOW_FIRST

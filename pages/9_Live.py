@@ -114,8 +114,9 @@ with st.expander("Signal, sizing and risk settings (the Backtest page's rules)",
 _keep()
 try:
     cfg = signal_config(threshold=threshold, long_only=long_only, sizing=sizing, fixed_fraction=fraction,
-                        max_position=leverage_cap(fraction), initial_capital=equity, stop_loss=stop_kind, stop_atr_k=stop_k, stop_loss_pct=stop_pct,
-                        take_profit="fixed" if tp_pct > 0 else "none", take_profit_pct=tp_pct or D.take_profit_pct)
+                        max_position=leverage_cap(fraction), initial_capital=equity, stop_loss=stop_kind,
+                        stop_atr_k=stop_k, stop_loss_pct=stop_pct, take_profit="fixed" if tp_pct > 0 else "none",
+                        take_profit_pct=tp_pct or D.take_profit_pct)
 except Exception as exc:  # noqa: BLE001
     show_error(exc)
     st.stop()
@@ -212,9 +213,9 @@ def _panel(log) -> None:
         if mode == "replay":  # where the replayed clock stands (no network needed to show it)
             try:
                 feed = _feed()
-                st.plotly_chart(vl.live_figure(feed.latest(300), log, title=f"{feed.source} · replay clock at "
-                                                                          f"{feed.now:%Y-%m-%d %H:%M} UTC"),
-                                width="stretch", key="live_chart_start")
+                title = f"{vl.source_title(feed.source)} · replay clock at {feed.now:%Y-%m-%d %H:%M} UTC"
+                st.plotly_chart(vl.live_figure(feed.latest(300), log, title=title), width="stretch",
+                                key="live_chart_start")
             except Exception as exc:  # noqa: BLE001
                 show_error(exc)
         return
@@ -236,7 +237,8 @@ def _panel(log) -> None:
                               for k, v in sig.extra.items()))
     log = log[log["source"] == sig.source] if "source" in log and len(log) else log
     left, right = st.columns([4, 1])
-    left.plotly_chart(vl.live_figure(state["candles"], log, sig, title=f"{sig.source} · run {lm.name}"),
+    title = f"{vl.source_title(sig.source)} · run {lm.name}"
+    left.plotly_chart(vl.live_figure(state["candles"], log, sig, title=title),
                       width="stretch", key="live_chart")
     right.plotly_chart(vl.probability_bars(sig, threshold), width="stretch", key="live_probs")
 
@@ -253,7 +255,8 @@ def _log_table(log) -> None:
                                                                                               "target")}
         columns.update({c: st.column_config.Column(help=h) for c, h in vl.SIGNAL_TABLE_HELP.items()})
         columns["size"] = st.column_config.NumberColumn(help=vl.SIGNAL_TABLE_HELP["size"], format="percent")
-        st.dataframe(vl.signal_table(log), hide_index=True, key="live_log_table", column_config=columns)
+        st.dataframe(vl.signal_table(log), hide_index=True, key="live_log_table", column_config=columns,
+                     placeholder="")  # "empty for flat", as the caption says (not "None")
         if len(log):
             st.download_button("Download CSV", log.to_csv(index=False).encode(), f"signals-{run_id}.csv",
                                "text/csv", key="live_log_csv")

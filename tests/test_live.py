@@ -372,3 +372,15 @@ def test_probability_bars_keep_the_threshold_readable():
     assert line.line.color not in ("#444", "black", "#000", "#000000")
     assert not fig.layout.annotations  # no label beside the line to print over a bar's value
     assert fig.layout.title.text == "dashed: threshold 0.60" and fig.data[0].textposition == "outside"
+
+
+def test_live_chart_titles_read_and_its_legend_stays_off_the_prices():
+    from core.viz.live import live_figure, source_title
+
+    assert source_title("replay:synthetic-BTC/USDT-1h") == "replay of synthetic BTC/USDT 1h"
+    assert source_title("bybit_linear:BTCUSDT") == "Bybit linear BTCUSDT (live)"
+    idx = pd.date_range("2025-01-01", periods=30, freq="h", tz="UTC")
+    c = pd.DataFrame({"open": 100.0, "high": 101.0, "low": 99.0, "close": 100.5, "volume": 1.0}, index=idx)
+    fig = live_figure(c, title="t")
+    # above the plot area (y > 1 in paper units, anchored at its bottom), not over the top of the price panel
+    assert fig.layout.legend.y > 1 and fig.layout.legend.yanchor == "bottom"

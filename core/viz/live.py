@@ -34,6 +34,17 @@ def _get(sig: Any, key: str, default: Any = None) -> Any:
     return getattr(sig, key, default)
 
 
+def source_title(source: str) -> str:
+    """A signal source for reading: "replay:synthetic-BTC/USDT-1h" -> "replay of synthetic BTC/USDT 1h",
+    "bybit_linear:BTCUSDT" -> "Bybit linear BTCUSDT (live)"."""
+    kind, _, rest = str(source).partition(":")
+    if kind == "replay":
+        return "replay of " + rest.replace("-", " ").strip()
+    if kind.startswith("bybit_"):
+        return f"Bybit {kind[6:]} {rest} (live)"
+    return str(source)
+
+
 def live_figure(candles: pd.DataFrame, signals: Optional[pd.DataFrame] = None, current: Any = None,
                 bars: int = 150, title: str = "", height: int = 560) -> go.Figure:
     """Candles of the last `bars` bars, logged signals (▲ long below the low, ▼ short above the high),
@@ -82,9 +93,10 @@ def live_figure(candles: pd.DataFrame, signals: Optional[pd.DataFrame] = None, c
                           row=1, col=1)
     fig.update_yaxes(title_text="price", row=1, col=1)
     fig.update_yaxes(title_text="probability", range=[0, 1], row=2, col=1)
+    # the legend sits in the top margin, right-aligned, clear of the title and of the price panel
     fig.update_layout(height=height, title=title or None, xaxis_rangeslider_visible=False,
-                      margin={"l": 50, "r": 20, "t": 50 if title else 20, "b": 30},
-                      legend={"orientation": "h", "y": 1.02, "x": 0})
+                      margin={"l": 50, "r": 20, "t": 80 if title else 40, "b": 30},
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.01, "xanchor": "right", "x": 1})
     return fig
 
 
