@@ -201,6 +201,25 @@ def test_paired_bootstrap_sees_a_real_difference_and_no_difference():
     assert same["diff"] == 0 and same["ci_low"] == 0 and same["ci_high"] == 0
 
 
+def test_the_verdict_also_says_another_metric_that_is_worse_beyond_noise():
+    """A CNN that answers the majority class is within noise of the baseline on accuracy but far worse on
+    macro F1: the verdict must say both, not only the headline metric's."""
+    from core.train.trainer import compare_to_baselines, verdict_text
+
+    rng = np.random.default_rng(3)
+    n = 1500
+    y = rng.choice([0, 1, 2], size=n, p=[0.2, 0.6, 0.2])
+    base = np.where(y == 1, np.where(rng.random(n) < 0.7, 1, rng.choice([0, 2], n)),
+                    np.where(rng.random(n) < 0.5, y, 1))
+    cnn = np.full(n, 1)
+    vs = compare_to_baselines(y, np.eye(3)[cnn], {"logistic": np.eye(3)[base]}, 3, horizon=1, n_boot=300)
+    assert not vs["beats"] and not vs["worse"] and vs["others"]["macro_f1"]["worse"]
+    text = verdict_text(vs)
+    assert text.startswith(vs["verdict"]) and "within noise" in text
+    assert "worse than the best baseline (logistic) on macro f1" in text
+    assert verdict_text({}) == ""
+
+
 # -------------------------------------------------------------------------------------------- baselines
 
 def test_baselines_majority_frequencies_and_logistic_learns_last_step():

@@ -145,7 +145,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(wf.text())
             print(f"saved as walk-forward {wf.wf_id} (the Train page shows it)")
         return 0
-    from core.train.trainer import train_run
+    from core.train.trainer import train_run, verdict_text
 
     with ctrl_c_cancels(cancel, "the run is saved with its best epoch so far, as the app's Stop does"):
         res = train_run(args.dataset, model_name, mc, data, train, progress=bar, name=args.name, cancel=cancel)
@@ -163,7 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"  {head} head: MAE {h['mae']:.5f} (training mean {h['mae_train_mean']:.5f})  RMSE {h['rmse']:.5f}  "
               f"correlation {h['corr']:.3f}")
     if res.vs_best_baseline:
-        print(res.vs_best_baseline["verdict"])
+        print(verdict_text(res.vs_best_baseline))
     for warning in res.warnings:
         print(f"warning: {warning}")
     return 0

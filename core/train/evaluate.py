@@ -59,7 +59,9 @@ class WalkForwardResult:
         for name, b in self.baselines.items():
             lines.append(f"  {name:<9} accuracy {b['accuracy']:.3f}  macro F1 {b['macro_f1']:.3f}")
         if self.vs_best_baseline:
-            lines.append(self.vs_best_baseline["verdict"])
+            from core.train.trainer import verdict_text
+
+            lines.append(verdict_text(self.vs_best_baseline))
         return "\n".join(lines)
 
 

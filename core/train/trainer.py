@@ -650,6 +650,16 @@ def _verdict(b: dict[str, Any]) -> str:
     return f"The CNN does not clearly beat the best baseline ({base}) on {m}: {d} is within noise ({ci})."
 
 
+def verdict_text(vs: dict[str, Any]) -> str:
+    """The headline verdict, plus the verdict of every other compared metric whose interval lies wholly on
+    one side of zero: "within noise on accuracy" must not hide "worse beyond noise on macro F1"."""
+    if not vs or not vs.get("verdict"):
+        return ""
+    extra = [o["verdict"] for o in (vs.get("others") or {}).values()
+             if o.get("verdict") and (o.get("beats") or o.get("worse"))]
+    return " ".join([vs["verdict"], *extra])
+
+
 @dataclass
 class Scored:
     """What training on one PreparedData gives, before anything is saved."""
