@@ -111,6 +111,7 @@ try:
     st.caption(f"Window of {window} bars ending {ts[end]:%Y-%m-%d %H:%M} UTC · {segment} segment · "
                f"label **{label_name}** (the next {horizon} bars)")
     st.plotly_chart(fig, width="stretch", key="enc_window_fig")
+    st.caption(ve.encoding_captions(ENCODING_NAMES))
 except Exception as exc:  # noqa: BLE001
     show_error(exc)
 

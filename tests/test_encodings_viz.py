@@ -68,3 +68,40 @@ def test_transfer_comparison_bars():
     assert list(fig.data[0].x) == ["accuracy", "balanced accuracy", "macro f1", "roc auc"]
     assert list(fig.data[0].text) == ["0.550", "n/a", "0.500", "n/a"]
     assert fig.layout.barmode == "group"
+
+
+def test_square_encodings_are_square_with_axis_titles_and_colour_bars():
+    """GASF, GADF, the recurrence plot and the chart are N x N: drawn with one y unit per x unit (they were
+    stretched into tall rectangles); every heatmap says what its rows, columns and colours are."""
+    from core.encodings.recurrence import recurrence_plot
+    from core.viz.encodings import ENCODING_INFO, encoding_captions
+
+    w = _window(32)
+    close = w["close"].to_numpy()
+    enc = {"chart": render_candles(w.to_numpy(), 64)[0],
+           "indicator image": np.random.default_rng(1).random((32, 6)),
+           "GASF": gramian_angular_field(close, "summation"), "GADF": gramian_angular_field(close, "difference"),
+           "recurrence": recurrence_plot(close)}
+    fig = window_with_encodings_figure(w, enc, channel_names=[f"f{i}" for i in range(6)])
+    assert [a.text for a in fig.layout.annotations] == ["candles", *enc]
+    axes = {name: (fig.layout[t.xaxis.replace("x", "xaxis")], fig.layout[t.yaxis.replace("y", "yaxis")])
+            for name, t in zip(enc, fig.data[1:])}
+    for name in ("chart", "GASF", "GADF", "recurrence"):
+        x, y = axes[name]
+        assert y.scaleanchor == x.plotly_name.replace("axis", "") and y.scaleratio == 1, name
+        assert y.constrain == "domain" and x.constrain == "domain", name
+    assert axes["indicator image"][1].scaleanchor is None  # 32 x 6: fills its panel
+    for name in ("indicator image", "GASF", "GADF", "recurrence"):
+        x, y = axes[name]
+        assert x.title.text and y.title.text, name
+        trace = fig.data[1 + list(enc).index(name)]
+        assert trace.showscale and trace.colorbar.title.text == ENCODING_INFO[name]["color"], name
+        assert x.domain[1] < trace.colorbar.x < x.domain[1] + 0.05  # beside its own panel
+    assert axes["GASF"][1].title.text == "time step i" and axes["GASF"][0].title.text == "time step j"
+    assert fig.data[3].colorbar.title.text == "cos(φi+φj)" and fig.data[4].colorbar.title.text == "sin(φi−φj)"
+    assert (fig.data[3].zmin, fig.data[3].zmax) == (-1, 1)  # a fixed scale: colours compare across windows
+    assert axes["indicator image"][0].title.text == "indicator channel"
+    assert list(fig.data[2].x) == [f"f{i}" for i in range(6)]
+    assert fig.layout.yaxis.title.text == "price"
+    lines = encoding_captions(list(enc)).split("  \n")
+    assert len(lines) == 5 and lines[2].startswith("**GASF**") and "cos(φi+φj)" in lines[2]

@@ -41,3 +41,31 @@ def test_a_zoomed_range_shows_the_full_history_values():
     assert len(line.y) == 401
     # EMA 200 of the whole history (not re-seeded at the zoom's first bar)
     np.testing.assert_allclose(line.y, ema(df["close"], 200).loc[start:end].to_numpy(), rtol=1e-12)
+
+
+def test_panels_are_named_on_their_axes_and_the_price_axis_has_a_title():
+    """Subplot titles centred above the RSI and MACD panels sat on the panel above: each panel is named
+    by its y axis instead, and the price axis says its currency."""
+    df = synthetic_candles(600, seed=8)
+    df.attrs["symbol"] = "BTC/USDT:USDT"
+    fig = vz.price_figure(df, ["EMA 21"], ["Volume", "RSI", "MACD"])
+    assert not [a.text for a in fig.layout.annotations if a.text in vz.PANELS]
+    titles = [fig.layout[f"yaxis{i if i > 1 else ''}"].title.text for i in range(1, 5)]
+    assert titles == ["price (USDT)", "volume (BTC)", "RSI 14", "MACD 12/26/9"]
+    d1, d2 = fig.layout.yaxis.domain, fig.layout.yaxis2.domain
+    assert d1[0] - d2[1] >= 0.02  # a gap between the panels
+    df.attrs.pop("symbol")
+    assert vz.price_figure(df, [], ["Volume"]).layout.yaxis.title.text == "price"
+
+
+def test_volume_bars_are_visible():
+    """Thousands of sub-pixel bars with gaps and a faint colour all but vanished on the dark theme: no gaps,
+    no outlines, and the candles' up/down colours nearly opaque, in their own panel below the candles."""
+    df = synthetic_candles(3000, seed=9)
+    fig = vz.price_figure(df, [], ["Volume"])
+    (vol,) = [t for t in fig.data if t.name == "volume"]
+    assert vol.type == "bar" and vol.yaxis == "y2" and fig.data[0].type == "candlestick"
+    assert fig.layout.bargap == 0 and vol.marker.line.width == 0
+    colours = set(np.asarray(vol.marker.color))
+    assert colours == {vz.VOLUME_UP, vz.VOLUME_DOWN}
+    assert all(float(c.rsplit(",", 1)[1].rstrip(")")) >= 0.8 for c in colours)

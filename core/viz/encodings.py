@@ -26,31 +26,92 @@ def candlestick_trace(window: pd.DataFrame, name: str = "price") -> go.Candlesti
     )
 
 
-def _image_trace(img: np.ndarray, colorscale: str = "RdBu_r") -> go.BaseTraceType:
+# What each encoding of `core.encodings.datasets.window_encodings` shows: the titles of its columns and rows,
+# what its colour means (None for RGB pictures), its colour scale and range, and a one-line caption.
+ENCODING_INFO: dict[str, dict] = {
+    "chart": dict(x="time (oldest left)", y="price (high at top)", color=None,
+                  caption="the window's candles drawn as an RGB picture, what the chart CNNs read"),
+    "indicator image": dict(x="indicator channel", y="time step in window", color="scaled value",
+                            colorscale="Viridis", zmin=0.0, zmax=1.0,
+                            caption="one row per bar, one column per feature, scaled to [0, 1] with "
+                                    "bounds fitted on the training segment"),
+    "GASF": dict(x="time step j", y="time step i", color="cos(φi+φj)", colorscale="RdBu_r", zmin=-1.0, zmax=1.0,
+                 caption="Gramian angular summation field: closes rescaled to [-1, 1] within the window, "
+                         "φ = arccos(close), pixel (i, j) = cos(φi+φj)"),
+    "GADF": dict(x="time step j", y="time step i", color="sin(φi−φj)", colorscale="RdBu_r", zmin=-1.0, zmax=1.0,
+                 caption="Gramian angular difference field: the same angles, pixel (i, j) = sin(φi−φj)"),
+    "recurrence": dict(x="time step j", y="time step i", color="distance (0 = recurs)", colorscale="Viridis",
+                       zmin=0.0, zmax=1.0,
+                       caption="recurrence plot: distance between the (z-scored) closes at steps i and j, "
+                               "divided by the window's largest; dark = the price returns to an earlier level"),
+}
+
+
+def encoding_captions(names: Sequence[str]) -> str:
+    """One line per known encoding in `names`, "**name**: what it shows", for a caption under the figure."""
+    return "  \n".join(f"**{n}**: {ENCODING_INFO[n]['caption']}" for n in names if n in ENCODING_INFO)
+
+
+def _image_trace(img: np.ndarray, colorscale: str = "RdBu_r", info: Mapping | None = None,
+                 columns: Sequence[str] | None = None) -> go.BaseTraceType:
     a = np.asarray(img)
     if a.ndim == 3 and a.shape[-1] == 3:
         return go.Image(z=a.astype(np.uint8))
     if a.ndim != 2:
         raise ValueError(f"an encoding image must be (H, W) or (H, W, 3), got {a.shape}")
-    return go.Heatmap(z=a, colorscale=colorscale, showscale=False)
+    info = info or {}
+    color = info.get("color")
+    x = list(columns) if columns is not None and len(columns) == a.shape[1] else None
+    return go.Heatmap(z=a, x=x, colorscale=info.get("colorscale", colorscale), zmin=info.get("zmin"),
+                      zmax=info.get("zmax"), showscale=color is not None,
+                      colorbar=dict(title=dict(text=color, side="right"), thickness=10) if color else None)
 
 
 def window_with_encodings_figure(
-    window: pd.DataFrame, encodings: Mapping[str, np.ndarray], height: int = 340
+    window: pd.DataFrame, encodings: Mapping[str, np.ndarray], height: int | None = None,
+    channel_names: Sequence[str] | None = None,
 ) -> go.Figure:
-    """The window's candles, then each encoding of it side by side (RGB arrays as images, 2D as heatmaps).
+    """The window's candles, then each encoding of it (RGB arrays as images, 2D as heatmaps), at most three
+    panels a row.
 
-    Heatmaps are drawn with row 0 at the top, the way the model reads the array.
+    Heatmaps are drawn with row 0 at the top, the way the model reads the array. A square array (the Gramian
+    angular fields, the recurrence plot, the chart picture) is drawn square: its y axis is anchored to its x
+    axis at one unit per unit. Known encodings (`ENCODING_INFO`) get axis titles and a colour bar saying what
+    the colour means; `channel_names` name the indicator image's columns (on hover).
     """
     names = list(encodings)
-    fig = make_subplots(rows=1, cols=1 + len(names), subplot_titles=["candles", *names],
-                        column_widths=[2.0] + [1.0] * len(names), horizontal_spacing=0.04)
+    n_panels = 1 + len(names)
+    cols = min(3, n_panels)
+    rows = -(-n_panels // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=["candles", *names],
+                        horizontal_spacing=0.14 if cols > 1 else 0.04, vertical_spacing=0.16 if rows > 1 else 0.0)
     fig.add_trace(candlestick_trace(window), row=1, col=1)
-    for i, name in enumerate(names, start=2):
-        fig.add_trace(_image_trace(encodings[name]), row=1, col=i)
-        fig.update_yaxes(autorange="reversed", showticklabels=False, row=1, col=i)
-        fig.update_xaxes(showticklabels=False, row=1, col=i)
-    fig.update_layout(height=height, xaxis_rangeslider_visible=False, margin=dict(l=10, r=10, t=40, b=10))
+    fig.update_yaxes(title_text="price", title_standoff=4, row=1, col=1)
+    for i, name in enumerate(names, start=1):
+        r, c = divmod(i, cols)
+        r, c = r + 1, c + 1
+        img = np.asarray(encodings[name])
+        info = ENCODING_INFO.get(name, {})
+        trace = _image_trace(img, info=info, columns=channel_names if name == "indicator image" else None)
+        fig.add_trace(trace, row=r, col=c)
+        trace, sub = fig.data[-1], fig.get_subplot(r, c)
+        if isinstance(trace, go.Heatmap) and trace.showscale:
+            # beside its own panel: plotly would stack every subplot's colour bar at the figure's right edge
+            y0, y1 = sub.yaxis.domain
+            trace.colorbar.update(x=sub.xaxis.domain[1] + 0.005, xanchor="left", y=(y0 + y1) / 2,
+                                  yanchor="middle", len=y1 - y0, lenmode="fraction", tickfont=dict(size=9))
+        fig.update_yaxes(autorange="reversed", title_text=info.get("y"), title_standoff=2,
+                         tickfont=dict(size=9), showticklabels=isinstance(trace, go.Heatmap), row=r, col=c)
+        fig.update_xaxes(title_text=info.get("x"), title_standoff=2, tickfont=dict(size=9),
+                         showticklabels=isinstance(trace, go.Heatmap) and name != "indicator image", row=r, col=c)
+        if img.shape[0] == img.shape[1]:
+            # one unit of y per unit of x, the panel shrunk (not the range padded) to keep the pixels square;
+            # pushed right so that its colour bar sits beside it
+            x_id = sub.xaxis.plotly_name.replace("axis", "")
+            fig.update_yaxes(scaleanchor=x_id, scaleratio=1, constrain="domain", row=r, col=c)
+            fig.update_xaxes(constrain="domain", constraintoward="right", row=r, col=c)
+    fig.update_layout(height=height or 340 * rows, xaxis_rangeslider_visible=False,
+                      margin=dict(l=10, r=10, t=40, b=10))
     return fig
 
 
@@ -154,7 +215,8 @@ def window_figure(prepared, end: int, size: int = 64, scaler=None) -> go.Figure:
 
     images = window_encodings(prepared, end, size=size, scaler=scaler)
     window = int(prepared.window)
-    return window_with_encodings_figure(prepared.candles.iloc[end - window + 1: end + 1], images)
+    return window_with_encodings_figure(prepared.candles.iloc[end - window + 1: end + 1], images,
+                                        channel_names=list(prepared.feature_names))
 
 
 def gallery_figure(prepared, kind: str, split: str, per_class: int, seed: int, size: int = 64,

@@ -23,6 +23,23 @@ PANELS = ["Volume", "RSI", "MACD", "ATR", "OBV"]
 SPLIT_COLORS = {"train": "rgba(46,134,222,0.13)", "purge": "rgba(120,120,120,0.22)",
                 "val": "rgba(241,196,15,0.16)", "test": "rgba(231,76,60,0.14)"}
 CLASS_COLORS = {"down": "#e74c3c", "flat": "#95a5a6", "up": "#27ae60"}
+# Volume bars take the candle's colour, a little transparent so the split bands still show through.
+VOLUME_UP, VOLUME_DOWN = "rgba(38,166,91,0.85)", "rgba(232,65,66,0.85)"
+PANEL_TITLES = {"Volume": "volume", "RSI": "RSI 14", "MACD": "MACD 12/26/9", "ATR": "ATR 14", "OBV": "OBV"}
+
+
+def price_axis_title(candles: pd.DataFrame) -> str:
+    """"price (USDT)" for a "BTC/USDT" or "BTC/USDT:USDT" market, "price" when the quote is unknown."""
+    symbol = str(candles.attrs.get("symbol", "") or "")
+    quote = symbol.split("/", 1)[1].split(":")[0].strip() if "/" in symbol else ""
+    return f"price ({quote})" if quote else "price"
+
+
+def volume_axis_title(candles: pd.DataFrame) -> str:
+    """"volume (BTC)": ccxt volumes are in the base currency."""
+    symbol = str(candles.attrs.get("symbol", "") or "")
+    base = symbol.split("/", 1)[0].strip() if "/" in symbol else ""
+    return f"volume ({base})" if base else "volume"
 
 
 def display_step(n: int, max_points: int = 5000) -> int:
@@ -94,8 +111,10 @@ def price_figure(candles: pd.DataFrame, overlays: Sequence[str] = (), panels: Se
     shown = downsample_candles(window, max_points)
     rows = 1 + len(panels)
     heights = [0.55] + [0.45 / max(1, len(panels))] * len(panels) if panels else [1.0]
-    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.02, row_heights=heights,
-                        subplot_titles=[""] + list(panels))
+    # Each panel is named by its y axis title, not a subplot title: a title centred above a panel sat on
+    # the bottom of the panel above it.
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.025, row_heights=heights)
+    fig.update_yaxes(title_text=price_axis_title(candles), row=1, col=1)
     fig.add_trace(go.Candlestick(x=shown.index, open=shown["open"], high=shown["high"], low=shown["low"],
                                  close=shown["close"], name="price"), row=1, col=1)
     for ov in overlays:
@@ -108,8 +127,10 @@ def price_figure(candles: pd.DataFrame, overlays: Sequence[str] = (), panels: Se
         for name, s in _panel_series(candles, panel).items():
             s = s.loc[keep]
             if panel == "Volume":
-                fig.add_trace(go.Bar(x=shown.index, y=shown["volume"], name="volume",
-                                     marker_color="rgba(100,100,160,0.6)"), row=i, col=1)
+                # thousands of sub-pixel bars: no gaps and no outlines, or they all but vanish
+                up = (shown["close"] >= shown["open"]).to_numpy()
+                fig.add_trace(go.Bar(x=shown.index, y=shown["volume"], name="volume", marker_line_width=0,
+                                     marker_color=np.where(up, VOLUME_UP, VOLUME_DOWN)), row=i, col=1)
             elif name == "hist":
                 s = _last_per_bucket(s, step)
                 fig.add_trace(go.Bar(x=s.index, y=s.to_numpy(), name="MACD hist",
@@ -118,6 +139,8 @@ def price_figure(candles: pd.DataFrame, overlays: Sequence[str] = (), panels: Se
                 s = _last_per_bucket(s, step)
                 fig.add_trace(go.Scatter(x=s.index, y=s.to_numpy(), name=name, mode="lines",
                                          line=dict(width=1)), row=i, col=1)
+        fig.update_yaxes(title_text=volume_axis_title(candles) if panel == "Volume" else PANEL_TITLES[panel],
+                         row=i, col=1)
         if panel == "RSI":
             for level in (30, 70):
                 fig.add_hline(y=level, line_dash="dot", line_color="gray", row=i, col=1)
@@ -130,7 +153,7 @@ def price_figure(candles: pd.DataFrame, overlays: Sequence[str] = (), panels: Se
                                font=dict(size=10))
     fig.update_layout(height=300 + 150 * len(panels), xaxis_rangeslider_visible=False, title=title,
                       margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=1.04),
-                      hovermode="x unified")
+                      hovermode="x unified", bargap=0)
     if step > 1:
         fig.add_annotation(text=f"display: {step} bars per point", xref="paper", yref="paper", x=1, y=0,
                            showarrow=False, xanchor="right", yanchor="bottom", font=dict(size=10, color="gray"))
