@@ -375,3 +375,5 @@ def test_pooled_model_field_and_bound_are_labelled_apart(real_prepared):
     assert fig.layout.margin.t >= 80
     dashed = [s for s in fig.layout.shapes if s.line.dash == "dash"]
     assert dashed and all(s.x0 == -(36 - 1) - 0.5 for s in dashed)  # the line marks one feature's field
+    # every feature is named on the heatmap's rows (plotly left every other name out)
+    assert list(fig.data[0].y) == list(res["row_names"]) and fig.layout.yaxis.dtick == 1

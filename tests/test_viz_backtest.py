@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from core.viz.backtest import sweep_figure
 
@@ -77,3 +78,20 @@ def test_thinned_curves_put_each_point_at_its_own_bar():
     lows = pd.Series(np.asarray(fig.data[2].y) / 100, pd.DatetimeIndex(fig.data[2].x))
     np.testing.assert_allclose(lows.to_numpy(), dd.loc[lows.index].to_numpy())
     assert lows.min() == dd.min()  # the deepest drawdown is drawn
+
+
+def test_trades_chart_says_its_price_unit_and_a_short_spans_cagr_says_it_is_annualised():
+    from core.backtest.metrics import compute_metrics, metrics_table
+    from core.viz.backtest import trades_figure
+
+    idx = pd.date_range("2025-01-01", periods=24 * 100, freq="h", tz="UTC")
+    c = pd.DataFrame({"open": 100.0, "high": 101.0, "low": 99.0, "close": 100.0, "volume": 1.0}, index=idx)
+    c.attrs["symbol"] = "BTC/USDT"
+    fig = trades_figure(c, pd.DataFrame(columns=["side", "entry_time", "entry_price", "exit_time", "exit_price",
+                                                 "exit_reason", "qty", "pnl"]))
+    assert fig.layout.yaxis.title.text == "price (USDT)"
+    m = compute_metrics(np.linspace(10_000, 11_000, len(idx)), 10_000.0, 3600, index=idx)
+    assert m["span_days"] == pytest.approx(100.0)
+    assert "CAGR (annualised from 100 days)" in metrics_table(m, m).index
+    year = compute_metrics(np.linspace(10_000, 11_000, 8760), 10_000.0, 3600)
+    assert "CAGR" in metrics_table(year, year).index

@@ -157,6 +157,7 @@ def compute_metrics(equity: np.ndarray, initial: float, bar_seconds: float,
     out["fees_paid_pct"] = float(fees) / initial
     out["final_equity"] = final
     out["bars_per_year"] = ppy
+    out["span_days"] = n * bar_seconds / 86400.0
     return out
 
 
@@ -191,6 +192,10 @@ def format_metric(name: str, value: Any) -> str:
 
 def metrics_table(strategy: dict[str, Any], buy_and_hold: dict[str, Any]) -> pd.DataFrame:
     """Strategy beside buy and hold, formatted for display (one row per metric)."""
-    rows = [{"metric": METRIC_LABELS.get(k, k), "strategy": format_metric(k, strategy.get(k)),
+    days = strategy.get("span_days")
+    labels = dict(METRIC_LABELS)
+    if days is not None and days < 365:  # a CAGR of a few months is that span's return compounded to a year
+        labels["cagr"] = f"CAGR (annualised from {days:,.0f} days)"
+    rows = [{"metric": labels.get(k, k), "strategy": format_metric(k, strategy.get(k)),
              "buy & hold": format_metric(k, buy_and_hold.get(k))} for k in METRIC_LABELS]
     return pd.DataFrame(rows).set_index("metric")

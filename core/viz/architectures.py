@@ -105,6 +105,8 @@ def erf_figure(erf: EffectiveRF, row_names: Optional[Sequence[str]] = None,
                            showarrow=False, xanchor="left" if frac <= 0.5 else "right", yanchor="bottom",
                            text=label, font=dict(color="red", size=11))
     fig.update_xaxes(title=f"{unit} before the last one", row=2, col=1)
+    if n_rows <= 40:  # name every channel (plotly skips every other name when rows are close)
+        fig.update_yaxes(dtick=1, row=1, col=1)
     fig.update_yaxes(title="share", row=2, col=1)
     fig.update_layout(showlegend=False)
     _layout(fig, f"Effective receptive field ({erf.n_windows} windows, {erf.target})", max(420, 14 * n_rows + 260))

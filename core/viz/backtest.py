@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.viz.indicators import display_step, downsample_candles
+from core.viz.indicators import display_step, downsample_candles, price_axis_title
 
 STRATEGY_COLOR = "#2e86de"
 BENCH_COLOR = "#95a5a6"
@@ -79,7 +79,7 @@ def trades_figure(candles: pd.DataFrame, trades: pd.DataFrame, max_points: int =
             customdata=shown["pnl"],
             hovertemplate="exit %{y:.4f} (%{text})<br>pnl %{customdata:,.2f}<extra></extra>"))
     fig.update_layout(height=480, title=title, xaxis_rangeslider_visible=False,
-                      margin=dict(l=10, r=10, t=40, b=10))
+                      margin=dict(l=10, r=10, t=40, b=10), yaxis_title=price_axis_title(candles))
     return fig
 
 
