@@ -28,6 +28,11 @@ VOLUME_UP, VOLUME_DOWN = "rgba(38,166,91,0.85)", "rgba(232,65,66,0.85)"
 PANEL_TITLES = {"Volume": "volume", "RSI": "RSI 14", "MACD": "MACD 12/26/9", "ATR": "ATR 14", "OBV": "OBV"}
 
 
+# Candles drawn at most on the Indicators chart: about one per 0.7 px of its width. 5,000 made a 2 MB figure
+# (every trace repeats its x) that took the browser ~6 s to draw; narrow the range to see single bars.
+PRICE_POINTS = 2000
+
+
 def price_axis_title(candles: pd.DataFrame) -> str:
     """"price (USDT)" for a "BTC/USDT" or "BTC/USDT:USDT" market, "price" when the quote is unknown."""
     symbol = str(candles.attrs.get("symbol", "") or "")
@@ -94,7 +99,7 @@ def _panel_series(c: pd.DataFrame, name: str) -> dict[str, pd.Series]:
 
 
 def price_figure(candles: pd.DataFrame, overlays: Sequence[str] = (), panels: Sequence[str] = ("Volume",),
-                 bands: Sequence[tuple[str, pd.Timestamp, pd.Timestamp]] = (), max_points: int = 5000,
+                 bands: Sequence[tuple[str, pd.Timestamp, pd.Timestamp]] = (), max_points: int = PRICE_POINTS,
                  title: str = "", start: Optional[pd.Timestamp] = None,
                  end: Optional[pd.Timestamp] = None) -> go.Figure:
     """Candlesticks with overlays, indicator panels below on a shared time axis, split bands behind.
@@ -194,7 +199,9 @@ def feature_heatmap(features: pd.DataFrame | np.ndarray, timestamps: Sequence | 
     n = len(arr) // step * step if step > 1 else len(arr)
     shown = arr[:n].reshape(-1, step, arr.shape[1]).mean(axis=1) if step > 1 else arr
     x = pd.DatetimeIndex(timestamps)[:n:step] if timestamps is not None else np.arange(0, n, step)
-    fig = go.Figure(go.Heatmap(z=np.clip(shown.T, -clip, clip), x=x, y=list(names or range(arr.shape[1])),
+    # float32 is finer than the colour scale shows, and halves what the browser is sent
+    z = np.clip(shown.T, -clip, clip).astype(np.float32)
+    fig = go.Figure(go.Heatmap(z=z, x=x, y=list(names or range(arr.shape[1])),
                                colorscale="RdBu_r", zmid=0, colorbar=dict(title="z")))
     fig.update_layout(height=max(300, 22 * arr.shape[1] + 120), title="Feature matrix (z-scored, train scaler)",
                       margin=dict(l=10, r=10, t=40, b=10), yaxis=dict(autorange="reversed"))
@@ -212,7 +219,7 @@ def correlation_heatmap(features: pd.DataFrame) -> go.Figure:
 
 
 def labels_figure(timestamps: Sequence, close: Sequence[float], y: np.ndarray, class_names: Sequence[str],
-                  max_points: int = 5000) -> go.Figure:
+                  max_points: int = PRICE_POINTS) -> go.Figure:
     """The close coloured by label class (undefined labels left out), downsampled for display."""
     ts = pd.DatetimeIndex(timestamps)
     close = np.asarray(close, dtype=np.float64)
