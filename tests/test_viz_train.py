@@ -73,7 +73,7 @@ def test_walk_forward_title_fits_on_short_lines():
 
 def test_loss_names_title_the_curves_and_differing_losses_are_called_incomparable():
     from core.train.config import TrainConfig
-    from core.viz.train import loss_name
+    from core.train.config import loss_name
 
     assert loss_name(TrainConfig()) == "cross-entropy"
     assert loss_name({"loss": "focal", "label_smoothing": 0.1}) == "focal loss (gamma 2) with label smoothing 0.1"

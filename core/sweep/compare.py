@@ -153,7 +153,7 @@ def training_curves(run_ids: Sequence[str]) -> tuple[dict[str, pd.DataFrame], di
     """run label -> its per-epoch history (for overlaid training curves), and run label -> the loss those
     curves show (runs trained with different losses have incomparable curves); each run is read once."""
     from core.train.runs import load_run
-    from core.viz.train import loss_name
+    from core.train.config import loss_name
 
     curves, losses = {}, {}
     for rid in run_ids:

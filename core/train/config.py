@@ -498,3 +498,20 @@ def parse_model_value(key: str, default: Any, raw: Any) -> Any:
     if isinstance(default, (list, tuple)) and not isinstance(value, list):
         raise UserError(f"model setting {key!r} must be a list such as {json.dumps(list(default))}")
     return value
+
+
+def loss_name(train: Any, multitask: bool = False) -> str:
+    """The training loss in words (the curves' loss is this one, not the test log loss). `train` is a
+    TrainConfig or a saved run's train_config dict."""
+    if isinstance(train, dict):
+        from types import SimpleNamespace
+
+        train = SimpleNamespace(**{**asdict(TrainConfig()), **train})
+    name = f"focal loss (gamma {train.focal_gamma:g})" if train.loss == "focal" else "cross-entropy"
+    if train.class_weights:  # the plotted losses are the weighted ones
+        name = "class-weighted " + name
+    name += f" with label smoothing {train.label_smoothing:g}" if train.label_smoothing else ""
+    if multitask:
+        w = list(getattr(train, "multitask_weights", None) or [1.0, 0.5, 0.3])
+        return f"multi-task loss: {w[0]:g} x {name} + {w[1]:g} x magnitude MSE + {w[2]:g} x volatility MSE"
+    return name

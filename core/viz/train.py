@@ -18,6 +18,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from core.train.config import loss_name  # noqa: F401 - the pages call it vt.loss_name
+
 CNN_COLOR = "#1f77b4"
 BASE_COLORS = {"majority": "#999999", "logistic": "#ff7f0e", "mlp": "#2ca02c"}
 METRIC_LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro F1",
@@ -238,26 +240,6 @@ def walk_forwards_table(docs: Sequence[dict[str, Any]]) -> pd.DataFrame:
 
 
 # ---- the sentences the Train page shows (kept here so the page only lays them out) ------------------------
-
-def loss_name(train: Any, multitask: bool = False) -> str:
-    """The training loss in words (the curves' loss is this one, not the test log loss). `train` is a
-    TrainConfig or a saved run's train_config dict."""
-    if isinstance(train, dict):
-        from dataclasses import asdict
-        from types import SimpleNamespace
-
-        from core.train.config import TrainConfig
-
-        train = SimpleNamespace(**{**asdict(TrainConfig()), **train})
-    name = f"focal loss (gamma {train.focal_gamma:g})" if train.loss == "focal" else "cross-entropy"
-    if train.class_weights:  # the plotted losses are the weighted ones
-        name = "class-weighted " + name
-    name += f" with label smoothing {train.label_smoothing:g}" if train.label_smoothing else ""
-    if multitask:
-        w = list(getattr(train, "multitask_weights", None) or [1.0, 0.5, 0.3])
-        return f"multi-task loss: {w[0]:g} x {name} + {w[1]:g} x magnitude MSE + {w[2]:g} x volatility MSE"
-    return name
-
 
 def training_summary(train: Any, here: Any = None, input_kind: str = "sequence", multitask: bool = False) -> str:
     """How a TrainConfig trains (`here`: the device "auto" resolves to on this machine): loss, class weights,
