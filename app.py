@@ -102,9 +102,9 @@ def _demo_summary() -> None:
                 f"span {res.test_start[:16]} to {res.test_end[:16]} · {res.seconds.get('total', 0):.0f} s")
     vs = res.vs_best_baseline or {}
     if vs.get("verdict"):
-        from core.train.trainer import verdict_text
+        from core.train.trainer import verdict_is_good, verdict_text
 
-        (st.success if vs.get("beats") else st.warning)(verdict_text(vs))
+        (st.success if verdict_is_good(vs) else st.warning)(verdict_text(vs))
     bt, bh = res.backtest or {}, res.buy_and_hold or {}
     k = st.columns(4)
     # the difference sits on the model's card: a red arrow on the baseline's read as the baseline falling

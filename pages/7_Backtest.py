@@ -211,7 +211,7 @@ if m["n_trades"] == 0:
     if is_run:
         from core.backtest.api import no_trades_note
 
-        st.info(no_trades_note(preds, threshold, long_only, result.start, result.end))
+        st.info(no_trades_note(preds, class_names, threshold, long_only, result.start, result.end))
     else:
         st.info("No trades in this span: widen it or loosen the rules.")
 

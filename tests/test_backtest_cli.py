@@ -77,9 +77,12 @@ def test_backtest_run_uses_the_runs_test_span_and_its_dataset(dataset):
     # long only trades on P(up) alone: the "highest" a no-trade message quotes is P(up)'s
     skewed = preds.assign(prob_up=0.3, prob_down=0.92)
     assert strongest_probability(skewed, long_only=True) == pytest.approx(0.3)
-    note = no_trades_note(skewed, 0.9, True)
+    classes = ["down", "flat", "up"]
+    note = no_trades_note(skewed, classes, 0.9, True)
     assert "P(up) never exceeds the threshold 0.90" in note and "highest is 0.30" in note
-    assert "highest is 0.92" in no_trades_note(skewed, 0.95, False)
+    assert "highest is 0.92" in no_trades_note(skewed, classes, 0.95, False)
+    assert "the other side is more likely" in no_trades_note(skewed, classes, 0.2, True)
+    assert "bars give a signal: none could be filled" in no_trades_note(skewed, classes, 0.9, False)
     with pytest.raises(UserError, match="no run"):
         backtest_run("no-such-run")
 

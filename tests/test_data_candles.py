@@ -107,3 +107,19 @@ def test_group_candles_keeps_ohlc_extremes_and_volume_per_group():
     assert group_candles(df, 1) is df
     with pytest.raises(UserError):
         group_candles(df, 0)
+
+
+def test_candles_digest_sees_other_prices_but_not_last_bit_noise_or_column_order():
+    from core.data.candles import candles_digest
+
+    idx = pd.date_range("2024-01-01", periods=50, freq="h", tz="UTC")
+    rng = np.random.default_rng(0)
+    close = 100 + rng.normal(0, 1, 50).cumsum()
+    df = pd.DataFrame({"open": close, "high": close + 1, "low": close - 1, "close": close, "volume": 5.0}, idx)
+    d = candles_digest(df)
+    assert candles_digest(df[["close", "volume", "open", "low", "high"]]) == d
+    assert candles_digest(df * (1 + 1e-15)) == d  # one float64 ulp from another machine's maths library
+    moved = df.copy()
+    moved.iloc[20, 3] *= 1.0001  # one close a hundredth of a percent away
+    assert candles_digest(moved) != d
+    assert candles_digest(df.iloc[1:]) != d and candles_digest(df.set_axis(idx + pd.Timedelta("1h"))) != d

@@ -218,6 +218,12 @@ def test_the_verdict_also_says_another_metric_that_is_worse_beyond_noise():
     assert text.startswith(vs["verdict"]) and "within noise" in text
     assert "worse than the best baseline (logistic) on macro f1" in text
     assert verdict_text({}) == ""
+    # "beats on accuracy" is green only when no other metric is worse beyond noise
+    from core.train.trainer import verdict_is_good
+
+    assert not verdict_is_good(vs) and not verdict_is_good({})
+    assert verdict_is_good({**vs, "beats": True, "others": {}})
+    assert not verdict_is_good({**vs, "beats": True})
 
 
 # -------------------------------------------------------------------------------------------- baselines

@@ -95,3 +95,15 @@ def test_trades_chart_says_its_price_unit_and_a_short_spans_cagr_says_it_is_annu
     assert "CAGR (annualised from 100 days)" in metrics_table(m, m).index
     year = compute_metrics(np.linspace(10_000, 11_000, 8760), 10_000.0, 3600)
     assert "CAGR" in metrics_table(year, year).index
+    hours = compute_metrics(np.linspace(10_000, 11_000, 6), 10_000.0, 3600)
+    assert "CAGR (annualised from 6 hours)" in metrics_table(hours, hours).index
+
+
+def test_months_after_a_liquidation_are_zero_not_blank():
+    from core.backtest.metrics import monthly_returns
+
+    idx = pd.date_range("2024-01-01", "2024-03-31 23:00", freq="h", tz="UTC")
+    equity = pd.Series(np.where(idx < pd.Timestamp("2024-01-11", tz="UTC"), 10_000.0, 0.0), idx)
+    table = monthly_returns(equity, 10_000.0)
+    assert table.loc[2024, 1] == -1.0 and table.loc[2024, 2] == 0.0 and table.loc[2024, 3] == 0.0
+    assert table.loc[2024, 4:].isna().all()  # months outside the span stay blank

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.train import evaluate as wfe
 from core.train import runs as registry
-from core.train.trainer import verdict_text
+from core.train.trainer import verdict_is_good, verdict_text
 from core.viz import train as vt
 from ui.common import pick_saved, show_error
 
@@ -15,7 +15,7 @@ from ui.common import pick_saved, show_error
 def headline(m: dict, baselines: dict, vs: dict, key: str) -> None:
     """The verdict against the best baseline, the headline metrics and the comparison table."""
     if vs:
-        (st.success if vs.get("beats") else st.warning)(verdict_text(vs))
+        (st.success if verdict_is_good(vs) else st.warning)(verdict_text(vs))
     for col, (label, value) in zip(st.columns(5), vt.headline_values(m)):
         col.metric(label, value)
     st.dataframe(vt.comparison_table(m, baselines), hide_index=True, key=key)

@@ -165,18 +165,28 @@ def strongest_probability(predictions: pd.DataFrame, start: Any = None, end: Any
     return float(predictions.loc[keep, cols].to_numpy().max())
 
 
-def no_trades_note(predictions: pd.DataFrame, threshold: float, long_only: bool, start: Any = None,
-                   end: Any = None) -> str:
+def no_trades_note(predictions: pd.DataFrame, class_names: Sequence[str], threshold: float, long_only: bool,
+                   start: Any = None, end: Any = None) -> str:
     """Why a model's backtest made no trade in [start, end], in a sentence for the page."""
+    sig = signals_from_probabilities(predictions, class_names, threshold, long_only)
+    keep = np.ones(len(sig), dtype=bool)
+    if start is not None:
+        keep &= sig.index >= _stamp(start, sig.index)
+    if end is not None:
+        keep &= sig.index <= _stamp(end, sig.index)
+    n = int((sig[keep] != 0).sum())
+    if n:
+        return (f"No trades, though {n:,} bars give a signal: none could be filled (a position size of 0 from the "
+                "sizing rule, a signal on the span's last bar, a week halted by the drawdown rule, or no ATR yet "
+                "for the stop). Check the sizing, widen the span or loosen the rules.")
     top = strongest_probability(predictions, start, end, long_only)
     which = "P(up) never exceeds" if long_only else "neither P(up) nor P(down) exceeds"
-    if not top > threshold:
-        return (f"No trades: {which} the threshold {threshold:.2f} in this span (the highest is {top:.2f}"
-                f"{'; long only ignores P(down)' if long_only else ''}). Lower the threshold; the sweep below "
-                "shows what each one gives.")
-    return (f"No trades, though the probabilities reach {top:.2f} above the threshold {threshold:.2f}: no signal "
-            "could be filled (a signal on the span's last bar, a week halted by the drawdown rule, or no ATR "
-            "yet for the stop). Widen the span or loosen the rules.")
+    if top > threshold:  # a threshold under 0.5: above it, but the other side was more likely each time
+        return (f"No trades: no bar gives a signal at the threshold {threshold:.2f}: wherever "
+                f"{'P(up)' if long_only else 'P(up) or P(down)'} exceeds it, the other side is more likely.")
+    return (f"No trades: {which} the threshold {threshold:.2f} in this span (the highest is {top:.2f}"
+            f"{'; long only ignores P(down)' if long_only else ''}). Lower the threshold; the sweep below "
+            "shows what each one gives.")
 
 
 def threshold_sweep(candles: pd.DataFrame, predictions: pd.DataFrame, class_names: Sequence[str], config: Any = None,

@@ -169,7 +169,8 @@ def monthly_returns(equity: pd.Series, initial: float) -> pd.DataFrame:
     month_end = equity.resample("ME").last().dropna()
     prev = month_end.shift(1)
     prev.iloc[0] = initial
-    rets = month_end / prev - 1.0
+    # after a liquidation the account stays at 0: its later months are 0 %, not 0/0 (a blank "no bars")
+    rets = (month_end / prev.where(prev != 0) - 1.0).where(prev != 0, 0.0)
     table = pd.DataFrame({"year": rets.index.year, "month": rets.index.month, "ret": rets.to_numpy()})
     out = table.pivot(index="year", columns="month", values="ret").reindex(columns=range(1, 13))
     out.index.name, out.columns.name = "year", "month"
@@ -195,7 +196,8 @@ def metrics_table(strategy: dict[str, Any], buy_and_hold: dict[str, Any]) -> pd.
     days = strategy.get("span_days")
     labels = dict(METRIC_LABELS)
     if days is not None and days < 365:  # a CAGR of a few months is that span's return compounded to a year
-        labels["cagr"] = f"CAGR (annualised from {days:,.0f} days)"
+        span = f"{days:,.0f} days" if days >= 2 else f"{days * 24:,.0f} hours"
+        labels["cagr"] = f"CAGR (annualised from {span})"
     rows = [{"metric": labels.get(k, k), "strategy": format_metric(k, strategy.get(k)),
              "buy & hold": format_metric(k, buy_and_hold.get(k))} for k in METRIC_LABELS]
     return pd.DataFrame(rows).set_index("metric")

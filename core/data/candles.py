@@ -36,9 +36,11 @@ MIN_CANDLES = 2
 
 
 def candles_digest(df: pd.DataFrame) -> str:
-    """A short fingerprint of the candles' times and prices (OHLCV as float64): a saved run records the one of
-    the candles it learnt from, so a dataset replaced or corrected since (the same times, other prices) is
-    noticed instead of being mixed silently with the run's predictions."""
+    """A short fingerprint of the candles' times and prices: a saved run records the one of the candles it
+    learnt from, so a dataset replaced or corrected since (the same times, other prices) is noticed instead
+    of being mixed silently with the run's predictions. Values are hashed at float32 precision (7 digits):
+    the last bits of a float64, which another machine's maths library may compute differently for the same
+    synthetic market, do not count as a change."""
     import hashlib
 
     h = hashlib.blake2b(digest_size=8)
@@ -46,7 +48,7 @@ def candles_digest(df: pd.DataFrame) -> str:
                                   else np.asarray(df.index)).tobytes())
     cols = [c for c in COLUMNS if c in df]
     h.update(",".join(cols).encode())
-    h.update(np.ascontiguousarray(df[cols].to_numpy(dtype=np.float64)).tobytes())
+    h.update(np.ascontiguousarray(df[cols].to_numpy(dtype=np.float64).astype(np.float32)).tobytes())
     return h.hexdigest()
 
 

@@ -660,6 +660,12 @@ def verdict_text(vs: dict[str, Any]) -> str:
     return " ".join([vs["verdict"], *extra])
 
 
+def verdict_is_good(vs: dict[str, Any]) -> bool:
+    """True (a green box) only when the CNN beats the best baseline on the headline metric and is worse on
+    none of the others: "beats on accuracy, worse on macro F1" is not a success to colour green."""
+    return bool(vs and vs.get("beats")) and not any(o.get("worse") for o in (vs.get("others") or {}).values())
+
+
 @dataclass
 class Scored:
     """What training on one PreparedData gives, before anything is saved."""
