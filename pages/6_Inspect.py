@@ -172,8 +172,11 @@ with tabs[1]:
         ss["insp_layer"] = default
         ss["_insp_layer_for"] = rid
     a, b = st.columns([3, 1])
-    layer = a.selectbox(f"Layer ({len(names)} captured by forward hooks, in execution order)", names,
-                        format_func=shaped.get, key="insp_layer")
+    layer = a.selectbox(f"Layer ({len(names)}, in the order the model runs them)", names,
+                        format_func=shaped.get, key="insp_layer",
+                        help="The output of each layer for this window, recorded with forward hooks. The shape "
+                             "is channels × positions (time steps, or height × width for an image model); "
+                             "the default is the last layer that still has positions.")
     k = int(b.slider("Most active channels", 1, 16, 6, key="insp_topk"))
     fmap = maps[layer]
     st.plotly_chart(vi.feature_map_figure(layer, fmap), width="stretch", key="insp_fmap")
