@@ -18,6 +18,7 @@ _keep = keep_settings("exp_kept_settings", (
     "exp_manage", "exp_grid", "exp_jobs", "exp_backend", "exp_address", "exp_sweep_pick", "exp_rank_by"))
 sid = session_id()
 
+from core.data.store import dataset_version
 from core.sweep import compare, runner
 from core.sweep.grid import RANK_METRICS, default_grid_text, grid_preview
 from core.train import runs as registry
@@ -28,10 +29,11 @@ SWEEP_JOB = "sweep"
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _equity(run_id: str, stamp: float):
-    """Out-of-sample equity and buy and hold of a run (default backtest settings); `stamp` invalidates."""
+def _equity(run_id: str, stamp: float, version: int):
+    """Out-of-sample equity and buy and hold of a run (default backtest settings) and its note when the dataset
+    changed since training; `stamp` (the weights) and `version` (the dataset's candles) invalidate."""
     res = compare.run_backtest_for(run_id)
-    return res.equity, res.benchmark_equity
+    return res.equity, res.benchmark_equity, res.note
 
 
 st.title("Experiments")
@@ -103,10 +105,14 @@ with tab_runs:
                     curves, bench = {}, {}
                     names = compare.run_labels(picked)
                     fresh = [r for r in picked if compare.cached_backtest(r) is None]
+                    ds_of = dict(zip(table["run_id"], table["dataset"]))
                     with st.spinner("Backtesting..."):
                         for rid in picked:
                             try:
-                                curves[names[rid]], bench[names[rid]] = _equity(rid, registry.weights_stamp(rid))
+                                curves[names[rid]], bench[names[rid]], note = _equity(
+                                    rid, registry.weights_stamp(rid), dataset_version(str(ds_of.get(rid))))
+                                if note:
+                                    st.warning(f"{names[rid]}: {note}")
                             except Exception as exc:  # noqa: BLE001 - one run failing must not hide the rest
                                 st.warning(f"{names[rid]}: {exc}")
                     if curves:

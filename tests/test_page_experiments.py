@@ -106,6 +106,15 @@ def test_runs_table_compare_rename_delete_export_import(zips, workspace):
         assert not at.exception, at.exception
         assert "buy and hold" in _specs(at) and "equity" in _specs(at)
         assert _table(at, *RUNS)["bt_return"].notna().all()  # the table shows the figures
+        # the zip kept the run's fingerprint of its candles: no note; other prices since training: said
+        assert not at.warning, [w.value for w in at.warning]
+        repriced = candles.copy()
+        repriced[["open", "high", "low", "close"]] *= 1.01
+        _store(repriced)
+        at.run()
+        assert any("no longer holds the candles this run learnt from" in w.value for w in at.warning)
+        _store(candles)
+        at.run()
     # export is offered as a zip download
     assert any(getattr(b.proto, "label", "") == "Export zip" for b in at.get("download_button"))
     # rename and delete through the page
