@@ -159,6 +159,37 @@ def test_ranking_chooses_on_validation_and_reports_test_beside_it():
     assert "no validation figure" in ranking_note(s2, "vs_baseline")
 
 
+def test_stopped_cells_stay_out_of_the_spread_and_mixed_test_sets_are_said():
+    """A cancelled sweep's half-trained cell would mix training length into the seed spread; groups scored on
+    different markets or test spans are not like for like: both are said beside the ranking."""
+    t = _table({"a": [0.50, 0.52, 0.10], "b": [0.40, 0.41, 0.42]})
+    t["status"] = ["completed", "completed", "stopped", "completed", "early_stopped", "completed"]
+    t["test_start"], t["n_test"] = "2025-12-22 19:00", 209
+    s = summarize(t, "balanced_accuracy")
+    row = s.set_index("group")
+    assert row.loc["a", "n_seeds"] == 2 and row.loc["a", "balanced_accuracy_mean"] == pytest.approx(0.51)
+    note = ranking_note(s, "balanced_accuracy")
+    assert "1 cell stopped before training finished" in note and "not like for like" not in note
+    assert "test span" not in summary_columns(s, "balanced_accuracy")
+    t.loc[t["group"] == "b", "test_start"] = "2025-12-23 10:00"  # a longer window: fewer, later samples
+    t.loc[t["group"] == "b", "n_test"] = 194
+    t.loc[t["group"] == "b", "dataset"] = "e"
+    s = summarize(t, "balanced_accuracy")
+    note = ranking_note(s, "balanced_accuracy")
+    assert "different markets (d, e) and different test spans" in note and "not like for like" in note
+    assert "test span" in summary_columns(s, "balanced_accuracy")
+    assert s.set_index("group").loc["b", "test span"] == "194 samples from 2025-12-23 10:00"
+
+
+def test_a_train_seed_axis_is_the_seed():
+    from core.sweep.grid import grid_preview
+
+    spec, cells, _ = grid_preview("name: s\npreset: quick\ngrid: {model: [cnn1d], train.seed: [0, 1]}")
+    assert len(cells) == 2 and len({c.group for c in cells}) == 1 and {c.seed for c in cells} == {0, 1}
+    with pytest.raises(UserError, match="both 'seed' and 'train.seed'"):
+        grid_preview("name: s\npreset: quick\ngrid: {seed: [0], train.seed: [0, 1]}")
+
+
 def test_experiment_figures_and_tables():
     from core.viz import experiments as vx
 

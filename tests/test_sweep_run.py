@@ -76,6 +76,9 @@ def test_cancel_stops_new_cells_and_the_running_one_keeps_its_checkpoint(market)
     assert first["status"] == "stopped" and first["epochs_run"] < 400
     assert registry.load_run(first["run_id"]).metrics["status"] == "stopped"
     assert [c["status"] for c in rest] == ["cancelled", "cancelled"]
+    # the stopped cell trained less than the others would have: it is kept, but not ranked
+    summary = res.summary()
+    assert summary.empty and "1 cell stopped before training finished" in runner.ranking_note(summary, res.rank_by)
     assert [r.run_id for r in registry.list_runs()] == [first["run_id"]]
     assert (res.path / "cancel").is_file()
 

@@ -127,6 +127,10 @@ def parse_grid(obj: Any) -> GridSpec:
         raise UserError("the grid file needs a 'grid' mapping of axis -> list of values, e.g. seed: [0, 1, 2]")
     axes: dict[str, list[Any]] = {}
     for axis, values in spec.grid.items():
+        if str(axis) == "train.seed":  # the seed however it is spelt: cells that differ by it are one group
+            if "seed" in spec.grid:
+                raise UserError("the grid has both 'seed' and 'train.seed' axes; keep one")
+            axis = "seed"
         if not isinstance(values, list):
             values = [values]
         if not values:

@@ -157,7 +157,8 @@ def run_cell(cell: dict[str, Any], candles: Optional[pd.DataFrame], ctx: dict[st
                    baselines={b: {k: m.get(k) for k in HEADLINE} for b, m in (res.baselines or {}).items()},
                    vs_best_baseline={k: vs.get(k) for k in ("metric", "diff", "ci_low", "ci_high", "baseline",
                                                              "beats", "worse")},
-                   epochs_run=int(len(res.history)), train_seconds=res.config.get("train_seconds"))
+                   epochs_run=int(len(res.history)), train_seconds=res.config.get("train_seconds"),
+                   test_start=res.config.get("test_start"), n_test=int(len(res.predictions)))
         if ship:
             from core.train.archive import export_run_zip
 
@@ -591,7 +592,8 @@ def cells_table(plan: list[dict[str, Any]], results: list[dict[str, Any]]) -> pd
         row: dict[str, Any] = {"cell": cell.index, "group": cell.group, "seed": cell.seed,
                                "model": cell.model_name, "dataset": cell.dataset_id,
                                "window": cell.data_config.get("window"),
-                               "status": r.get("status", "pending"), "run_id": r.get("run_id")}
+                               "status": r.get("status", "pending"), "run_id": r.get("run_id"),
+                               "test_start": r.get("test_start"), "n_test": r.get("n_test")}
         for k, v in cell.params.items():
             if k not in ("seed", "model", "window", "dataset"):
                 row[k] = v if not isinstance(v, (list, dict)) else str(v)
@@ -633,8 +635,15 @@ def summarize(table: pd.DataFrame, rank_by: str = "balanced_accuracy") -> pd.Dat
         raise UserError(f"rank_by must be one of {', '.join(RANK_METRICS)}")
     cols = ["rank", "group", "n_seeds", f"{rank_by}_mean", f"{rank_by}_std", "vs_best"]
     done = table[table["run_id"].notna()] if not table.empty else table
+    # a cell stopped mid-training (a cancelled sweep) kept its best epoch so far: its figures measure a shorter
+    # training, not seed noise, so it stays out of the means and spreads (its run is kept and listed)
+    stopped = int((done["status"] == "stopped").sum()) if "status" in done else 0
+    if stopped:
+        done = done[done["status"] != "stopped"]
     if done.empty:
-        return pd.DataFrame(columns=cols)
+        out = pd.DataFrame(columns=cols)
+        out.attrs["left_out"] = stopped
+        return out
     on = f"val_{rank_by}" if f"val_{rank_by}" in done and np.isfinite(done[f"val_{rank_by}"].astype(float)).any() \
         else rank_by
     metrics = [m for m in (*HEADLINE, "vs_baseline", on) if m in done]
@@ -643,6 +652,10 @@ def summarize(table: pd.DataFrame, rank_by: str = "balanced_accuracy") -> pd.Dat
     for group, g in done.groupby("group", sort=False):
         row: dict[str, Any] = {"group": group, "n_seeds": int(len(g)),
                                "model": g["model"].iloc[0], "dataset": g["dataset"].iloc[0]}
+        if "test_start" in g and g["test_start"].notna().any():  # (cells saved before spans were kept: none)
+            n_test = g["n_test"].dropna()
+            row["test span"] = (f"{int(n_test.iloc[0]) if len(n_test) else '?'} samples from "
+                                f"{pd.Timestamp(g['test_start'].dropna().iloc[0]):%Y-%m-%d %H:%M}")
         for m in dict.fromkeys(metrics):
             v = g[m].astype(float)
             v = v[np.isfinite(v)]
@@ -676,25 +689,54 @@ def summarize(table: pd.DataFrame, rank_by: str = "balanced_accuracy") -> pd.Dat
         out[f"val {rank_by} (mean ± std)"] = [_pm(m, s) for m, s in zip(out[key], out[f"{on}_std"])]
     out[f"test {rank_by} (mean ± std)"] = [_pm(m, s) for m, s in zip(out[f"{rank_by}_mean"], out[f"{rank_by}_std"])]
     out.attrs["ranked_on"] = "validation" if on != rank_by else "test"
+    out.attrs["left_out"] = stopped
+    out.attrs["mixed"] = _mixed_note(out)
     return out
+
+
+def _mixed_note(summary: pd.DataFrame) -> str:
+    """A sentence when a ranking's groups were scored on different markets or test spans (a longer window or
+    horizon leaves fewer, later test samples), else ""."""
+    markets = sorted(set(summary["dataset"].dropna()))
+    spans = set(summary["test span"].dropna()) if "test span" in summary else set()
+    what = []
+    if len(markets) > 1:
+        what.append(f"different markets ({', '.join(markets)})")
+    if len(spans) > 1:
+        what.append("different test spans (a longer window or horizon leaves fewer, later samples)")
+    if not what:
+        return ""
+    return (f"The groups were scored on {' and '.join(what)}: their figures are not like for like. Compare "
+            "groups within one market and window, and each against its own baseline (vs_baseline).")
 
 
 def summary_columns(summary: pd.DataFrame, rank_by: str) -> list[str]:
     """The columns of a ranking to show (page and CLI), in order."""
     want = ["rank", "group", "n_seeds", f"val {rank_by} (mean ± std)", f"test {rank_by} (mean ± std)", "vs_best",
-            "vs_baseline_mean", "beats_baseline"]
+            "vs_baseline_mean", "beats_baseline"] + (["test span"] if summary.attrs.get("mixed") else [])
     return [c for c in want if c in summary]
 
 
 def ranking_note(summary: pd.DataFrame, rank_by: str) -> str:
-    """One sentence on what the ranking chose by, for the page and the CLI."""
-    if summary.attrs.get("ranked_on") == "validation":
-        return (f"Ranked by validation {rank_by} (the split early stopping uses); the test figures beside it "
+    """What the ranking chose by, and what makes its groups less comparable, for the page and the CLI."""
+    if summary.empty:
+        text = "No cell finished its training: there is nothing to rank."
+    elif summary.attrs.get("ranked_on") == "validation":
+        text = (f"Ranked by validation {rank_by} (the split early stopping uses); the test figures beside it "
                 "played no part in the choice, so the top group's test score is not flattered by it.")
-    why = ("it has no validation figure" if rank_by == "vs_baseline"
-           else "this sweep's cells recorded no validation figures")
-    return (f"Ranked by test {rank_by} ({why}): choosing the best of several settings on the test split "
-            "flatters the winner's score; treat the top group's figure as optimistic.")
+    else:
+        why = ("it has no validation figure" if rank_by == "vs_baseline"
+               else "this sweep's cells recorded no validation figures")
+        text = (f"Ranked by test {rank_by} ({why}): choosing the best of several settings on the test split "
+                "flatters the winner's score; treat the top group's figure as optimistic.")
+    n = int(summary.attrs.get("left_out") or 0)
+    if n:
+        cells = f"{n} cells" if n > 1 else "1 cell"
+        text += (f" {cells} stopped before training finished (a cancelled sweep): left out of the means and "
+                 "spreads, their runs kept.")
+    if summary.attrs.get("mixed"):
+        text += " " + summary.attrs["mixed"]
+    return text
 
 
 def _pm(mean: float, std: float) -> str:
