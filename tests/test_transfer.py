@@ -3,6 +3,8 @@ with the same model from scratch; all three are real runs in the registry. Tiny:
 samples, one epoch (the full-size resnet18 is the contract, so the samples are what is kept small)."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -144,7 +146,23 @@ def test_a_source_trained_into_the_targets_test_period_is_flagged():
     assert tr.source_overlap(before, target) is None
     note = tr.source_overlap(after, target)
     assert "may have trained on bars up to 2026-01-01, inside the target's test period (from 2025-09-01)" in note
-    assert tr.source_overlap({"run_id": "old"}, target) is None  # nothing to check against
+    # a source with no test period on record: said, not taken as "no overlap"
+    assert "Cannot tell whether run old trained on the target's test period" in tr.source_overlap({"run_id": "old"},
+                                                                                                  target)
+    # a source fine-tuned from another run carries that run's training: the chain is followed
+    runs = {"grand": {"dataset_id": "file-ETHUSDT-1h", "test_start": "2026-01-01 00:00:00+00:00"}}
+    def load(rid):
+        if rid not in runs:
+            raise UserError(f"no run {rid}")
+        return SimpleNamespace(config=runs[rid])
+
+    child = {**before, "transfer": {"source_run_id": "grand"}}
+    note = tr.source_overlap(child, target, load)
+    assert "through its own pre-training, run grand" in note and "up to 2026-01-01" in note
+    runs["grand"]["test_start"] = "2025-07-01 00:00:00+00:00"
+    assert tr.source_overlap(child, target, load) is None
+    gone = {**before, "transfer": {"source_run_id": "deleted"}}
+    assert "run deleted, deleted since" in tr.source_overlap(gone, target, load)
 
 
 def test_init_from_state_dict_refuses_a_different_architecture():

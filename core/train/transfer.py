@@ -329,7 +329,7 @@ def transfer_vs_scratch(spec: TransferSpec, progress: Optional[ProgressCallback]
     if source_run_id is not None:
         from core.train.runs import load_run
 
-        overlap = source_overlap(load_run(source_run_id).config, ft.config)
+        overlap = source_overlap(dict(load_run(source_run_id).config, run_id=source_run_id), ft.config)
     record_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{ft.run_id[-6:]}"
     record = {"id": record_id, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "target_dataset_id": spec.target_dataset_id, "source": source_desc,
@@ -422,18 +422,46 @@ def comparison_interval(record: dict[str, Any], metric: str = "accuracy") -> dic
     return b
 
 
-def source_overlap(source_config: dict[str, Any], target_config: dict[str, Any]) -> Optional[str]:
-    """A sentence when the source run may have trained on bars of the target's test period (None when not).
-    Markets move together: a source fitted on, say, ETH over the months the BTC target is tested on has seen
-    that period, and the fine-tuned model's test score would be flattered. A run's training rows end before
-    its validation and test rows, so its `test_start` bounds them from above (a conservative check)."""
-    src_end, tgt_start = source_config.get("test_start"), target_config.get("test_start")
-    if not src_end or not tgt_start or pd.Timestamp(src_end) <= pd.Timestamp(tgt_start):
-        return None
-    return (f"The source run {source_config.get('run_id', '')} ({source_config.get('dataset_id')}) may have "
-            f"trained on bars up to {pd.Timestamp(src_end):%Y-%m-%d}, inside the target's test period (from "
-            f"{pd.Timestamp(tgt_start):%Y-%m-%d}): the fine-tuned model may have seen that period in another "
-            "market, which would flatter its test score. Pre-train on a span that ends before the target's test.")
+def source_overlap(source_config: dict[str, Any], target_config: dict[str, Any],
+                   load: Optional[Callable[[str], Any]] = None) -> Optional[str]:
+    """A sentence when the source run may have trained on bars of the target's test period, or when that
+    cannot be told (None when it did not). Markets move together: a source fitted on, say, ETH over the months
+    the BTC target is tested on has seen that period, and the fine-tuned model's test score would be
+    flattered. A run's training rows end before its validation and test rows, so its `test_start` bounds them
+    from above (a conservative check). A source that was itself fine-tuned from another run carries that
+    run's training too: the chain of `transfer.source_run_id` is followed (`load` reads a run, by default
+    from the registry)."""
+    if load is None:
+        from core.train.runs import load_run as load
+    tgt_start = target_config.get("test_start")
+    if not tgt_start:
+        return None  # a target without a test split has no test score to flatter
+    tgt = pd.Timestamp(tgt_start)
+    cfg, seen = source_config, set()
+    for hop in range(50):  # a chain of fine-tunings, never a cycle
+        end = cfg.get("test_start")
+        if not end:
+            which = f"run {cfg.get('run_id')}" if cfg.get("run_id") else "the source run"
+            return (f"Cannot tell whether {which} trained on the target's test period (from {tgt:%Y-%m-%d}): it "
+                    "records no test period. Treat the fine-tuned model's test score with care.")
+        if pd.Timestamp(end) > tgt:
+            via = f" (through its own pre-training, run {cfg.get('run_id')})" if hop else ""
+            return (f"The source run {source_config.get('run_id', '')} ({source_config.get('dataset_id')}) may "
+                    f"have trained{via} on bars up to {pd.Timestamp(end):%Y-%m-%d}, inside the target's test "
+                    f"period (from {tgt:%Y-%m-%d}): the fine-tuned model may have seen that period in another "
+                    "market, which would flatter its test score. Pre-train on a span that ends before the "
+                    "target's test.")
+        parent = (cfg.get("transfer") or {}).get("source_run_id")
+        if not parent or parent in seen:
+            return None
+        seen.add(parent)
+        try:
+            cfg = dict(load(parent).config, run_id=parent)
+        except UserError:
+            return (f"Cannot tell whether the source's own pre-training (run {parent}, deleted since) trained on "
+                    f"the target's test period (from {tgt:%Y-%m-%d}). Treat the fine-tuned model's test score "
+                    "with care.")
+    return None
 
 
 def comparison_metrics(t: pd.DataFrame) -> dict[str, dict[str, float]]:
