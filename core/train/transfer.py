@@ -377,7 +377,8 @@ def comparison_table(record: dict[str, Any]) -> pd.DataFrame:
         m = run.metrics.get("metrics") or {}
         cols[label] = [m.get(k) for k in COMPARE_KEYS] + [run.metrics.get("best_epoch"),
                                                           run.metrics.get("train_seconds")]
-    df = pd.DataFrame(cols, index=[*COMPARE_KEYS, "best_epoch", "train_seconds"])
+    # wall-clock seconds: other work on the machine counts in them, so they compare speed only roughly
+    df = pd.DataFrame(cols, index=[*COMPARE_KEYS, "best_epoch", "train seconds (wall clock)"])
     a = pd.to_numeric(df["fine-tuned"], errors="coerce")
     b = pd.to_numeric(df["scratch"], errors="coerce")
     df["fine-tuned - scratch"] = a - b
