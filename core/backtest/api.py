@@ -121,15 +121,21 @@ def backtest_predictions(candles: pd.DataFrame, predictions: pd.DataFrame, class
     return run_backtest(candles, sig, cfg, conf, start=start, end=end, label=label)
 
 
+def backtest_inputs(inp: RunInputs, config: Any = None, start: Any = None, end: Any = None,
+                    what: str = "run") -> BacktestResult:
+    """Backtest the checked predictions of a run or walk-forward evaluation (`run_inputs`,
+    `walk_forward_inputs`); the result carries their note (a dataset changed since training)."""
+    result = backtest_predictions(inp.candles, inp.predictions, inp.class_names, config, start, end,
+                                  label=f"{what} {inp.name}")
+    result.note = inp.note or ""
+    return result
+
+
 def backtest_run(run_id: str, config: Any = None, start: Any = None, end: Any = None,
                  candles: Optional[pd.DataFrame] = None) -> BacktestResult:
     """Backtest a saved run on its test span (or [start, end] inside it) with `config` (dict or
     BacktestConfig; defaults from the source documents)."""
-    inp = run_inputs(run_id, candles)
-    result = backtest_predictions(inp.candles, inp.predictions, inp.class_names, config, start, end,
-                                  label=f"run {inp.name}")
-    result.note = inp.note or ""
-    return result
+    return backtest_inputs(run_inputs(run_id, candles), config, start, end)
 
 
 def backtest_baseline(name: str, candles: pd.DataFrame, config: Any = None, start: Any = None,
@@ -227,6 +233,6 @@ def run_threshold_sweep(run_id: str, config: Any = None, thresholds: Optional[Se
     return threshold_sweep(inp.candles, inp.predictions, inp.class_names, config, thresholds, start, end)
 
 
-__all__ = ["BacktestConfig", "strongest_probability", "no_trades_note", "backtest_run", "backtest_baseline",
-           "backtest_predictions", "threshold_sweep",
-           "run_threshold_sweep", "run_predictions", "load_run_candles", "run_inputs", "RunInputs"]
+__all__ = ["BacktestConfig", "strongest_probability", "no_trades_note", "backtest_inputs", "backtest_run",
+           "backtest_baseline", "backtest_predictions", "threshold_sweep", "run_threshold_sweep", "run_predictions",
+           "load_run_candles", "run_inputs", "RunInputs"]

@@ -66,7 +66,7 @@ def _write_csv(df: Any, target: Path) -> None:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from core.backtest.api import backtest_baseline, backtest_predictions, backtest_run, walk_forward_inputs
+    from core.backtest.api import backtest_baseline, backtest_inputs, backtest_run, walk_forward_inputs
     from core.backtest.config import make_config
     from core.backtest.metrics import format_metric, METRIC_LABELS
     from core.cli import parse_set, print_json
@@ -80,10 +80,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if args.run:
         result = backtest_run(args.run, cfg, start=start, end=end)
     elif args.walk_forward:
-        inp = walk_forward_inputs(args.walk_forward)
-        result = backtest_predictions(inp.candles, inp.predictions, inp.class_names, cfg, start, end,
-                                      label=f"walk-forward {inp.name}")
-        result.note = inp.note or ""
+        result = backtest_inputs(walk_forward_inputs(args.walk_forward), cfg, start, end, "walk-forward")
     else:
         from core.data.store import ensure_default_dataset, load_candles
 

@@ -153,12 +153,11 @@ def _simulate_py(open_, high, low, close, atr, sig, frac, day, week, long_only,
                     if not maker:
                         px = o * (1.0 - slip) if direction > 0 else o * (1.0 + slip)
                     f = abs(qty) * px * (fee_maker if maker else fee_taker)
-                    if reason == 8 or cash + qty * px - f < 0.0:
+                    if reason == 8 or cash + qty * px - f < 0.0:  # nothing is left after this fill
                         reason = 8
                         px = liq
                         f = 0.0
-                        cash = -qty * px  # nothing is left after this fill
-                    cash += qty * px - f
+                    cash = 0.0 if reason == 8 else cash + qty * px - f
                     notional[i] += abs(qty) * px
                     fees[i] += f
                     t_exit[nt] = i
@@ -241,17 +240,13 @@ def _simulate_py(open_, high, low, close, atr, sig, frac, day, week, long_only,
             # the bankruptcy price inside the bar comes before a target (the worse case, as for stops) and
             # before a stop that would fill beyond it
             liq = -cash / qty
-            if ((direction > 0 and low[i] <= liq) or (direction < 0 and high[i] >= liq)) and \
-                    (reason == 0 or maker or cash + qty * px - f < 0.0):
+            if ((reason == 0 or maker) and ((direction > 0 and low[i] <= liq) or (direction < 0 and high[i] >= liq))) \
+                    or (reason != 0 and cash + qty * px - f < 0.0):
                 reason = 8
-            elif reason != 0 and cash + qty * px - f < 0.0:
-                reason = 8
-            if reason == 8:
                 px = liq
                 f = 0.0
-                cash = -qty * px
             if reason != 0:
-                cash += qty * px - f
+                cash = 0.0 if reason == 8 else cash + qty * px - f
                 notional[i] += abs(qty) * px
                 fees[i] += f
                 t_exit[nt] = i
@@ -273,8 +268,7 @@ def _simulate_py(open_, high, low, close, atr, sig, frac, day, week, long_only,
                 reason = 8
                 px = -cash / qty
                 f = 0.0
-                cash = -qty * px
-            cash += qty * px - f
+            cash = 0.0 if reason == 8 else cash + qty * px - f
             notional[i] += abs(qty) * px
             fees[i] += f
             t_exit[nt] = i

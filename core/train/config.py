@@ -389,8 +389,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "data": {"preset": "convnext", "window": 256, "label": "direction3", "horizon": 12, "threshold": 0.002},
         "train": {"epochs": 100, "batch_size": 32, "lr": 4e-4, "weight_decay": 0.05, "warmup": 5,
                   "label_smoothing": 0.1, "class_weights": "balanced", "patience": 15, "noise_std": 0.03,
-                  "scale_min": 0.9,
-                  "scale_max": 1.1, "time_warp": 0.2, "window_slice": 0.1},
+                  "scale_min": 0.9, "scale_max": 1.1, "time_warp": 0.2, "window_slice": 0.1},
     },
     "dilated": {
         "description": "document 002: WaveNet (dilations 1..128) with direction + magnitude + volatility heads",

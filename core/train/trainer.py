@@ -797,7 +797,6 @@ def run_warnings(train_labels: np.ndarray, test_pred: np.ndarray, class_names: l
     return out
 
 
-
 def train_run(dataset_id: Optional[str], model_name: str, model_config: Optional[dict[str, Any]] = None,
               data_config: DataConfig | dict[str, Any] | None = None,
               train_config: TrainConfig | dict[str, Any] | None = None,
