@@ -139,6 +139,22 @@ def test_ranking_shows_mean_std_and_which_gaps_are_noise():
     assert summarize(t3).loc[0, "n_seeds"] == 1
 
 
+def test_the_noise_test_counts_only_seeds_that_have_the_figure():
+    """A seed whose ranking metric is undefined (ROC AUC with a class absent) is no evidence: the standard
+    error divides by the seeds with a figure, and a group left with one such seed has no known spread."""
+    t = _table({"best": [0.60, 0.62, 0.61], "gappy": [0.55, np.nan, np.nan], "three": [0.50, 0.70, 0.60]},
+               "roc_auc")
+    s = summarize(t, "roc_auc").set_index("group")
+    assert s.loc["gappy", "n_seeds"] == 3 and s.loc["gappy", "roc_auc_n"] == 1
+    assert s.loc["gappy", "vs_best"] == "one seed: spread unknown"
+    se = np.sqrt(np.var([0.5, 0.7, 0.6], ddof=1) / 3 + np.var([0.60, 0.62, 0.61], ddof=1) / 3)
+    assert s.loc["three", "vs_best"] == f"within noise ({-0.01:+.3f}, 2 SE = {2 * se:.3f})"
+    t.loc[t["group"] == "three", "roc_auc"] = [0.50, np.nan, 0.40]  # two figures: SE over 2, not 3
+    s = summarize(t, "roc_auc").set_index("group")
+    se = np.sqrt(np.var([0.5, 0.4], ddof=1) / 2 + np.var([0.60, 0.62, 0.61], ddof=1) / 3)
+    assert s.loc["three", "vs_best"] == f"worse by {0.16:.3f} (> 2 SE = {2 * se:.3f})"
+
+
 def test_ranking_chooses_on_validation_and_reports_test_beside_it():
     """Choosing the best of N settings by their test score flatters the winner: groups are ranked on the
     validation split, and the test figures are shown untouched by the choice."""

@@ -661,6 +661,7 @@ def summarize(table: pd.DataFrame, rank_by: str = "balanced_accuracy") -> pd.Dat
             v = v[np.isfinite(v)]
             row[f"{m}_mean"] = float(v.mean()) if len(v) else float("nan")
             row[f"{m}_std"] = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+            row[f"{m}_n"] = int(len(v))  # seeds with a figure: a NaN (e.g. ROC AUC with a class absent) is none
         row["beats_baseline"] = f"{int((g['beats_baseline'] == True).sum())}/{len(g)}"  # noqa: E712
         rows.append(row)
     out = pd.DataFrame(rows)
@@ -673,11 +674,12 @@ def summarize(table: pd.DataFrame, rank_by: str = "balanced_accuracy") -> pd.Dat
         if row["rank"] == 1:
             notes.append("best")
             continue
-        if row["n_seeds"] < 2 or best["n_seeds"] < 2:
+        n_row, n_best = row[f"{on}_n"], best[f"{on}_n"]
+        if n_row < 2 or n_best < 2:
             notes.append("one seed: spread unknown")
             continue
         gap = row[key] - best[key]
-        se = math.sqrt(row[f"{on}_std"] ** 2 / row["n_seeds"] + best[f"{on}_std"] ** 2 / best["n_seeds"])
+        se = math.sqrt(row[f"{on}_std"] ** 2 / n_row + best[f"{on}_std"] ** 2 / n_best)
         if not math.isfinite(gap) or not math.isfinite(se):
             notes.append("n/a")
         elif abs(gap) > 2 * se:
