@@ -3,6 +3,7 @@ with the same model from scratch; all three are real runs in the registry. Tiny:
 samples, one epoch (the full-size resnet18 is the contract, so the samples are what is kept small)."""
 from __future__ import annotations
 
+import hashlib
 from types import SimpleNamespace
 
 import numpy as np
@@ -97,7 +98,7 @@ def test_pretrain_finetune_and_scratch_are_three_real_runs(datasets, workspace):
     np.testing.assert_allclose(again[cols].to_numpy(), run.predictions[cols].to_numpy(), atol=1e-5)
 
 
-def test_start_from_torchvision_weights_in_the_workspace(datasets, workspace):
+def test_start_from_torchvision_weights_in_the_workspace(datasets, workspace, monkeypatch):
     from core.models import create_model
 
     target, _ = datasets
@@ -116,6 +117,14 @@ def test_start_from_torchvision_weights_in_the_workspace(datasets, workspace):
     assert st["fc.weight"].shape == (3, 512)  # a new head for our 3 classes
     cfg = load_run(res.run_id).config
     assert cfg["transfer"]["weights_file"] == "resnet18-test.pth" and cfg["transfer"]["trainable_params"] == 512 * 3 + 3
+    # a file made elsewhere may have been fitted on the target's test period: said; torchvision's own is not
+    assert not tr.is_torchvision_imagenet("resnet18-test.pth")
+    note = tr.weights_file_note("resnet18-test.pth", {"test_start": "2025-09-01 00:00:00+00:00"}, False)
+    assert note.startswith("Cannot tell what resnet18-test.pth was trained on") and "(from 2025-09-01)" in note
+    digest = hashlib.sha256((workspace / "pretrained" / "resnet18-test.pth").read_bytes()).hexdigest()
+    monkeypatch.setattr(tr, "TORCHVISION_RESNET18_SHA256", (digest[:8],))
+    assert tr.is_torchvision_imagenet("resnet18-test.pth")
+    assert tr.weights_file_note("resnet18-test.pth", {"test_start": "2025-09-01 00:00:00+00:00"}, True) is None
 
 
 def test_clear_errors_before_any_training(datasets, workspace):

@@ -36,6 +36,9 @@ from core.workspace import atomic_write_json, read_json, safe_name, ws_path, wor
 
 PRETRAINED_DIR = "pretrained"
 RECORDS_DIR = "transfer"
+# torchvision's published ImageNet resnet18 files carry the start of their SHA-256 in their names
+# (resnet18-f37072fd.pth, and the pre-0.13 resnet18-5c106cde.pth): photographs, never prices
+TORCHVISION_RESNET18_SHA256 = ("f37072fd", "5c106cde")
 DEFAULT_MODEL = "chart_resnet18"
 HEAD_PREFIXES = ("fc.",)
 
@@ -52,6 +55,31 @@ def list_weight_files() -> list[str]:
     """File names of the `.pth`/`.pt` state_dicts placed in `workspace/pretrained/`."""
     return sorted(p.name for p in pretrained_dir().iterdir()
                   if p.is_file() and p.suffix in (".pth", ".pt") and not p.name.startswith("."))
+
+
+def is_torchvision_imagenet(name: str) -> bool:
+    """Whether the weights file is torchvision's own ImageNet resnet18, recognised by its SHA-256 whatever the
+    file is called."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(weight_file(name), "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest().startswith(TORCHVISION_RESNET18_SHA256)
+
+
+def weights_file_note(name: str, target_config: dict[str, Any], imagenet: bool) -> Optional[str]:
+    """None for torchvision's ImageNet weights (`imagenet`), else a sentence: the app cannot tell what a file
+    made elsewhere was trained on, and weights fitted on market data over the target's test period would
+    flatter the fine-tuned model's test score."""
+    if imagenet:
+        return None
+    start = target_config.get("test_start")
+    period = f" (from {pd.Timestamp(start):%Y-%m-%d})" if start else ""
+    return (f"Cannot tell what {name} was trained on: it is not torchvision's published ImageNet resnet18. If it "
+            f"was fitted on market data that covers the target's test period{period}, the fine-tuned model's test "
+            "score is flattered; use weights whose training ended before that period.")
 
 
 def weight_file(name: str) -> Path:
@@ -295,6 +323,7 @@ def transfer_vs_scratch(spec: TransferSpec, progress: Optional[ProgressCallback]
     data, train = _configs(spec.data, spec.train)
     phases = _Stages(progress, 3 if kind == "dataset" else 2)
     source_run_id: Optional[str] = None
+    imagenet = False
     if kind == "dataset":
         phases.start(f"pre-training on {ref}")
         src = train_run(ref, spec.model_name, spec.model_config, data, spec.source_train or train,
@@ -312,7 +341,7 @@ def transfer_vs_scratch(spec: TransferSpec, progress: Optional[ProgressCallback]
         source_desc = f"run:{ref}"
         init = lambda m: init_from_run(m, ref)  # noqa: E731
     else:
-        weight_file(ref)  # fail before any training when the file is missing
+        imagenet = is_torchvision_imagenet(ref)  # (fails before any training when the file is missing)
         source_desc = f"weights:{ref}"
         init = lambda m: init_from_weights_file(m, ref)  # noqa: E731
 
@@ -325,11 +354,12 @@ def transfer_vs_scratch(spec: TransferSpec, progress: Optional[ProgressCallback]
     phases.start(f"training from scratch on {spec.target_dataset_id}")
     sc = train_run(spec.target_dataset_id, spec.model_name, spec.model_config, data, train,
                    progress=phases, cancel=cancel, name=f"scratch: {spec.model_name} (transfer baseline)")
-    overlap = None
     if source_run_id is not None:
         from core.train.runs import load_run
 
         overlap = source_overlap(dict(load_run(source_run_id).config, run_id=source_run_id), ft.config)
+    else:
+        overlap = weights_file_note(ref, ft.config, imagenet)
     record_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{ft.run_id[-6:]}"
     record = {"id": record_id, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "target_dataset_id": spec.target_dataset_id, "source": source_desc,
