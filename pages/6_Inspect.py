@@ -188,8 +188,14 @@ with tabs[1]:
 # ------------------------------------------------------------------------------------------- attributions
 with tabs[2]:
     a, b, c = st.columns(3)
-    methods = a.multiselect("Methods", list(attr.METHODS), list(attr.METHODS), key="insp_methods",
-                            format_func=lambda s: s.replace("_", " "))
+    last_step = callable(getattr(model, "features_sequence", None))  # Grad-CAM refuses these (see grad_cam)
+    offered = [m for m in attr.METHODS if not (last_step and m == "grad_cam")]
+    if any(m not in offered for m in ss.get("insp_methods", ())):
+        ss["insp_methods"] = [m for m in ss["insp_methods"] if m in offered]
+    methods = a.multiselect("Methods", offered, offered, key="insp_methods",
+                            format_func=lambda s: s.replace("_", " "),
+                            help=None if not last_step else "No Grad-CAM: this causal model's head reads only the "
+                            "last step of its feature map, so a map over time would credit bars it never sees.")
     target = b.selectbox("Explain the class", ["predicted", *class_names], key="insp_target")
     steps = int(c.select_slider("Integrated-gradients steps", [16, 32, 64, 128], 32, key="insp_ig_steps"))
     tgt = None if target == "predicted" else class_names.index(target)
@@ -202,8 +208,9 @@ with tabs[2]:
     for n in notes:
         st.warning(n)
     if ig_gap is not None:
-        st.caption(f"Integrated gradients completeness gap: {ig_gap[0]:+.2e} (sum of attributions minus "
-                   f"f(x) - f(baseline) = {ig_gap[1]:+.3f}); small means enough steps.")
+        from core.inspect.attributions import completeness_note
+
+        (st.warning if abs(ig_gap[0]) > 0.1 * max(abs(ig_gap[1]), 1e-3) else st.caption)(completeness_note(*ig_gap))
 
 # ----------------------------------------------------------------------------------------- receptive field
 with tabs[3]:

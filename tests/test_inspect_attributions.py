@@ -106,6 +106,63 @@ def test_grad_cam_finds_the_spike_in_time_and_space():
     assert cols.shape == (8,) and cols.argmax() == 5  # columns 20-23 are candle 5 of 8
 
 
+def test_grad_cam_draws_each_value_where_its_bars_are():
+    """A strided 'same' convolution's feature j sees bars centred on stride x j; stretching its map evenly
+    over the window would draw it half a stride late (16 bars for the ResNets' stride 32)."""
+    net = nn.Sequential(nn.Conv1d(1, 1, 9, stride=8, padding=4, bias=False), nn.ReLU(), nn.AdaptiveAvgPool1d(1),
+                        nn.Flatten(), nn.Linear(1, 2, bias=False))
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[4].weight.copy_(torch.tensor([[-1.0], [1.0]]))
+    x = torch.zeros(1, 64)
+    x[0, 40] = 3.0  # seen only by feature 5 (bars 36-44)
+    res = grad_cam(net, x, target=1)
+    assert res.layer_cam.argmax() == 5 and res.cam.argmax() == 40 and res.cam[40] == pytest.approx(1.0)
+    # a real ResNet: each value of the CAM layer sits at the middle of the bars autograd says it sees
+    from core.inspect.attributions import _map_centres
+    from core.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("resnet18_1d", 2, 3, width=8).eval()
+    x = torch.randn(2, 512)
+    res = grad_cam(model, x)
+    n = len(res.layer_cam)
+    centres = _map_centres(model, x[None], res.layer, 0, n, 512)
+    store = {}
+    hook = dict(model.named_modules())[res.layer].register_forward_hook(lambda m, i, o: store.update(a=o))
+    seen = torch.zeros(512)
+    for seed in range(3):
+        torch.manual_seed(seed)
+        xi = torch.randn(1, 2, 512, requires_grad=True)
+        model(xi)
+        store["a"][0, :, n // 2].sum().backward()
+        seen += xi.grad[0].abs().sum(0)
+    hook.remove()
+    bars = np.flatnonzero(seen.numpy() > 0)
+    assert centres[n // 2] == pytest.approx((bars.min() + bars.max()) / 2)
+    drawn = np.interp(np.arange(512), centres, res.layer_cam)
+    np.testing.assert_allclose(res.cam, drawn / drawn.max(), atol=1e-6)
+
+
+def test_grad_cam_refuses_a_last_step_head_and_sees_every_branch():
+    from core.models import create_model
+
+    torch.manual_seed(0)
+    tcn = create_model("tcn", 3, 3).eval()  # its head reads the last step: averaging over time would lie
+    with pytest.raises(UserError, match="reads only the last step"):
+        grad_cam(tcn, torch.randn(3, 96))
+    # the multi-scale CNN pools all its branches: the CAM is taken on their concatenation, not on one branch
+    ms = create_model("multiscale_cnn", 3, 3).eval()
+    x = torch.randn(3, 64)
+    res = grad_cam(ms, x, target=0)
+    assert res.layer == "branches (concatenated)" and res.layer_cam.shape == (64,)
+    feats = ms.forward_features(x[None]).detach().requires_grad_(True)
+    logit = ms.head(ms.avgpool(feats).flatten(1))[0, 0]
+    (g,) = torch.autograd.grad(logit, feats)
+    want = torch.relu((g.mean(2, keepdim=True) * feats).sum(1))[0].detach().numpy()
+    np.testing.assert_allclose(res.layer_cam, want, rtol=1e-5, atol=1e-7)
+
+
 def test_attribute_dispatch_probabilities_and_profiles():
     net = _net1d().eval()
     x = np.random.default_rng(0).normal(size=(3, 24)).astype(np.float32)
@@ -113,6 +170,9 @@ def test_attribute_dispatch_probabilities_and_profiles():
     assert p.shape == (3,) and p.sum() == pytest.approx(1.0, abs=1e-6)
     for m in ("saliency", "integrated_gradients"):
         assert attribute(net, x, m).shape == (3, 24)
+    net[0].weight.grad = torch.ones_like(net[0].weight)  # a caller's accumulated gradients survive
+    saliency(net, x)
+    assert net[0].weight.grad is not None and float(net[0].weight.grad.sum()) == net[0].weight.numel()
     assert attribute(net, x, "grad_cam").shape == (24,)
     with pytest.raises(UserError, match="unknown attribution"):
         attribute(net, x, "shap")

@@ -103,3 +103,6 @@ def test_a_pooled_cnn_reports_its_field_and_that_the_whole_window_reaches_the_ou
     causal = run_receptive_field(create_model("wavenet", 3, 3, layers=4, channels=8, skip_channels=8, hidden=8),
                                  _windows((3, 64), n=4), "sequence")
     assert not causal.whole_window and causal.rf_note == "analytic receptive field 31 bars"
+    # CNN-TA pools to 4 x 4 and flattens with a function call: still the whole window (the zoo's spec says so)
+    cnn_ta = run_receptive_field(create_model("cnn_ta", 1, 3), torch.rand(4, 1, 32, 6), "indicator_image")
+    assert cnn_ta.analytic_rf == 6 and cnn_ta.whole_window and "all 32 bars" in cnn_ta.rf_note

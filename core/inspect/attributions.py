@@ -6,7 +6,8 @@ Written directly in torch (no captum dependency):
   quadrature (as captum's default); the result carries the completeness gap
   sum(attributions) - (f(x) - f(x')), which is ~0 when enough steps are used.
 - `grad_cam`: ReLU(sum_c mean(dlogit/dA_c) * A_c) at a convolutional layer (by default the last one that
-  ran), upsampled to the input's time axis (1D models) or its H, W (2D models).
+  ran), each value placed at the centre of the input steps it sees and interpolated to the input's time
+  axis (1D models) or its H, W (2D models).
 `time_profile` reduces any of them to one score per time step for drawing over a candlestick chart.
 All functions work on one sample without the batch dimension, put the model in eval mode for the
 duration, and restore its mode afterwards. Targets are logits of the direction head (multitask models
@@ -69,9 +70,8 @@ def saliency(model: nn.Module, x: torch.Tensor | np.ndarray, target: int | None 
     with eval_mode(model):
         tgt = _resolve_target(model, xb, target)
         xb.requires_grad_(True)
-        _logits(model(xb))[0, tgt].backward()
-        g = xb.grad[0].detach().cpu().numpy()
-    model.zero_grad(set_to_none=True)
+        (g,) = torch.autograd.grad(_logits(model(xb))[0, tgt], xb)  # leaves the parameters' .grad alone
+        g = g[0].detach().cpu().numpy()
     return np.abs(g) if absolute else g
 
 
@@ -119,6 +119,18 @@ def integrated_gradients(
     return IGResult(attr, float(attr.sum(dtype=np.float64) - (f_x - f_b)), f_x, f_b, tgt)
 
 
+def completeness_note(delta: float, change: float) -> str:
+    """The completeness check of integrated gradients in words: the attributions should add up to the change
+    of the logit from the baseline to the input."""
+    text = (f"Integrated gradients completeness gap: {delta:+.2e} (sum of attributions minus f(x) - f(baseline) "
+            f"= {change:+.3f}).")
+    if abs(delta) <= 0.1 * max(abs(change), 1e-3):
+        return text + " Small: the attributions account for the change."
+    return (text + " The attributions do not add up to the change. If more steps shrink the gap, use more; if "
+            "not, the output jumps along the path from the all-zero baseline (a normalisation right after the "
+            "first layer does this) and the integrated-gradients line is only a rough guide here.")
+
+
 @dataclass
 class GradCamResult:
     cam: np.ndarray  # input spatial shape: (T,) for (C, T) input; (H, W) for (C, H, W) input; in [0, 1]
@@ -134,20 +146,36 @@ def conv_layers(model: nn.Module) -> list[str]:
 
 def grad_cam(model: nn.Module, x: torch.Tensor | np.ndarray, target: int | None = None,
              layer: str | None = None) -> GradCamResult:
-    """Grad-CAM at `layer` (default: the last convolution executed in the forward pass whose output has
-    more than one position; a 1x1 map cannot localise anything)."""
+    """Grad-CAM at `layer` (default: the map a model names in `cam_input` - the input of that module, e.g.
+    the concatenated branches of the multi-scale CNN - else the last convolution executed in the forward pass
+    whose output has more than one position; a 1x1 map cannot localise anything).
+
+    Each value of the layer's map is drawn at the centre of the input steps it sees (the receptive-field
+    walk's start, jump and field of that layer), then interpolated between centres: a stride-32 ResNet map
+    stretched evenly over the window would sit half a step (16 bars) late. Refused for a head that reads
+    only the last step of the map (the causal TCN and WaveNet): averaging its gradient over time would
+    credit steps the prediction never sees."""
+    if callable(getattr(model, "features_sequence", None)):  # the zoo's causal heads read the sequence's last step
+        raise UserError("Grad-CAM cannot place this model's evidence in time: its head reads only the last step "
+                        "of the feature map (a causal model), so gradients averaged over time would credit bars "
+                        "the prediction never sees. Use saliency or integrated gradients.")
     xs = _input(model, x)
     modules = dict(model.named_modules())
     if layer is not None and layer not in modules:
         raise UserError(f"the model has no layer named {layer!r}")
-    names = [layer] if layer is not None else conv_layers(model)
+    cam_input = getattr(model, "cam_input", None) if layer is None else None
+    if cam_input is not None and cam_input not in modules:
+        cam_input = None
+    names = [layer] if layer is not None else [cam_input] if cam_input else conv_layers(model)
     if not names:
         raise UserError("Grad-CAM needs a convolutional layer; this model has none")
     acts: dict[str, torch.Tensor] = {}
     order: list[str] = []
 
     def hook_for(name: str):
-        def hook(_m: nn.Module, _i: object, out: object) -> None:
+        def hook(_m: nn.Module, inputs: tuple, out: object) -> None:
+            if name == cam_input:
+                out = inputs[0] if inputs else None
             if isinstance(out, torch.Tensor) and out.ndim in (3, 4):
                 acts[name] = out
                 order.append(name)
@@ -169,13 +197,32 @@ def grad_cam(model: nn.Module, x: torch.Tensor | np.ndarray, target: int | None 
         (g,) = torch.autograd.grad(logit, a)
     spatial = tuple(range(2, a.ndim))
     weights = g.mean(dim=spatial, keepdim=True)
-    cam = F.relu((weights * a).sum(dim=1, keepdim=True)).detach()  # (1, 1, T') or (1, 1, H', W')
-    target_size = xs.shape[-1:] if a.ndim == 3 else xs.shape[-2:]
-    mode = "linear" if a.ndim == 3 else "bilinear"
-    up = F.interpolate(cam, size=tuple(target_size), mode=mode, align_corners=False)[0, 0]
-    up = up / up.max() if float(up.max()) > 0 else up
-    raw = cam[0, 0].cpu().numpy()
-    return GradCamResult(up.cpu().numpy(), chosen, raw, tgt)
+    cam = F.relu((weights * a).sum(dim=1, keepdim=True)).detach()[0, 0].cpu().numpy()  # (T',) or (H', W')
+    sizes = tuple(xs.shape[-1:] if a.ndim == 3 else xs.shape[-2:])
+    up = cam.astype(np.float64)
+    for axis, size in enumerate(sizes):
+        centres = _map_centres(model, xb.detach(), chosen, axis, cam.shape[axis], size)
+        up = np.apply_along_axis(lambda v, c=centres, n=size: np.interp(np.arange(n), c, v), axis, up)
+    up = up / up.max() if up.max() > 0 else up
+    return GradCamResult(up.astype(np.float32), "branches (concatenated)" if chosen == cam_input else chosen,
+                         cam, tgt)
+
+
+def _map_centres(model: nn.Module, example: torch.Tensor, layer: str, axis: int, n: int, size: int) -> np.ndarray:
+    """Input position (along spatial `axis`) of the centre of what each of the `n` values of `layer`'s map
+    sees, from the receptive-field walk; a layer off the walked path (or a model the walk cannot follow) is
+    spread evenly over the input, as bilinear resizing would (stride-1 'same' maps land where they are)."""
+    from core.inspect.receptive_field import receptive_field
+
+    try:
+        rep = receptive_field(model, size, axis=axis, example=example)
+        row = next((r for r in rep.layers if r.name == layer and r.out_length == n), None)
+    except Exception:  # noqa: BLE001 - the even spread below is the fallback
+        row = None
+    j = np.arange(n, dtype=np.float64)
+    if row is None:
+        return (j + 0.5) * size / n - 0.5
+    return row.start + j * row.jump + (row.receptive_field - 1) / 2
 
 
 def time_profile(attr: np.ndarray, input_kind: str, n_bars: int | None = None) -> np.ndarray:
@@ -241,6 +288,7 @@ def run_receptive_field(model: nn.Module, windows: torch.Tensor | np.ndarray, in
     back from the last bar: `core.inspect.receptive_field`'s gradient map, with a chart's pixel columns
     mapped back to candles."""
     from core.inspect import receptive_field as rfm
+    from core.models import get_spec
 
     x = np.asarray(windows, dtype=np.float32)
     eff = rfm.effective_receptive_field(model, x, input_kind=input_kind)
@@ -253,7 +301,10 @@ def run_receptive_field(model: nn.Module, windows: torch.Tensor | np.ndarray, in
     try:
         axis = rfm.TIME_AXIS.get(input_kind, 0)
         example = torch.as_tensor(x[:1])
-        rep = rfm.receptive_field(model, int(example.shape[2 + axis]), axis=axis, example=example)
+        name = getattr(model, "model_name", None)  # a zoo head pools or flattens unless it is causal
+        whole_window = None if name is None else not get_spec(name).causal
+        rep = rfm.receptive_field(model, int(example.shape[2 + axis]), axis=axis, example=example,
+                                  whole_window=whole_window)
         analytic, whole = int(rep.receptive_field), bool(rep.whole_window)
         if input_kind == "chart_image" and n_bars:
             analytic = int(np.ceil(analytic * n_bars / example.shape[-1]))

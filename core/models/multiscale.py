@@ -22,6 +22,8 @@ def _branch(cin: int, filters: int, k: int) -> nn.Sequential:
 
 
 class MultiScaleCNN(ZooModel):
+    cam_input = "avgpool"  # Grad-CAM's map: what the head pools, all branches (the last conv is one branch)
+
     def __init__(self, in_channels: int, n_classes: int, filters: int = 32,
                  kernels: Sequence[int] = (3, 7, 15, 31), hidden: int = 128, dropout: float = 0.3) -> None:
         super().__init__()
