@@ -46,6 +46,22 @@ def test_every_layer_captured_with_its_shape_and_values():
     assert hook_count(net) == 0
 
 
+def test_a_module_run_twice_gives_a_map_per_call():
+    """A ResNet block reuses its ReLU (after bn1, then after the residual add): both maps are shown."""
+    from core.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("resnet18_1d", 2, 3, width=8).eval()
+    x = torch.randn(2, 64)
+    maps = capture_feature_maps(net, x)
+    first, second = maps["layer1.0.relu (call 1)"], maps["layer1.0.relu (call 2)"]
+    assert "layer1.0.relu" not in maps and "layer1.0.conv1" in maps  # a single call keeps its name
+    names = list(maps)
+    assert names.index("layer1.0.relu (call 1)") < names.index("layer1.0.conv2") < names.index("layer1.0.relu (call 2)")
+    np.testing.assert_allclose(first, np.maximum(maps["layer1.0.bn1"], 0), atol=1e-6)
+    np.testing.assert_allclose(second, maps["layer1.0"], atol=1e-6)  # the block's output
+
+
 def test_mode_restored_and_hooks_removed_even_on_error():
     net = _net1d()
     net.train()

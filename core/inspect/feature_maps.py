@@ -6,6 +6,7 @@ hook behind. The model's training/eval mode is restored afterwards.
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Iterable
 
 import numpy as np
@@ -41,7 +42,8 @@ def capture_feature_maps(
     leaves_only: bool = False,
     batched: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Outputs of every named module for one input, in execution order: name -> float32 array.
+    """Outputs of every named module for one input, in execution order: name -> float32 array (a module
+    called more than once per pass gives "name (call 1)", "name (call 2)", ...).
 
     `x` is one sample without the batch dimension (e.g. (C, T) or (3, H, W)) unless `batched=True`; the
     batch dimension is dropped from the returned arrays likewise. `layers` restricts the capture to those
@@ -60,18 +62,26 @@ def capture_feature_maps(
     else:
         names = [n for n, m in modules.items() if n and (not leaves_only or not list(m.children()))]
 
-    captured: dict[str, np.ndarray] = {}
+    calls: list[tuple[str, np.ndarray]] = []
 
     def hook_for(name: str):
         def hook(_module: nn.Module, _inp: object, out: object) -> None:
             for key, t in _tensors_of(out, name).items():
                 # copy: a later in-place op (ReLU(inplace=True)) would otherwise rewrite this map
                 a = t.detach().to("cpu", torch.float32, copy=True).numpy()
-                captured[key] = a if batched else a[0]
+                calls.append((key, a if batched else a[0]))
         return hook
 
     with forward_hooks((modules[n], hook_for(n)) for n in names), eval_mode(model), torch.no_grad():
         model(xb)
+    # a module run more than once per pass (a ResNet block's shared ReLU: after bn1, then after the residual
+    # add) gives one map per call, "name (call 1)", "name (call 2)", ...; a single call keeps its name
+    total = Counter(key for key, _ in calls)
+    seen: Counter = Counter()
+    captured: dict[str, np.ndarray] = {}
+    for key, a in calls:
+        seen[key] += 1
+        captured[key if total[key] == 1 else f"{key} (call {seen[key]})"] = a
     return captured
 
 

@@ -92,7 +92,9 @@ def erf_figure(erf: EffectiveRF, row_names: Optional[Sequence[str]] = None,
         and erf.feature_rf < T
     if pooled:
         rf = int(erf.feature_rf)
-        label = f"dashed: each feature sees {rf} {unit}; the head pools all {T} {unit}"
+        # the width of one feature's field, set back from the last bar: the last feature itself sees fewer
+        # (its field is clipped at the window's end when the layers pad on both sides)
+        label = f"dashed: one feature's field is {rf} {unit} wide (shown from the last bar); the head pools all {T} {unit}"
     else:
         label = f"dashed: analytic bound {rf} {unit}"
     if rf is not None and rf <= T:

@@ -30,7 +30,9 @@ def candlestick_trace(window: pd.DataFrame, name: str = "price") -> go.Candlesti
 # what its colour means (None for RGB pictures), its colour scale and range, and a one-line caption.
 ENCODING_INFO: dict[str, dict] = {
     "chart": dict(x="time (oldest left)", y="price (high at top)", color=None,
-                  caption="the window's candles drawn as an RGB picture, what the chart CNNs read"),
+                  caption="the window's candles drawn as an RGB picture, what the chart CNNs read; a candle "
+                          "needs a pixel column, so a window longer than the image shows its last (image size) "
+                          "candles"),
     "indicator image": dict(x="indicator channel", y="time step in window", color="scaled value",
                             colorscale="Viridis", zmin=0.0, zmax=1.0,
                             caption="one row per bar, one column per feature, scaled to [0, 1] with "

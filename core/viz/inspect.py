@@ -220,7 +220,7 @@ def receptive_field_figure(profile: np.ndarray, span95: int, channel_time: np.nd
                            yanchor="top", showarrow=False, row=1, col=1)
     elif analytic_rf is not None:
         fig.add_vline(x=analytic_rf - 0.5, line_dash="dash", line_color="#888", row=1, col=1,
-                      annotation_text=f"analytic RF {analytic_rf}" + (" per feature" if pooled_note else ""),
+                      annotation_text=f"analytic RF {analytic_rf}" + (" per feature (a width)" if pooled_note else ""),
                       annotation_position="top right")
     fig.update_xaxes(title_text="bars back", range=[len(prof) - 0.5, -0.5], row=1, col=1)
     fig.update_yaxes(**share_ticks(float(prof.max()) if prof.size else 0.0), row=1, col=1)
