@@ -187,3 +187,11 @@ def test_attribute_dispatch_probabilities_and_profiles():
             return {"direction": self.body(z), "magnitude": z.mean((1, 2))}
 
     assert integrated_gradients(Multi(), x, steps=16).attributions.shape == (3, 24)
+
+
+def test_the_completeness_check_is_said_in_words():
+    from core.inspect.attributions import completeness_note
+
+    assert completeness_note(2e-4, 0.5).endswith("Small: the attributions account for the change.")
+    bad = completeness_note(-0.29, 0.29)  # a ConvNeXt stem: the logit jumps at the all-zero baseline
+    assert "do not add up" in bad and "only a rough guide" in bad
