@@ -145,6 +145,7 @@ else:
         except store.DatasetExists as exc:
             _not_replaced(exc)
         except Exception as exc:  # noqa: BLE001
+            st.session_state.pop("import_report", None)  # the last import's success box would read as this one's
             show_error(exc)
     if (report := st.session_state.get("import_report")) is not None:
         st.success(f"Imported {report.dataset}: {report.summary()}")

@@ -162,6 +162,9 @@ def test_good_csv_imports_with_a_report(at):
     assert items["duplicates dropped"] == "3"
     assert items["sorted"] == "True" and items["rows"] == "100" and items["timestamp format"] == "ms"
     assert "100 bars" in chart_titles(at)[0]
+    # a refused file next: its error stands alone, not beside the last import's green "Imported" box
+    _upload(at, "bad.csv", b"time,open,high,low,close\n2024-01-01,1,2,0.5,1.5\n")
+    assert "volume" in errors(at) and not at.success
 
 
 def test_an_import_or_generation_never_silently_replaces_a_held_dataset(at, workspace):
