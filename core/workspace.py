@@ -25,7 +25,7 @@ def workspace_root() -> Path:
 
 def safe_name(name: str) -> str:
     """Return `name` if it is a plain file/folder name (no separators, no '..'); raise ValueError if not."""
-    if not isinstance(name, str) or not _SAFE_NAME.match(name) or name in {".", ".."} or ".." in name:
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or name in {".", ".."} or ".." in name:
         raise ValueError(f"'{name}' is not a valid name: use letters, digits, '.', '_' or '-' (max 128)")
     return name
 

@@ -205,3 +205,40 @@ def test_a_single_candle_is_not_a_dataset():
         import_candles(_csv(_rows(1) * 4), "ONE/USDT", "1h")
     assert list_datasets() == []
     assert import_candles(_csv(_rows(2)), "TWO/USDT", "1h")[1].rows == 2
+
+
+# ---- from the data-layer review --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sep", [",", ";", "\t", "|"])
+def test_the_separators_candle_files_use_are_recognised(sep):
+    df, rep = read_candle_file(_csv([r.replace(",", sep) for r in _rows(6)], HEADER.replace(",", sep)))
+    assert rep.rows == 6 and df["close"].iloc[-1] == 106.0
+
+
+def test_odd_files_get_sentences_that_fit_them():
+    # one column: its real name is said (the old guessed separator 't' split 'timestamp' into 'Unnamed: 0, imes')
+    with pytest.raises(DataError, match="its columns are: timestamp\\. A candle file"):
+        read_candle_file(b"timestamp\n1704067200\n1704070800\n")
+    with pytest.raises(DataError, match="the file is not text"):
+        read_candle_file(b"\x00" * 64)
+    rows = _rows(6)
+    rows[3] = rows[3].rsplit(",", 1)[0] + ",inf"
+    with pytest.raises(DataError, match="1 rows have an infinite value \\(first at data row 4\\)"):
+        read_candle_file(_csv(rows))
+    # "... UTC" as some exports write it is a UTC time, not an unreadable one
+    text = "\n".join(f"2024-01-01 {i:02d}:00:00 UTC,{100 + i},{102 + i},{99 + i},{101 + i},5" for i in range(6))
+    df, _ = read_candle_file(_csv([text]))
+    assert df.index[1] == pd.Timestamp("2024-01-01 01:00", tz="UTC")
+
+
+def test_a_coarser_file_is_not_taken_for_a_finer_timeframe():
+    # hourly candles called 1m would be a 1m dataset that is 98 % gaps
+    with pytest.raises(DataError, match="are 1h apart, not 1m: choose 1h"):
+        read_candle_file(_csv(_rows()), timeframe="1m")
+
+
+def test_a_symbol_in_other_letters_is_refused_not_cut_short():
+    # 'БТЦ/USDT' used to become import-USDT-1h, a name another symbol could share
+    with pytest.raises(DataError, match="Latin letters and digits"):
+        import_candles(_csv(_rows()), "БТЦ/USDT", "1h")
+    assert list_datasets() == []

@@ -21,7 +21,7 @@ def test_paths_cannot_escape(parts):
         ws_path(*parts)
 
 
-@pytest.mark.parametrize("name", ["../x", "a/b", "..", ".hidden", "", "x" * 200, "a\\b", "a..b"])
+@pytest.mark.parametrize("name", ["../x", "a/b", "..", ".hidden", "", "x" * 200, "a\\b", "a..b", "abc\n"])
 def test_unsafe_names_are_refused(name):
     with pytest.raises(ValueError):
         safe_name(name)

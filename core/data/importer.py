@@ -18,6 +18,7 @@ already stored.
 """
 from __future__ import annotations
 
+import csv
 import io
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -96,9 +97,13 @@ def _read_table(src: Any, filename: str | None) -> pd.DataFrame:
             if isinstance(df.index, pd.DatetimeIndex):
                 df = df.reset_index(names=df.index.name or "timestamp")
             return df
+        if b"\x00" in data[:4096]:
+            raise DataError("the file is not text: a candle file must be CSV (comma, semicolon, tab or | "
+                            "separated) or Parquet")
         # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark, which must not become part of the
-        # first column's name (plain UTF-8 reads the same either way).
-        return pd.read_csv(io.BytesIO(data), sep=None, engine="python", encoding="utf-8-sig")
+        # first column's name (plain UTF-8 reads the same either way). The C parser reads 200k rows ~60x
+        # faster than the python one, so the separator is sniffed here, among the ones candle files use.
+        return pd.read_csv(io.BytesIO(data), sep=_separator(data), encoding="utf-8-sig")
     except DataError:
         raise
     except Exception as exc:  # noqa: BLE001 - any parser failure is the file's problem, said plainly
@@ -107,6 +112,16 @@ def _read_table(src: Any, filename: str | None) -> pd.DataFrame:
             raise DataError("the file could not be read as Parquet: it is not a Parquet file, or it was cut short "
                             "(its end marker is missing)") from None
         raise DataError(f"the file could not be read as {kind}: {exc}") from None
+
+
+def _separator(data: bytes) -> str:
+    """The CSV separator among , ; tab and |, from the file's first lines (a comma when none is clear)."""
+    head = data[:65536].decode("utf-8", errors="ignore").lstrip("\ufeff")
+    lines = head.splitlines()[:-1] if len(head) == 65536 else head.splitlines()  # the last may be cut
+    try:
+        return csv.Sniffer().sniff("\n".join(lines[:50]), delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
 
 
 def _match_columns(df: pd.DataFrame) -> dict[str, str]:
@@ -194,10 +209,9 @@ def _parse_timestamps(col: pd.Series) -> tuple[pd.DatetimeIndex, str]:
             raise DataError("some timestamps are outside the dates a dataset can hold "
                             f"({_TS_MIN:%Y-%m-%d} to {_TS_MAX:%Y-%m-%d})") from None
         return _in_range(pd.DatetimeIndex(ts), col), unit
-    try:
-        ts = pd.to_datetime(col.astype(str).str.strip(), utc=True, errors="coerce", format="ISO8601")
-    except (ValueError, TypeError):
-        ts = pd.to_datetime(col.astype(str).str.strip(), utc=True, errors="coerce", format="mixed")
+    # "2024-01-01 00:00:00 UTC" (as some exports write it) is ISO 8601 with its zone in words
+    text = col.astype(str).str.strip().str.replace(r"\s*(?:UTC|GMT)$", "+00:00", regex=True)
+    ts = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
     bad = ts.isna().to_numpy()
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
@@ -257,6 +271,10 @@ def read_candle_file(
         report.notes.append(f"{n} rows with missing values dropped")
         if len(values) == 0:
             raise DataError("every row has missing values")
+    inf = ~np.isfinite(values.to_numpy()).all(axis=1)
+    if inf.any():
+        raise DataError(f"{int(inf.sum())} rows have an infinite value (first at data row "
+                        f"{int(np.flatnonzero(inf)[0]) + 1}); prices and volumes must be finite numbers")
     idx, fmt = _parse_timestamps(ts_col.reset_index(drop=True))
     report.timestamp_format = fmt
     values.index = idx.rename("timestamp")
@@ -307,6 +325,9 @@ def read_candle_file(
     elif inferred is not None and TIMEFRAMES[inferred] < TIMEFRAMES[timeframe]:
         raise DataError(f"the file's candles are {inferred} apart, not {timeframe}: choose {inferred} "
                         f"(and resample later if you need {timeframe})")
+    elif inferred is not None and TIMEFRAMES[inferred] > TIMEFRAMES[timeframe]:
+        raise DataError(f"the file's candles are {inferred} apart, not {timeframe}: choose {inferred} (as "
+                        f"{timeframe} candles, most of its bars would be gaps)")
     ns = values.index.as_unit("ns").asi8
     step = TIMEFRAMES[timeframe] * 1_000_000_000
     if (ns % step).any() and timeframe != "1d":

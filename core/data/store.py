@@ -74,6 +74,10 @@ def symbol_slug(symbol: str) -> str:
     """The file-safe form of a symbol: 'BTC/USDT' -> 'BTCUSDT', 'BTC/USDT:USDT' -> 'BTCUSDT'."""
     base = symbol.split(":", 1)[0]
     slug = re.sub(r"[^A-Za-z0-9]", "", base).upper()
+    dropped = [ch for ch in base if ch.isalnum() and not (ch.isascii() and ch.isalnum())]
+    if dropped:  # 'БТЦ/USDT' would become 'USDT' and could land on another symbol's dataset
+        raise DataError(f"{symbol!r} has letters the dataset names cannot hold ({''.join(dropped[:5])}); "
+                        "write the symbol in Latin letters and digits, e.g. BTC/USDT")
     if not slug:
         raise DataError(f"{symbol!r} is not a usable symbol name")
     return slug
