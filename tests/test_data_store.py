@@ -100,6 +100,18 @@ def test_failed_write_keeps_the_old_dataset(monkeypatch, workspace):
     assert len(load_candles(info.id)) == 48
     leftovers = [p for p in os.listdir(workspace / "data" / "candles") if p.endswith(".tmp")]
     assert leftovers == []
+    assert dataset_info(info.id).rows == 48
+    # killed between the candles and their index: the index says what the candles are, not what they were
+    import core.data.store as store_mod
+
+    def killed(*a, **kw):
+        raise KeyboardInterrupt("process killed here")
+
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setattr(store_mod, "atomic_write_json", killed)
+        save_candles(_candles(96), "test", "BTC/USDT", "1h")
+    assert dataset_info(info.id).rows == len(load_candles(info.id)) == 96
+    assert [i.rows for i in list_datasets()] == [96]
 
 
 def test_metadata_index_is_rebuilt_from_parquet(workspace):

@@ -4,8 +4,9 @@ Each dataset is `<id>.parquet` (the candles, with the metadata also embedded in 
 file alone is the truth) plus `<id>.json` (the same metadata, read by `list_datasets` without opening the
 parquet). Metadata: source, symbol, timeframe, rows, start, end, fetched_at, and `ranges` - the time
 ranges already covered (requested and answered), which an incremental fetch uses to ask only for what is
-missing. Both files are written atomically (temp file + rename), parquet first, so a crash leaves either
-the old dataset or the new one, never a half-written file.
+missing. Both files are written atomically (temp file + rename): the old json is removed, then the parquet
+and the new json are written, so a crash leaves either the old dataset or the new one (a missing json is
+rebuilt from the parquet's own metadata), never a half-written file or an index that disagrees with it.
 
 Dataset ids are file-safe: `<source>-<SYMBOL>-<timeframe>`, e.g. `synthetic-BTCUSDT-1h`,
 `bybit_linear-BTCUSDT-1h`, `import-MYCOIN-1h`.
@@ -200,6 +201,9 @@ def save_candles(
     md = dict(table.schema.metadata or {})
     md[_META_KEY] = json.dumps(full, default=str).encode()
     table = table.replace_schema_metadata(md)
+    # the json index goes first: a crash before the new one is written leaves no index, which dataset_info
+    # rebuilds from whichever parquet is there (old or new), never an old index over new candles
+    json_path.unlink(missing_ok=True)
     atomic_write(parquet_path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
     atomic_write_json(json_path, full)
     return _info_from_meta(full)
