@@ -88,6 +88,10 @@ def test_display_reads_the_bar_length_and_aggregates_like_the_data_layer():
     assert viz.display_timeframe(holey, 3000) == viz.display_timeframe(df, 3000) == "5m"
     gaps = viz.gaps_figure(holey)
     assert gaps.data[0].y.tolist() == [3, 2] and "2 stretches" in gaps.layout.title.text
+    off_grid = holey.iloc[:20].copy()
+    off_grid.index = off_grid.index.where(off_grid.index < off_grid.index[15], off_grid.index + pd.Timedelta("30s"))
+    off_grid.attrs["timeframe"] = "1m"  # a 1.5-bar step lacks one bar, as the quality report counts it
+    assert viz.gaps_figure(off_grid).data[0].y.tolist() == [3, 1]
     agg = viz.aggregate_candles(df, "1h")
     pd.testing.assert_frame_equal(agg, resample_candles(df, "1h"))
     assert len(viz.aggregate_candles(df.iloc[:1], "1w")) == 1
@@ -120,6 +124,14 @@ def test_heatmap_keeps_all_size():
     z = np.expm1(np.array(fig.data[0].z))
     assert z.shape == (20, 7)
     assert z.sum() == pytest.approx(book["size"].sum())
+    # a bid and an ask the same distance from mid land the same distance from 0 (a level on a bin edge fell
+    # into the bin above: the ask at +100 bps showed at +150, the bid at -100 at -50)
+    t = pd.Timestamp("2024-01-01", tz="UTC")
+    one = pd.DataFrame({"timestamp": [t] * 4, "side": ["bid", "bid", "ask", "ask"], "level": [1, 2, 1, 2],
+                        "price": [99.0, 98.0, 101.0, 102.0], "size": [1.0, 3.0, 2.0, 4.0]})
+    fig = viz.orderbook_heatmap_figure(one, price_bins=4)
+    y, z = np.array(fig.data[0].y), np.expm1(np.array(fig.data[0].z))[:, 0]
+    assert dict(zip(np.round(y, 1), np.round(z, 6))) == {-200.0: 3.0, -66.7: 1.0, 66.7: 2.0, 200.0: 4.0}
 
 
 def test_report_rows_flatten_dataclasses_and_mappings():
