@@ -437,6 +437,28 @@ def test_fit_learns_and_is_deterministic():
     assert len(batches) == 6 * math.ceil(len(tr) / 32) and batches[-1].fraction == 1.0
 
 
+def test_weighted_validation_loss_is_over_the_whole_split():
+    """'balanced' weights give a class the training samples lack weight 0; a validation batch of only that
+    class has no loss of its own (0/0), which used to stop the run as a NaN blamed on the learning rate."""
+    from core.train.trainer import _evaluate_loss
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(96, 4, 16, generator=g)
+    tr = TensorSource(x[:60], (x[:60, 0].mean(1) > 0).long())             # classes 0 and 1 only
+    va = TensorSource(x[60:], torch.tensor([0, 1] * 14 + [2] * 8))         # the last 8: class 2 alone
+    cfg = TrainConfig(epochs=2, batch_size=16, class_weights="balanced", eval_batch_size=8, patience=0)
+    r = fit(_model(k=3), tr, va, cfg, 3, torch.device("cpu"))
+    assert r.status == "completed" and np.isfinite(r.history["val_loss"]).all()
+    model, w = _model(k=3).eval(), torch.tensor([1.0, 3.0, 0.0])
+    with torch.no_grad():
+        whole = F.cross_entropy(model(va.x), torch.as_tensor(va.labels), weight=w)
+    got = _evaluate_loss(model, va, nn.CrossEntropyLoss(weight=w), torch.device("cpu"), cfg, False, 3, w)
+    assert got["val_loss"] == pytest.approx(float(whole), rel=1e-6)
+    only_absent = TensorSource(x[60:68], torch.full((8,), 2))
+    with pytest.raises(UserError, match="every validation sample is of a class with class weight 0"):
+        fit(_model(k=3), tr, only_absent, cfg, 3, torch.device("cpu"))
+
+
 def test_augmentation_touches_train_batches_only():
     tr, va = _data(200)
     m = _model()

@@ -122,6 +122,28 @@ def test_same_config_same_numbers(candles):
     assert c.metrics["log_loss"] != a.metrics["log_loss"]
 
 
+def test_two_trainings_at_once_give_the_numbers_of_one_alone(candles):
+    """Two jobs (two tabs) train in threads of one process; dropout draws from torch's global generator, so
+    without taking turns each run took the other's draws and the same config gave other numbers."""
+    import threading
+
+    name, mc = _model()
+    mc = {**mc, "dropout": 0.5}
+    d, t = DataConfig(**SMALL_DATA), TrainConfig(**SMALL_TRAIN)
+    alone = train_run("synthetic-BTCUSDT-1h", name, mc, d, t, candles=candles)
+    out, stages = {}, []
+
+    def one(key):
+        out[key] = train_run("synthetic-BTCUSDT-1h", name, mc, d, t, candles=candles,
+                             progress=lambda p: stages.append(p.stage))
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in "ab"]
+    [th.start() for th in threads]
+    [th.join() for th in threads]
+    assert out["a"].metrics == out["b"].metrics == alone.metrics
+    assert "wait" in stages  # the second one said it was waiting its turn
+
+
 def test_stop_keeps_the_best_checkpoint_as_a_usable_run(candles):
     tok = CancelToken()
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterator, Optional
@@ -244,9 +245,12 @@ def predict_outputs(model: nn.Module, src: BatchSource, device: torch.device, ba
 
 
 def _evaluate_loss(model: nn.Module, src: BatchSource, criterion: nn.Module, device: torch.device,
-                   cfg: TrainConfig, multitask: bool, k: int) -> dict[str, float]:
+                   cfg: TrainConfig, multitask: bool, k: int,
+                   class_weights: Optional[torch.Tensor] = None) -> dict[str, float]:
+    """Validation loss over the whole split (a class-weighted loss is a weighted mean over all samples, not a
+    mean of batch means: a batch holding only a zero-weight class has no loss of its own), and metrics."""
     model.eval()
-    total, n, preds = 0.0, 0, []
+    total, n, weight_sum, preds = 0.0, 0, 0.0, []
     with torch.no_grad():
         for s in range(0, len(src), cfg.eval_batch_size):
             idx = np.arange(s, min(len(src), s + cfg.eval_batch_size))
@@ -255,12 +259,15 @@ def _evaluate_loss(model: nn.Module, src: BatchSource, criterion: nn.Module, dev
                 out = model(b["x"])
             loss = criterion(out, b["y"], b["magnitude"], b["volatility"]) if multitask else \
                 criterion(_direction(out).float(), b["y"])
-            total += float(loss) * len(idx)
+            w = len(idx) if class_weights is None else float(class_weights.to(b["y"].device)[b["y"]].sum())
+            if w > 0:
+                total += float(loss) * w
+                weight_sum += w
             n += len(idx)
             preds.append(_direction(out).argmax(1).cpu().numpy())
     pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
     y = src.labels
-    return {"val_loss": total / max(1, n),
+    return {"val_loss": total / weight_sum if weight_sum > 0 else float("nan"),
             "val_accuracy": FAST_METRICS["accuracy"](y, pred, k) if n else float("nan"),
             "val_macro_f1": FAST_METRICS["macro_f1"](y, pred, k) if n else float("nan")}
 
@@ -285,6 +292,10 @@ def fit(model: nn.Module, train_src: BatchSource, val_src: BatchSource, cfg: Tra
         weights = balanced_class_weights(train_src.labels, n_classes)
     elif cfg.class_weights:
         weights = torch.tensor([float(w) for w in cfg.class_weights], dtype=torch.float32)
+    if weights is not None and len(val_src) and float(weights[torch.as_tensor(val_src.labels)].sum()) == 0:
+        raise UserError("every validation sample is of a class with class weight 0 (with 'balanced' weights: a "
+                        "class the training samples lack), so the validation loss is undefined; use no class "
+                        "weights, or a longer dataset")
     crit = build_loss(cfg.loss, n_classes, weights, cfg.label_smoothing, cfg.focal_gamma)
     if multitask:
         crit = MultiTaskLoss(crit, cfg.multitask_weights)
@@ -370,7 +381,7 @@ def fit(model: nn.Module, train_src: BatchSource, val_src: BatchSource, cfg: Tra
             train_time = time.perf_counter() - te
             t_train += train_time
             n_seen += seen
-            val = _evaluate_loss(model, val_src, crit, device, cfg, multitask, n_classes)
+            val = _evaluate_loss(model, val_src, crit, device, cfg, multitask, n_classes, weights)
             row = {"epoch": epoch, "train_loss": loss_sum / max(1, seen),
                    "train_accuracy": correct / max(1, seen), **val, "lr": lr_used,
                    "seconds": time.perf_counter() - te, "samples_per_second": seen / max(train_time, 1e-9)}
@@ -684,6 +695,27 @@ class Scored:
     warnings: list[str] = field(default_factory=list)  # said beside the results (run_warnings)
 
 
+# torch's and numpy's global random generators are shared by every thread of the process, and dropout and
+# drop-path draw from them while training: two trainings at once (a Train job beside a transfer job in another
+# tab) would take each other's draws and lose "the same config gives the same numbers". So one training at a
+# time in a process holds them, from seeding to the end of its fit. (Sweep workers are processes of their own.)
+_TRAINING = threading.RLock()
+
+
+@contextlib.contextmanager
+def _one_training_at_a_time(stage: Callable[[str, str], None], cancel: Optional[CancelToken]) -> Iterator[None]:
+    if not _TRAINING.acquire(blocking=False):
+        stage("wait", "waiting for another training in this app to finish: one at a time keeps seeded runs "
+                      "reproducible")
+        while not _TRAINING.acquire(timeout=0.2):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+    try:
+        yield
+    finally:
+        _TRAINING.release()
+
+
 def fit_and_score(prepared: Any, config: dict[str, Any], data: DataConfig, train: TrainConfig, input_kind: str,
                   progress: Optional[ProgressCallback] = None, cancel: Optional[CancelToken] = None,
                   stage: Optional[Callable[[str, str], None]] = None, with_baselines: bool = True,
@@ -714,27 +746,28 @@ def fit_and_score(prepared: Any, config: dict[str, Any], data: DataConfig, train
         raise UserError("the test split is empty: use a longer dataset or a larger test share")
     sample = src["train"].get(np.arange(min(2, len(src["train"]))), torch.device("cpu"))["x"]
     in_channels = int(sample.shape[1])
-    torch.manual_seed(train.seed)  # the same seed -> the same initial weights
-    np.random.seed(train.seed)
-    try:
-        model = create_model(model_name, in_channels, n_classes, **model_config)
-    except TypeError as exc:
-        raise UserError(f"model {model_name!r} does not accept these settings: {exc}") from exc
-    if init is not None:
-        stage("init", "loading starting weights")
-        config = dict(config, transfer=init(model))
-    with torch.no_grad():
-        probe = model.eval()(sample)
-    if isinstance(probe, dict) and scaling is None:
-        raise UserError(model_label_problem(model_name, True, data.label))
-    if scaling is not None and not isinstance(probe, dict):
-        # multitask labels with a single-head model: it learns the direction classes only
-        scaling = None
-        for s in src.values():
-            s.extra = {}
+    with _one_training_at_a_time(stage, cancel):
+        torch.manual_seed(train.seed)  # the same seed -> the same initial weights
+        np.random.seed(train.seed)
+        try:
+            model = create_model(model_name, in_channels, n_classes, **model_config)
+        except TypeError as exc:
+            raise UserError(f"model {model_name!r} does not accept these settings: {exc}") from exc
+        if init is not None:
+            stage("init", "loading starting weights")
+            config = dict(config, transfer=init(model))
+        with torch.no_grad():
+            probe = model.eval()(sample)
+        if isinstance(probe, dict) and scaling is None:
+            raise UserError(model_label_problem(model_name, True, data.label))
+        if scaling is not None and not isinstance(probe, dict):
+            # multitask labels with a single-head model: it learns the direction classes only
+            scaling = None
+            for s in src.values():
+                s.extra = {}
 
-    stage("train", f"training {model_name} on {len(src['train'])} samples")
-    fr = fit(model, src["train"], src["val"], train, n_classes, device, progress, cancel)
+        stage("train", f"training {model_name} on {len(src['train'])} samples")
+        fr = fit(model, src["train"], src["val"], train, n_classes, device, progress, cancel)
 
     stage("evaluate", "scoring the test split")
     config = dict(config, class_names=class_names, input_kind=input_kind,
