@@ -14,7 +14,7 @@ from core.errors import UserError
 from core.progress import CancelToken, Cancelled
 
 TINY = {"data.max_rows": 1500, "data.preset": "chapter6", "data.window": 16, "data.horizon": 4,
-        "train.epochs": 1, "train.n_boot": 50}
+        "train.epochs": 1, "train.n_boot": 100}
 
 
 def test_demo_runs_the_whole_path_and_saves_its_summary(workspace):

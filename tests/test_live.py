@@ -18,7 +18,7 @@ from core.live.signals import (decide, levels, load_live_model, predict_probabil
 
 DATASET = "synthetic-BTCUSDT-1h"
 TINY_DATA = dict(preset="chapter6", window=16, horizon=4, threshold=0.002)
-TINY_TRAIN = dict(epochs=1, batch_size=64, lr=3e-3, patience=0, n_boot=50, baselines=["majority"])
+TINY_TRAIN = dict(epochs=1, batch_size=64, lr=3e-3, patience=0, n_boot=100, baselines=["majority"])
 
 
 def synthetic_candles(periods: int = 1500, seed: int = 7, end: pd.Timestamp | None = None) -> pd.DataFrame:

@@ -82,7 +82,7 @@ def test_trained_run_backtests_on_its_test_span_with_a_threshold_sweep():
     ds = ensure_default_dataset()
     run = train_run(ds, "cnn1d", {}, DataConfig(preset="chapter6", window=16, horizon=4, threshold=0.002,
                                                 max_rows=1500),
-                    TrainConfig(epochs=1, batch_size=64, lr=3e-3, patience=0, n_boot=50, baselines=["majority"]))
+                    TrainConfig(epochs=1, batch_size=64, lr=3e-3, patience=0, n_boot=100, baselines=["majority"]))
     preds = run.predictions
     at = AppTest.from_file(PAGE, default_timeout=120)
     at.run()
@@ -143,7 +143,7 @@ def test_walk_forward_predictions_backtest_across_all_folds():
     ds = ensure_default_dataset()
     wf = walk_forward(ds, "cnn1d", {"channels": 8, "layers": 2},
                       DataConfig(preset="chapter6", window=16, horizon=4, threshold=0.002, max_rows=2000),
-                      TrainConfig(epochs=1, batch_size=64, lr=3e-3, patience=0, n_boot=50, baselines=["majority"]),
+                      TrainConfig(epochs=1, batch_size=64, lr=3e-3, patience=0, n_boot=100, baselines=["majority"]),
                       k=3)
     inp = walk_forward_inputs(wf.wf_id)
     assert len(inp.predictions) == len(wf.predictions) and inp.dataset_id == ds

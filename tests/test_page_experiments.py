@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_DATA = dict(preset="chapter6", window=16, horizon=4, threshold=0.002, max_rows=1200)
-SMALL_TRAIN = dict(epochs=1, batch_size=64, lr=3e-3, patience=0, n_boot=50, baselines=["majority"])
+SMALL_TRAIN = dict(epochs=1, batch_size=64, lr=3e-3, patience=0, n_boot=100, baselines=["majority"])
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,7 @@ def test_sweep_from_the_page(zips, workspace):
     assert at.button(key="exp_sweep_start").disabled
     grid = ("name: page\npreset: quick\ndataset: synthetic-BTCUSDT-1h\n"
             "data: {preset: chapter6, window: 16, horizon: 4, max_rows: 1000}\n"
-            "train: {epochs: 1, n_boot: 50, baselines: [majority]}\ngrid:\n  seed: [0, 1]\n")
+            "train: {epochs: 1, n_boot: 100, baselines: [majority]}\ngrid:\n  seed: [0, 1]\n")
     at.text_area(key="exp_grid").input(grid).run()
     assert not at.error and not at.button(key="exp_sweep_start").disabled
     assert any("2 cells" in c.value for c in at.caption)

@@ -27,7 +27,7 @@ def _train(ds: str, model: str, **model_config) -> str:
     from core.train.trainer import train_run
 
     res = train_run(ds, model, model_config, DataConfig(preset="chapter6", window=24, horizon=4),
-                    TrainConfig(epochs=1, batch_size=64, baselines=["majority"], n_boot=20, seed=1),
+                    TrainConfig(epochs=1, batch_size=64, baselines=["majority"], n_boot=100, seed=1),
                     name=f"tiny {model}")
     return res.run_id
 

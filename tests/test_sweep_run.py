@@ -14,7 +14,7 @@ from core.sweep import runner
 from core.train import runs as registry
 
 TINY = {"preset": "quick", "data": {"preset": "chapter6", "window": 16, "horizon": 4, "max_rows": 1000},
-        "train": {"epochs": 1, "patience": 0, "n_boot": 50, "baselines": ["majority"]}}
+        "train": {"epochs": 1, "patience": 0, "n_boot": 100, "baselines": ["majority"]}}
 
 
 @pytest.fixture()
@@ -98,7 +98,7 @@ def test_cli_runs_a_grid_file_and_shows_it(market, tmp_path, capsys):
 
     grid = tmp_path / "grid.yaml"
     grid.write_text("name: cli\npreset: quick\ndata: {preset: chapter6, window: 16, horizon: 4, max_rows: 1000}\n"
-                    "train: {epochs: 1, n_boot: 50, baselines: [majority]}\ngrid:\n  model: [cnn1d]\n  seed: [3]\n")
+                    "train: {epochs: 1, n_boot: 100, baselines: [majority]}\ngrid:\n  model: [cnn1d]\n  seed: [3]\n")
     assert main(["sweep", "--grid", str(grid), "--jobs", "1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["status"] == "completed" and out["n_cells"] == 1 and out["ranking"][0]["n_seeds"] == 1

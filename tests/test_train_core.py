@@ -334,6 +334,14 @@ def test_set_overrides_are_namespaced_and_bare_keys_resolve():
     ("train.multitask_weights", "abc", "train.multitask_weights must be a list of numbers"),
     ("train.max_train_samples", 0, "train.max_train_samples must be empty (all samples) or a positive whole"),
     ("train.device", 0, "train.device must be text, got 0"),
+    # found by the training audit: these ended in numpy/torch tracebacks, some after training (losing the run)
+    ("train.seed", -1, "train.seed must be a whole number from 0 to 4294967293, got -1"),
+    ("train.seed", 5_000_000_000, "train.seed must be a whole number from 0"),
+    ("train.n_boot", 0, "train.n_boot must be at least 100 bootstrap resamples, got 0"),
+    ("train.n_boot", 1, "train.n_boot must be at least 100"),  # a one-resample 'interval' is not one
+    ("train.multitask_weights", [1, -5, 0.3], "train.multitask_weights must be three numbers of zero or more"),
+    ("train.multitask_weights", [1, 0.5], "train.multitask_weights must be three numbers"),
+    ("train.multitask_weights", [0, 0, 0], "not all zero"),
 ])
 def test_set_values_of_the_wrong_type_are_refused_with_a_sentence(key, value, words):
     p = preset("quick")

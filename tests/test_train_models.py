@@ -15,7 +15,7 @@ from core.train.trainer import train_run
 
 ROWS = 600
 DATA = dict(preset="chapter6", window=16, horizon=4, threshold=0.002, max_rows=ROWS)
-TRAIN = dict(epochs=1, batch_size=32, lr=1e-3, patience=0, n_boot=50, max_train_samples=64, eval_batch_size=256,
+TRAIN = dict(epochs=1, batch_size=32, lr=1e-3, patience=0, n_boot=100, max_train_samples=64, eval_batch_size=256,
              noise_std=0.02, scale_min=0.9, scale_max=1.1, time_warp=0.1, window_slice=0.1)
 
 # Tiny widths so the whole zoo trains in seconds; depths and layouts stay those of the model.

@@ -277,7 +277,7 @@ def test_cli_train_json_and_runs_commands(workspace, candles, capsys):
     # walk-forward from the command line: out-of-sample metrics over the folds, no run folder
     assert main(["train", "--dataset", ds, "--model", "cnn1d", "--folds", "2", "--json", "--quiet",
                  "--set", "model.channels=8", "--set", "layers=2", "--set", "data.window=16", "--set", "horizon=4",
-                 "--set", "train.epochs=1", "--set", "n_boot=50", "--set", "data.preset=chapter6"]) == 0
+                 "--set", "train.epochs=1", "--set", "n_boot=100", "--set", "data.preset=chapter6"]) == 0
     wf = json.loads(capsys.readouterr().out)
     assert wf["mode"] == "walk_forward" and wf["n_folds"] == 2 and len(wf["folds"]) == 2
     assert wf["metrics"]["n"] == sum(f["n_test"] for f in wf["folds"]) and "logistic" in wf["baselines"]
@@ -399,7 +399,7 @@ def test_ctrl_c_in_cli_training_keeps_the_run_like_stop(workspace, candles):
     env = {"CNN_LAB_WORKSPACE": str(workspace), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "core", "train", "--dataset", ds, "--model", "cnn1d", "--json",
            "--set", "model.channels=8", "--set", "layers=2", "--set", "data.window=16", "--set", "horizon=4",
-           "--set", "train.epochs=500", "--set", "train.patience=0", "--set", "n_boot=50",
+           "--set", "train.epochs=500", "--set", "train.patience=0", "--set", "n_boot=100",
            "--set", "data.preset=chapter6"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     err: list[str] = []

@@ -25,7 +25,7 @@ def _data() -> DataConfig:
 
 
 def _train(**kw) -> TrainConfig:
-    base = dict(epochs=1, batch_size=32, lr=1e-3, patience=0, baselines=["majority"], n_boot=20,
+    base = dict(epochs=1, batch_size=32, lr=1e-3, patience=0, baselines=["majority"], n_boot=100,
                 max_train_samples=32, seed=3)
     base.update(kw)
     return TrainConfig(**base)

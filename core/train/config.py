@@ -143,7 +143,18 @@ class TrainConfig:
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise UserError("train.max_train_samples must be empty (all samples) or a positive whole number, "
                             f"got {self.max_train_samples!r}")
+        if not 0 <= self.seed <= 2**32 - 3:  # numpy's range; the loop also uses seed + 1 and seed + 2
+            raise UserError(f"train.seed must be a whole number from 0 to {2**32 - 3}, got {self.seed!r}")
+        if self.n_boot < MIN_BOOT:  # fewer resamples give no confidence interval worth the name
+            raise UserError(f"train.n_boot must be at least {MIN_BOOT} bootstrap resamples, got {self.n_boot!r}")
+        w = list(self.multitask_weights)
+        if len(w) != 3 or not all(math.isfinite(v) and v >= 0 for v in w) or not sum(w) > 0:
+            raise UserError("train.multitask_weights must be three numbers of zero or more (direction, magnitude, "
+                            f"volatility), not all zero, got {self.multitask_weights!r}")
         return self
+
+
+MIN_BOOT = 100  # the fewest bootstrap resamples a confidence interval is computed from
 
 
 @dataclass
