@@ -28,8 +28,9 @@ def _fixture(name: str) -> dict:
 
 
 class FakeBybit:
-    """Serves /v5/market/{instruments-info,kline,orderbook}; `faults` is a list of actions consumed by the
-    next kline/orderbook requests: "ratelimit" (retCode 10006) or "drop" (connection closed, no answer)."""
+    """Serves /v5/market/{instruments-info,kline,orderbook,time}; `faults` is a list of actions consumed by the
+    next kline/orderbook requests: "ratelimit" (retCode 10006) or "drop" (connection closed, no answer).
+    `time_ms` is Bybit's clock (None: /v5/market/time is not found); `book_ts`, when set, stamps every book."""
 
     def __init__(self, candles: pd.DataFrame):
         self.candles = candles
@@ -38,6 +39,8 @@ class FakeBybit:
         self.faults: list[str] = []
         self.fail_after_klines: int | None = None  # drop every kline request after this many answers
         self.kline_answers = 0
+        self.time_ms: int | None = 1735689600000
+        self.book_ts: int | None = None
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -70,10 +73,10 @@ class FakeBybit:
                     n = int(q.get("limit", 25))
                     book["result"]["b"] = book["result"]["b"][:n]
                     book["result"]["a"] = book["result"]["a"][:n]
-                    book["result"]["ts"] = 1706803948569 + 1000 * len(fake.requests)
+                    book["result"]["ts"] = fake.book_ts or 1706803948569 + 1000 * len(fake.requests)
                     return self._send(book)
-                if url.path == "/v5/market/time":
-                    return self._send({"retCode": 0, "retMsg": "OK", "result": {}, "time": 1735689600000})
+                if url.path == "/v5/market/time" and fake.time_ms is not None:
+                    return self._send({"retCode": 0, "retMsg": "OK", "result": {}, "time": fake.time_ms})
                 self.send_response(404)
                 self.end_headers()
 
@@ -182,10 +185,17 @@ def test_retry_after_rate_limit_error(server, real_btc):
 
 def test_network_failure_mid_fetch_then_resume_loses_nothing(server, real_btc):
     start, end = real_btc.index[0], real_btc.index[0] + pd.Timedelta(hours=2500)
-    server.fail_after_klines = 1  # the first page arrives, then the connection goes
-    with pytest.raises(ExchangeUnavailable, match="no connection to Bybit"):
+    server.fail_after_klines = 0  # the markets load, then no candle arrives: nothing was fetched
+    with pytest.raises(ExchangeUnavailable) as err:
         fetch_candles("BTC/USDT", "1h", start, end, "linear", exchange=_exchange(server), retry=NO_WAIT,
                       now=lambda: NOW)
+    assert str(err.value) == bybit.UNREACHABLE
+    server.fail_after_klines = 1  # the first page arrives, then the connection goes
+    with pytest.raises(ExchangeUnavailable) as err:
+        fetch_candles("BTC/USDT", "1h", start, end, "linear", exchange=_exchange(server), retry=NO_WAIT,
+                      now=lambda: NOW)
+    assert str(err.value) == ("connection to Bybit lost after 1,000 candles (kept in bybit_linear-BTCUSDT-1h): "
+                              "fetch again to resume")
     kept = load_candles("bybit_linear-BTCUSDT-1h")
     assert len(kept) == 1000  # the page fetched before the failure was saved
     server.fail_after_klines = None
@@ -213,6 +223,72 @@ def test_still_open_candle_is_not_stored(server, real_btc):
     assert res.dataset == "bybit_spot-BTCUSDT-1h"
     assert len(df) == 10 and df.index[-1] == start + pd.Timedelta(hours=9)
     assert dataset_info(res.dataset).ranges[-1][1] == start + pd.Timedelta(hours=10)
+
+
+def test_invalid_candle_stops_the_fetch_and_keeps_the_good_ones_before_it(server, real_btc):
+    start, end = real_btc.index[0], real_btc.index[0] + pd.Timedelta(hours=2500)
+    bad = real_btc.copy()
+    bad.iloc[1500, bad.columns.get_loc("low")] = bad.iloc[1500]["high"] + 10  # page 2 of 3: low above high
+    server.candles = bad
+    with pytest.raises(DataError) as err:
+        fetch_candles("BTC/USDT", "1h", start, end, "linear", exchange=_exchange(server), retry=NO_WAIT,
+                      now=lambda: NOW)
+    when = real_btc.index[1500]
+    assert str(err.value) == (f"Bybit returned an invalid candle for BTC/USDT at {when:%Y-%m-%d %H:%M} UTC "
+                              "(high below low): the fetch stopped there, with 1,500 candles before it kept in "
+                              "bybit_linear-BTCUSDT-1h")
+    pd.testing.assert_frame_equal(load_candles("bybit_linear-BTCUSDT-1h"), real_btc.iloc[:1500], check_freq=False,
+                                  check_names=False)
+    assert dataset_info("bybit_linear-BTCUSDT-1h").ranges == [(start, when)]  # the rest is asked again later
+    server.candles = real_btc  # Bybit corrected it: the next fetch resumes at the bad candle
+    server.requests.clear()
+    res = fetch_candles("BTC/USDT", "1h", start, end, "linear", exchange=_exchange(server), retry=NO_WAIT,
+                        now=lambda: NOW)
+    assert server.klines_asked()[0][0] == int(when.value // 1_000_000) and res.rows_added == 1000
+    pd.testing.assert_frame_equal(load_candles(res.dataset), real_btc.iloc[:2500], check_freq=False,
+                                  check_names=False)
+
+
+def test_closed_candles_are_judged_by_bybits_clock(server, real_btc):
+    t0 = real_btc.index[0]
+    bybit_now = t0 + pd.Timedelta(hours=100, minutes=30)  # on Bybit the 100:00 candle is still forming
+    server.time_ms = int(bybit_now.value // 1_000_000)
+    local_now = bybit_now + pd.Timedelta(minutes=31)      # this machine's clock runs ahead
+    res = fetch_candles("BTC/USDT", "1h", t0, None, "linear", exchange=_exchange(server), retry=NO_WAIT,
+                        now=lambda: local_now)
+    assert load_candles(res.dataset).index[-1] == t0 + pd.Timedelta(hours=99)
+    assert dataset_info(res.dataset).ranges == [(t0, t0 + pd.Timedelta(hours=100))]
+    # An hour later, without Bybit's time, the local clock decides: the 100:00 candle was left to fetch.
+    server.time_ms = None
+    server.requests.clear()
+    res = fetch_candles("BTC/USDT", "1h", t0, None, "linear", exchange=_exchange(server), retry=NO_WAIT,
+                        now=lambda: bybit_now + pd.Timedelta(hours=1))
+    assert server.klines_asked()[0][0] == int((t0 + pd.Timedelta(hours=100)).value // 1_000_000)
+    pd.testing.assert_frame_equal(load_candles(res.dataset), real_btc.iloc[:101], check_freq=False,
+                                  check_names=False)
+
+
+class _CancelDuringWait(CancelToken):
+    """A token whose user presses Cancel as soon as anything waits on it (no real waiting)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        self.cancel()
+        return True
+
+
+def test_cancel_ends_a_retry_backoff_wait(server, real_btc):
+    server.fail_after_klines = 0  # every kline request fails: the fetch waits before each retry
+    token = _CancelDuringWait()
+    start = real_btc.index[0]
+    with pytest.raises(Cancelled):
+        fetch_candles("BTC/USDT", "1h", start, start + pd.Timedelta(hours=50), "linear", exchange=_exchange(server),
+                      cancel=token, retry=RetryConfig(retries=1), now=lambda: NOW)
+    assert token.waits == [1.0] and len(server.klines_asked()) == 1  # no retry after Cancel
 
 
 def test_cancel_keeps_saved_pages(server, real_btc):
@@ -290,3 +366,24 @@ def test_cancelling_an_order_book_recording_is_prompt_and_keeps_what_was_recorde
     assert time.monotonic() - t0 < 10  # did not sleep out the 30 s interval
     assert info.snapshots == 1 and seen == [1]
     assert load_order_book(info.id)["level"].max() == 5
+
+
+def test_order_book_with_a_repeated_stamp_is_not_recorded_twice(server):
+    server.book_ts = 1706803948569  # Bybit serves the same book (same stamp) three times
+    clock = iter(range(100))
+    info = record_order_book("BTC/USDT", "linear", levels=5, interval_s=1, duration_s=2, exchange=_exchange(server),
+                             retry=NO_WAIT, sleep=lambda s: None, clock=lambda: float(next(clock)))
+    book = load_order_book(info.id)
+    assert len([p for p, _ in server.requests if p.endswith("/orderbook")]) == 3
+    assert info.snapshots == 1 and len(book) == 10  # one snapshot of 5 bids and 5 asks, not levels tripled
+    assert not book.duplicated(["timestamp", "side", "level"]).any()
+
+
+def test_order_book_connection_lost_says_what_was_kept(server):
+    server.faults = ["ok", "drop", "drop", "drop", "drop"]  # one snapshot arrives, then the connection goes
+    clock = iter(range(100))
+    with pytest.raises(ExchangeUnavailable) as err:
+        record_order_book("BTC/USDT", "linear", levels=5, interval_s=1, duration_s=2, exchange=_exchange(server),
+                          retry=NO_WAIT, sleep=lambda s: None, clock=lambda: float(next(clock)), book_id="ob-test")
+    assert str(err.value) == "connection to Bybit lost after 1 order-book snapshot (kept in ob-test)"
+    assert [b.id for b in list_order_books()] == ["ob-test"] and load_order_book("ob-test")["level"].max() == 5

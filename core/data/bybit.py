@@ -4,10 +4,11 @@
 range. Bybit answers at most 1000 candles a request, so the range is cut into windows of 1000 candles,
 each asked for with both `since` and `until` (so the answer is the same whichever end Bybit fills from).
 ccxt's rate limiter is on; network errors, rate limits and exchange-unavailable answers are retried with
-exponential backoff. The fetch is incremental: the dataset's metadata remembers the ranges already
-covered, and a second fetch asks only for the rest. The still-open last candle is never stored. After
-every page the dataset is saved (atomically), so an interrupted fetch loses nothing and the next fetch
-resumes where it stopped.
+exponential backoff (Cancel ends a backoff wait at once). The fetch is incremental: the dataset's metadata
+remembers the ranges already covered, and a second fetch asks only for the rest. The still-open last candle
+is never stored (closed by Bybit's clock, not only this machine's). Each page is checked as it arrives and
+the dataset is saved (atomically) as the fetch goes, so an interrupted fetch, or one stopped by an invalid
+candle, keeps what came before and the next fetch resumes where it stopped.
 
 `record_order_book` takes `fetch_order_book` snapshots (top N levels, every S seconds, for a duration)
 into the workspace (core.data.orderbook), saving as it goes.
@@ -18,9 +19,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
+import numpy as np
 import pandas as pd
 
-from core.data.candles import COLUMNS, MIN_CANDLES, TIMEFRAMES, empty_candles, timeframe_seconds, too_few_candles
+from core.data.candles import (COLUMNS, MIN_CANDLES, TIMEFRAMES, candle_problems, empty_candles, timeframe_seconds,
+                               too_few_candles)
 from core.errors import DataError, ExchangeUnavailable
 from core.progress import CancelToken, ProgressCallback, check, report
 
@@ -40,7 +43,7 @@ class RetryConfig:
     first_call_retries: int = 2
     backoff_s: float = 1.0
     max_backoff_s: float = 30.0
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], None] | None = None  # None: the cancel token's wait (or time.sleep without one)
 
 
 @dataclass
@@ -110,7 +113,13 @@ def _retrying(call: Callable[[], Any], retry: RetryConfig, cancel: CancelToken |
                         "Bybit keeps refusing requests (rate limit); wait a minute and fetch again - "
                         "what was fetched so far is kept") from exc
                 raise ExchangeUnavailable(UNREACHABLE) from exc
-            retry.sleep(min(delay, retry.max_backoff_s))
+            wait = min(delay, retry.max_backoff_s)
+            if retry.sleep is not None:
+                retry.sleep(wait)
+            elif cancel is not None:
+                cancel.wait(wait)  # wakes at once on Cancel; the check at the top of the loop then stops
+            else:
+                time.sleep(wait)
             delay *= 2
             attempt += 1
         except ccxt.ExchangeError as exc:
@@ -141,6 +150,33 @@ def _to_ts(value: Any) -> pd.Timestamp:
     return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def _exchange_time(exchange: Any, counter: list[int]) -> pd.Timestamp | None:
+    """Bybit's clock (/v5/market/time), or None when it does not answer: asked once, never retried."""
+    import ccxt
+
+    counter[0] += 1
+    try:
+        return pd.Timestamp(int(exchange.fetch_time()), unit="ms", tz="UTC")
+    except (ccxt.BaseError, TypeError, ValueError):
+        return None
+
+
+def _invalid_candle(page: pd.DataFrame) -> tuple[pd.Timestamp, str] | None:
+    """The first candle of `page` that the store would refuse (core.data.candles' rules), and why."""
+    if not len(page):
+        return None
+    problems = candle_problems(page.loc[:, list(COLUMNS)].to_numpy(dtype=np.float64))
+    bad = np.logical_or.reduce([mask for mask, _, _ in problems])
+    if not bad.any():
+        return None
+    i = int(np.argmax(bad))
+    return page.index[i], next(why for mask, why, _ in problems if mask[i])
+
+
 def _ohlcv_to_frame(rows: list[list[Any]]) -> pd.DataFrame:
     if not rows:
         return empty_candles()
@@ -162,7 +198,10 @@ def fetch_candles(
     retry: RetryConfig | None = None,
     now: Callable[[], pd.Timestamp] | None = None,
 ) -> FetchResult:
-    """Fetch Bybit candles for [start, end) into the store, asking only for ranges not yet held."""
+    """Fetch Bybit candles for [start, end) into the store, asking only for ranges not yet held.
+
+    `now` is this machine's clock (injectable for tests); Bybit's own clock, when it answers, caps it.
+    """
     from core.data.store import (dataset_id, dataset_info, exists, load_candles, merge_ranges,
                                  missing_ranges, save_candles)
 
@@ -179,7 +218,12 @@ def fetch_candles(
     plain = unified.split(":")[0]
     ds_id = dataset_id(source, plain, timeframe)
 
-    now_ts = (now or (lambda: pd.Timestamp.now(tz="UTC")))()
+    local_now = (now or (lambda: pd.Timestamp.now(tz="UTC")))()
+    bybit_now = _exchange_time(exchange, counter)
+    # Closed means closed on Bybit. A local clock running ahead would store the candle still forming there
+    # as closed and mark its range covered for good; the earlier clock is used, so one running behind only
+    # leaves the newest candles to the next fetch. Without Bybit's time the local clock decides.
+    now_ts = local_now if bybit_now is None else min(local_now, bybit_now)
     # Only closed candles: the last one we may store opened at least one timeframe before now.
     last_closed_end = now_ts.floor(step) if step_s <= 86400 else now_ts
     start_ts = _to_ts(start).ceil(step)
@@ -201,10 +245,11 @@ def fetch_candles(
     pending: list[pd.DataFrame] = []           # pages fetched since the last save
     pending_ranges: list[tuple[pd.Timestamp, pd.Timestamp]] = []
     base_meta = {"exchange": "bybit", "market_type": market_type, "ccxt_symbol": unified}
+    saved = 0  # candles this fetch has stored
 
     def save_pending() -> None:
         """Merge the pages fetched since the last save into the stored dataset (one atomic write)."""
-        nonlocal merged, held_ranges
+        nonlocal merged, held_ranges, saved
         if not pending:
             return
         candidate = pd.concat([merged, *pending]) if len(merged) else pd.concat(pending)
@@ -215,6 +260,7 @@ def fetch_candles(
         merged.attrs.update(source=source, symbol=plain, timeframe=timeframe)
         held_ranges = merge_ranges([*held_ranges, *pending_ranges])
         save_candles(merged, source, plain, timeframe, meta={**base_meta, "ranges": held_ranges})
+        saved += sum(len(f) for f in pending)
         pending.clear()
         pending_ranges.clear()
 
@@ -234,7 +280,17 @@ def fetch_candles(
                     retry, cancel, counter,
                 )
                 page = _ohlcv_to_frame(rows)
-                pending.append(page[(page.index >= win) & (page.index < win_end) & (page.index + step <= now_ts)])
+                page = page[(page.index >= win) & (page.index < win_end) & (page.index + step <= now_ts)]
+                bad = _invalid_candle(page)
+                if bad is not None:  # keep the good candles before it; from it on stays missing, to ask again
+                    when, why = bad
+                    pending.append(page[page.index < when])
+                    pending_ranges.append((win, when))
+                    save_pending()
+                    kept = f"with {_count(saved, 'candle')} before it kept in {ds_id}" if saved else "and none stored"
+                    raise DataError(f"Bybit returned an invalid candle for {plain} at {when:%Y-%m-%d %H:%M} UTC "
+                                    f"({why}): the fetch stopped there, {kept}")
+                pending.append(page)
                 pending_ranges.append((win, win_end))
                 fetched.append((win, win_end))
                 pages += 1
@@ -249,6 +305,12 @@ def fetch_candles(
                        f"{plain} {timeframe}: {n_rows:,} candles up to {win_end:%Y-%m-%d %H:%M}",
                        {"rows": n_rows, "requests": counter[0]})
                 win = win_end
+    except ExchangeUnavailable as exc:
+        save_pending()
+        if str(exc) != UNREACHABLE or not saved:
+            raise
+        raise ExchangeUnavailable(f"connection to Bybit lost after {_count(saved, 'candle')} (kept in {ds_id}): "
+                                  "fetch again to resume") from exc
     finally:
         save_pending()
 
@@ -280,8 +342,8 @@ def record_order_book(
 ) -> "Any":
     """Record `fetch_order_book` snapshots of the top `levels` every `interval_s` for `duration_s`.
 
-    Saved into the workspace after every snapshot; returns the BookInfo. Cancel stops it cleanly with
-    what was recorded so far kept.
+    Saved into the workspace after every new snapshot (a repeated exchange stamp is skipped); returns the
+    BookInfo. Cancel stops it cleanly with what was recorded so far kept.
     """
     from core.data.orderbook import save_order_book, snapshot_rows
     from core.data.store import symbol_slug
@@ -302,19 +364,31 @@ def record_order_book(
     book_id = book_id or f"{source}-{symbol_slug(plain)}-{pd.Timestamp.now(tz='UTC'):%Y%m%dT%H%M%S}"
     frames: list[pd.DataFrame] = []
     info = None
+    last_stamp = None
     t0 = clock()
     for i in range(n_total):
         try:
             check(cancel)
         except Cancelled:
             break
-        ob = _retrying(lambda: exchange.fetch_order_book(unified, levels), retry, cancel, counter)
+        try:
+            ob = _retrying(lambda: exchange.fetch_order_book(unified, levels), retry, cancel, counter)
+        except ExchangeUnavailable as exc:
+            if str(exc) != UNREACHABLE or info is None:
+                raise
+            raise ExchangeUnavailable(f"connection to Bybit lost after {_count(info.snapshots, 'order-book snapshot')} "
+                                      f"(kept in {book_id})") from exc
         stamp = ob.get("timestamp") or int(time.time() * 1000)
-        frames.append(snapshot_rows(ob, levels, stamp))
-        info = save_order_book(pd.concat(frames, ignore_index=True), book_id, source, plain,
-                               meta={"market_type": market_type, "interval_s": interval_s,
-                                     "requested_levels": levels, "ccxt_symbol": unified})
-        report(progress, "orderbook", i + 1, n_total, f"{plain}: {i + 1} snapshots")
+        # A stamp not after the previous one is the same (or an older) book served again: stored under its
+        # stamp it would merge into the previous snapshot (levels doubled), and under the local time it would
+        # claim a new observation Bybit never made. It is skipped.
+        if last_stamp is None or stamp > last_stamp:
+            last_stamp = stamp
+            frames.append(snapshot_rows(ob, levels, stamp))
+            info = save_order_book(pd.concat(frames, ignore_index=True), book_id, source, plain,
+                                   meta={"market_type": market_type, "interval_s": interval_s,
+                                         "requested_levels": levels, "ccxt_symbol": unified})
+        report(progress, "orderbook", i + 1, n_total, f"{plain}: {len(frames)} snapshots")
         if i + 1 < n_total:
             wait = t0 + (i + 1) * interval_s - clock()
             if wait > 0:

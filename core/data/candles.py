@@ -80,6 +80,22 @@ def empty_candles(source: str = "", symbol: str = "", timeframe: str = "") -> pd
     return df
 
 
+def candle_problems(values: np.ndarray) -> list[tuple[np.ndarray, str, str]]:
+    """The rules a candle must pass, in the order they are checked, on `values` (N, 5) of open, high, low,
+    close, volume: (mask of the candles breaking it, what is wrong with one, what is wrong with several)."""
+    o, h, l, c, v = values.T
+    # A tiny tolerance: exchanges round prices, so open/close can exceed high by a rounding step.
+    tol = 1e-9 * np.maximum(np.abs(h), 1.0)
+    with np.errstate(invalid="ignore"):
+        return [(~np.isfinite(values).all(axis=1), "a missing or infinite value",
+                 "have missing (NaN) or infinite values"),
+                ((values[:, :4] <= 0).any(axis=1), "a price of zero or below", "have a price of zero or below"),
+                (v < 0, "negative volume", "have negative volume"),
+                (h < l, "high below low", "have a high below their low"),
+                ((np.maximum(o, c) > h + tol) | (np.minimum(o, c) < l - tol), "open or close outside high-low",
+                 "have an open or close outside their high-low range")]
+
+
 def validate_candles(df: pd.DataFrame, *, allow_empty: bool = True) -> pd.DataFrame:
     """Check `df` is a proper candle table and return it (float64 columns, UTC index named timestamp).
 
@@ -110,23 +126,9 @@ def validate_candles(df: pd.DataFrame, *, allow_empty: bool = True) -> pd.DataFr
         raise DataError(f"the candles have {n} duplicate timestamps")
     if not out.index.is_monotonic_increasing:
         raise DataError("the candles are not sorted by time")
-    values = out.to_numpy()
-    if not np.isfinite(values).all():
-        bad = int((~np.isfinite(values)).any(axis=1).sum())
-        raise DataError(f"{bad} candles have missing (NaN) or infinite values")
-    o, h, l, c, v = values.T
-    if (values[:, :4] <= 0).any():
-        bad = int((values[:, :4] <= 0).any(axis=1).sum())
-        raise DataError(f"{bad} candles have a price of zero or below")
-    if (v < 0).any():
-        raise DataError(f"{int((v < 0).sum())} candles have negative volume")
-    if (h < l).any():
-        raise DataError(f"{int((h < l).sum())} candles have a high below their low")
-    # A tiny tolerance: exchanges round prices, so open/close can exceed high by a rounding step.
-    tol = 1e-9 * np.maximum(np.abs(h), 1.0)
-    if ((np.maximum(o, c) > h + tol) | (np.minimum(o, c) < l - tol)).any():
-        bad = int(((np.maximum(o, c) > h + tol) | (np.minimum(o, c) < l - tol)).sum())
-        raise DataError(f"{bad} candles have an open or close outside their high-low range")
+    for bad, _one, many in candle_problems(out.to_numpy()):
+        if bad.any():
+            raise DataError(f"{int(bad.sum())} candles {many}")
     return out
 
 
