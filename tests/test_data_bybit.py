@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -30,7 +31,8 @@ def _fixture(name: str) -> dict:
 class FakeBybit:
     """Serves /v5/market/{instruments-info,kline,orderbook,time}; `faults` is a list of actions consumed by the
     next kline/orderbook requests: "ratelimit" (retCode 10006) or "drop" (connection closed, no answer).
-    `time_ms` is Bybit's clock (None: /v5/market/time is not found); `book_ts`, when set, stamps every book."""
+    `time_ms` is Bybit's clock ("wall": this machine's clock, as a real Bybit in sync would answer; None:
+    /v5/market/time is not found); `book_ts`, when set, stamps every book."""
 
     def __init__(self, candles: pd.DataFrame):
         self.candles = candles
@@ -39,7 +41,7 @@ class FakeBybit:
         self.faults: list[str] = []
         self.fail_after_klines: int | None = None  # drop every kline request after this many answers
         self.kline_answers = 0
-        self.time_ms: int | None = 1735689600000
+        self.time_ms: int | str | None = "wall"
         self.book_ts: int | None = None
         fake = self
 
@@ -76,7 +78,8 @@ class FakeBybit:
                     book["result"]["ts"] = fake.book_ts or 1706803948569 + 1000 * len(fake.requests)
                     return self._send(book)
                 if url.path == "/v5/market/time" and fake.time_ms is not None:
-                    return self._send({"retCode": 0, "retMsg": "OK", "result": {}, "time": fake.time_ms})
+                    t = int(time.time() * 1000) if fake.time_ms == "wall" else fake.time_ms
+                    return self._send({"retCode": 0, "retMsg": "OK", "result": {}, "time": t})
                 self.send_response(404)
                 self.end_headers()
 

@@ -281,6 +281,12 @@ def test_bybit_feed_gives_the_latest_closed_candles(bybit_server):
     assert later.index[-1] == candles.index[-1] and len(later) == 1200
     pd.testing.assert_frame_equal(later, candles.iloc[-1200:], check_freq=False, check_names=False,
                                   check_exact=False, rtol=1e-12)
+    # a local clock an hour ahead of Bybit's: the bar still forming on Bybit is not passed off as closed
+    fresh = BybitFeed("BTCUSDT", "1h", "linear", exchange=make_exchange("linear", timeout=3000),
+                      now=lambda: now + pd.Timedelta(hours=1), retry=feed.retry)
+    _point(fresh, fake.url)
+    fake.time_ms = int((now.value // 1_000_000))
+    assert fresh.latest(10).index[-1] == candles.index[-2]
 
 
 def test_fetch_failure_is_reported_and_the_loop_carries_on(bybit_server, run_id):

@@ -122,7 +122,7 @@ class BybitFeed:
         """The last `n` closed candles. Each window is asked with explicit since/until (so the answer does
         not depend on which end Bybit fills a page from, 1000 candles a request); candles already held from
         the previous tick are reused, so a steady loop asks only for the bars that closed since."""
-        from core.data.bybit import PAGE_LIMIT, _ohlcv_to_frame, _retrying
+        from core.data.bybit import PAGE_LIMIT, _exchange_time, _ohlcv_to_frame, _retrying
         from core.data.candles import validate_candles
 
         n = int(n)
@@ -132,6 +132,9 @@ class BybitFeed:
         step = pd.Timedelta(seconds=timeframe_seconds(self.timeframe))
         now = pd.Timestamp(self.now())
         now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+        bybit_now = _exchange_time(self.exchange, [0])
+        if bybit_now is not None:  # closed on Bybit: a local clock running ahead would pass a forming candle
+            now = min(now, bybit_now)
         end = now.floor(step)           # open time of the still-open candle: excluded
         start = end - n * step
         held = self._held
