@@ -39,6 +39,18 @@ def unique_name(folder: Path, base: str) -> str:
     return safe_name(name)
 
 
+def reserve_folder(folder: Path, base: str) -> str:
+    """Like `unique_name`, and creates the folder: two callers finishing at once (two tabs, the page and the
+    CLI) cannot both take one name, as checking first and creating later would let them."""
+    while True:
+        name = unique_name(folder, base)
+        try:
+            (Path(folder) / name).mkdir(parents=False)
+            return name
+        except FileExistsError:
+            continue
+
+
 def ws_path(*parts: str, root: Path | None = None) -> Path:
     """A path inside the workspace; raises ValueError if the parts would escape it."""
     base = (root or workspace_root()).resolve()

@@ -117,8 +117,9 @@ def test_new_run_ids_are_unique_and_safe(workspace):
     now = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
     a = runs.new_run_id("resnet/../x", {"k": 1}, now)
     assert a.startswith("20240501-120000-resnet----x-") and "/" not in a
-    (workspace / "runs" / a).mkdir()
+    assert (workspace / "runs" / a).is_dir()  # reserved at once: a run finishing in the same second gets -2
     assert runs.new_run_id("resnet/../x", {"k": 1}, now) == a + "-2"
+    assert runs.run_documents() == []  # reserved folders without a config are not runs (yet)
 
 
 def test_a_v0_config_is_upgraded(workspace):

@@ -24,7 +24,7 @@ from core.errors import UserError
 from core.progress import CancelToken, Progress, ProgressCallback
 from core.train.config import DataConfig, TrainConfig
 from core.train.metrics import HEADLINE, classification_metrics
-from core.workspace import atomic_write, atomic_write_json, jsonable, read_json, safe_name, unique_name, ws_path
+from core.workspace import atomic_write, atomic_write_json, jsonable, read_json, reserve_folder, safe_name, ws_path
 
 
 WF_DIR = "walkforward"
@@ -202,14 +202,8 @@ def save_walk_forward(res: WalkForwardResult) -> str:
     cfg = res.config
     model = "".join(c if c.isalnum() or c in "-_" else "-" for c in cfg["model_name"])[:40] or "model"
     stamp = str(cfg.get("created_at", ""))[:19].replace("-", "").replace(":", "").replace("T", "-")
-    while True:  # two evaluations finishing in the same second (two tabs, the page and the CLI) both get one
-        res.wf_id = unique_name(wf_root(), f"{stamp or 'wf'}-{model}-k{len(res.folds)}")
-        folder = wf_path(res.wf_id)
-        try:
-            folder.mkdir()
-            break
-        except FileExistsError:
-            continue
+    res.wf_id = reserve_folder(wf_root(), f"{stamp or 'wf'}-{model}-k{len(res.folds)}")
+    folder = wf_path(res.wf_id)
     atomic_write(folder / "predictions.parquet", lambda t: res.predictions.to_parquet(t, index=False))
     atomic_write_json(folder / "summary.json", jsonable({**res.summary(), "config": cfg}))
     return res.wf_id

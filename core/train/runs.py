@@ -31,7 +31,7 @@ import pandas as pd
 
 from core.errors import UserError
 from core.workspace import (
-    atomic_write, atomic_write_json, atomic_write_text, jsonable, read_json, safe_name, unique_name, ws_path)
+    atomic_write, atomic_write_json, atomic_write_text, jsonable, read_json, reserve_folder, safe_name, ws_path)
 
 SCHEMA_VERSION = 1
 RUNS_DIR = "runs"
@@ -64,11 +64,12 @@ def run_path(run_id: str) -> Path:
 
 
 def new_run_id(model_name: str, payload: dict[str, Any], now: Optional[datetime] = None) -> str:
-    """`YYYYMMDD-HHMMSS-<model>-<6 hex of the config hash>`, made unique if that folder exists."""
+    """`YYYYMMDD-HHMMSS-<model>-<6 hex of the config hash>`, made unique if that folder exists, and its folder
+    created (reserved): two identical runs finishing in the same second get two folders, not one."""
     now = now or datetime.now(timezone.utc)
     digest = hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:6]
     model = "".join(c if c.isalnum() or c in "-_" else "-" for c in model_name)[:40] or "model"
-    return unique_name(runs_root(), f"{now:%Y%m%d-%H%M%S}-{model}-{digest}")
+    return reserve_folder(runs_root(), f"{now:%Y%m%d-%H%M%S}-{model}-{digest}")
 
 
 # ----------------------------------------------------------------------------------------------- schema
