@@ -126,6 +126,11 @@ def test_classification_metrics_match_sklearn():
     assert m["per_class"]["up"]["recall"] == pytest.approx(skm.recall_score(y, pred, average=None)[2])
     for name, f in FAST_METRICS.items():
         assert f(y, pred, 3) == pytest.approx(m[name])
+    # a model (or a baseline padding a class absent from train) that never gives "flat" any probability: that
+    # column is all ties, AUC 0.5 (clipping and renormalising first ordered it by float rounding: 0.49)
+    q = np.column_stack([p[:, 0], np.zeros(300), p[:, 1] + p[:, 2]])
+    assert classification_metrics(y, q, ["down", "flat", "up"])["roc_auc"] == pytest.approx(
+        np.mean([skm.roc_auc_score(y == c, q[:, c]) for c in range(3)]))
 
 
 def test_macro_f1_leaves_out_a_class_that_never_occurs_like_sklearn():

@@ -56,7 +56,7 @@ def classification_metrics(y_true: Sequence[int], proba: np.ndarray, class_names
         "accuracy": float(np.mean(pred == y)),
         "balanced_accuracy": bal,
         "macro_f1": float(np.mean(f1[np.union1d(present, np.unique(pred))])),
-        "roc_auc": roc_auc_ovr(y, pn, k),
+        "roc_auc": roc_auc_ovr(y, p, k),  # ranks: on the raw probabilities (clipping breaks exact ties)
         "log_loss": float(skm.log_loss(y, pn, labels=labels)),
         "per_class": {
             str(name): {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]),
