@@ -33,6 +33,8 @@ def test_focal_with_gamma_zero_is_weighted_cross_entropy():
     assert torch.allclose(FocalLoss(0.0, w)(logits, y), F.cross_entropy(logits, y, weight=w), atol=1e-6)
     assert torch.allclose(FocalLoss(0.0, label_smoothing=0.1)(logits, y),
                           F.cross_entropy(logits, y, label_smoothing=0.1), atol=1e-6)
+    assert torch.allclose(FocalLoss(0.0, w, label_smoothing=0.1)(logits, y),  # both: each smoothed class weighted
+                          F.cross_entropy(logits, y, weight=w, label_smoothing=0.1), atol=1e-6)
     # focusing down-weights easy examples: the loss can only shrink
     assert FocalLoss(2.0)(logits, y) < F.cross_entropy(logits, y)
 

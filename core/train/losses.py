@@ -37,12 +37,14 @@ class FocalLoss(nn.Module):
         logits = logits.float()  # focusing term in float32 even under autocast
         logp = F.log_softmax(logits, dim=1)
         logp_t = logp.gather(1, target[:, None]).squeeze(1)
-        ce = F.cross_entropy(logits, target, reduction="none", label_smoothing=self.label_smoothing)
+        # per-sample CE as torch weights it (with label smoothing, each smoothed class by its own weight), so
+        # that gamma = 0 is exactly nn.CrossEntropyLoss(weight, label_smoothing)
+        ce = F.cross_entropy(logits, target, weight=self.weight, reduction="none",
+                             label_smoothing=self.label_smoothing)
         pt = logp_t.exp()
         loss = (1.0 - pt).clamp_min(0.0) ** self.gamma * ce
         if self.weight is not None:
-            w = self.weight[target]
-            return (w * loss).sum() / w.sum()
+            return loss.sum() / self.weight[target].sum()
         return loss.mean()
 
 
