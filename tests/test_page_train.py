@@ -62,6 +62,9 @@ def test_train_from_the_page_and_view_results(workspace):
     assert "confusion matrix" in specs and "best baseline" in specs
     verdicts = [e.value for e in list(at.success) + list(at.warning)]
     assert any("best baseline" in v for v in verdicts)
+    # beside the verdict: how the interval was drawn, and that its 95 % is nominal (measured in the bench)
+    assert any("Paired block bootstrap over" in c.value and "is nominal" in c.value and
+               "walk-forward evaluation is the firmer test" in c.value for c in at.caption)
     assert at.selectbox(key="train_run_pick").value == runs[0].name
     at.text_input(key=f"train_rename_{runs[0].name}").input("renamed").run()
     at.button(key="train_rename_btn").click().run()

@@ -12,10 +12,11 @@ from core.viz import train as vt
 from ui.common import pick_saved, show_error
 
 
-def headline(m: dict, baselines: dict, vs: dict, key: str) -> None:
+def headline(m: dict, baselines: dict, vs: dict, key: str, walk_forward: bool = False) -> None:
     """The verdict against the best baseline, the headline metrics and the comparison table."""
     if vs:
         (st.success if verdict_is_good(vs) else st.warning)(verdict_text(vs))
+        st.caption(vt.interval_note(vs, walk_forward))
     for col, (label, value) in zip(st.columns(5), vt.headline_values(m)):
         col.metric(label, value)
     st.dataframe(vt.comparison_table(m, baselines), hide_index=True, key=key)
@@ -91,7 +92,7 @@ def walk_forward_results() -> None:
     st.caption(vt.walk_forward_caption(res.config, res.predictions, len(res.folds)))
     for warning in vt.fold_warnings(res.folds):
         st.warning(warning)
-    headline(res.metrics, res.baselines, vs, "train_wf_cmp")
+    headline(res.metrics, res.baselines, vs, "train_wf_cmp", walk_forward=True)
     l, r = st.columns(2)
     l.plotly_chart(vt.folds_figure(res.folds, mode=res.config.get("mode", "expanding")), width="stretch",
                    key="train_wf_folds")
