@@ -14,7 +14,7 @@ page_setup("Inspect")
 # the run, the window and the view settings survive a visit to another page (not the date box: it only
 # jumps, the window number it set is kept)
 _keep = keep_settings("insp_kept_settings", ("insp_run", "insp_pos", "insp_layer", "insp_topk", "insp_methods",
-                                             "insp_target", "insp_ig_steps", "insp_erf_n"))
+                                             "insp_methods_causal", "insp_target", "insp_ig_steps", "insp_erf_n"))
 st.title("Inspect a trained model")
 
 from core.data.store import dataset_version  # noqa: E402
@@ -190,9 +190,9 @@ with tabs[2]:
     a, b, c = st.columns(3)
     last_step = callable(getattr(model, "features_sequence", None))  # Grad-CAM refuses these (see grad_cam)
     offered = [m for m in attr.METHODS if not (last_step and m == "grad_cam")]
-    if any(m not in offered for m in ss.get("insp_methods", ())):
-        ss["insp_methods"] = [m for m in ss["insp_methods"] if m in offered]
-    methods = a.multiselect("Methods", offered, offered, key="insp_methods",
+    # (its own choice for the causal models: going back to a pooled model brings Grad-CAM back with it)
+    methods = a.multiselect("Methods", offered, offered,
+                            key="insp_methods_causal" if last_step else "insp_methods",
                             format_func=lambda s: s.replace("_", " "),
                             help=None if not last_step else "No Grad-CAM: this causal model's head reads only the "
                             "last step of its feature map, so a map over time would credit bars it never sees.")

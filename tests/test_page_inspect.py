@@ -137,6 +137,16 @@ def test_a_model_without_convolutions_gets_a_sentence_for_grad_cam(shared_data):
     assert any("grad cam" in w.value and "convolution" in w.value for w in at.warning)
     attr = _spec_with(at, "what pushed the model")
     assert [t["type"] for t in attr["data"]].count("bar") == 2  # saliency and integrated gradients still shown
+    # a causal model reads the last step only: no Grad-CAM offered (nor a warning); a pooled one has it back
+    tcn = _train(ds, "tcn", channels=8, levels=2)
+    at.run()  # the new run is listed
+    at.selectbox(key="insp_run").set_value(tcn).run()
+    assert at.multiselect(key="insp_methods_causal").options == ["saliency", "integrated gradients"]
+    assert not any("grad cam" in w.value for w in at.warning)
+    cnn = _train(ds, "cnn1d", channels=8, layers=2)
+    at.run()
+    at.selectbox(key="insp_run").set_value(cnn).run()
+    assert "grad_cam" in at.multiselect(key="insp_methods").value
 
 
 @pytest.mark.slow
