@@ -133,6 +133,10 @@ def _attributions(run_id: str, end: int, methods: tuple, target, steps: int, kin
                 raw, gap = ig.attributions, (ig.delta, ig.f_x - ig.f_baseline)
             else:
                 raw = attr.attribute(_model, _x, method, target)
+                if method == "grad_cam" and not np.any(raw):
+                    notes.append("grad cam is zero over the whole window: no position of its layer pushes the "
+                                 "model towards this class (Grad-CAM keeps only positive evidence). Saliency and "
+                                 "integrated gradients still show where the input matters.")
             profiles[method] = attr.time_profile(raw, kind, n_bars)
         except Exception as exc:  # noqa: BLE001 - one method failing leaves the others
             notes.append(f"{method.replace('_', ' ')}: {exc}")

@@ -110,6 +110,18 @@ def test_inspect_a_1d_run(shared_data):
     assert kinds[0] == "candlestick" and kinds.count("bar") == 3
     assert all(_len(t["x"]) == 24 for t in attr["data"][1:])
     assert any("completeness gap" in c.value for c in at.caption)
+    assert not any("grad cam is zero" in w.value for w in at.warning)
+    # a window where no position pushes towards the class: an empty Grad-CAM row is said, not left blank
+    from core.inspect import attributions
+
+    real = attributions.attribute
+    attributions.attribute = lambda m, x, method, target, **kw: (
+        np.zeros(np.asarray(x).shape[-1]) if method == "grad_cam" else real(m, x, method, target, **kw))
+    try:
+        at.number_input(key="insp_pos").set_value(5).run()
+    finally:
+        attributions.attribute = real
+    assert any("grad cam is zero over the whole window" in w.value for w in at.warning)
     # receptive field in bars, averaged over real test windows
     assert any("95 % of the gradient mass" in c.value for c in at.caption)
     _spec_with(at, "effective receptive field")
