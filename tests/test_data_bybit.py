@@ -390,3 +390,10 @@ def test_order_book_connection_lost_says_what_was_kept(server):
                           retry=NO_WAIT, sleep=lambda s: None, clock=lambda: float(next(clock)), book_id="ob-test")
     assert str(err.value) == "connection to Bybit lost after 1 order-book snapshot (kept in ob-test)"
     assert [b.id for b in list_order_books()] == ["ob-test"] and load_order_book("ob-test")["level"].max() == 5
+    # Cancel while waiting to retry: stopped cleanly with what was recorded, as between snapshots
+    server.faults = ["ok", "drop", "drop", "drop"]
+    clock = iter(range(100))
+    info = record_order_book("BTC/USDT", "linear", levels=5, interval_s=1, duration_s=2, exchange=_exchange(server),
+                             retry=RetryConfig(retries=3), cancel=_CancelDuringWait(), sleep=lambda s: None,
+                             clock=lambda: float(next(clock)), book_id="ob-test-2")
+    assert info.snapshots == 1 and load_order_book("ob-test-2")["level"].max() == 5

@@ -373,6 +373,10 @@ def record_order_book(
             break
         try:
             ob = _retrying(lambda: exchange.fetch_order_book(unified, levels), retry, cancel, counter)
+        except Cancelled:  # (during a retry's wait) stopped cleanly, like a Cancel between snapshots
+            if info is None:
+                raise
+            break
         except ExchangeUnavailable as exc:
             if str(exc) != UNREACHABLE or info is None:
                 raise
