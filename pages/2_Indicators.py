@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.data.store import dataset_version
 from ui.common import keep_settings, page_setup, load_candles, show_error
 
 from core.features import (LABEL_KINDS, PRESET_DESCRIPTIONS, PRESETS, DatasetConfig, LabelConfig, SplitConfig,
@@ -19,7 +20,8 @@ st.title("Indicators, features and labels")
 
 
 @st.cache_data(show_spinner="Computing features, labels and the split...", max_entries=4)
-def _prepare(dataset_id: str, features: tuple[str, ...], label: dict, split: dict, window: int):
+def _prepare(dataset_id: str, version: int, features: tuple[str, ...], label: dict, split: dict, window: int):
+    """(`version`: the dataset's, so candles rewritten since - a fetch, a re-import - are computed anew.)"""
     candles = load_candles(dataset_id)
     return prepare_dataset(candles, DatasetConfig(preset=list(features), label=LabelConfig(**label),
                                                   split=SplitConfig(**split), window=window))
@@ -69,7 +71,7 @@ elif test <= 0:
     st.warning("Train + validation leave nothing for the test segment: lower one of them.")
 else:
     try:
-        result = _prepare(dataset_id, tuple(features),
+        result = _prepare(dataset_id, dataset_version(dataset_id), tuple(features),
                           {"kind": kind, "horizon": horizon, "threshold": float(threshold), "k": float(k)},
                           {"train": float(train), "val": float(val), "test": float(test)}, window)
     except Exception as exc:

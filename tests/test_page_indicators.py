@@ -78,3 +78,24 @@ def test_settings_survive_a_visit_to_another_page():
     assert at.multiselect(key="ind_features").value == chosen
     assert at.selectbox(key="ind_label_kind").value == "binary" and at.number_input(key="ind_horizon").value == 24
     assert len(at.get("plotly_chart")) >= 3  # the features, labels and split are drawn again
+
+
+def test_a_rewritten_dataset_is_computed_anew(shared_data):
+    """The features, labels and split were cached by dataset id only: after a fetch or re-import rewrote the
+    candles, the page kept showing the old ones' rows and split (with the new caption above them)."""
+    from core.data.store import save_candles
+    from tests.features_helpers import csv_candles
+
+    df = csv_candles(shared_data / "binance_spot_BTCUSDT_1h.csv")
+    df.attrs = {}
+    ds = save_candles(df.iloc[:2000], "file", "STALE/USDT", "1h").id
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["active_dataset"] = ds
+    at.run()
+    rows = {m.label: m.value for m in at.metric}
+    save_candles(df.iloc[:4000], "file", "STALE/USDT", "1h")  # e.g. the Data page fetched more
+    at.run()
+    assert not at.exception, at.exception
+    grown = {m.label: m.value for m in at.metric}
+    assert rows and grown != rows
+    assert int(str(grown["Rows after warm-up"]).replace(",", "")) > 3900
