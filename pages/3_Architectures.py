@@ -14,7 +14,7 @@ dataset_id = page_setup("Architectures")
 _keep = keep_settings("arch_kept_settings", ("arch_model", "arch_window", "arch_preset", "arch_levels",
                                              "arch_compare", "arch_erf_windows"), ("arch_cfg_",))
 
-from core.data.store import dataset_info
+from core.data.store import dataset_info, dataset_version
 from core.features import PRESETS
 from core.inspect.receptive_field import bars_to_time, dataset_effective_rf, window_advice
 from core.inspect.summary import registry_analysis
@@ -32,7 +32,8 @@ def _analyse(name: str, config_json: str, window: int, n_features: int):
 
 
 @st.cache_data(show_spinner="Back-propagating through real windows of the active dataset...", max_entries=8)
-def _effective(dataset_id: str, name: str, config_json: str, preset: str, window: int, n_windows: int):
+def _effective(dataset_id: str, version: int, name: str, config_json: str, preset: str, window: int,
+               n_windows: int):  # (version: the dataset's, so rewritten candles are measured anew)
     return dataset_effective_rf(load_candles(dataset_id), name, json.loads(config_json), preset=preset,
                                 window=window, n_windows=n_windows)
 
@@ -120,7 +121,7 @@ if e1.button("Compute on real windows", key="arch_erf_btn", icon=":material/bolt
     st.session_state["arch_erf_request"] = request
 if report is not None and dataset_ok and st.session_state.get("arch_erf_request") == request:
     try:
-        res = _effective(dataset_id, name, config_json, preset, window, n_windows)
+        res = _effective(dataset_id, dataset_version(dataset_id), name, config_json, preset, window, n_windows)
     except Exception as exc:
         show_error(exc)
         res = None

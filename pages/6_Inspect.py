@@ -52,7 +52,8 @@ def _load(run_id: str, data_version: int):
 
 try:
     ds_of_run = next(r.dataset_id for r in runs if r.run_id == rid)
-    run, prepared, model, note = _load(rid, dataset_version(ds_of_run))
+    data_v = dataset_version(ds_of_run)
+    run, prepared, model, note = _load(rid, data_v)
 except Exception as exc:  # noqa: BLE001 - a deleted dataset, a broken run: a sentence, not a trace
     show_error(exc)
     st.stop()
@@ -118,7 +119,7 @@ st.markdown(f"Window ending **{sample.timestamp:%Y-%m-%d %H:%M} UTC** ({sample.n
 
 
 @st.cache_data(show_spinner="Capturing feature maps...", max_entries=4)
-def _feature_maps(run_id: str, end: int, _model, _x):
+def _feature_maps(run_id: str, end: int, _model, _x):  # (run_id: "<run>@<dataset version>" from here on)
     return capture_feature_maps(_model, _x)
 
 
@@ -167,7 +168,7 @@ with tabs[0]:
 
 # ------------------------------------------------------------------------------------------- feature maps
 with tabs[1]:
-    maps = _feature_maps(rid, end, model, sample.x)
+    maps = _feature_maps(f"{rid}@{data_v}", end, model, sample.x)
     names = [n for n, a in maps.items() if a.ndim >= 1]
     shaped = {n: f"{n}  {tuple(maps[n].shape)}" for n in names}
     spatial = [n for n in names if maps[n].ndim >= 2 and maps[n][0].size > 1]  # not pooled to 1x1
@@ -203,7 +204,7 @@ with tabs[2]:
     target = b.selectbox("Explain the class", ["predicted", *class_names], key="insp_target")
     steps = int(c.select_slider("Integrated-gradients steps", [16, 32, 64, 128], 32, key="insp_ig_steps"))
     tgt = None if target == "predicted" else class_names.index(target)
-    profiles, notes, ig_gap = _attributions(rid, end, tuple(methods), tgt, steps, kind, sample.n_bars, model, sample.x)
+    profiles, notes, ig_gap = _attributions(f"{rid}@{data_v}", end, tuple(methods), tgt, steps, kind, sample.n_bars, model, sample.x)
     if profiles:
         st.plotly_chart(vi.attribution_figure(sample.candles, profiles,
                                               title=f"what pushed the model towards "
@@ -221,7 +222,7 @@ with tabs[3]:
     n_win = int(st.select_slider("Test windows to average over", [8, 16, 32, 64, 128], 32, key="insp_erf_n"))
 
     try:
-        erf = _erf(rid, n_win, sample.n_bars, model, prepared, cfg, ends)
+        erf = _erf(f"{rid}@{data_v}", n_win, sample.n_bars, model, prepared, cfg, ends)
         rows = sample.channel_names if kind != "chart_image" else None
         st.plotly_chart(vi.receptive_field_figure(erf.profile, erf.span95, erf.channel_time, rows, erf.analytic_rf,
                                                   whole_window=erf.whole_window), width="stretch", key="insp_erf")
