@@ -8,7 +8,7 @@ from core.data.store import dataset_version
 from ui.common import keep_settings, page_setup, load_candles, show_error
 
 from core.features import (LABEL_KINDS, PRESET_DESCRIPTIONS, PRESETS, DatasetConfig, LabelConfig, SplitConfig,
-                           available_features, prepare_dataset)
+                           available_features, gap_note, prepare_dataset)
 from core.viz import indicators as vz
 
 dataset_id = page_setup("Indicators")
@@ -35,6 +35,8 @@ except Exception as exc:  # a broken dataset file: say so and stop
 
 st.caption(f"{dataset_id}: {len(candles):,} candles, {candles.index[0]:%Y-%m-%d %H:%M} to "
            f"{candles.index[-1]:%Y-%m-%d %H:%M} UTC")
+if (gaps := gap_note(candles)) is not None:
+    st.warning(gaps)
 
 # ---- controls ----------------------------------------------------------------------------------------
 with st.expander("Features, labels and split", expanded=True):

@@ -97,3 +97,20 @@ def test_multitask_dataset_yields_targets():
     x, y = p.dataset("train")[0]
     assert set(y) == {"direction", "magnitude", "volatility"} and torch.isfinite(y["volatility"])
     assert all(np.isfinite(p.targets["magnitude"][p.splits[k]]).all() for k in p.splits)
+
+
+def test_holes_in_the_candles_are_said():
+    """Windows and horizons count rows: across a gap they run as if the bars were consecutive."""
+    from core.features import gap_note
+    from core.train.config import DataConfig, TrainConfig
+    from core.train.trainer import run_warnings
+
+    c = synthetic_candles(300)
+    assert gap_note(c) is None
+    holey = c.drop(c.index[100:130]).drop(c.index[200:205])
+    note = gap_note(holey)
+    assert note.startswith("The candles have 2 gaps (35 missing bars, the first at "
+                           f"{c.index[100]:%Y-%m-%d %H:%M} UTC)") and "as if the bars were consecutive" in note
+    warnings = run_warnings(np.array([0, 1, 2]), np.array([0, 1, 2]), ["down", "flat", "up"], DataConfig(),
+                            TrainConfig(batch_size=2), note)
+    assert warnings == [note]  # beside a run's results, with the other run warnings

@@ -99,3 +99,7 @@ def test_a_rewritten_dataset_is_computed_anew(shared_data):
     grown = {m.label: m.value for m in at.metric}
     assert rows and grown != rows
     assert int(str(grown["Rows after warm-up"]).replace(",", "")) > 3900
+    assert not any("gap" in w.value for w in at.warning)
+    save_candles(df.iloc[:4000].drop(df.index[1000:1010]), "file", "STALE/USDT", "1h")  # ten bars missing
+    at.run()
+    assert any(w.value.startswith("The candles have 1 gap (10 missing bars") for w in at.warning)

@@ -9,7 +9,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "core.features.dataset": ["DatasetConfig", "PreparedData", "prepare_dataset"],
+    "core.features.dataset": ["DatasetConfig", "PreparedData", "gap_note", "prepare_dataset"],
     "core.features.indicators": ["adx", "atr", "available_features", "keltner", "rolling_vwap", "true_range"],
     "core.features.labels": ["LABEL_KINDS", "LabelConfig", "class_balance", "class_names", "make_labels"],
     "core.features.presets": ["PRESET_DESCRIPTIONS", "PRESETS", "compute_features", "resolve_features"],

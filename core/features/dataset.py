@@ -61,6 +61,27 @@ class PreparedData:
         return WindowDataset(self.features, self.y, self.splits[split], self.window, self.targets)
 
 
+def gap_note(candles: pd.DataFrame) -> Optional[str]:
+    """A sentence when the candles have holes (None when every bar is there): features, windows and label
+    horizons count rows, so across a gap they run as if the bars were consecutive."""
+    from core.data.candles import TIMEFRAMES, bar_seconds, find_gaps, timeframe_name
+
+    if len(candles) < 2:
+        return None
+    timeframe = timeframe_name(bar_seconds(candles))
+    if timeframe not in TIMEFRAMES:  # a spacing no timeframe has: nothing to measure gaps against
+        return None
+    gaps = find_gaps(pd.DatetimeIndex(candles.index), timeframe)
+    if not gaps:
+        return None
+    missing = sum(g["missing"] for g in gaps)
+    return (f"The candles have {len(gaps):,} gap{'s' if len(gaps) != 1 else ''} ({missing:,} missing bar"
+            f"{'s' if missing != 1 else ''}, the first at {pd.Timestamp(gaps[0]['start']):%Y-%m-%d %H:%M} UTC): "
+            "indicators, windows and label horizons count rows, so across a gap they run as if the bars were "
+            "consecutive (a 12-bar horizon then spans more than 12 bars of time). Fetch the missing bars, or "
+            "use a span without gaps.")
+
+
 def prepare_dataset(candles: pd.DataFrame, cfg: DatasetConfig) -> PreparedData:
     """Features (warm-up dropped), labels, purged chronological split, z-score fitted on train rows only."""
     label_cfg = cfg.label.validate()

@@ -36,6 +36,7 @@ import torch.nn as nn
 from core.errors import UserError
 from core.progress import CancelToken, Cancelled, Progress, ProgressCallback
 from core.train.augment import AugmentSettings, augment_batch
+from core.features.dataset import gap_note
 from core.train.config import DataConfig, TrainConfig, from_dict, to_dataset_config
 from core.train.losses import MultiTaskLoss, balanced_class_weights, build_loss
 from core.train.metrics import FAST_METRICS
@@ -796,7 +797,8 @@ def fit_and_score(prepared: Any, config: dict[str, Any], data: DataConfig, train
                      for k, b in bl.items()}
     return Scored(model, fr, preds, proba, y_test, metrics, val_metrics, bl_proba, baselines, config,
                   {s: len(v) for s, v in src.items()},
-                  run_warnings(src["train"].labels, proba.argmax(1), class_names, data, train))
+                  run_warnings(src["train"].labels, proba.argmax(1), class_names, data, train,
+                               gap_note(prepared.candles)))
 
 
 # A model that answers one class for this share of the test bars or more is said to be (nearly) constant.
@@ -804,10 +806,11 @@ CONSTANT_SHARE = 0.98
 
 
 def run_warnings(train_labels: np.ndarray, test_pred: np.ndarray, class_names: list[str], data: DataConfig,
-                 train: TrainConfig) -> list[str]:
+                 train: TrainConfig, gaps: Optional[str] = None) -> list[str]:
     """Sentences on what makes a run's numbers mean less than they seem: a class with no training sample
     (the model cannot learn it; at threshold 0 that is "flat", which needs an exactly unchanged price), a
-    model that gives one answer for (nearly) every test bar, and a batch larger than the training split."""
+    model that gives one answer for (nearly) every test bar, a batch larger than the training split, and
+    `gaps` (core.features.gap_note: holes in the candles the windows and horizons run across)."""
     counts = np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=len(class_names))
     out = []
     for name, count in zip(class_names, counts):
@@ -827,6 +830,8 @@ def run_warnings(train_labels: np.ndarray, test_pred: np.ndarray, class_names: l
     if train.batch_size > n_train:
         out.append(f"The batch size ({train.batch_size:,}) is larger than the {n_train:,} training samples: one "
                    f"optimiser step per epoch, so the model hardly trains.")
+    if gaps:
+        out.append(gaps)
     return out
 
 
