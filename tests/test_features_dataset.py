@@ -96,6 +96,9 @@ def test_multitask_dataset_yields_targets():
                         DatasetConfig(preset="chapter6", label=LabelConfig("multitask", horizon=4), window=16))
     x, y = p.dataset("train")[0]
     assert set(y) == {"direction", "magnitude", "volatility"} and torch.isfinite(y["volatility"])
+    xb, yb = p.dataset("train").batch(np.array([0, 5]))  # a batch carries the targets too
+    assert set(yb) == {"direction", "magnitude", "volatility"} and yb["magnitude"].shape == (2,)
+    assert float(yb["volatility"][0]) == float(y["volatility"])
     assert all(np.isfinite(p.targets["magnitude"][p.splits[k]]).all() for k in p.splits)
 
 

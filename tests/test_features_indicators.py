@@ -33,6 +33,19 @@ def test_atr_and_adx_equal_ta(series, name, window):
     first = 2 * window - 1
     assert np.isnan(ours[:first]).all() and np.isfinite(ours[first:]).all()
     np.testing.assert_allclose(ours[first:], ref_adx[first:], rtol=1e-9, atol=0)
+    # the shortest series ta defines an ADX on: exactly 2 x window rows (ours was all NaN there)
+    short = df.iloc[: 2 * window]
+    ours = adx(short["high"], short["low"], short["close"], window).to_numpy()
+    ref = ta.trend.ADXIndicator(short["high"], short["low"], short["close"], window).adx().to_numpy()
+    assert np.isfinite(ours[-1]) and ours[-1] == pytest.approx(ref[-1], rel=1e-9)
+
+
+@pytest.mark.parametrize("preset, bars", [("resnet15", 26), ("convnext", 200), ("dilated5", 100), ("chapter6", 34)])
+def test_too_few_candles_names_the_presets_own_warm_up(series, preset, bars):
+    # every preset used to be told "EMA 200 needs at least 200", whatever its indicators
+    with pytest.raises(UserError, match=f"warm-up needs at least {bars} bars"):
+        compute_features(series["btc"].iloc[: bars - 1], preset)
+    assert len(compute_features(series["btc"].iloc[:bars], preset)) == 1
 
 
 @pytest.mark.parametrize("name", ["btc", "synthetic"])

@@ -62,3 +62,8 @@ def test_walk_forward_folds(mode):
 def test_rows_touched():
     m = rows_touched(np.array([5, 6, 20]), 3, 25)
     assert np.flatnonzero(m).tolist() == [3, 4, 5, 6, 18, 19, 20]
+
+
+def test_walk_forward_on_too_few_rows_is_a_sentence():
+    with pytest.raises(UserError, match="50 rows are too few for a window of 64 and a horizon of 12"):
+        walk_forward_folds(50, 64, 12)

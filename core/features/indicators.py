@@ -67,11 +67,11 @@ def adx(high: pd.Series, low: pd.Series, close: pd.Series, window: int = 14) -> 
     """
     n = len(close)
     out = np.full(n, np.nan)
-    if n < 2 * window + 1:
+    if n < 2 * window:  # ta's first ADX is at row 2 * window - 1
         return pd.Series(out, index=close.index, name="adx")
     h, lo, c = high.to_numpy(float), low.to_numpy(float), close.to_numpy(float)
     prev_c = np.r_[np.nan, c[:-1]]
-    tr = np.fmax(h, prev_c) - np.fmin(lo, prev_c)  # ta's pdm - pdn; NaN at bar 0
+    tr = np.fmax(h, prev_c) - np.fmin(lo, prev_c)  # ta's pdm - pdn (bar 0 is h - lo: fmax ignores the NaN)
     up = np.r_[np.nan, h[1:] - h[:-1]]
     down = np.r_[np.nan, lo[:-1] - lo[1:]]
     pos = np.where((up > down) & (up > 0), up, 0.0)
@@ -204,7 +204,8 @@ _SPECS: list[FeatureSpec] = [
     FeatureSpec("volume_ratio", "volume / SMA(volume, 20); 1 when the average is 0",
                 lambda x: _safe_div(x.v, x.vol_sma(20), 1.0)),
     FeatureSpec("log_volume", "log(1 + volume / SMA(volume, 100)): scale-free log volume", _log_volume),
-    FeatureSpec("obv_dir", "sign of the on-balance-volume change (-1, 0, 1)",
+    FeatureSpec("obv_dir", "sign of the on-balance-volume change (ta's OBV: +1 when the close rises or is "
+                           "unchanged, -1 when it falls, 0 on a bar without volume)",
                 lambda x: np.sign(obv(x.c, x.v).diff())),
     FeatureSpec("vwap_dist", "close / rolling VWAP(14) - 1; 0 when the window traded nothing",
                 lambda x: (x.c / rolling_vwap(x.h, x.l, x.c, x.v, 14) - 1.0)

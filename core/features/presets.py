@@ -61,6 +61,21 @@ def resolve_features(preset_or_list: PresetOrList) -> list[str]:
     return names
 
 
+def warmup_bars(preset_or_list: PresetOrList) -> int:
+    """How many candles the features need before their first defined row (e.g. 200 with EMA 200), measured
+    on a steady random market long enough for every indicator here."""
+    rng = np.random.default_rng(0)
+    n = 1500
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    open_ = np.r_[close[0], close[:-1]]
+    idx = pd.date_range("2024-01-01", periods=n, freq="1h", tz="UTC", name="timestamp")
+    frame = pd.DataFrame({"open": open_, "high": np.maximum(open_, close) * 1.002,
+                          "low": np.minimum(open_, close) * 0.998, "close": close,
+                          "volume": rng.uniform(1.0, 2.0, n)}, index=idx)
+    ok = np.isfinite(feature_frame(frame, resolve_features(preset_or_list)).to_numpy()).all(axis=1)
+    return int(np.argmax(ok)) + 1 if ok.any() else n
+
+
 def compute_features(candles: pd.DataFrame, preset_or_list: PresetOrList) -> pd.DataFrame:
     """Scale-free features (float64, unscaled) for every bar after the warm-up.
 
@@ -73,8 +88,8 @@ def compute_features(candles: pd.DataFrame, preset_or_list: PresetOrList) -> pd.
     raw = feature_frame(candles, names)
     ok = np.isfinite(raw.to_numpy()).all(axis=1)
     if not ok.any():
-        raise UserError(f"{len(candles)} candles are too few for these features: the indicators' warm-up "
-                        f"needs more bars (EMA 200 needs at least 200)")
+        raise UserError(f"{len(candles)} candles are too few for these features: their indicators' warm-up "
+                        f"needs at least {warmup_bars(names)} bars before the first row of features")
     first = int(np.argmax(ok))
     out = raw.iloc[first:]
     bad = ~ok[first:]

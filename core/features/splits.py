@@ -91,6 +91,9 @@ def walk_forward_folds(n_rows: int, window: int, horizon: int, n_folds: int = 4,
         raise UserError("walk-forward needs at least one fold")
     gap = purge_gap(window, horizon, cfg.purge)
     ends = candidate_ends(n_rows, window, horizon)
+    if len(ends) == 0:
+        raise UserError(f"{n_rows} rows are too few for a window of {window} and a horizon of {horizon}: "
+                        "no sample has both a full window and a label")
     block = len(ends) // (n_folds + 1)
     val_share = cfg.val / (cfg.train + cfg.val)
     folds = []

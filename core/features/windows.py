@@ -65,8 +65,12 @@ class WindowDataset(Dataset):
             return x, ys
         return x, y
 
-    def batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, window) and (B,) for sample indices `idx`, gathered in one numpy take."""
+    def batch(self, idx: np.ndarray):
+        """(B, C, window) and (B,) for sample indices `idx`, gathered in one numpy take (with multitask
+        targets, a dict of direction, magnitude and volatility for the second, as `__getitem__` gives)."""
         t = self.ends[np.asarray(idx, dtype=np.int64)]
         x = self._view[t - self.window + 1]  # fancy indexing copies just this batch
-        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(self.y[t].copy())
+        y = torch.from_numpy(self.y[t].copy())
+        if self.targets:
+            y = {"direction": y, **{k: torch.from_numpy(np.asarray(v)[t].copy()) for k, v in self.targets.items()}}
+        return torch.from_numpy(np.ascontiguousarray(x)), y
