@@ -37,7 +37,8 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
                 "volume, OBV direction, VWAP distance)",
     "convnext": "ConvNeXt document: 20 channels in volume, momentum, volatility and trend groups",
     "dilated5": "Dilated-convolution document: returns, log volume, range, close position, volume ratio",
-    "chapter6": "CNN chapter: return, RSI, MACD histogram, ATR, Bollinger width, volume ratio",
+    "chapter6": "CNN chapter (document 004, Chapter 18): return, RSI, MACD histogram, ATR, Bollinger width, "
+                "volume ratio; RSI and ATR are ta's Wilder versions, not the chapter's simple rolling means",
 }
 
 PresetOrList = Union[str, Sequence[str]]
