@@ -33,6 +33,16 @@ def test_cli_writes_parquet_with_json(btc_id, workspace, capsys):
     expect = compute_features(df, "dilated5")
     np.testing.assert_allclose(table[expect.columns].to_numpy(), expect.to_numpy(), rtol=1e-12)
     assert table["label"].iloc[-6:].eq(-1).all() and table["label"].iloc[:-6].isin([0, 1, 2]).all()
+    # vol_scaled takes its own k and window (the threshold was the only knob, and it does not apply)
+    def vol_labels(*extra):
+        assert main(["features", "--dataset", ds, "--preset", "dilated5", "--out", "feats/v.parquet", "--label",
+                     "vol_scaled", "--horizon", "6", *extra]) == 0
+        return pd.read_parquet(workspace / "feats" / "v.parquet")["label"]
+
+    wide, narrow = vol_labels("--k", "3"), vol_labels("--k", "0.2", "--vol-window", "50")
+    assert (wide == 1).sum() > (narrow == 1).sum()  # a wider band calls more bars flat
+    assert main(["features", "--dataset", ds, "--features", "", "--out", "feats/e.parquet"]) == 2
+    assert "--features is empty" in capsys.readouterr().err
 
 
 def test_cli_refuses_paths_outside_the_workspace(btc_id, capsys):

@@ -17,9 +17,13 @@ def register(sub: Any) -> None:
     p.add_argument("--dataset", default=None, help="dataset id (default: the offline synthetic market)")
     p.add_argument("--preset", default="resnet15", help="resnet15, convnext, dilated5 or chapter6")
     p.add_argument("--features", default=None, help="comma-separated feature names (instead of --preset)")
-    p.add_argument("--label", default=None, help="also add labels: direction3, binary, vol_scaled, multitask")
+    p.add_argument("--label", default=None, help="also add labels: direction3, binary, vol_scaled, multitask (the "
+                                                 "last horizon rows have none: label -1, fwd_return NaN)")
     p.add_argument("--horizon", type=int, default=12, help="label horizon in bars (default 12)")
-    p.add_argument("--threshold", type=float, default=0.002, help="direction threshold (default 0.002 = 0.2 %%)")
+    p.add_argument("--threshold", type=float, default=0.002,
+                   help="direction threshold of direction3 and multitask (default 0.002 = 0.2 %%)")
+    p.add_argument("--k", type=float, default=1.0, help="vol_scaled: threshold = k x sigma x sqrt(horizon)")
+    p.add_argument("--vol-window", type=int, default=100, help="vol_scaled: bars of the rolling sigma (default 100)")
     p.add_argument("--out", default=None, help="FILE.parquet, relative to the workspace")
     p.add_argument("--list", action="store_true", help="list the presets and features and exit")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -52,12 +56,14 @@ def cmd_features(args: argparse.Namespace) -> int:
     if not exists(dataset):
         raise UserError(f"there is no dataset {dataset!r}; list them with `python -m core data list`")
     candles = load_candles(dataset)
+    if args.features is not None and not args.features.strip(","):
+        raise UserError("--features is empty: give comma-separated feature names, or leave it out for --preset")
     choice: Any = [s.strip() for s in args.features.split(",") if s.strip()] if args.features else args.preset
     feats = compute_features(candles, choice)
     table = feats.copy()
     if args.label:
-        labels = make_labels(candles, LabelConfig(kind=args.label, horizon=args.horizon,
-                                                  threshold=args.threshold)).loc[feats.index]
+        labels = make_labels(candles, LabelConfig(kind=args.label, horizon=args.horizon, threshold=args.threshold,
+                                                  k=args.k, vol_window=args.vol_window)).loc[feats.index]
         for col in labels.columns:
             table[col if col != "y" else "label"] = labels[col]
     table.attrs = {}
