@@ -78,3 +78,11 @@ def test_sweep_ranking_value_is_readable_and_the_legend_clears_the_axis_title():
     assert fig.layout.margin.t >= 80  # room for the title and the legend row above the plot
     lo, hi = fig.layout.xaxis.range
     assert lo <= 0 and hi > 0.47 and hi > 0.417 + 0.039  # the baseline line and the whiskers stay in view
+
+
+def test_runs_side_by_side_get_colours_far_apart():
+    from core.viz.experiments import BASELINE_COLOR, BUY_HOLD_COLOR, PALETTE
+
+    # Plotly's first and fourth (blue-violet, purple) read as one run; D3's blue, orange, green, purple do not
+    assert PALETTE[:4] == ["#1F77B4", "#FF7F0E", "#2CA02C", "#9467BD"]
+    assert not {BASELINE_COLOR.lower(), BUY_HOLD_COLOR.lower()} & {c.lower() for c in PALETTE}

@@ -25,8 +25,10 @@ BASELINE_COLOR = "#d62728"  # best-baseline marks (visible on the dark and the l
 BUY_HOLD_COLOR = "#7f7f7f"
 # One colour per run, shared by every chart of the page; reds and grey are left out so that no run looks
 # like the baseline marks or the buy-and-hold line.
-PALETTE = [c for c in qualitative.Plotly + qualitative.D3
-           if c.lower() not in {"#ef553b", BASELINE_COLOR, BUY_HOLD_COLOR}]
+# D3 first: its first colours are far apart in hue (blue, orange, green, purple), where Plotly's blue-violet and
+# purple read as one run beside each other; the reds stay the baseline's
+PALETTE = [c for c in qualitative.D3 + qualitative.Plotly
+           if c.lower() not in {"#ef553b", "#d62728", BASELINE_COLOR.lower(), BUY_HOLD_COLOR.lower()}]
 METRIC_LABELS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro F1",
                  "roc_auc": "ROC AUC", "log_loss": "log loss", "vs_baseline": "CNN minus best baseline"}
 
