@@ -148,7 +148,8 @@ else:
             st.session_state.pop("import_report", None)  # the last import's success box would read as this one's
             show_error(exc)
     if (report := st.session_state.get("import_report")) is not None:
-        st.success(f"Imported {report.dataset}: {report.summary()}")
+        st.success(f"Imported {report.dataset}: {report.summary()}. It is now the active dataset (sidebar): the "
+                   "other pages work on it.")
         st.dataframe(vz.report_table(report), hide_index=True, key="import_report_table")
 
 # --- datasets held -------------------------------------------------------------------------------------

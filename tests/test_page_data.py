@@ -160,7 +160,8 @@ def test_good_csv_imports_with_a_report(at):
     report = table(at, "item", "duplicates dropped")
     items = dict(zip(report["item"], report["value"]))
     assert items["duplicates dropped"] == "3"
-    assert items["sorted"] == "True" and items["rows"] == "100" and items["timestamp format"] == "ms"
+    assert items["re-sorted by time"] == "True" and items["rows"] == "100" and items["timestamp format"] == "ms"
+    assert "It is now the active dataset" in at.success[0].value and "UTC" in at.success[0].value
     assert "100 bars" in chart_titles(at)[0]
     # a refused file next: its error stands alone, not beside the last import's green "Imported" box
     _upload(at, "bad.csv", b"time,open,high,low,close\n2024-01-01,1,2,0.5,1.5\n")

@@ -67,7 +67,8 @@ class ImportReport:
         return asdict(self)
 
     def summary(self) -> str:
-        parts = [f"{self.rows:,} candles ({self.timeframe}) from {self.start} to {self.end}"]
+        when = [f"{pd.Timestamp(t):%Y-%m-%d %H:%M} UTC" if t else "?" for t in (self.start, self.end)]
+        parts = [f"{self.rows:,} candles ({self.timeframe}) from {when[0]} to {when[1]}"]
         parts += self.notes
         return "; ".join(parts)
 

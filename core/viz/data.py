@@ -136,6 +136,10 @@ def candlestick_figure(
     return fig
 
 
+# report fields whose bare name reads wrong: the import's `sorted` is whether it had to re-sort the rows
+REPORT_LABELS = {"sorted": "re-sorted by time"}
+
+
 def report_rows(report: Any) -> list[tuple[str, Any]]:
     """A quality or import report (dataclass, mapping or object) as (label, value) rows for a table.
 
@@ -150,7 +154,7 @@ def report_rows(report: Any) -> list[tuple[str, Any]]:
         items = {k: v for k, v in vars(report).items() if not k.startswith("_")}
     rows: list[tuple[str, Any]] = []
     for key, value in items.items():
-        label = str(key).replace("_", " ")
+        label = REPORT_LABELS.get(str(key), str(key).replace("_", " "))
         if isinstance(value, (list, tuple)):
             value = _summarise_list(list(value))
         elif isinstance(value, dict):
