@@ -67,7 +67,7 @@ with tab_runs:
                    "CNN minus the best baseline (accuracy); `beats_baseline` only when its 95 % bootstrap "
                    "interval is above zero. Backtest columns (`bt_*`, `bh_return` = buy and hold) fill in once a "
                    "run is backtested below.")
-        st.dataframe(view, hide_index=True, key="exp_table", column_config={
+        st.dataframe(view, hide_index=True, key="exp_table", placeholder="", column_config={  # "": not backtested
             "accuracy": st.column_config.NumberColumn(format="%.3f"),
             "balanced_accuracy": st.column_config.NumberColumn("bal. acc.", format="%.3f"),
             "macro_f1": st.column_config.NumberColumn(format="%.3f"),

@@ -18,7 +18,7 @@ _keep = keep_settings("live_kept_settings", (
     "live_stop_pct", "live_tp"), ("live_every_",))
 
 from core.backtest.config import LEVERAGE_HELP, SIZINGS, STOP_KINDS, BacktestConfig, leverage_cap
-from core.data.bybit import MARKET_TYPES
+from core.data.bybit import MARKET_TYPES, UNREACHABLE
 from core.data.candles import TIMEFRAMES
 from core.live.feed import BybitFeed, ReplayFeed
 from core.live.log import read_signals
@@ -197,16 +197,18 @@ b3.button("Reset", key="live_reset", icon=":material/restart_alt:", on_click=_re
 def _panel(log) -> None:
     sig = state["last"]
     where = "replay" if mode == "replay" else "Bybit"
+    ticks = f"{state['ticks']} tick{'s' if state['ticks'] != 1 else ''}, {state['errors']} failed"
     if state["running"]:
-        st.caption(f":green[running] · {where} · a tick every {interval} s · {state['ticks']} ticks, "
-                   f"{state['errors']} failed")
+        st.caption(f":green[running] · {where} · a tick every {interval} s · {ticks}")
     elif state["finished"]:
         st.info("The replay reached the end of the dataset. Reset to start again.")
     else:
-        st.caption(f"paused · {where} · {state['ticks']} ticks, {state['errors']} failed")
+        st.caption(f"paused · {where} · {ticks}")
     if state["last_error"]:
+        offline = " Without a connection, choose Source: replay to see the model's signals on stored candles." \
+            if state["last_error"] == UNREACHABLE else ""
         st.error(f"{state['last_error']} (at {state['error_at'] or 'now'}; the loop carries on and tries again"
-                 f"{' at the next tick' if state['running'] else ' when you step or start'}).")
+                 f"{' at the next tick' if state['running'] else ' when you step or start'}).{offline}")
     if sig is None:
         st.info("Press Start (or Step once) to take the first signal." if mode == "replay" else
                 "Press Start (or Fetch now) to take the first signal from Bybit.")
@@ -255,6 +257,9 @@ def _log_table(log) -> None:
                                                                                               "target")}
         columns.update({c: st.column_config.Column(help=h) for c, h in vl.SIGNAL_TABLE_HELP.items()})
         columns["size"] = st.column_config.NumberColumn(help=vl.SIGNAL_TABLE_HELP["size"], format="percent")
+        for c, label in (("timestamp", "bar (UTC)"), ("logged_at", "logged at (UTC)")):
+            columns[c] = st.column_config.DatetimeColumn(label, format="YYYY-MM-DD HH:mm", timezone="UTC",
+                                                         help=vl.SIGNAL_TABLE_HELP.get(c))
         st.dataframe(vl.signal_table(log), hide_index=True, key="live_log_table", column_config=columns,
                      placeholder="")  # "empty for flat", as the caption says (not "None")
         if len(log):

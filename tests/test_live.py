@@ -234,6 +234,7 @@ def test_signal_table_says_what_was_done_and_how_close_a_flat_bar_came(workspace
     assert lg["action"] == "long" and lg["P(action)"] == 0.62 == lg["prob_up"] and lg["strongest side"] == "up 0.62"
     assert sf["strongest side"] == "down 0.71" and pd.isna(sf["P(action)"])
     assert list(table["timestamp"]) == [short_flat.timestamp, long.timestamp, flat.timestamp]  # newest first
+    assert str(table["logged_at"].dt.tz) == "UTC"  # a time the page formats, not the log's ISO text
     empty = signal_table(read_signals("nothing-logged"))
     assert empty.empty and list(empty.columns[:4]) == ["timestamp", "action", "P(action)", "strongest side"]
 

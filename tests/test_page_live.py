@@ -112,6 +112,7 @@ def test_live_mode_fetch_failure_is_shown_and_the_loop_carries_on(trained, works
         assert not at.exception
         errors = [e.value for e in at.error]
         assert errors and "no connection to Bybit" in errors[0] and "carries on" in errors[0]
+        assert "choose Source: replay" in errors[0]  # what to do here without a connection
         assert SIGNAL_METRICS & set(_metrics(at))       # the last signal stays on screen
         assert at.session_state["live_state"]["errors"] == 1
         _restart(fake)                                   # and comes back: the next tick works again

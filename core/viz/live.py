@@ -161,6 +161,9 @@ def signal_table(signals: pd.DataFrame) -> pd.DataFrame:
     for c in ("price", "stop", "target", "notional"):
         if c in out:
             out[c] = pd.to_numeric(out[c], errors="coerce").round(2)
+    for c in ("timestamp", "logged_at"):  # times, not text: the page shows them in UTC minutes
+        if c in out:
+            out[c] = pd.to_datetime(out[c], utc=True, errors="coerce")
     return out
 
 
