@@ -66,6 +66,8 @@ model_name = c2.selectbox("Model", models, key=f"train_model_{pname}",
                           index=models.index(p["model"]) if p["model"] in models else 0)
 spec = get_spec(model_name)
 c2.caption(f"{spec.description} · input: {spec.input_kind}" + (" · causal" if spec.causal else ""))
+if model_name != p["model"]:  # the preset's description names its own model
+    c1.caption(f"Its data and training settings, with **{model_name}** instead of {p['model']}.")
 d, t = p["data"], p["train"]
 
 with st.expander("Data: features, labels, split", expanded=False):

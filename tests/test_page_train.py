@@ -176,6 +176,8 @@ def test_bad_settings_show_an_error_and_start_nothing(workspace):
     at.selectbox(key="train_model_chapter").select("tcn").run()
     assert any("tcn has one head: with the multitask label it learns the direction classes only" in c.value
                for c in at.caption)
+    # the preset's description names its own model: another model is said under it
+    assert any("with **tcn** instead of multiscale_cnn" in c.value for c in at.caption)
 
 
 def test_stop_button_and_viz_builders():

@@ -656,10 +656,10 @@ def _verdict(b: dict[str, Any]) -> str:
     ci = f"{int(round(b['confidence'] * 100))} % CI {b['ci_low'] * 100:+.1f} to {b['ci_high'] * 100:+.1f} points"
     d = f"{b['diff'] * 100:+.1f} points"
     if b["beats"]:
-        return f"The CNN beats the best baseline ({base}) on {m}: {d} ({ci})."
+        return f"The model beats the best baseline ({base}) on {m}: {d} ({ci})."
     if b["worse"]:
-        return f"The CNN is worse than the best baseline ({base}) on {m}: {d} ({ci})."
-    return f"The CNN does not clearly beat the best baseline ({base}) on {m}: {d} is within noise ({ci})."
+        return f"The model is worse than the best baseline ({base}) on {m}: {d} ({ci})."
+    return f"The model does not clearly beat the best baseline ({base}) on {m}: {d} is within noise ({ci})."
 
 
 def verdict_text(vs: dict[str, Any]) -> str:
