@@ -122,8 +122,8 @@ def integrated_gradients(
 def completeness_note(delta: float, change: float) -> str:
     """The completeness check of integrated gradients in words: the attributions should add up to the change
     of the logit from the baseline to the input."""
-    text = (f"Integrated gradients completeness gap: {delta:+.2e} (sum of attributions minus f(x) - f(baseline) "
-            f"= {change:+.3f}).")
+    text = (f"Integrated gradients: the attributions add up to {change + delta:+.3f}, against a change of the "
+            f"logit from the all-zero baseline to this window of {change:+.3f} (a gap of {delta:+.2g}).")
     if abs(delta) <= 0.1 * max(abs(change), 1e-3):
         return text + " Small: the attributions account for the change."
     return (text + " The attributions do not add up to the change. If more steps shrink the gap, use more; if "
