@@ -108,10 +108,15 @@ if result is not None:
     n = {k_: len(v) for k_, v in result.splits.items()}
     m1, m2, m3, m4 = st.columns(4)
     m1.metric("Rows after warm-up", f"{len(result.timestamps):,}",
-              f"-{result.raw_features.attrs.get('warmup_rows', 0)} warm-up", delta_color="off")
+              f"{result.raw_features.attrs.get('warmup_rows', 0)} warm-up rows dropped", delta_color="off",
+              delta_arrow="off")
     m2.metric("Train samples", f"{n['train']:,}")
     m3.metric("Validation samples", f"{n['val']:,}")
     m4.metric("Test samples", f"{n['test']:,}")
+    outside = len(result.timestamps) - sum(n.values())
+    st.caption(f"{outside:,} rows are in no segment's samples: the first window's lead-in ({window - 1} rows), "
+               f"the last {horizon} (no label yet), the two purge gaps"
+               + (" and the volatility warm-up of the labels." if kind == "vol_scaled" else "."))
 
     tab_f, tab_c, tab_l = st.tabs(["Feature matrix", "Correlation", "Labels"])
     with tab_f:

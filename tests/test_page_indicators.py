@@ -35,6 +35,10 @@ def test_indicators_page_runs_and_reacts():
     assert any("bars per point" in (a.get("text") or "") for a in price["layout"]["annotations"])
     heat = charts["Feature matrix (z-scored, train scaler)"]
     assert len(heat["data"][0]["y"]) == 15  # resnet15
+    # the samples do not add up to the rows: the page says where the rest went
+    m = {x.label: int(str(x.value).replace(",", "")) for x in at.metric}
+    rest = m["Rows after warm-up"] - m["Train samples"] - m["Validation samples"] - m["Test samples"]
+    assert any(c.value.startswith(f"{rest:,} rows are in no segment's samples") for c in at.caption)
 
     at.selectbox(key="ind_preset").select("dilated5").run()
     assert not at.exception
