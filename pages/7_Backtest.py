@@ -139,6 +139,9 @@ with st.expander("Signals and sizing", expanded=True):
                               "p − (1 − p)/b capped at the cap; half_kelly: half of that.")
     fixed_fraction = b.number_input("Fraction of equity (base)", 0.01, 10.0, D.fixed_fraction, 0.05,
                                     key="bt_fraction", help=LEVERAGE_HELP)
+    if fixed_fraction > 1:
+        b.caption(f":orange[{fixed_fraction:g}x leverage]: positions up to {fixed_fraction:g} times equity; a "
+                  "position is liquidated where equity would reach zero.")
     not_kelly = not sizing.endswith("kelly")
     kelly_cap = c.number_input("Kelly cap", 0.01, 1.0, D.kelly_cap, 0.01, key="bt_kelly_cap", disabled=not_kelly)
     win_loss = c.number_input("Win/loss ratio b", 0.1, 20.0, D.win_loss_ratio, 0.1, key="bt_wl", disabled=not_kelly)

@@ -49,6 +49,9 @@ def test_hourly_annualisation_and_undefined_cases():
     assert only_wins["profit_factor"] == math.inf
     table = metrics_table(m, flat)
     assert table.loc["Sharpe", "buy & hold"] == "n/a" and table.loc["Total return", "strategy"] == "1.00 %"
+    # one trade (buy and hold is one): a 100 % win rate and an infinite profit factor say nothing
+    one = metrics_table(only_wins, only_wins)
+    assert one.loc["Profit factor", "buy & hold"] == one.loc["Win rate", "strategy"] == "n/a (1 trade)"
 
 
 def test_a_market_with_sessions_is_annualised_by_the_bars_it_really_has():

@@ -63,7 +63,9 @@ def test_baseline_backtest_without_any_run():
     first_2x = first_trade()
     assert first_2x["entry_time"] == first_1x["entry_time"]
     assert first_2x["qty"] == pytest.approx(2 * first_1x["qty"])
+    assert any(c.value.startswith(":orange[2x leverage]") for c in at.caption)  # said beside the field
     at.number_input(key="bt_fraction").set_value(1.0).run()
+    assert not any("leverage]" in c.value for c in at.caption)
 
     # a span of a single bar is a sentence, and the page keeps its widgets
     span = next(s for s in at.slider if (s.key or "").startswith("bt_span_"))

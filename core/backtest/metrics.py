@@ -50,6 +50,7 @@ METRIC_LABELS: dict[str, str] = {
     "final_equity": "Final equity",
     "bars_per_year": "Bars a year (annualising)",
 }
+PER_TRADE = {"win_rate", "profit_factor"}  # statistics over trades: empty words for a single one
 PERCENT_METRICS = {"total_return", "cagr", "volatility", "max_drawdown", "win_rate", "exposure", "fees_paid_pct"}
 
 
@@ -198,6 +199,12 @@ def metrics_table(strategy: dict[str, Any], buy_and_hold: dict[str, Any]) -> pd.
     if days is not None and days < 365:  # a CAGR of a few months is that span's return compounded to a year
         span = f"{days:,.0f} days" if days >= 2 else f"{days * 24:,.0f} hours"
         labels["cagr"] = f"CAGR (annualised from {span})"
-    rows = [{"metric": labels.get(k, k), "strategy": format_metric(k, strategy.get(k)),
-             "buy & hold": format_metric(k, buy_and_hold.get(k))} for k in METRIC_LABELS]
+    def cell(m: dict[str, Any], k: str) -> str:
+        n = m.get("n_trades")
+        if k in PER_TRADE and isinstance(n, (int, float)) and n == 1:  # buy and hold is one trade: a 100 % win
+            return "n/a (1 trade)"                                        # rate and an infinite factor say nothing
+        return format_metric(k, m.get(k))
+
+    rows = [{"metric": labels.get(k, k), "strategy": cell(strategy, k), "buy & hold": cell(buy_and_hold, k)}
+            for k in METRIC_LABELS]
     return pd.DataFrame(rows).set_index("metric")
