@@ -22,6 +22,8 @@ _keep = keep_settings("data_kept_settings", (
     "bybit_market", "bybit_symbol", "bybit_tf", "bybit_range", "import_symbol", "import_tf", "import_drop_nan",
     "ob_market", "ob_symbol", "ob_every", "ob_duration", "ob_depth", "ob_pick"))
 st.title("Data")
+st.caption("Where the candles come from: the offline synthetic market, Bybit through ccxt, or your own file. The "
+           "active dataset (sidebar) is what every page works on; order books feed the heatmap models.")
 
 SOURCES = {"synthetic": "Offline synthetic market", "bybit": "Bybit (ccxt)", "file": "Import a file"}
 MARKETS = {"spot": "Spot", "linear": "USDT linear perpetual"}
@@ -206,9 +208,11 @@ with st.expander("Record Bybit order books", key="ob_record_expander"):
     job_status("orderbook", "Order-book recording", on_result=_recorded,
                describe=lambda r: f"{r.id}, {r.snapshots:,} snapshots")
 
-if st.button("Make synthetic order books for the active dataset", key="ob_synth",
-             disabled=not dataset_id.startswith("synthetic"),
-             help="One snapshot per candle close (the last 1,000 candles), following the synthetic price path."):
+synthetic_active = dataset_id.startswith("synthetic")
+if st.button("Make synthetic order books for the active dataset", key="ob_synth", disabled=not synthetic_active,
+             help="One snapshot per candle close (the last 1,000 candles), following the synthetic price path."
+                  + ("" if synthetic_active else " Only for a synthetic market: real candles get real books, "
+                                                 "recorded from Bybit above, not invented depth.")):
     try:
         with st.spinner("Making order books..."):
             made = ob.make_synthetic_order_book(dataset_id, levels=20, max_snapshots=1000)
