@@ -675,3 +675,24 @@ def test_class_weight_choices_and_augmentation_switch():
     assert TrainConfig(noise_std=0.0, scale_min=0.9).augments  # magnitude scaling alone is an augmentation
     t.without_augmentation()
     assert not t.augments and (t.scale_min, t.scale_max) == (1.0, 1.0)
+
+
+def test_a_runs_dropout_draws_from_its_own_generator_as_torchs_would():
+    """Dropout and drop-path draw from the run's generator (thread-local), not torch's global one that other
+    jobs share; with the same state they give exactly torch's own dropout, so a run's numbers did not move."""
+    from core.models.blocks import DropPath, Dropout, private_rng
+
+    x = torch.randn(8, 4, 16)
+    torch.manual_seed(5)
+    want = F.dropout(x, 0.3, True)
+    g = torch.Generator().manual_seed(5)
+    torch.manual_seed(99)  # the global generator elsewhere: not used
+    with private_rng(g):
+        got = Dropout(0.3).train()(x)
+    assert torch.equal(got, want)
+    with private_rng(torch.Generator().manual_seed(7)):
+        paths = DropPath(0.5).train()(x)  # whole samples dropped, from the same private stream
+    keep = torch.empty(8, 1, 1).bernoulli_(0.5, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(paths, x * keep / 0.5)
+    assert torch.equal(torch.get_rng_state(), torch.manual_seed(99).get_state())  # no global draw was taken
+    assert torch.equal(Dropout(0.3).eval()(x), x)

@@ -123,25 +123,37 @@ def test_same_config_same_numbers(candles):
 
 
 def test_two_trainings_at_once_give_the_numbers_of_one_alone(candles):
-    """Two jobs (two tabs) train in threads of one process; dropout draws from torch's global generator, so
-    without taking turns each run took the other's draws and the same config gave other numbers."""
+    """Two jobs (two tabs) train in threads of one process while a page builds models in a third (the
+    Architectures page, loading a run). Dropout drew from torch's global generator, so each took the others'
+    draws and the same config gave other numbers; now a run's dropout has its own generator and model
+    creation is seeded inside one lock."""
     import threading
+
+    from core.inspect.receptive_field import create_registered
 
     name, mc = _model()
     mc = {**mc, "dropout": 0.5}
     d, t = DataConfig(**SMALL_DATA), TrainConfig(**SMALL_TRAIN)
     alone = train_run("synthetic-BTCUSDT-1h", name, mc, d, t, candles=candles)
-    out, stages = {}, []
+    out, done = {}, threading.Event()
 
     def one(key):
-        out[key] = train_run("synthetic-BTCUSDT-1h", name, mc, d, t, candles=candles,
-                             progress=lambda p: stages.append(p.stage))
+        out[key] = train_run("synthetic-BTCUSDT-1h", name, mc, d, t, candles=candles)
+
+    def pages():  # what the other pages do meanwhile: build a seeded model, load a run's model
+        while not done.is_set():
+            create_registered("cnn1d", 15, 3, {})
+            registry.load_run(alone.run_id).model()
 
     threads = [threading.Thread(target=one, args=(k,)) for k in "ab"]
+    busy = threading.Thread(target=pages)
+    busy.start()
     [th.start() for th in threads]
     [th.join() for th in threads]
+    done.set()
+    busy.join()
     assert out["a"].metrics == out["b"].metrics == alone.metrics
-    assert "wait" in stages  # the second one said it was waiting its turn
+    assert out["a"].history["val_loss"].tolist() == alone.history["val_loss"].tolist()
 
 
 def test_stop_keeps_the_best_checkpoint_as_a_usable_run(candles):

@@ -442,9 +442,11 @@ def create_registered(name: str, n_features: int, n_classes: int, config: Option
     if unknown:
         raise UserError(f"model {name} has no setting {', '.join(map(repr, unknown))}; its settings are "
                         f"{', '.join(spec.defaults) or 'none'}")
-    torch.manual_seed(0)
+    from core.models.blocks import seeded_init
+
     try:
-        model = create_model(name, model_in_channels(spec.input_kind, n_features), int(n_classes), **config)
+        with seeded_init(0):  # the same weights every time, and no draws taken from a training running beside
+            model = create_model(name, model_in_channels(spec.input_kind, n_features), int(n_classes), **config)
     except UserError:
         raise
     except (TypeError, ValueError, RuntimeError) as exc:

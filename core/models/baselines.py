@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.models.blocks import ZooModel
+from core.models.blocks import Dropout, ZooModel
 
 
 class _Flat(ZooModel):
@@ -39,7 +39,7 @@ class MLP(_Flat):
         cin = in_channels * self.lookback
         for i in range(int(layers)):
             h = max(1, int(hidden) // (2 ** i))
-            mods += [nn.Linear(cin, h), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            mods += [nn.Linear(cin, h), nn.ReLU(inplace=True), Dropout(dropout)]
             cin = h
         mods.append(nn.Linear(cin, n_classes))
         self.net = nn.Sequential(*mods)

@@ -5,8 +5,11 @@ walker can read `kernel_size`, `stride`, `dilation`, `padding` (and `causal_padd
 """
 from __future__ import annotations
 
-from typing import Iterable
+import contextlib
+import threading
+from typing import Iterable, Iterator, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,6 +45,65 @@ class ChannelLayerNorm(nn.Module):
         return self.norm(x.transpose(1, 2)).transpose(1, 2)
 
 
+# ---- randomness that stays with its training -------------------------------------------------------------
+# torch's global generator is shared by every thread of the process: a training in one job and a page building
+# a model in another (the Architectures page, loading a run) would take each other's draws, and "the same
+# config gives the same numbers" would depend on what else ran. So a training's dropout and drop-path draw from
+# its own generator (set for its thread by `private_rng`), and every model creation that draws initial weights
+# from the global generator holds MODEL_INIT (`seeded_init` seeds it inside the lock).
+MODEL_INIT = threading.RLock()
+_THREAD = threading.local()
+
+
+@contextlib.contextmanager
+def private_rng(generator: Optional[torch.Generator]) -> Iterator[None]:
+    """Dropout and drop-path in this thread draw from `generator` (None: torch's global one)."""
+    before = getattr(_THREAD, "generator", None)
+    _THREAD.generator = generator
+    try:
+        yield
+    finally:
+        _THREAD.generator = before
+
+
+@contextlib.contextmanager
+def seeded_init(seed: int) -> Iterator[None]:
+    """Create models inside: torch's and numpy's global generators seeded with `seed`, no other thread's
+    model creation in between (the same seed, the same initial weights)."""
+    with MODEL_INIT:
+        torch.manual_seed(int(seed))
+        np.random.seed(int(seed))
+        yield
+
+
+def _bernoulli(like: torch.Tensor, shape: tuple, keep: float) -> torch.Tensor:
+    g = getattr(_THREAD, "generator", None)
+    if g is not None and g.device.type != like.device.type:
+        g = None
+    return like.new_empty(shape).bernoulli_(keep, generator=g)
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """`F.dropout`, drawing from the thread's private generator when a training set one."""
+    if not training or p <= 0.0:
+        return x
+    if getattr(_THREAD, "generator", None) is None:
+        return F.dropout(x, p, True)
+    if p >= 1.0:
+        return x * 0.0
+    keep = 1.0 - p
+    g = _THREAD.generator if _THREAD.generator.device.type == x.device.type else None
+    noise = torch.empty_like(x).bernoulli_(keep, generator=g)  # the draws and arithmetic of torch's CPU dropout
+    return x * noise.div_(keep)
+
+
+class Dropout(nn.Dropout):
+    """`nn.Dropout` (same state, same repr) whose mask comes from the thread's private generator."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.training)
+
+
 class DropPath(nn.Module):
     """Stochastic depth: in training, drop the whole residual branch of a sample with probability `p`."""
 
@@ -53,8 +115,7 @@ class DropPath(nn.Module):
         if self.p <= 0.0 or not self.training:
             return x
         keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-        return x * mask / keep
+        return x * _bernoulli(x, (x.shape[0],) + (1,) * (x.ndim - 1), keep) / keep
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from core.errors import UserError
-from core.models.blocks import ZooModel
+from core.models.blocks import ZooModel, dropout
 
 STAGES = ("conv1", "layer1", "layer2", "layer3", "layer4")  # stage 0 = the stem (conv1 + bn1)
 
@@ -92,7 +91,7 @@ class ChartResNet18(ZooModel):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.flatten(self.avgpool(self.forward_features(x)), 1)
         if self.dropout_p > 0:
-            h = F.dropout(h, self.dropout_p, self.training)
+            h = dropout(h, self.dropout_p, self.training)
         return self.fc(h)
 
     def train(self, mode: bool = True) -> "ChartResNet18":

@@ -10,7 +10,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from core.models.blocks import ZooModel
+from core.models.blocks import Dropout, ZooModel
 
 
 class CNN1d(ZooModel):
@@ -28,7 +28,7 @@ class CNN1d(ZooModel):
             cin = cout
         self.features = nn.Sequential(*mods)
         self.avgpool = nn.AdaptiveAvgPool1d(1)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.fc = nn.Linear(cin, n_classes)
         self.out_channels = cin
 

@@ -15,7 +15,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from core.models.blocks import ZooModel, is_rf_layer
+from core.models.blocks import Dropout, ZooModel, is_rf_layer
 
 
 class CNNTA(ZooModel):
@@ -25,10 +25,10 @@ class CNNTA(ZooModel):
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, channels, 3, padding=1), nn.ReLU(),
             nn.Conv2d(channels, 2 * channels, 3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(2, ceil_mode=True), nn.Dropout(dropout))
+            nn.MaxPool2d(2, ceil_mode=True), Dropout(dropout))
         self.pool = nn.AdaptiveAvgPool2d((int(pool), int(pool)))
         self.head = nn.Sequential(nn.Linear(2 * channels * int(pool) ** 2, hidden), nn.ReLU(inplace=True),
-                                  nn.Dropout(2 * dropout), nn.Linear(hidden, n_classes))
+                                  Dropout(2 * dropout), nn.Linear(hidden, n_classes))
         self.out_channels = 2 * channels
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -58,7 +58,7 @@ class OrderBookCNN(ZooModel):
                 cin = cout
         self.features = nn.Sequential(*mods)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.fc = nn.Linear(cin, n_classes)
         self.out_channels = cin
 

@@ -19,7 +19,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from core.models.blocks import ChannelLayerNorm, DropPath, ZooModel, left_pad_to_multiple
+from core.models.blocks import ChannelLayerNorm, DropPath, Dropout, ZooModel, left_pad_to_multiple
 
 # The document's sizes (channels per stage, blocks per stage).
 SIZES = {
@@ -75,7 +75,7 @@ class ConvNeXt1d(ZooModel):
                                                for j in range(depth)]))
             k += depth
         self.norm = nn.LayerNorm(dims[-1], eps=1e-6)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.head = nn.Linear(dims[-1], n_classes)
         self.out_channels = dims[-1]
         for m in self.modules():

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from core.models.blocks import ZooModel
+from core.models.blocks import Dropout, ZooModel
 
 
 def _branch(cin: int, filters: int, k: int) -> nn.Sequential:
@@ -33,7 +33,7 @@ class MultiScaleCNN(ZooModel):
         self.branches = nn.ModuleList([_branch(in_channels, filters, k) for k in self.kernels])
         self.avgpool = nn.AdaptiveAvgPool1d(1)
         width = filters * len(self.kernels)
-        self.head = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+        self.head = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(inplace=True), Dropout(dropout),
                                   nn.Linear(hidden, max(1, hidden // 2)), nn.ReLU(inplace=True),
                                   nn.Linear(max(1, hidden // 2), n_classes))
         self.out_channels = width

@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 import torch
 from torch import nn
 
-from core.models.blocks import SqueezeExcite1d, ZooModel
+from core.models.blocks import Dropout, SqueezeExcite1d, ZooModel
 
 
 def _conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Conv1d:
@@ -143,7 +143,7 @@ class ResNet1d(ZooModel):
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.avgpool = nn.AdaptiveAvgPool1d(1)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.fc = nn.Linear(cin, n_classes)
         self.out_channels = cin
         for m in self.modules():

@@ -13,7 +13,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from core.models.blocks import CausalConv1d, ZooModel
+from core.models.blocks import CausalConv1d, Dropout, ZooModel
 
 
 def _maybe_weight_norm(conv: nn.Conv1d, on: bool) -> nn.Conv1d:
@@ -31,10 +31,10 @@ class TemporalBlock(nn.Module):
         self.dilation = dilation
         self.conv1 = _maybe_weight_norm(CausalConv1d(cin, cout, kernel_size, dilation), weight_norm)
         self.relu1 = nn.ReLU()
-        self.dropout1 = nn.Dropout(dropout)
+        self.dropout1 = Dropout(dropout)
         self.conv2 = _maybe_weight_norm(CausalConv1d(cout, cout, kernel_size, dilation), weight_norm)
         self.relu2 = nn.ReLU()
-        self.dropout2 = nn.Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
         self.downsample = nn.Conv1d(cin, cout, 1) if cin != cout else None
         self.relu = nn.ReLU()
 

@@ -18,7 +18,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from core.models.blocks import CausalConv1d, ZooModel
+from core.models.blocks import CausalConv1d, Dropout, ZooModel
 
 
 class WaveNetBlock(nn.Module):
@@ -28,7 +28,7 @@ class WaveNetBlock(nn.Module):
         self.dilation = dilation
         self.filter_conv = CausalConv1d(channels, channels, kernel_size, dilation)
         self.gate_conv = CausalConv1d(channels, channels, kernel_size, dilation)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         # the last block's residual output feeds nothing, so it has no residual conv
         self.residual_conv = nn.Conv1d(channels, channels, 1) if residual else None
         self.skip_conv = nn.Conv1d(channels, skip_channels, 1)

@@ -326,7 +326,10 @@ class LoadedRun:
         if model_config.get("pretrained"):
             # the saved state_dict holds every weight: the pretrained file need not exist any more
             model_config["pretrained"] = ""
-        m = create_model(cfg["model_name"], int(cfg["in_channels"]), len(cfg["class_names"]), **model_config)
+        from core.models.blocks import MODEL_INIT
+
+        with MODEL_INIT:  # its draws (overwritten below) must not land between another's seed and creation
+            m = create_model(cfg["model_name"], int(cfg["in_channels"]), len(cfg["class_names"]), **model_config)
         try:
             state = torch.load(self.path / "model.pt", map_location=device, weights_only=True)
             m.load_state_dict(state)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterator, Optional
@@ -34,6 +33,7 @@ import torch
 import torch.nn as nn
 
 from core.errors import UserError
+from core.models.blocks import private_rng, seeded_init
 from core.progress import CancelToken, Cancelled, Progress, ProgressCallback
 from core.train.augment import AugmentSettings, augment_batch
 from core.features.dataset import gap_note
@@ -275,8 +275,11 @@ def _evaluate_loss(model: nn.Module, src: BatchSource, criterion: nn.Module, dev
 
 def fit(model: nn.Module, train_src: BatchSource, val_src: BatchSource, cfg: TrainConfig, n_classes: int,
         device: Optional[torch.device] = None, progress: Optional[ProgressCallback] = None,
-        cancel: Optional[CancelToken] = None) -> FitResult:
-    """Train `model` in place; on return it holds the best weights (by `cfg.monitor` on `val_src`)."""
+        cancel: Optional[CancelToken] = None, dropout_rng: Optional[torch.Generator] = None) -> FitResult:
+    """Train `model` in place; on return it holds the best weights (by `cfg.monitor` on `val_src`).
+
+    Dropout and drop-path draw from `dropout_rng` (default: a generator seeded from `cfg.seed`), never from
+    torch's global generator, which other jobs of the process share."""
     cfg.validate()
     device = device or resolve_device(cfg)
     if len(train_src) < 2:
@@ -318,6 +321,7 @@ def fit(model: nn.Module, train_src: BatchSource, val_src: BatchSource, cfg: Tra
     do_aug = aug.active and train_src.time_axis is not None
     g_shuffle = np.random.default_rng(cfg.seed + 1)
     g_aug = torch.Generator(device=device).manual_seed(cfg.seed + 2)
+    g_drop = dropout_rng if dropout_rng is not None else torch.Generator(device=device).manual_seed(cfg.seed + 3)
 
     better = (lambda a, b: a < b - cfg.min_delta) if cfg.monitor == "val_loss" else \
         (lambda a, b: a > b + cfg.min_delta)
@@ -329,85 +333,86 @@ def fit(model: nn.Module, train_src: BatchSource, val_src: BatchSource, cfg: Tra
     t_train, n_seen = 0.0, 0
     step, skipped = 0, 0
     t0 = time.perf_counter()
-    try:
-        for epoch in range(1, cfg.epochs + 1):
-            model.train()
-            te = time.perf_counter()
-            order = g_shuffle.permutation(n)
-            loss_sum, correct, seen = 0.0, 0, 0
-            for bi in range(steps_per_epoch):
-                if cancel is not None:
-                    cancel.raise_if_cancelled()
-                idx = order[bi * bs:(bi + 1) * bs]
-                b = train_src.get(idx, device)
-                x = b["x"]
-                if do_aug:
-                    x = _augment(x, train_src.time_axis, aug, g_aug)
-                with _autocast(device, cfg):
-                    out = model(x)
-                    logits = _direction(out)
-                    loss = crit(out, b["y"], b["magnitude"], b["volatility"]) if multitask else \
-                        crit(logits.float(), b["y"])
-                lv = float(loss.detach())
-                if not math.isfinite(lv):
-                    raise _NonFinite(epoch, bi + 1, lv)
-                opt.zero_grad(set_to_none=True)
-                lr_used = opt.param_groups[0]["lr"]  # the rate of this step (the schedule moves after it)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(opt)
+    with private_rng(g_drop):  # (dropout and drop-path of this run's model, in this thread)
+        try:
+            for epoch in range(1, cfg.epochs + 1):
+                model.train()
+                te = time.perf_counter()
+                order = g_shuffle.permutation(n)
+                loss_sum, correct, seen = 0.0, 0, 0
+                for bi in range(steps_per_epoch):
+                    if cancel is not None:
+                        cancel.raise_if_cancelled()
+                    idx = order[bi * bs:(bi + 1) * bs]
+                    b = train_src.get(idx, device)
+                    x = b["x"]
+                    if do_aug:
+                        x = _augment(x, train_src.time_axis, aug, g_aug)
+                    with _autocast(device, cfg):
+                        out = model(x)
+                        logits = _direction(out)
+                        loss = crit(out, b["y"], b["magnitude"], b["volatility"]) if multitask else \
+                            crit(logits.float(), b["y"])
+                    lv = float(loss.detach())
+                    if not math.isfinite(lv):
+                        raise _NonFinite(epoch, bi + 1, lv)
+                    opt.zero_grad(set_to_none=True)
+                    lr_used = opt.param_groups[0]["lr"]  # the rate of this step (the schedule moves after it)
+                    if scaler is not None:
+                        scaler.scale(loss).backward()
+                        scaler.unscale_(opt)
+                    else:
+                        loss.backward()
+                    if cfg.clip and cfg.clip > 0:
+                        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+                    stepped = True
+                    if scaler is not None:
+                        before = scaler.get_scale()
+                        scaler.step(opt)
+                        scaler.update()
+                        stepped = scaler.get_scale() >= before  # the scale drops only when the step was skipped
+                        skipped += not stepped
+                    else:
+                        opt.step()
+                    if stepped:  # the schedule counts the optimizer's real steps
+                        sched.step()
+                    step += 1
+                    loss_sum += lv * len(idx)
+                    correct += int((logits.detach().argmax(1) == b["y"]).sum())
+                    seen += len(idx)
+                    if progress is not None:
+                        progress(Progress("batch", step, total_steps,
+                                          f"epoch {epoch}/{cfg.epochs} batch {bi + 1}/{steps_per_epoch}",
+                                          {"epoch": epoch, "loss": lv}))
+                train_time = time.perf_counter() - te
+                t_train += train_time
+                n_seen += seen
+                val = _evaluate_loss(model, val_src, crit, device, cfg, multitask, n_classes, weights)
+                row = {"epoch": epoch, "train_loss": loss_sum / max(1, seen),
+                       "train_accuracy": correct / max(1, seen), **val, "lr": lr_used,
+                       "seconds": time.perf_counter() - te, "samples_per_second": seen / max(train_time, 1e-9)}
+                if not math.isfinite(row["val_loss"]):
+                    raise _NonFinite(epoch, 0, row["val_loss"])
+                score = row[cfg.monitor]
+                improved = best_val is None or better(score, best_val)
+                if improved:
+                    best_val, best_epoch, bad_epochs = score, epoch, 0
+                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
                 else:
-                    loss.backward()
-                if cfg.clip and cfg.clip > 0:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-                stepped = True
-                if scaler is not None:
-                    before = scaler.get_scale()
-                    scaler.step(opt)
-                    scaler.update()
-                    stepped = scaler.get_scale() >= before  # the scale drops only when the step was skipped
-                    skipped += not stepped
-                else:
-                    opt.step()
-                if stepped:  # the schedule counts the optimizer's real steps
-                    sched.step()
-                step += 1
-                loss_sum += lv * len(idx)
-                correct += int((logits.detach().argmax(1) == b["y"]).sum())
-                seen += len(idx)
+                    bad_epochs += 1
+                row["best"] = improved
+                rows.append(row)
                 if progress is not None:
-                    progress(Progress("batch", step, total_steps,
-                                      f"epoch {epoch}/{cfg.epochs} batch {bi + 1}/{steps_per_epoch}",
-                                      {"epoch": epoch, "loss": lv}))
-            train_time = time.perf_counter() - te
-            t_train += train_time
-            n_seen += seen
-            val = _evaluate_loss(model, val_src, crit, device, cfg, multitask, n_classes, weights)
-            row = {"epoch": epoch, "train_loss": loss_sum / max(1, seen),
-                   "train_accuracy": correct / max(1, seen), **val, "lr": lr_used,
-                   "seconds": time.perf_counter() - te, "samples_per_second": seen / max(train_time, 1e-9)}
-            if not math.isfinite(row["val_loss"]):
-                raise _NonFinite(epoch, 0, row["val_loss"])
-            score = row[cfg.monitor]
-            improved = best_val is None or better(score, best_val)
-            if improved:
-                best_val, best_epoch, bad_epochs = score, epoch, 0
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            else:
-                bad_epochs += 1
-            row["best"] = improved
-            rows.append(row)
-            if progress is not None:
-                progress(Progress("epoch", epoch, cfg.epochs,
-                                  f"epoch {epoch}/{cfg.epochs}: val_loss {row['val_loss']:.4f}, "
-                                  f"val_accuracy {row['val_accuracy']:.3f}", dict(row)))
-            if cfg.patience and bad_epochs >= cfg.patience:
-                status = "early_stopped"
-                break
-    except Cancelled:
-        status = "stopped"
-    except _NonFinite as exc:
-        status = f"failed: {exc}"
+                    progress(Progress("epoch", epoch, cfg.epochs,
+                                      f"epoch {epoch}/{cfg.epochs}: val_loss {row['val_loss']:.4f}, "
+                                      f"val_accuracy {row['val_accuracy']:.3f}", dict(row)))
+                if cfg.patience and bad_epochs >= cfg.patience:
+                    status = "early_stopped"
+                    break
+        except Cancelled:
+            status = "stopped"
+        except _NonFinite as exc:
+            status = f"failed: {exc}"
     if best_state is not None:
         model.load_state_dict(best_state)
     elif status == "stopped":
@@ -696,25 +701,11 @@ class Scored:
     warnings: list[str] = field(default_factory=list)  # said beside the results (run_warnings)
 
 
-# torch's and numpy's global random generators are shared by every thread of the process, and dropout and
-# drop-path draw from them while training: two trainings at once (a Train job beside a transfer job in another
-# tab) would take each other's draws and lose "the same config gives the same numbers". So one training at a
-# time in a process holds them, from seeding to the end of its fit. (Sweep workers are processes of their own.)
-_TRAINING = threading.RLock()
-
-
-@contextlib.contextmanager
-def _one_training_at_a_time(stage: Callable[[str, str], None], cancel: Optional[CancelToken]) -> Iterator[None]:
-    if not _TRAINING.acquire(blocking=False):
-        stage("wait", "waiting for another training in this app to finish: one at a time keeps seeded runs "
-                      "reproducible")
-        while not _TRAINING.acquire(timeout=0.2):
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-    try:
-        yield
-    finally:
-        _TRAINING.release()
+def _continue_stream(device: torch.device) -> torch.Generator:
+    """A generator for `device` in the state torch's global one is in now (call it inside `seeded_init`)."""
+    g = torch.Generator(device=device)
+    g.set_state(torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state())
+    return g
 
 
 def fit_and_score(prepared: Any, config: dict[str, Any], data: DataConfig, train: TrainConfig, input_kind: str,
@@ -747,28 +738,29 @@ def fit_and_score(prepared: Any, config: dict[str, Any], data: DataConfig, train
         raise UserError("the test split is empty: use a longer dataset or a larger test share")
     sample = src["train"].get(np.arange(min(2, len(src["train"]))), torch.device("cpu"))["x"]
     in_channels = int(sample.shape[1])
-    with _one_training_at_a_time(stage, cancel):
-        torch.manual_seed(train.seed)  # the same seed -> the same initial weights
-        np.random.seed(train.seed)
+    with seeded_init(train.seed):  # the same seed -> the same initial weights, whatever else runs
         try:
             model = create_model(model_name, in_channels, n_classes, **model_config)
         except TypeError as exc:
             raise UserError(f"model {model_name!r} does not accept these settings: {exc}") from exc
-        if init is not None:
-            stage("init", "loading starting weights")
-            config = dict(config, transfer=init(model))
-        with torch.no_grad():
-            probe = model.eval()(sample)
-        if isinstance(probe, dict) and scaling is None:
-            raise UserError(model_label_problem(model_name, True, data.label))
-        if scaling is not None and not isinstance(probe, dict):
-            # multitask labels with a single-head model: it learns the direction classes only
-            scaling = None
-            for s in src.values():
-                s.extra = {}
+        # dropout goes on from where the seeded stream stands after the initial weights (as it did when it
+        # drew from the global generator), in a generator of the run's own
+        drop_rng = _continue_stream(device)
+    if init is not None:
+        stage("init", "loading starting weights")
+        config = dict(config, transfer=init(model))
+    with torch.no_grad():
+        probe = model.eval()(sample)
+    if isinstance(probe, dict) and scaling is None:
+        raise UserError(model_label_problem(model_name, True, data.label))
+    if scaling is not None and not isinstance(probe, dict):
+        # multitask labels with a single-head model: it learns the direction classes only
+        scaling = None
+        for s in src.values():
+            s.extra = {}
 
-        stage("train", f"training {model_name} on {len(src['train'])} samples")
-        fr = fit(model, src["train"], src["val"], train, n_classes, device, progress, cancel)
+    stage("train", f"training {model_name} on {len(src['train'])} samples")
+    fr = fit(model, src["train"], src["val"], train, n_classes, device, progress, cancel, drop_rng)
 
     stage("evaluate", "scoring the test split")
     config = dict(config, class_names=class_names, input_kind=input_kind,
