@@ -94,6 +94,11 @@ def test_export_holds_only_plain_files_and_import_gives_a_working_run(exported, 
     again = archive.import_run_zip(io.BytesIO(data))
     assert again == f"{rid}-imported" and {r.run_id for r in registry.list_runs()} == {rid, again}
     assert sorted(_members(archive.export_run_zip(again))) == sorted(f"{again}/{f}" for f in archive.RUN_FILES)
+    # a run trained by an older app (20 bootstrap resamples were allowed then) still imports
+    cfg = json.loads(_members(data)[f"{rid}/config.json"])
+    cfg["train_config"]["n_boot"] = 20
+    old = _variant(exported, replace={"config.json": json.dumps(cfg).encode()})
+    assert archive.import_run_zip(old).startswith(rid)
 
 
 def _variant(exported, drop: str = "", add: dict[str, bytes] | None = None, replace: dict[str, bytes] | None = None,

@@ -258,7 +258,7 @@ def _check_config(cfg: Any) -> dict[str, Any]:
 
     cfg = check_config(cfg, "config.json in the zip")
     from_dict(DataConfig, cfg["data_config"]).validate()
-    from_dict(TrainConfig, cfg["train_config"]).validate()
+    from_dict(TrainConfig, cfg["train_config"]).validate(new_run=False)  # a run trained by an older app too
     return cfg
 
 

@@ -103,7 +103,10 @@ class TrainConfig:
         """Turn every augmentation off (noise, magnitude scaling, time warping, window slicing)."""
         self.noise_std, self.scale_min, self.scale_max, self.time_warp, self.window_slice = 0.0, 1.0, 1.0, 0.0, 0.0
 
-    def validate(self) -> "TrainConfig":
+    def validate(self, new_run: bool = True) -> "TrainConfig":
+        """Refuse settings that are not usable, in sentences. `new_run=False` (a stored or imported run's
+        config) skips the rules for starting a training that are newer than some saved runs (seed range,
+        at least MIN_BOOT resamples, multi-task weights)."""
         coerce_fields(self)
         if self.epochs < 1:
             raise UserError("epochs must be at least 1")
@@ -143,6 +146,8 @@ class TrainConfig:
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise UserError("train.max_train_samples must be empty (all samples) or a positive whole number, "
                             f"got {self.max_train_samples!r}")
+        if not new_run:
+            return self
         if not 0 <= self.seed <= 2**32 - 3:  # numpy's range; the loop also uses seed + 1 and seed + 2
             raise UserError(f"train.seed must be a whole number from 0 to {2**32 - 3}, got {self.seed!r}")
         if self.n_boot < MIN_BOOT:  # fewer resamples give no confidence interval worth the name
