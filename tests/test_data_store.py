@@ -112,6 +112,11 @@ def test_failed_write_keeps_the_old_dataset(monkeypatch, workspace):
         save_candles(_candles(96), "test", "BTC/USDT", "1h")
     assert dataset_info(info.id).rows == len(load_candles(info.id)) == 96
     assert [i.rows for i in list_datasets()] == [96]
+    # a reader meanwhile does not write its copy of the index back (a writer could be between its parquet and
+    # its json, and would find that copy over its new candles)
+    assert not (workspace / "data" / "candles" / f"{info.id}.json").exists()
+    save_candles(_candles(120), "test", "BTC/USDT", "1h")
+    assert dataset_info(info.id).rows == 120 and (workspace / "data" / "candles" / f"{info.id}.json").exists()
 
 
 def test_metadata_index_is_rebuilt_from_parquet(workspace):

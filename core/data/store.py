@@ -217,9 +217,10 @@ def dataset_info(ds_id: str) -> DatasetInfo:
     try:
         meta = read_json(json_path)
     except (FileNotFoundError, json.JSONDecodeError):
-        # The json index is a convenience; the parquet carries the truth. Rebuild the index from it.
+        # The json index is a convenience; the parquet carries the truth: read it from there. Not written back
+        # here: a writer between its parquet and its json (save_candles removes the old json first) would
+        # then find this reader's copy of the old parquet's metadata over its new candles. It writes its own.
         meta = _meta_from_parquet(parquet_path)
-        atomic_write_json(json_path, meta)
     return _info_from_meta(meta)
 
 
