@@ -545,6 +545,20 @@ def test_multitask_fit_uses_the_regression_targets():
     r = fit(_model(multitask=True), tr, va, TrainConfig(epochs=3, batch_size=32, lr=1e-2, patience=0), 2,
             torch.device("cpu"))
     assert r.history["train_loss"].iloc[-1] < r.history["train_loss"].iloc[0]
+    # with class weights, the validation loss is the split's, whatever the evaluation batch (the regression
+    # terms were weighted by each batch's class weights, and dropped with a zero-weight batch)
+    from core.train.losses import MultiTaskLoss
+    from core.train.trainer import _evaluate_loss
+
+    w = torch.tensor([3.0, 0.5])
+    crit = MultiTaskLoss(nn.CrossEntropyLoss(weight=w))
+    model = _model(multitask=True).eval()
+    got = [_evaluate_loss(model, va, crit, torch.device("cpu"), TrainConfig(eval_batch_size=bs), True, 2, w)["val_loss"]
+           for bs in (7, 16, 100)]
+    with torch.no_grad():
+        out = model(va.x)
+        whole = crit(out, torch.as_tensor(va.labels), va.extra["magnitude"], va.extra["volatility"])
+    assert got == pytest.approx([float(whole)] * 3, rel=1e-5)
 
 
 def test_clipping_and_given_class_weights_reach_the_step(monkeypatch):

@@ -62,12 +62,20 @@ class MultiTaskLoss(nn.Module):
         self.direction = direction
         self.w = tuple(float(w) for w in weights)
 
-    def forward(self, out: dict, target: torch.Tensor, magnitude: torch.Tensor,
-                volatility: torch.Tensor) -> torch.Tensor:
+    def parts(self, out: dict, target: torch.Tensor, magnitude: torch.Tensor,
+              volatility: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The direction term (the classification criterion, class-weighted if it is) and the weighted sum of
+        the two regression terms (plain means over the samples), apart: averaging over a whole split weighs
+        them differently."""
         d = self.direction(out["direction"], target)
         m = F.mse_loss(out["magnitude"].float().reshape(-1), magnitude.float())
         v = F.mse_loss(out["volatility"].float().reshape(-1), volatility.float())
-        return self.w[0] * d + self.w[1] * m + self.w[2] * v
+        return d, self.w[1] * m + self.w[2] * v
+
+    def forward(self, out: dict, target: torch.Tensor, magnitude: torch.Tensor,
+                volatility: torch.Tensor) -> torch.Tensor:
+        d, regression = self.parts(out, target, magnitude, volatility)
+        return self.w[0] * d + regression
 
 
 def balanced_class_weights(y: torch.Tensor | Sequence[int], n_classes: int) -> torch.Tensor:

@@ -249,17 +249,21 @@ def _evaluate_loss(model: nn.Module, src: BatchSource, criterion: nn.Module, dev
                    cfg: TrainConfig, multitask: bool, k: int,
                    class_weights: Optional[torch.Tensor] = None) -> dict[str, float]:
     """Validation loss over the whole split (a class-weighted loss is a weighted mean over all samples, not a
-    mean of batch means: a batch holding only a zero-weight class has no loss of its own), and metrics."""
+    mean of batch means: a batch holding only a zero-weight class has no loss of its own; the multi-task
+    regression terms are plain means over the samples), and metrics."""
     model.eval()
-    total, n, weight_sum, preds = 0.0, 0, 0.0, []
+    total, n, weight_sum, regression, preds = 0.0, 0, 0.0, 0.0, []
     with torch.no_grad():
         for s in range(0, len(src), cfg.eval_batch_size):
             idx = np.arange(s, min(len(src), s + cfg.eval_batch_size))
             b = src.get(idx, device)
             with _autocast(device, cfg):
                 out = model(b["x"])
-            loss = criterion(out, b["y"], b["magnitude"], b["volatility"]) if multitask else \
-                criterion(_direction(out).float(), b["y"])
+            if multitask:
+                loss, reg = criterion.parts(out, b["y"], b["magnitude"], b["volatility"])
+                regression += float(reg) * len(idx)
+            else:
+                loss = criterion(_direction(out).float(), b["y"])
             w = len(idx) if class_weights is None else float(class_weights.to(b["y"].device)[b["y"]].sum())
             if w > 0:
                 total += float(loss) * w
@@ -268,7 +272,9 @@ def _evaluate_loss(model: nn.Module, src: BatchSource, criterion: nn.Module, dev
             preds.append(_direction(out).argmax(1).cpu().numpy())
     pred = np.concatenate(preds) if preds else np.zeros(0, np.int64)
     y = src.labels
-    return {"val_loss": total / weight_sum if weight_sum > 0 else float("nan"),
+    direction = total / weight_sum if weight_sum > 0 else float("nan")
+    val_loss = criterion.w[0] * direction + regression / max(1, n) if multitask else direction
+    return {"val_loss": val_loss,
             "val_accuracy": FAST_METRICS["accuracy"](y, pred, k) if n else float("nan"),
             "val_macro_f1": FAST_METRICS["macro_f1"](y, pred, k) if n else float("nan")}
 
