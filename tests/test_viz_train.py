@@ -115,3 +115,13 @@ def test_lr_preview_title_says_the_shape():
         "learning rate: the whole run is warm-up (up to 2e-03)"
     assert lr_schedule_figure(80, 0, 5e-4, 5e-4).layout.title.text == \
         "learning rate: no warm-up, then constant at 5e-04"
+
+
+def test_the_interval_note_says_how_it_was_drawn_even_when_counts_are_missing():
+    from core.viz.train import interval_note
+
+    note = interval_note({"block": 36, "n": 2594, "n_boot": 1000, "confidence": 0.95})
+    assert note.startswith("Paired block bootstrap over 2,594 test samples in blocks of 36 (1,000 resamples)")
+    assert "firmer test" in note and "firmer test" not in interval_note({"block": 36}, walk_forward=True)
+    assert interval_note({"block": 12}).startswith("Paired block bootstrap over ? test samples")  # (an old zip)
+    assert interval_note({}) == ""

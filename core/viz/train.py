@@ -273,11 +273,16 @@ def interval_note(vs: dict[str, Any], walk_forward: bool = False) -> str:
     """How far to trust the verdict's interval: how it was drawn and, measured, how often its kind errs."""
     if not vs or vs.get("block") is None:
         return ""
-    return (f"Paired block bootstrap over {vs.get('n', '?'):,} test samples in blocks of {vs['block']} "
-            f"({vs.get('n_boot', '?'):,} resamples). The {int(round(vs.get('confidence', 0.95) * 100))} % is "
+    def count(key: str) -> str:
+        v = vs.get(key)
+        return f"{int(v):,}" if isinstance(v, (int, float)) else "?"
+
+    return (f"Paired block bootstrap over {count('n')} test samples in blocks of {vs['block']} "
+            f"({count('n_boot')} resamples). The {int(round(vs.get('confidence', 0.95) * 100))} % is "
             "nominal: neighbouring bars hang together, and between two models with no real difference whose "
-            "answers persist, such an interval still excludes 0 in 10 % of test spans (answers lasting 16 "
-            "bars) to 23 % (256 bars) instead of 5 % (bench/bench_bootstrap_coverage.py). A narrow win is a hint"
+            "answers persist, such an interval still excludes 0 in about 10 % of test spans (answers lasting 16 "
+            "bars) to about 23 % (256 bars) instead of 5 % (bench/bench_bootstrap_coverage.py, 120 spans each). "
+            "A narrow win is a hint"
             + ("." if walk_forward else "; a walk-forward evaluation is the firmer test."))
 
 
