@@ -249,3 +249,10 @@ def test_grid_preview_of_the_default_grid_and_a_bad_one():
     assert {c.model_name for c in cells} == {"cnn1d", "tcn"} and spec.rank_by == "balanced_accuracy"
     with pytest.raises(UserError):
         grid_preview("grid: {model: [nosuchnet]}\n")
+
+
+def test_two_sweeps_started_in_one_second_get_two_folders(workspace):
+    from core.sweep.runner import _new_sweep_id
+
+    a, b = _new_sweep_id("grid"), _new_sweep_id("grid")
+    assert a != b and (workspace / "sweeps" / a).is_dir() and (workspace / "sweeps" / b).is_dir()

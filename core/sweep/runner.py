@@ -50,7 +50,7 @@ from core.progress import CancelToken, Cancelled, Progress, ProgressCallback
 from core.sweep.grid import RANK_METRICS, GridSpec, SweepCell, expand_grid, load_grid, parse_grid
 from core.train.metrics import HEADLINE
 from core.workspace import (
-    atomic_write_json, ENV_VAR, read_json, safe_name, unique_name, workspace_root, ws_path)
+    atomic_write_json, ENV_VAR, read_json, reserve_folder, safe_name, workspace_root, ws_path)
 
 BACKENDS = ("loky", "ray", "dask")
 SWEEPS_DIR = "sweeps"
@@ -235,7 +235,8 @@ def sweeps_root() -> Path:
 
 def _new_sweep_id(name: str) -> str:
     slug = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:40] or "sweep"
-    return unique_name(sweeps_root(), f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{slug}")
+    # the folder is made with the id: two sweeps started in the same second get two
+    return reserve_folder(sweeps_root(), f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{slug}")
 
 
 def _as_spec(spec: GridSpec | dict[str, Any] | str | Path) -> GridSpec:
@@ -458,7 +459,7 @@ def run_sweep(spec: GridSpec | dict[str, Any] | str | Path, jobs: int = 2, backe
     ctx_mgr, cleanup = _backend_context(backend, jobs, address)
     sweep_id = _new_sweep_id(spec.name)
     folder = sweeps_root() / sweep_id
-    (folder / "cells").mkdir(parents=True)
+    (folder / "cells").mkdir()
     plan = [c.to_dict() for c in cells]
     meta = {"sweep_id": sweep_id, "spec": spec.to_dict(), "backend": backend, "jobs": jobs, "address": address,
             "status": "running", "n_cells": len(cells),
