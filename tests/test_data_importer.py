@@ -226,7 +226,8 @@ def test_odd_files_get_sentences_that_fit_them():
     with pytest.raises(DataError, match="1 rows have an infinite value \\(first at data row 4\\)"):
         read_candle_file(_csv(rows))
     # "... UTC" as some exports write it is a UTC time, not an unreadable one
-    text = "\n".join(f"2024-01-01 {i:02d}:00:00 UTC,{100 + i},{102 + i},{99 + i},{101 + i},5" for i in range(6))
+    text = "\n".join(f"2024-01-01 {i:02d}:00:00 {'UTC' if i % 2 else 'utc'},{100 + i},{102 + i},{99 + i},{101 + i},5"
+                     for i in range(6))
     df, _ = read_candle_file(_csv([text]))
     assert df.index[1] == pd.Timestamp("2024-01-01 01:00", tz="UTC")
 

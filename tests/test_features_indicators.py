@@ -43,7 +43,7 @@ def test_atr_and_adx_equal_ta(series, name, window):
 @pytest.mark.parametrize("preset, bars", [("resnet15", 26), ("convnext", 200), ("dilated5", 100), ("chapter6", 34)])
 def test_too_few_candles_names_the_presets_own_warm_up(series, preset, bars):
     # every preset used to be told "EMA 200 needs at least 200", whatever its indicators
-    with pytest.raises(UserError, match=f"warm-up needs at least {bars} bars"):
+    with pytest.raises(UserError, match=f"warm-up needs at least {bars} bars for its first row"):
         compute_features(series["btc"].iloc[: bars - 1], preset)
     assert len(compute_features(series["btc"].iloc[:bars], preset)) == 1
 

@@ -211,7 +211,7 @@ def _parse_timestamps(col: pd.Series) -> tuple[pd.DatetimeIndex, str]:
                             f"({_TS_MIN:%Y-%m-%d} to {_TS_MAX:%Y-%m-%d})") from None
         return _in_range(pd.DatetimeIndex(ts), col), unit
     # "2024-01-01 00:00:00 UTC" (as some exports write it) is ISO 8601 with its zone in words
-    text = col.astype(str).str.strip().str.replace(r"\s*(?:UTC|GMT)$", "+00:00", regex=True)
+    text = col.astype(str).str.strip().str.replace(r"(?i)\s*(?:UTC|GMT)$", "+00:00", regex=True)
     ts = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
     bad = ts.isna().to_numpy()
     if bad.any():

@@ -63,7 +63,7 @@ def resolve_features(preset_or_list: PresetOrList) -> list[str]:
 
 
 def warmup_bars(preset_or_list: PresetOrList) -> int:
-    """How many candles the features need before their first defined row (e.g. 200 with EMA 200), measured
+    """How many candles the features need for their first defined row (e.g. 200 with EMA 200), measured
     on a steady random market long enough for every indicator here."""
     rng = np.random.default_rng(0)
     n = 1500
@@ -90,7 +90,7 @@ def compute_features(candles: pd.DataFrame, preset_or_list: PresetOrList) -> pd.
     ok = np.isfinite(raw.to_numpy()).all(axis=1)
     if not ok.any():
         raise UserError(f"{len(candles)} candles are too few for these features: their indicators' warm-up "
-                        f"needs at least {warmup_bars(names)} bars before the first row of features")
+                        f"needs at least {warmup_bars(names)} bars for its first row of features")
     first = int(np.argmax(ok))
     out = raw.iloc[first:]
     bad = ~ok[first:]

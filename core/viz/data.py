@@ -345,8 +345,8 @@ def orderbook_heatmap_figure(
     if hi <= lo:
         hi = lo + 1e-6
     # each level goes to the nearest of `price_bins` rows spread from the farthest bid to the farthest ask
-    # (those two are rows' centres): a level on a bin edge no longer falls into the bin above, so bids and
-    # asks the same distance from mid land the same distance from 0
+    # (those two are rows' centres): a level on a bin edge no longer falls into the bin above (in a book whose
+    # bids and asks reach equally far, levels the same distance from mid land the same distance from 0)
     centers = np.linspace(lo, hi, price_bins)
     width = (hi - lo) / max(price_bins - 1, 1)
     col = pd.Index(times).get_indexer(book["timestamp"])
