@@ -172,6 +172,14 @@ def test_a_source_trained_into_the_targets_test_period_is_flagged():
     assert tr.source_overlap(child, target, load) is None
     gone = {**before, "transfer": {"source_run_id": "deleted"}}
     assert "run deleted, deleted since" in tr.source_overlap(gone, target, load)
+    # a source that itself started from a weights file of unknown training: said, as the file itself would be
+    runs["filed"] = {"dataset_id": "file-ETHUSDT-1h", "test_start": "2025-07-01 00:00:00+00:00",
+                     "transfer": {"source": "weights:mine.pth", "source_run_id": None, "weights_imagenet": False}}
+    via_file = {**before, "transfer": {"source_run_id": "filed"}}
+    assert "it started from the weights file mine.pth, whose training the app does not know" in \
+        tr.source_overlap(via_file, target, load)
+    runs["filed"]["transfer"]["weights_imagenet"] = True  # torchvision's ImageNet weights: photographs
+    assert tr.source_overlap(via_file, target, load) is None
 
 
 def test_init_from_state_dict_refuses_a_different_architecture():

@@ -346,9 +346,11 @@ def transfer_vs_scratch(spec: TransferSpec, progress: Optional[ProgressCallback]
         init = lambda m: init_from_weights_file(m, ref)  # noqa: E731
 
     phases.start(f"fine-tuning on {spec.target_dataset_id}")
+    info = {"source": source_desc, "source_run_id": source_run_id}
+    if kind == "weights":  # a later fine-tuning from this run follows the chain back to here (source_overlap)
+        info["weights_imagenet"] = imagenet
     ft = train_with_init(spec.target_dataset_id, spec.model_name, spec.model_config, data, train, init,
-                         spec.freeze_stages, {"source": source_desc, "source_run_id": source_run_id},
-                         progress=phases, cancel=cancel,
+                         spec.freeze_stages, info, progress=phases, cancel=cancel,
                          name=f"fine-tuned: {spec.model_name} from {source_desc.split(' ')[0]}, "
                               f"{spec.freeze_stages} stage(s) frozen")
     phases.start(f"training from scratch on {spec.target_dataset_id}")
@@ -482,7 +484,13 @@ def source_overlap(source_config: dict[str, Any], target_config: dict[str, Any],
                     f"period (from {tgt:%Y-%m-%d}): the fine-tuned model may have seen that period in another "
                     "market, which would flatter its test score. Pre-train on a span that ends before the "
                     "target's test.")
-        parent = (cfg.get("transfer") or {}).get("source_run_id")
+        hop_from = cfg.get("transfer") or {}
+        if str(hop_from.get("source", "")).startswith("weights:") and not hop_from.get("weights_imagenet"):
+            which = f"run {cfg.get('run_id')}" if cfg.get("run_id") else "the source run"
+            return (f"Cannot tell whether {which} saw the target's test period (from {tgt:%Y-%m-%d}): it started "
+                    f"from the weights file {hop_from['source'][len('weights:'):]}, whose training the app does not "
+                    "know. Treat the fine-tuned model's test score with care.")
+        parent = hop_from.get("source_run_id")
         if not parent or parent in seen:
             return None
         seen.add(parent)
