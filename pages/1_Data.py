@@ -124,7 +124,8 @@ elif source == "bybit":
                       start=dt.datetime.combine(rng[0], dt.time(), dt.timezone.utc),
                       end=dt.datetime.combine(rng[1] + dt.timedelta(days=1), dt.time(), dt.timezone.utc))
     job_status("fetch", "Fetch", on_result=_fetched,
-               describe=lambda r: f"{r.dataset}, {r.rows:,} candles ({r.rows_added:,} new, {r.requests} requests)")
+               describe=lambda r: f"{r.dataset}, {r.rows:,} candles ({r.rows_added:,} new, {r.requests} requests)"
+                                  + (f". {r.note()}" if r.left_out else ""))
 else:
     from core.data import importer
 

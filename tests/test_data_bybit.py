@@ -228,26 +228,29 @@ def test_still_open_candle_is_not_stored(server, real_btc):
     assert dataset_info(res.dataset).ranges[-1][1] == start + pd.Timedelta(hours=10)
 
 
-def test_invalid_candle_stops_the_fetch_and_keeps_the_good_ones_before_it(server, real_btc):
+def test_an_invalid_candle_is_left_out_as_a_gap_and_asked_for_again(server, real_btc):
+    """One bad candle from the exchange used to throw away every page and block every later fetch; it is
+    now left out as a gap (said), the rest is stored, and the next fetch asks for that bar again."""
     start, end = real_btc.index[0], real_btc.index[0] + pd.Timedelta(hours=2500)
     bad = real_btc.copy()
     bad.iloc[1500, bad.columns.get_loc("low")] = bad.iloc[1500]["high"] + 10  # page 2 of 3: low above high
     server.candles = bad
-    with pytest.raises(DataError) as err:
-        fetch_candles("BTC/USDT", "1h", start, end, "linear", exchange=_exchange(server), retry=NO_WAIT,
-                      now=lambda: NOW)
-    when = real_btc.index[1500]
-    assert str(err.value) == (f"Bybit returned an invalid candle for BTC/USDT at {when:%Y-%m-%d %H:%M} UTC "
-                              "(high below low): the fetch stopped there, with 1,500 candles before it kept in "
-                              "bybit_linear-BTCUSDT-1h")
-    pd.testing.assert_frame_equal(load_candles("bybit_linear-BTCUSDT-1h"), real_btc.iloc[:1500], check_freq=False,
-                                  check_names=False)
-    assert dataset_info("bybit_linear-BTCUSDT-1h").ranges == [(start, when)]  # the rest is asked again later
-    server.candles = real_btc  # Bybit corrected it: the next fetch resumes at the bad candle
-    server.requests.clear()
     res = fetch_candles("BTC/USDT", "1h", start, end, "linear", exchange=_exchange(server), retry=NO_WAIT,
                         now=lambda: NOW)
-    assert server.klines_asked()[0][0] == int(when.value // 1_000_000) and res.rows_added == 1000
+    when = real_btc.index[1500]
+    assert res.left_out == [f"{when:%Y-%m-%d %H:%M} UTC (high below low)"]
+    assert res.note() == (f"Bybit served 1 invalid candle, left out as gaps and asked for again on the next "
+                          f"fetch: {when:%Y-%m-%d %H:%M} UTC (high below low).")
+    pd.testing.assert_frame_equal(load_candles(res.dataset), real_btc.iloc[:2500].drop(when), check_freq=False,
+                                  check_names=False)
+    step = pd.Timedelta(hours=1)
+    assert dataset_info(res.dataset).ranges == [(start, when), (when + step, end)]  # the bad bar: not covered
+    server.candles = real_btc  # Bybit corrected it: the next fetch asks for that bar only and fills it
+    server.requests.clear()
+    again = fetch_candles("BTC/USDT", "1h", start, end, "linear", exchange=_exchange(server), retry=NO_WAIT,
+                          now=lambda: NOW)
+    assert server.klines_asked()[0][0] == int(when.value // 1_000_000) and again.rows_added == 1
+    assert again.left_out == [] and again.note() == ""
     pd.testing.assert_frame_equal(load_candles(res.dataset), real_btc.iloc[:2500], check_freq=False,
                                   check_names=False)
 

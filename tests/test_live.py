@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.errors import UserError
+from core.errors import DataError, UserError
 from core.live.feed import BybitFeed, ReplayFeed
 from core.live.log import append_signal, read_signals
 from core.live.signals import (decide, levels, load_live_model, predict_probabilities, signal_config,
@@ -288,6 +288,13 @@ def test_bybit_feed_gives_the_latest_closed_candles(bybit_server):
     _point(fresh, fake.url)
     fake.time_ms = int((now.value // 1_000_000))
     assert fresh.latest(10).index[-1] == candles.index[-2]
+    # an invalid candle from Bybit inside the window: the sentence names the bar (not "1 candles have ...")
+    broken = candles.copy()
+    broken.iloc[-5, broken.columns.get_loc("low")] = broken.iloc[-5]["high"] + 10
+    fake.candles = broken
+    with pytest.raises(DataError, match=f"invalid BTC/USDT candle at {candles.index[-5]:%Y-%m-%d %H:%M} UTC "
+                                        r"\(high below low\): no signal while it is inside the last 10 bars"):
+        BybitFeed("BTCUSDT", "1h", "linear", exchange=ex, now=lambda: now, retry=feed.retry).latest(10)
 
 
 def test_fetch_failure_is_reported_and_the_loop_carries_on(bybit_server, run_id):

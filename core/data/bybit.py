@@ -6,9 +6,10 @@ each asked for with both `since` and `until` (so the answer is the same whicheve
 ccxt's rate limiter is on; network errors, rate limits and exchange-unavailable answers are retried with
 exponential backoff (Cancel ends a backoff wait at once). The fetch is incremental: the dataset's metadata
 remembers the ranges already covered, and a second fetch asks only for the rest. The still-open last candle
-is never stored (closed by Bybit's clock, not only this machine's). Each page is checked as it arrives and
-the dataset is saved (atomically) as the fetch goes, so an interrupted fetch, or one stopped by an invalid
-candle, keeps what came before and the next fetch resumes where it stopped.
+is never stored (closed by Bybit's clock, not only this machine's). Each page is checked as it arrives: a
+candle the store would refuse is left out as a gap (said in `FetchResult.note()`) and asked for again by the
+next fetch. The dataset is saved (atomically) as the fetch goes, so an interrupted fetch keeps what came
+before and the next fetch resumes where it stopped.
 
 `record_order_book` takes `fetch_order_book` snapshots (top N levels, every S seconds, for a duration)
 into the workspace (core.data.orderbook), saving as it goes.
@@ -56,11 +57,19 @@ class FetchResult:
     start: pd.Timestamp | None
     end: pd.Timestamp | None
     ranges_fetched: list[tuple[pd.Timestamp, pd.Timestamp]] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)  # invalid candles from Bybit, left out as gaps (when, why)
+
+    def note(self) -> str:
+        """What was left out, in a sentence ("" when nothing was)."""
+        if not self.left_out:
+            return ""
+        return (f"Bybit served {_count(len(self.left_out), 'invalid candle')}, left out as gaps and asked for "
+                f"again on the next fetch: {', '.join(self.left_out[:3])}{' ...' if len(self.left_out) > 3 else ''}.")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "dataset": self.dataset, "rows": self.rows, "rows_added": self.rows_added,
-            "requests": self.requests, "pages": self.pages,
+            "requests": self.requests, "pages": self.pages, "left_out": list(self.left_out),
             "start": None if self.start is None else self.start.isoformat(),
             "end": None if self.end is None else self.end.isoformat(),
             "ranges_fetched": [[a.isoformat(), b.isoformat()] for a, b in self.ranges_fetched],
@@ -165,16 +174,13 @@ def _exchange_time(exchange: Any, counter: list[int]) -> pd.Timestamp | None:
         return None
 
 
-def _invalid_candle(page: pd.DataFrame) -> tuple[pd.Timestamp, str] | None:
-    """The first candle of `page` that the store would refuse (core.data.candles' rules), and why."""
+def _invalid_candles(page: pd.DataFrame) -> list[tuple[pd.Timestamp, str]]:
+    """The candles of `page` that the store would refuse (core.data.candles' rules), each with why."""
     if not len(page):
-        return None
+        return []
     problems = candle_problems(page.loc[:, list(COLUMNS)].to_numpy(dtype=np.float64))
     bad = np.logical_or.reduce([mask for mask, _, _ in problems])
-    if not bad.any():
-        return None
-    i = int(np.argmax(bad))
-    return page.index[i], next(why for mask, why, _ in problems if mask[i])
+    return [(page.index[i], next(why for mask, why, _ in problems if mask[i])) for i in np.flatnonzero(bad)]
 
 
 def _ohlcv_to_frame(rows: list[list[Any]]) -> pd.DataFrame:
@@ -246,6 +252,7 @@ def fetch_candles(
     pending_ranges: list[tuple[pd.Timestamp, pd.Timestamp]] = []
     base_meta = {"exchange": "bybit", "market_type": market_type, "ccxt_symbol": unified}
     saved = 0  # candles this fetch has stored
+    left_out: list[str] = []  # invalid candles from Bybit, left out as gaps
 
     def save_pending() -> None:
         """Merge the pages fetched since the last save into the stored dataset (one atomic write)."""
@@ -281,18 +288,18 @@ def fetch_candles(
                 )
                 page = _ohlcv_to_frame(rows)
                 page = page[(page.index >= win) & (page.index < win_end) & (page.index + step <= now_ts)]
-                bad = _invalid_candle(page)
-                if bad is not None:  # keep the good candles before it; from it on stays missing, to ask again
-                    when, why = bad
-                    pending.append(page[page.index < when])
-                    pending_ranges.append((win, when))
-                    save_pending()
-                    kept = f"with {_count(saved, 'candle')} before it kept in {ds_id}" if saved else "and none stored"
-                    raise DataError(f"Bybit returned an invalid candle for {plain} at {when:%Y-%m-%d %H:%M} UTC "
-                                    f"({why}): the fetch stopped there, {kept}")
+                # A candle the store would refuse (Bybit has served low above high) is left out: a gap the
+                # quality report shows, not covered, so the next fetch asks for that bar again. The rest goes on.
+                spans, edge = [], win
+                for when, why in _invalid_candles(page):
+                    left_out.append(f"{when:%Y-%m-%d %H:%M} UTC ({why})")
+                    page = page.drop(when)
+                    spans.append((edge, when))
+                    edge = when + step
+                spans = [(a, b) for a, b in [*spans, (edge, win_end)] if b > a]
                 pending.append(page)
-                pending_ranges.append((win, win_end))
-                fetched.append((win, win_end))
+                pending_ranges.extend(spans)
+                fetched.extend(spans)
                 pages += 1
                 # Saved every few seconds rather than after every page (a rewrite of everything held so far
                 # per 1,000 candles would grow with the square of the history); the `finally` below saves
@@ -322,7 +329,7 @@ def fetch_candles(
         raise DataError("Bybit returned no candles for that range")
     return FetchResult(
         dataset=ds_id, rows=info.rows, rows_added=info.rows - rows_before, requests=counter[0],
-        pages=pages, start=info.start, end=info.end, ranges_fetched=fetched,
+        pages=pages, start=info.start, end=info.end, ranges_fetched=fetched, left_out=left_out,
     )
 
 

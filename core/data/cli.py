@@ -59,8 +59,9 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         if progress:
             sys.stderr.write("\n")
     info = dataset_info(res.dataset)
-    obj = _summary(info, rows_added=res.rows_added, requests=res.requests, pages=res.pages)
-    _out(args, obj, f"{info.id}: {info.rows:,} candles ({res.rows_added:+,} new) {info.start} .. {info.end}")
+    obj = _summary(info, rows_added=res.rows_added, requests=res.requests, pages=res.pages, left_out=res.left_out)
+    _out(args, obj, f"{info.id}: {info.rows:,} candles ({res.rows_added:+,} new) {info.start} .. {info.end}"
+         + (f"\n{res.note()}" if res.left_out else ""))
     return 0
 
 

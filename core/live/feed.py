@@ -122,7 +122,7 @@ class BybitFeed:
         """The last `n` closed candles. Each window is asked with explicit since/until (so the answer does
         not depend on which end Bybit fills a page from, 1000 candles a request); candles already held from
         the previous tick are reused, so a steady loop asks only for the bars that closed since."""
-        from core.data.bybit import PAGE_LIMIT, _exchange_time, _ohlcv_to_frame, _retrying
+        from core.data.bybit import PAGE_LIMIT, _exchange_time, _invalid_candles, _ohlcv_to_frame, _retrying
         from core.data.candles import validate_candles
 
         n = int(n)
@@ -160,6 +160,10 @@ class BybitFeed:
         df.attrs.update(source=f"bybit_{self.market_type}", symbol=plain, timeframe=self.timeframe)
         if len(df) == 0:
             raise DataError(f"Bybit returned no closed {self.timeframe} candles for {plain} just now")
+        bad = _invalid_candles(df)
+        if bad:  # the model's window would hold it: no signal while it does, and the sentence says which bar
+            raise DataError(f"Bybit served an invalid {plain} candle at {bad[0][0]:%Y-%m-%d %H:%M} UTC ({bad[0][1]}): "
+                            f"no signal while it is inside the last {n:,} bars")
         out = validate_candles(df)
         self._held = out
         return out
