@@ -74,7 +74,7 @@ def test_non_positive_prices():
 def test_high_below_low():
     rows = _rows()
     rows[1] = rows[1].split(",")[0] + ",100,98,99,99,5"
-    with pytest.raises(DataError, match="1 rows have a high below the low \\(first at data row 2\\)"):
+    with pytest.raises(DataError, match="1 rows have a high below their low \\(first at data row 2\\)"):
         read_candle_file(_csv(rows))
 
 

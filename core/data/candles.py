@@ -206,19 +206,22 @@ def _reduce_ohlcv(df: pd.DataFrame, starts: np.ndarray, index: pd.DatetimeIndex,
     return out
 
 
+def missing_between(ns: np.ndarray, step_ns: int) -> np.ndarray:
+    """Bars missing between neighbouring timestamps (ns): a step of k bars lacks k - 1, an off-grid 1.5-bar
+    step lacks one."""
+    return -(-np.diff(np.asarray(ns, dtype=np.int64)) // int(step_ns)) - 1
+
+
 def find_gaps(index: pd.DatetimeIndex, timeframe: str) -> list[dict[str, Any]]:
     """Stretches where candles are missing: list of {start, end, missing} (start/end = first/last missing)."""
     if len(index) < 2:
         return []
     step = timeframe_seconds(timeframe) * 1_000_000_000
     ns = index.as_unit("ns").asi8
-    diffs = np.diff(ns)
-    where = np.flatnonzero(diffs > step)
+    lacking = missing_between(ns, step)
     gaps = []
-    for i in where:
-        missing = int(diffs[i] // step) - 1 + (1 if diffs[i] % step else 0)
-        if missing <= 0:
-            continue
+    for i in np.flatnonzero(lacking > 0):
+        missing = int(lacking[i])
         gaps.append(
             {
                 "start": pd.Timestamp(ns[i] + step, tz="UTC").isoformat(),

@@ -27,8 +27,8 @@ from typing import IO, Any, Callable, Literal
 import numpy as np
 import pandas as pd
 
-from core.data.candles import (COLUMNS, MIN_CANDLES, TIMEFRAMES, find_gaps, infer_timeframe, too_few_candles,
-                               validate_candles)
+from core.data.candles import (COLUMNS, MIN_CANDLES, TIMEFRAMES, candle_problems, find_gaps, infer_timeframe,
+                               too_few_candles, validate_candles)
 from core.errors import DataError
 
 SOURCE = "import"
@@ -280,22 +280,9 @@ def read_candle_file(
     report.timestamp_format = fmt
     values.index = idx.rename("timestamp")
     v = values.to_numpy()
-    rows = np.arange(1, len(v) + 1)
-    nonpos = (v[:, :4] <= 0).any(axis=1)
-    if nonpos.any():
-        raise DataError(f"{int(nonpos.sum())} rows have a price of zero or below (first at data row "
-                        f"{rows[nonpos][0]}); prices must be positive")
-    if (v[:, 4] < 0).any():
-        bad = v[:, 4] < 0
-        raise DataError(f"{int(bad.sum())} rows have a negative volume (first at data row {rows[bad][0]})")
-    hl = v[:, 1] < v[:, 2]
-    if hl.any():
-        raise DataError(f"{int(hl.sum())} rows have a high below the low (first at data row {rows[hl][0]})")
-    tol = 1e-9 * np.abs(v[:, 1])
-    outside = (np.maximum(v[:, 0], v[:, 3]) > v[:, 1] + tol) | (np.minimum(v[:, 0], v[:, 3]) < v[:, 2] - tol)
-    if outside.any():
-        raise DataError(f"{int(outside.sum())} rows have an open or close outside their high-low range "
-                        f"(first at data row {rows[outside][0]})")
+    for bad, _one, many in candle_problems(v):  # the store's own rules (core.data.candles), by data row
+        if bad.any():
+            raise DataError(f"{int(bad.sum())} rows {many} (first at data row {int(np.flatnonzero(bad)[0]) + 1})")
 
     if not values.index.is_monotonic_increasing:
         values = values.sort_index(kind="stable")

@@ -17,7 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from core.data.candles import bar_seconds, bucket_candles
+from core.data.candles import bar_seconds, bucket_candles, missing_between
 
 # Display buckets, finest first. The standard exchange timeframes plus a few coarser ones so that even
 # decades of 1m data fit the budget. Kept here (not imported from core.data.candles) because display
@@ -245,9 +245,7 @@ def gaps_figure(df: pd.DataFrame, height: int = 220) -> go.Figure:
     fig = go.Figure()
     n = 0
     if len(ns) > 1:
-        # bars missing between neighbours, counted as the quality report counts them
-        # (core.data.candles.find_gaps): an off-grid 1.5-bar step lacks one bar, not none
-        lacking = -(-np.diff(ns) // (base * 10**9)) - 1
+        lacking = missing_between(ns, base * 10**9)  # as the quality report counts them
         holes = np.nonzero(lacking > 0)[0]
         n = len(holes)
     if n:
