@@ -389,7 +389,9 @@ def record_order_book(
                 raise
             raise ExchangeUnavailable(f"connection to Bybit lost after {_count(info.snapshots, 'order-book snapshot')} "
                                       f"(kept in {book_id})") from exc
-        stamp = ob.get("timestamp") or int(time.time() * 1000)
+        stamp = ob.get("timestamp")
+        if not stamp:  # no exchange stamp: this one was taken now, after the previous (whatever this clock says)
+            stamp = max(int(time.time() * 1000), (last_stamp or 0) + 1)
         # A stamp not after the previous one is the same (or an older) book served again: stored under its
         # stamp it would merge into the previous snapshot (levels doubled), and under the local time it would
         # claim a new observation Bybit never made. It is skipped.
