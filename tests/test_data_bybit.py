@@ -32,7 +32,7 @@ class FakeBybit:
     """Serves /v5/market/{instruments-info,kline,orderbook,time}; `faults` is a list of actions consumed by the
     next kline/orderbook requests: "ratelimit" (retCode 10006) or "drop" (connection closed, no answer).
     `time_ms` is Bybit's clock ("wall": this machine's clock, as a real Bybit in sync would answer; None:
-    /v5/market/time is not found); `book_ts`, when set, stamps every book."""
+    /v5/market/time is not found); `book_ts`, when set, stamps every book (-1: books without a stamp)."""
 
     def __init__(self, candles: pd.DataFrame):
         self.candles = candles
@@ -76,6 +76,8 @@ class FakeBybit:
                     book["result"]["b"] = book["result"]["b"][:n]
                     book["result"]["a"] = book["result"]["a"][:n]
                     book["result"]["ts"] = fake.book_ts or 1706803948569 + 1000 * len(fake.requests)
+                    if fake.book_ts == -1:  # a book without a stamp
+                        del book["result"]["ts"]
                     return self._send(book)
                 if url.path == "/v5/market/time" and fake.time_ms is not None:
                     t = int(time.time() * 1000) if fake.time_ms == "wall" else fake.time_ms
@@ -383,6 +385,18 @@ def test_order_book_with_a_repeated_stamp_is_not_recorded_twice(server):
     assert len([p for p, _ in server.requests if p.endswith("/orderbook")]) == 3
     assert info.snapshots == 1 and len(book) == 10  # one snapshot of 5 bids and 5 asks, not levels tripled
     assert not book.duplicated(["timestamp", "side", "level"]).any()
+
+
+def test_order_books_without_a_stamp_are_stamped_in_order(server, monkeypatch):
+    import core.data.bybit as bybit
+
+    server.book_ts = -1
+    monkeypatch.setattr(bybit.time, "time", lambda: 1706803948.0)  # a clock that does not move (or lags)
+    clock = iter(range(100))
+    info = record_order_book("BTC/USDT", "linear", levels=5, interval_s=1, duration_s=2, exchange=_exchange(server),
+                             retry=NO_WAIT, sleep=lambda s: None, clock=lambda: float(next(clock)))
+    book = load_order_book(info.id)
+    assert info.snapshots == 3 and book["timestamp"].nunique() == 3  # none taken for a repeat
 
 
 def test_order_book_connection_lost_says_what_was_kept(server):
