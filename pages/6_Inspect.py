@@ -193,7 +193,7 @@ with tabs[1]:
 # ------------------------------------------------------------------------------------------- attributions
 with tabs[2]:
     a, b, c = st.columns(3)
-    last_step = callable(getattr(model, "features_sequence", None))  # Grad-CAM refuses these (see grad_cam)
+    last_step = attr.reads_last_step(model)  # Grad-CAM refuses these
     offered = [m for m in attr.METHODS if not (last_step and m == "grad_cam")]
     # (its own choice for the causal models: going back to a pooled model brings Grad-CAM back with it)
     methods = a.multiselect("Methods", offered, offered,

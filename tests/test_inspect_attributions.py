@@ -149,6 +149,12 @@ def test_grad_cam_refuses_a_last_step_head_and_sees_every_branch():
 
     torch.manual_seed(0)
     tcn = create_model("tcn", 3, 3).eval()  # its head reads the last step: averaging over time would lie
+    from core.inspect.attributions import reads_last_step
+    from core.models import get_spec, list_models
+
+    # the page and grad_cam ask the same question; it is the zoo's causal flag
+    assert all(reads_last_step(create_model(m.name, 3, 3)) == get_spec(m.name).causal
+               for m in list_models() if m.input_kind == "sequence")
     with pytest.raises(UserError, match="reads only the last step"):
         grad_cam(tcn, torch.randn(3, 96))
     # the multi-scale CNN pools all its branches: the CAM is taken on their concatenation, not on one branch

@@ -144,6 +144,12 @@ def conv_layers(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d))]
 
 
+def reads_last_step(model: nn.Module) -> bool:
+    """Whether the model's head reads only the last step of its feature sequence (the zoo's causal models,
+    which expose `features_sequence`): a map over time of its gradients would credit steps it never sees."""
+    return callable(getattr(model, "features_sequence", None))
+
+
 def grad_cam(model: nn.Module, x: torch.Tensor | np.ndarray, target: int | None = None,
              layer: str | None = None) -> GradCamResult:
     """Grad-CAM at `layer` (default: the map a model names in `cam_input` - the input of that module, e.g.
@@ -155,7 +161,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor | np.ndarray, target: int | None 
     stretched evenly over the window would sit half a step (16 bars) late. Refused for a head that reads
     only the last step of the map (the causal TCN and WaveNet): averaging its gradient over time would
     credit steps the prediction never sees."""
-    if callable(getattr(model, "features_sequence", None)):  # the zoo's causal heads read the sequence's last step
+    if reads_last_step(model):
         raise UserError("Grad-CAM cannot place this model's evidence in time: its head reads only the last step "
                         "of the feature map (a causal model), so gradients averaged over time would credit bars "
                         "the prediction never sees. Use saliency or integrated gradients.")
