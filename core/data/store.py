@@ -5,8 +5,8 @@ file alone is the truth) plus `<id>.json` (the same metadata, read by `list_data
 parquet). Metadata: source, symbol, timeframe, rows, start, end, fetched_at, and `ranges` - the time
 ranges already covered (requested and answered), which an incremental fetch uses to ask only for what is
 missing. Both files are written atomically (temp file + rename): the old json is removed, then the parquet
-and the new json are written, so a crash leaves either the old dataset or the new one (a missing json is
-rebuilt from the parquet's own metadata), never a half-written file or an index that disagrees with it.
+and the new json are written, so a crash leaves either the old dataset or the new one (without a json, the
+metadata is read from the parquet itself), never a half-written file or an index that disagrees with it.
 
 Dataset ids are file-safe: `<source>-<SYMBOL>-<timeframe>`, e.g. `synthetic-BTCUSDT-1h`,
 `bybit_linear-BTCUSDT-1h`, `import-MYCOIN-1h`.

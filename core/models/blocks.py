@@ -76,23 +76,22 @@ def seeded_init(seed: int) -> Iterator[None]:
         yield
 
 
-def _bernoulli(like: torch.Tensor, shape: tuple, keep: float) -> torch.Tensor:
+def _private_generator(like: torch.Tensor) -> Optional[torch.Generator]:
+    """The generator `private_rng` set for this thread, if it is on `like`'s device (None: torch's global)."""
     g = getattr(_THREAD, "generator", None)
-    if g is not None and g.device.type != like.device.type:
-        g = None
-    return like.new_empty(shape).bernoulli_(keep, generator=g)
+    return g if g is not None and g.device.type == like.device.type else None
 
 
 def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     """`F.dropout`, drawing from the thread's private generator when a training set one."""
     if not training or p <= 0.0:
         return x
-    if getattr(_THREAD, "generator", None) is None:
+    g = _private_generator(x)
+    if g is None:
         return F.dropout(x, p, True)
     if p >= 1.0:
         return x * 0.0
     keep = 1.0 - p
-    g = _THREAD.generator if _THREAD.generator.device.type == x.device.type else None
     noise = torch.empty_like(x).bernoulli_(keep, generator=g)  # the draws and arithmetic of torch's CPU dropout
     return x * noise.div_(keep)
 
@@ -115,7 +114,8 @@ class DropPath(nn.Module):
         if self.p <= 0.0 or not self.training:
             return x
         keep = 1.0 - self.p
-        return x * _bernoulli(x, (x.shape[0],) + (1,) * (x.ndim - 1), keep) / keep
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep, generator=_private_generator(x))
+        return x * mask / keep
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -148,7 +148,7 @@ class TrainConfig:
                             f"got {self.max_train_samples!r}")
         if not new_run:
             return self
-        if not 0 <= self.seed <= 2**32 - 3:  # numpy's range; the loop also uses seed + 1 and seed + 2
+        if not 0 <= self.seed <= 2**32 - 3:  # np.random.seed's range (< 2**32), with room for seed + 1, + 2
             raise UserError(f"train.seed must be a whole number from 0 to {2**32 - 3}, got {self.seed!r}")
         if self.n_boot < MIN_BOOT:  # fewer resamples give no confidence interval worth the name
             raise UserError(f"train.n_boot must be at least {MIN_BOOT} bootstrap resamples, got {self.n_boot!r}")
