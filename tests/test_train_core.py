@@ -710,3 +710,29 @@ def test_a_runs_dropout_draws_from_its_own_generator_as_torchs_would():
     assert torch.equal(paths, x * keep / 0.5)
     assert torch.equal(torch.get_rng_state(), torch.manual_seed(99).get_state())  # no global draw was taken
     assert torch.equal(Dropout(0.3).eval()(x), x)
+
+
+def test_weight_decay_can_spare_biases_norms_and_layer_scale():
+    """The convnext preset follows ConvNeXt's own recipe: decay 0.05 on the conv and linear weights only. With
+    zero gradients one AdamW step leaves the 1-D parameters as they were and shrinks the others by lr x decay;
+    every other preset decays all parameters, as the documents (and Keras) do."""
+    from core.models import create_model
+    from core.train.trainer import param_groups
+    from core.viz.train import training_summary
+
+    cfg = preset("convnext")["train"]
+    assert cfg.decay_norms_and_biases is False
+    assert all(preset(p)["train"].decay_norms_and_biases for p in PRESETS if p != "convnext")
+    model = create_model("convnext1d", 4, 3)
+    gammas = [n for n, p in model.named_parameters() if n.endswith("gamma")]
+    assert gammas  # the layer-scale gammas are among the parameters tested
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.AdamW(param_groups(model, cfg), lr=0.1, weight_decay=cfg.weight_decay)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    for n, p in model.named_parameters():
+        expected = before[n] if p.ndim <= 1 else before[n] * (1 - 0.1 * cfg.weight_decay)
+        assert torch.allclose(p.detach(), expected), n
+    assert "not on biases and norms" in training_summary(cfg)
+    assert len(param_groups(model, TrainConfig())) == 1 and "not on" not in training_summary(TrainConfig())

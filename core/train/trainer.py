@@ -149,6 +149,17 @@ class FitResult:
     skipped_steps: int = 0          # fp16 steps the GradScaler skipped for inf/NaN gradients
 
 
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW's parameter groups: all parameters decayed (the documents' and Keras's way), or, with
+    `cfg.decay_norms_and_biases` off, none of the 1-D ones (biases, norm gains, ConvNeXt's layer-scale gammas),
+    as in timm and ConvNeXt's own training."""
+    params = list(model.parameters())
+    if cfg.decay_norms_and_biases:
+        return [{"params": params}]
+    return [{"params": [p for p in params if p.ndim > 1]},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]
+
+
 def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
     """Multiplier of the base lr: linear warm-up from 1 % to 100 %, then cosine down to `min_ratio`."""
     if warmup_steps > 0 and step < warmup_steps:
@@ -310,7 +321,7 @@ def fit(model: nn.Module, train_src: BatchSource, val_src: BatchSource, cfg: Tra
     if multitask:
         crit = MultiTaskLoss(crit, cfg.multitask_weights)
     crit = crit.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = len(train_src)
     bs = min(cfg.batch_size, n)
     steps_per_epoch = math.ceil(n / bs)

@@ -246,7 +246,9 @@ def training_summary(train: Any, here: Any = None, input_kind: str = "sequence",
     augmentations (and whether they apply to a model reading `input_kind`), clipping, early stopping, device."""
     from core.train.trainer import UNAUGMENTED_INPUTS
 
-    parts = [f"AdamW (weight decay {train.weight_decay:g})",
+    decay = f"weight decay {train.weight_decay:g}" + ("" if train.decay_norms_and_biases or not train.weight_decay
+                                                      else ", not on biases and norms")
+    parts = [f"AdamW ({decay})",
              loss_name(train, multitask).replace("class-weighted ", "")]  # the weights are said next
     if train.class_weights == "balanced":
         parts.append("classes weighted by the training split's balance")
