@@ -157,6 +157,8 @@ def test_time_exit_after_max_holding_in_bars_of_the_timeframe():
     assert (first.entry_bar, first.exit_bar, first.exit_reason, first.bars_held) == (1, 4, "time", 3)
     # no re-entry on the bar of a non-signal exit: the next entry is one bar later
     assert res.trades.iloc[1].entry_bar == 5
+    # exposure counts the bars a position is held, as bars_held does: out at bar 4's open, bar 4 is not in it
+    assert res.metrics["exposure"] == pytest.approx(res.trades.bars_held.sum() / 10)
     c15 = candles(np.full(60, 100.0), tf="15m")
     t15 = run_backtest(c15, np.ones(60), {**FREE, "signal_exit": "none", "max_hold_hours": 12}).trades.iloc[0]
     assert t15.exit_bar - t15.entry_bar == 48 and t15.hours_held == pytest.approx(12.0)

@@ -167,8 +167,7 @@ def _simulate_py(open_, high, low, close, atr, sig, frac, day, week, long_only,
                     t_reason[nt] = reason
                     t_open[nt] = True
                     nt += 1
-                    in_market[i] = True
-                    qty = 0.0
+                    qty = 0.0  # out at the open: this bar counts as in the market only if a new trade opens
                     direction = 0
                     exited = True
             # ---- entry at the open
