@@ -70,6 +70,10 @@ def test_a_market_with_sessions_is_annualised_by_the_bars_it_really_has():
     crypto = pd.date_range("2024-01-01", periods=2000, freq="h", tz="UTC").delete(range(500, 520))
     assert compute_metrics(eq[:len(crypto)], 100.0, 3600, index=crypto)["bars_per_year"] == 8760
     assert compute_metrics(eq[:50], 100.0, 3600, index=idx[:50])["bars_per_year"] == 8760  # a week says too little
+    # two fetched ranges a year apart: the hole is missing data, not a market closed for nine months
+    two = pd.date_range("2024-01-01", "2024-04-30", freq="h", tz="UTC").append(
+        pd.date_range("2025-01-01", "2025-04-30", freq="h", tz="UTC"))
+    assert compute_metrics(np.full(len(two), 100.0), 100.0, 3600, index=two)["bars_per_year"] == 8760
     assert metrics_table(m, m).loc["Bars a year (annualising)", "strategy"] == f"{round(held):,}"
 
 

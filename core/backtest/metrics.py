@@ -56,16 +56,20 @@ PERCENT_METRICS = {"total_return", "cagr", "volatility", "max_drawdown", "win_ra
 
 SESSION_SHARE = 0.9  # below this share of the calendar's bars, a span is a market with sessions
 MIN_SESSION_SPAN_S = 14 * 86400  # shorter spans say too little about a market's trading hours
+HOLE_S = 7 * 86400  # no market closes for longer than a week: a longer gap is missing data
 
 
 def bars_per_year(bar_seconds: float, index: Optional[pd.DatetimeIndex] = None) -> float:
     """Bars in a year: the calendar's (around the clock), or, when `index` spans two weeks or more and holds
     under 90 % of the calendar's bars (a market with sessions), the bars per year it really holds. Missing
-    bars of a 24/7 market (a few gaps) stay on the calendar count."""
+    bars of a 24/7 market (a few gaps) stay on the calendar count, and so does a dataset of separate ranges:
+    a gap longer than a week is a hole in the data, not closed hours, and is left out of the span."""
     calendar = SECONDS_PER_YEAR / float(bar_seconds)
     if index is None or len(index) < 2:
         return calendar
-    span = (index[-1] - index[0]).total_seconds() + float(bar_seconds)
+    steps = (index[1:] - index[:-1]).total_seconds().to_numpy()
+    holes = steps > HOLE_S
+    span = float(steps[~holes].sum()) + (int(holes.sum()) + 1) * float(bar_seconds)
     if span < MIN_SESSION_SPAN_S:
         return calendar
     held = len(index) * SECONDS_PER_YEAR / span
