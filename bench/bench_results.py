@@ -310,7 +310,8 @@ def render(rows: list[dict[str, Any]], base_rows: list[dict[str, Any]], settings
         "as the two models' right and wrong answers hang together, by Politis & White, and at least the label "
         "horizon); 'beats' only when the whole interval is above 0.",
         "Backtest: default BacktestConfig (threshold 0.6, long and short, fixed size 1x, taker 0.055 % per "
-        "side, 1 bp slippage, 2 ATR stop, 1.5 ATR trailing, +3 % target, 12 h max hold, 3 % daily / 10 % "
+        "side, 1 bp slippage, 2 ATR stop behind a 1.5 ATR trailing stop from the entry (so only the trailing stop "
+        "acts), +3 % target, 12 h max hold, 3 % daily / 10 % "
         "weekly drawdown rules) on the run's test span only; 'Sharpe gross' is the same with zero fees and "
         "slippage; buy and hold (B&H) pays the same costs over the same bars. Sharpe annualised with "
         "8,760 bars a year.",

@@ -176,6 +176,8 @@ with st.expander("Risk rules", expanded=False):
                            key="bt_daily")
     weekly = c.number_input("Stop for the week after weekly drawdown (%)", 0.0, 100.0, D.weekly_dd_halt * 100,
                             0.5, key="bt_weekly")
+    if note := BacktestConfig(stop_loss=stop_kind, stop_atr_k=float(stop_k), trailing_atr_k=float(trail_k)).stop_note():
+        st.caption(note)
 
 cfg = dict(threshold=float(threshold), long_only=bool(long_only), sizing=sizing,
            fixed_fraction=float(fixed_fraction), max_position=leverage_cap(fixed_fraction),

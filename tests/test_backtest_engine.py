@@ -348,3 +348,21 @@ def test_threshold_sweep_at_a_threshold_is_the_plain_backtest_at_that_threshold(
         assert row.n_trades == ref.metrics["n_trades"] > 0
         for key in ("sharpe", "total_return", "max_drawdown", "exposure"):
             assert row[key] == pytest.approx(ref.metrics[key], rel=1e-12)
+
+
+def test_the_stop_note_says_when_the_atr_stop_cannot_fire():
+    """The defaults (2 ATR stop, 1.5 ATR trailing from the peak) are the source document's. The trailing stop
+    starts inside the ATR stop, so the ATR stop never acts: any multiple from 1.5 up gives the same backtest,
+    which is what the note says; below the trailing multiple the ATR stop acts and the note is gone."""
+    from core.backtest.api import backtest_predictions
+    from core.backtest.config import make_config
+    from core.data.synthetic import generate_market
+
+    c = next(iter(generate_market("BTC/USDT", "1h", periods=1500, seed=7).values()))
+    preds, classes = _probabilities(c), ["down", "flat", "up"]
+    runs = {k: backtest_predictions(c, preds, classes, {"threshold": 0.5, "stop_atr_k": k}) for k in (1.0, 2.0, 5.0)}
+    assert runs[2.0].trades.equals(runs[5.0].trades) and runs[2.0].metrics == runs[5.0].metrics
+    assert "stop" in set(runs[1.0].trades.exit_reason) and not runs[1.0].trades.equals(runs[2.0].trades)
+    assert "the 2 ATR stop behind it never fires" in make_config().stop_note()
+    assert make_config(stop_atr_k=1.0).stop_note() is None and make_config(trailing_atr_k=0).stop_note() is None
+    assert make_config(stop_loss="fixed").stop_note() is None

@@ -45,6 +45,11 @@ def test_baseline_backtest_without_any_run():
 
     at.selectbox(key="bt_source").select("baseline:ma_cross").run()
     assert not at.exception
+    # the default ATR stop sits behind the trailing stop, and the Risk rules say so until it can act
+    assert any("the 2 ATR stop behind it never fires" in c.value for c in at.caption)
+    at.number_input(key="bt_stop_k").set_value(1.0).run()
+    assert not any("never fires" in c.value for c in at.caption)
+    at.number_input(key="bt_stop_k").set_value(2.0).run()
     before = _metric(at, "Total return")
     at.selectbox(key="bt_stop").select("fixed").run()
     at.number_input(key="bt_hold").set_value(0.0).run()

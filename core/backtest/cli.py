@@ -88,6 +88,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         result = backtest_baseline(args.baseline, load_candles(ds), cfg, start=start, end=end)
     if result.note:
         print(f"warning: {result.note}", file=sys.stderr)
+    if stop := cfg.stop_note():
+        print(f"note: {stop}", file=sys.stderr)
     if returns_csv is not None:
         _write_csv(result.returns_frame(), returns_csv)
     if trades_csv is not None:

@@ -7,7 +7,7 @@ per side, as of 2024-2025); fee schedules change and VIP tiers pay less, so both
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from core.errors import UserError
 
@@ -110,6 +110,16 @@ class BacktestConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def stop_note(self) -> Optional[str]:
+        """Says when the ATR stop can never fire: the trailing stop starts `trailing_atr_k` ATR from the entry
+        price (the peak at entry) and only tightens, so an ATR stop as far or further is always behind it
+        (the defaults, 2 and 1.5, are the source document's)."""
+        if self.stop_loss == "atr" and 0 < self.trailing_atr_k <= self.stop_atr_k:
+            return (f"The trailing stop starts {self.trailing_atr_k:g} ATR from the entry and only tightens, so the "
+                    f"{self.stop_atr_k:g} ATR stop behind it never fires: here the trailing stop is the stop. The ATR "
+                    "stop acts with a multiple below the trailing one, or with the trailing stop off.")
+        return None
 
 
 def leverage_cap(fraction: float) -> float:
