@@ -17,7 +17,7 @@ sid = session_id()
 from core.features import LABEL_KINDS, PRESETS as FEATURE_PRESETS
 from core.models import get_spec, list_models
 from core.train import runs as registry
-from core.data.orderbook import book_id_for, list_order_books
+from core.data.orderbook import book_id_for, books_for_symbol, list_order_books
 from core.data.store import dataset_info
 from core.device import best_device
 from core.errors import UserError
@@ -95,9 +95,12 @@ with st.expander(f"Model settings: {model_name}", expanded=False):
         d.encoding = {"size": int(st.number_input("Chart image size (pixels)", 32, 224, 64, step=16,
                                                   key="train_chart_size"))}
     elif spec.input_kind == "orderbook_image":
-        books = [b.id for b in list_order_books()]
+        symbol = dataset_info(dataset_id).symbol
+        books = [b.id for b in books_for_symbol(symbol)]  # only this market's books: a model reads its own
         if not books:
-            st.info("This model reads order-book snapshots: make or record a book on the Data page first.")
+            st.info(f"This model reads order-book snapshots of {symbol}: make or record a {symbol} book on the "
+                    "Data page first." if list_order_books() else
+                    "This model reads order-book snapshots: make or record a book on the Data page first.")
         else:
             own = book_id_for(dataset_id)
             d.encoding = {"book_id": st.selectbox("Order book", books, key="train_book",

@@ -145,7 +145,8 @@ book_choice = b1.selectbox("Snapshots", [OFFLINE, *books], key="enc_book",
 n_snap = int(b2.number_input("Last N snapshots", 20, 5000, 300, step=20, key="enc_book_n"))
 fixed = b3.radio("Price axis", ["distance from mid", "fixed price"], key="enc_book_axis",
                  help="Distance from mid is what a model reads (stationary); fixed price shows the price "
-                      "path moving through the depth.") == "fixed price"
+                      "path moving through the depth. The fixed grid is built from every shown snapshot, later "
+                      "prices included, so it is for viewing only: models never read it.") == "fixed price"
 pct = float(b3.number_input("Range ± %", 0.1, 20.0, 2.0, step=0.5, key="enc_book_pct")) / 100
 
 
@@ -183,6 +184,9 @@ try:
     st.plotly_chart(_heatmap_figure(book_key, n_snap, pct, fixed), width="stretch", key="enc_book_fig")
     if book_choice == OFFLINE:
         st.caption(":orange[simulated] book: one snapshot per candle close, following the candles' prices.")
+    if fixed:
+        st.caption("Fixed price axis: for viewing only. Its grid spans every shown snapshot (later prices "
+                   "included); order-book models read the distance from each snapshot's mid.")
 except Exception as exc:  # noqa: BLE001
     show_error(exc)
 

@@ -178,3 +178,89 @@ def test_one_train_only_scaler_for_window_and_gallery_indicator_images():
     # quantiles still reach the fit
     wide = indicator_scaler_for(p, (0.0, 1.0))
     assert (wide.low <= sc.low).all() and (wide.high >= sc.high).all() and (wide.low < sc.low).any()
+
+
+def _book_of(p, upto=None, minutes=59):
+    """One 5-level snapshot per candle (just before its close), for the candles [0, upto)."""
+    rows = []
+    for i, t in enumerate(p.candles.index[:upto]):
+        mid = p.candles["close"].iloc[i]
+        snap = t + pd.Timedelta(minutes=minutes)
+        for lvl in range(1, 6):
+            rows.append((snap, "bid", lvl, mid * (1 - 0.001 * lvl), 10.0 * lvl + i))
+            rows.append((snap, "ask", lvl, mid * (1 + 0.001 * lvl), 5.0 * lvl))
+    return pd.DataFrame(rows, columns=["timestamp", "side", "level", "price", "size"])
+
+
+def test_orderbook_training_refuses_a_price_grid_built_from_the_whole_book():
+    """anchor="first" spans every snapshot's price, later ones included: a training image of bar t would
+    depend on prices after t. Models read the mid-anchored heatmap only (the page may still show the grid)."""
+    from core.encodings.orderbook_heatmap import HeatmapConfig
+
+    p = _prepared(t=60)
+    book = _book_of(p)
+    for heatmap in (HeatmapConfig(anchor="first"), {"anchor": "first"}):
+        with pytest.raises(UserError, match="for viewing only"):
+            make_dataset(p, p.splits["test"], "orderbook_image", order_book=book, heatmap=heatmap)
+    ds = make_dataset(p, p.splits["test"], "orderbook_image", order_book=book, heatmap=HeatmapConfig(anchor="mid"))
+    assert ds[0][0].shape == (1, WINDOW, 100)
+
+
+def test_encoding_options_as_dicts_are_the_dataclasses_a_saved_run_stored():
+    """config.json and the CLI hold `heatmap` and `style` as dicts: they build the same inputs as the
+    dataclasses; a field that does not exist is refused by name."""
+    from core.encodings.candlestick import ChartStyle
+    from core.encodings.orderbook_heatmap import HeatmapConfig
+
+    p = _prepared(t=60)
+    book = _book_of(p)
+    a = make_dataset(p, p.splits["test"], "orderbook_image", order_book=book, heatmap={"n_bins": 20})
+    b = make_dataset(p, p.splits["test"], "orderbook_image", order_book=book, heatmap=HeatmapConfig(n_bins=20))
+    assert a[0][0].shape == (1, WINDOW, 20)
+    torch.testing.assert_close(a[2][0], b[2][0])
+    c = make_dataset(p, p.splits["test"], "chart_image", size=32, style={"volume_frac": 0.0, "up": [0, 255, 0]})
+    d = make_dataset(p, p.splits["test"], "chart_image", size=32, style=ChartStyle(volume_frac=0.0, up=(0, 255, 0)))
+    torch.testing.assert_close(c[1][0], d[1][0])
+    with pytest.raises(UserError, match="no field 'nbins'.*n_bins, pct_range, anchor, log_size"):
+        make_dataset(p, p.splits["test"], "orderbook_image", order_book=book, heatmap={"nbins": 20})
+    with pytest.raises(UserError, match="no field 'volume'"):
+        make_dataset(p, p.splits["test"], "chart_image", size=32, style={"volume": 0.0})
+
+
+def test_a_book_that_stops_or_has_a_gap_is_not_repeated_for_later_candles():
+    """By default a candle whose newest snapshot is more than 2 bars old at its close is not covered: a
+    recording that stopped does not become one frozen image for every later window."""
+    p = _prepared(t=60)
+    stopped = _book_of(p, upto=45)
+    with pytest.raises(UserError, match="covers 0 of .*2 bar"):
+        make_dataset(p, p.splits["test"], "orderbook_image", order_book=stopped)
+    full = _book_of(p)
+    gap = full[(full["timestamp"] < p.candles.index[20]) | (full["timestamp"] > p.candles.index[24])]
+    with pytest.raises(UserError, match="covers"):
+        make_dataset(p, p.splits["train"], "orderbook_image", order_book=gap)
+    # one missing snapshot is within 2 bars; snapshots at the candle's open (1 bar old at its close) too
+    one = full[full["timestamp"].dt.floor("h") != p.candles.index[50]]
+    assert len(make_dataset(p, p.splits["test"], "orderbook_image", order_book=one)) == len(p.splits["test"])
+    at_open = _book_of(p, minutes=0)
+    assert len(make_dataset(p, p.splits["train"], "orderbook_image", order_book=at_open)) == len(p.splits["train"])
+    # asked for explicitly (and what runs saved before the limit get): no limit, the last snapshot repeats
+    old = make_dataset(p, p.splits["test"], "orderbook_image", order_book=stopped, max_staleness_seconds=None)
+    last = old[len(old) - 1][0][0]  # the window of candles 44..59: candle 44 has the last snapshot
+    assert (last[1:] == last[0]).all() and last[0].sum() > 0
+    assert len(make_dataset(p, p.splits["test"], "orderbook_image", order_book=stopped,
+                            max_staleness_bars=None)) == len(p.splits["test"])
+    with pytest.raises(UserError, match="covers"):
+        make_dataset(p, p.splits["test"], "orderbook_image", order_book=stopped, max_staleness_bars=5)
+
+
+def test_unknown_encoding_keys_are_refused_with_the_allowed_ones():
+    p = _prepared()
+    with pytest.raises(UserError, match="no option 'sise', 'chart_windw'; the options are size, chart_window"):
+        make_dataset(p, p.splits["test"], "chart_image", sise=48, chart_windw=8)
+    with pytest.raises(UserError, match="no option 'size', 'quantile'; the options are quantiles"):
+        make_dataset(p, p.splits["test"], "indicator_image", size=48, quantile=(0.0, 1.0))
+    with pytest.raises(UserError, match="no option 'size'.*book_id"):
+        make_dataset(p, p.splits["test"], "orderbook_image", order_book=_book_of(p), size=32)
+    # the keys each kind reads still work
+    assert make_dataset(p, p.splits["test"], "indicator_image", quantiles=(0.0, 1.0))[0][0].shape == (1, WINDOW, 4)
+    assert make_dataset(p, p.splits["test"], "chart_image", size=32, chart_window=8)[0][0].shape == (3, 32, 32)

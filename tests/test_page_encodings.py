@@ -271,3 +271,27 @@ def test_transfer_vs_scratch_from_the_page(shared_data):
         table.loc["accuracy", "fine-tuned"] - table.loc["accuracy", "scratch"])
     bars = _chart(at, "enc_tr_fig")
     assert [t["name"] for t in bars["data"]] == ["fine-tuned", "scratch"]
+
+
+def test_a_damaged_order_book_is_a_sentence_not_a_trace(btc, shared_data, workspace):
+    from core.data.orderbook import load_order_book, save_order_book
+    from core.encodings.orderbook_heatmap import wide_book_to_long
+    from core.errors import DataError
+
+    wide = pd.read_csv(shared_data / "binance_spot_BTCUSDT_L2top20_20240808.csv", nrows=400)
+    save_order_book(wide_book_to_long(wide), "damaged-book", "binance", "BTC/USDT")
+    p = workspace / "data" / "orderbooks" / "damaged-book.parquet"
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])  # a copy cut short
+    with pytest.raises(DataError, match="order book 'damaged-book' is damaged.*record or simulate it again"):
+        load_order_book("damaged-book")
+    at = _page(btc)
+    at.selectbox(key="enc_book").select("damaged-book").run()
+    assert not at.exception, at.exception
+    assert any("'damaged-book' is damaged" in e.value and "Traceback" not in e.value for e in at.error), \
+        [e.value for e in at.error]
+
+
+def test_the_fixed_price_axis_is_said_to_be_for_viewing_only(btc):
+    at = _page(btc)
+    at.radio(key="enc_book_axis").set_value("fixed price").run()
+    assert any("for viewing only" in c.value for c in at.caption)

@@ -270,3 +270,20 @@ def test_walk_forward_cancel_saves_nothing_and_says_so(workspace):
     assert not (workspace / "walkforward").exists() or not any((workspace / "walkforward").iterdir())
     forget_job(sid, "walkforward")
 
+
+
+def test_the_order_book_list_offers_only_books_of_the_datasets_market(workspace):
+    from core.data.orderbook import make_synthetic_order_book
+    from core.data.store import ensure_default_dataset, list_datasets
+
+    ds = ensure_default_dataset()
+    eth = next(d.id for d in list_datasets() if "ETH" in d.id)
+    make_synthetic_order_book(eth, levels=5, max_snapshots=200)
+    at = _page()
+    at.selectbox(key="train_model_quick").select("orderbook_cnn").run()
+    assert not at.exception, at.exception
+    assert not at.get("selectbox") or "train_book" not in [s.key for s in at.selectbox]
+    assert any("order-book snapshots of BTC/USDT" in i.value for i in at.info), [i.value for i in at.info]
+    own = make_synthetic_order_book(ds, levels=5, max_snapshots=200).id
+    at.run()
+    assert at.selectbox(key="train_book").options == [own]

@@ -455,3 +455,77 @@ def test_cli_folds_below_two_are_refused(workspace, capsys):
         err = capsys.readouterr().err
         assert f"--folds must be 2 or more (got {k})" in err and "Traceback" not in err
     assert not (workspace / "walkforward").exists() and not (workspace / "data").exists()
+
+
+# ---- order-book runs: the book they read is checked, recorded and compared on reload --------------------------
+OB_TRAIN = dict(epochs=1, batch_size=64, lr=3e-3, patience=0, n_boot=100, max_train_samples=128,
+                baselines=["majority"])
+
+
+def _probs(df):
+    return df[[c for c in df if c.startswith("prob_")]].to_numpy()
+
+
+def _stored(candles, symbol="BTC/USDT") -> str:
+    from core.data.store import save_candles
+
+    c = candles.copy()
+    c.attrs.update(symbol=symbol)
+    return save_candles(c, "synthetic", symbol, "1h").id
+
+
+def test_orderbook_run_with_a_heatmap_dict_reloads_and_notes_a_replaced_book(candles):
+    """The CLI/config.json form of `heatmap` (a dict) trains and reloads exactly; the run records its book
+    (snapshots, span, fingerprint), and a book simulated again under the same id is said by data_note."""
+    from core.data.orderbook import make_synthetic_order_book, order_book_info
+
+    ds = _stored(candles)
+    make_synthetic_order_book(ds, levels=10, seed=0)
+    res = train_run(ds, "orderbook_cnn", {}, DataConfig(**{**SMALL_DATA, "encoding": {"heatmap": {"n_bins": 40}}}),
+                    TrainConfig(**OB_TRAIN), candles=candles)
+    run = registry.load_run(res.run_id)
+    assert run.config["data_config"]["encoding"]["heatmap"] == {"n_bins": 40}
+    rec = run.config["order_book"]
+    info = order_book_info(f"{ds}-book")
+    assert rec["book_id"] == info.id and rec["snapshots"] == info.snapshots and len(rec["digest"]) == 16
+    np.testing.assert_allclose(_probs(run.predict(candles)), _probs(res.predictions), atol=1e-6)
+    prepared = run.prepare(candles)
+    assert run.data_note(prepared, candles) is None
+    make_synthetic_order_book(ds, levels=10, seed=7)  # the Data page's "simulate book" again
+    note = registry.load_run(res.run_id).data_note(prepared, candles)
+    assert note and f"order book '{ds}-book' no longer holds the snapshots this run learnt from" in note
+
+
+def test_orderbook_run_refuses_a_book_of_another_market(candles):
+    from core.data.orderbook import make_synthetic_order_book
+
+    btc = _stored(candles)
+    eth = _stored(candles, "ETH/USDT")
+    book = make_synthetic_order_book(eth, levels=10).id
+    with pytest.raises(UserError, match="is of ETH/USDT, not of BTC/USDT"):
+        train_run(btc, "orderbook_cnn", {}, DataConfig(**{**SMALL_DATA, "encoding": {"book_id": book}}),
+                  TrainConfig(**OB_TRAIN), candles=candles)
+
+
+def test_an_orderbook_run_saved_before_the_staleness_limit_reproduces_its_predictions(candles):
+    """A run trained on a book that stopped early (saved before the limit existed: no staleness key in its
+    config) still reloads with its old rows and gives its stored predictions; a new training is refused."""
+    from core.data.orderbook import load_order_book, make_synthetic_order_book, save_order_book
+    from core.workspace import read_json, atomic_write_json
+
+    ds = _stored(candles)
+    make_synthetic_order_book(ds, levels=10)
+    book = load_order_book(f"{ds}-book")
+    cut = candles.index[-200]
+    save_order_book(book[book["timestamp"] <= cut], "stopped", "test", "BTC/USDT")
+    data = DataConfig(**{**SMALL_DATA, "encoding": {"book_id": "stopped"}})
+    with pytest.raises(UserError, match="covers"):
+        train_run(ds, "orderbook_cnn", {}, data, TrainConfig(**OB_TRAIN), candles=candles)
+    res = train_run(ds, "orderbook_cnn", {}, DataConfig(**{**SMALL_DATA, "encoding": {
+        "book_id": "stopped", "max_staleness_seconds": None}}), TrainConfig(**OB_TRAIN), candles=candles)
+    path = registry.run_path(res.run_id) / "config.json"
+    cfg = read_json(path)
+    del cfg["data_config"]["encoding"]["max_staleness_seconds"]  # as a run saved before the limit
+    atomic_write_json(path, cfg)
+    np.testing.assert_allclose(_probs(registry.load_run(res.run_id).predict(candles)), _probs(res.predictions),
+                               atol=1e-6)

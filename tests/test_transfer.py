@@ -221,3 +221,46 @@ def test_transfer_spec_from_the_users_settings():
     assert transfer_spec("ds", "run:r1", rows=500).data.max_rows == 500
     with pytest.raises(UserError):
         transfer_spec("ds", "somewhere")
+
+
+def test_the_new_head_of_a_weights_file_run_does_not_depend_on_other_draws(datasets, workspace):
+    """The head load_torchvision_weights makes is drawn inside the run's seeded, locked model creation: a draw
+    from torch's global generator between creating the model and loading the file (another training starting
+    in another thread) leaves the run's numbers unchanged."""
+    from core.models import create_model
+
+    target, _ = datasets
+    torch.manual_seed(11)
+    (workspace / "pretrained").mkdir()
+    torch.save(create_model("chart_resnet18", 3, 1000).state_dict(), workspace / "pretrained" / "rn.pth")
+
+    def run(progress=None):
+        res = tr.train_with_init(target, "chart_resnet18", {}, _data(), _train(epochs=1),
+                                 init=lambda m: tr.init_from_weights_file(m, "rn.pth"), freeze_stages=5,
+                                 progress=progress)
+        return _state(res.run_id), res.predictions
+
+    quiet, p1 = run()
+    busy, p2 = run(lambda ev: torch.rand(1000) if ev.stage == "init" else None)
+    torch.testing.assert_close(busy["fc.weight"], quiet["fc.weight"], rtol=0, atol=0)
+    pd.testing.assert_frame_equal(p1, p2)
+    # and no other thread can create (and draw for) a model while the head is made: the lock is held
+    import threading
+
+    from core.models.blocks import MODEL_INIT
+
+    others: list[bool] = []
+
+    def other_thread_could_create() -> None:
+        if got := MODEL_INIT.acquire(timeout=0.05):
+            MODEL_INIT.release()
+        others.append(got)
+
+    def init(m):
+        t = threading.Thread(target=other_thread_could_create)
+        t.start()
+        t.join()
+        return tr.init_from_weights_file(m, "rn.pth")
+
+    tr.train_with_init(target, "chart_resnet18", {}, _data(), _train(epochs=1), init=init, freeze_stages=5)
+    assert others == [False]

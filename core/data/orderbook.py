@@ -131,7 +131,19 @@ def order_book_info(book_id: str) -> BookInfo:
 def load_order_book(book_id: str) -> pd.DataFrame:
     """The snapshots of `book_id` as the long table `timestamp, side, level, price, size`."""
     info = order_book_info(book_id)
-    df = _normalise(pq.read_table(_paths(book_id)[0]).to_pandas())
+    try:
+        table = pq.read_table(_paths(book_id)[0])
+    except (OSError, pa.ArrowException) as exc:  # truncated, not parquet, unreadable
+        raise DataError(f"the order book {book_id!r} is damaged ({type(exc).__name__}): record or simulate it "
+                        "again (Data page), or delete it") from None
+    try:
+        df = _normalise(table.to_pandas())
+    except DataError as exc:
+        raise DataError(f"the order book {book_id!r} is damaged ({exc}): record or simulate it again "
+                        "(Data page), or delete it") from None
+    except (ValueError, TypeError, pa.ArrowException) as exc:
+        raise DataError(f"the order book {book_id!r} is damaged ({type(exc).__name__}): record or simulate it "
+                        "again (Data page), or delete it") from None
     df.attrs.update(source=info.source, symbol=info.symbol, book_id=book_id)
     return df
 
@@ -162,6 +174,47 @@ def delete_order_book(book_id: str) -> None:
 
 
 
+def book_digest(book: pd.DataFrame) -> str:
+    """A short fingerprint of a snapshot table's times, sides, levels, prices and sizes (float32, as
+    `core.data.candles.candles_digest`): a saved order-book run records the one of the book it learnt from,
+    so a book replaced since under the same id (re-recorded, simulated again) is noticed."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=8)
+    h.update(np.ascontiguousarray(pd.DatetimeIndex(book["timestamp"]).as_unit("ns").asi8).tobytes())
+    h.update(np.ascontiguousarray(book["side"].astype(str).str.lower().to_numpy() == "bid").tobytes())
+    h.update(np.ascontiguousarray(book["level"].to_numpy(dtype=np.int64)).tobytes())
+    h.update(np.ascontiguousarray(book[["price", "size"]].to_numpy(dtype=np.float64).astype(np.float32)).tobytes())
+    return h.hexdigest()
+
+
+def book_record(book_id: str) -> dict[str, Any]:
+    """What a saved order-book run records of its book (`book_id`, snapshot count, first and last time,
+    `digest`), for `core.train.trainer.changed_book_note`."""
+    info = order_book_info(book_id)
+    return {"book_id": book_id, "snapshots": info.snapshots,
+            "start": None if info.start is None else info.start.isoformat(),
+            "end": None if info.end is None else info.end.isoformat(),
+            "digest": book_digest(load_order_book(book_id))}
+
+
+def market_key(symbol: str) -> str:
+    """A symbol reduced to its base and quote (`BTC/USDT`, `btc-usdt`, `BTCUSDT` -> `BTCUSDT`; a contract's
+    settle suffix `:USDT` dropped), to tell whether a book and a dataset are of the same market."""
+    return "".join(ch for ch in str(symbol or "").split(":")[0].upper() if ch.isalnum())
+
+
+def same_market(book_symbol: str, dataset_symbol: str) -> bool:
+    """Whether a book of `book_symbol` belongs to candles of `dataset_symbol` (True when either is unknown)."""
+    a, b = market_key(book_symbol), market_key(dataset_symbol)
+    return not a or not b or a == b
+
+
+def books_for_symbol(symbol: str) -> list[BookInfo]:
+    """The stored books of the market `symbol` (see `same_market`)."""
+    return [b for b in list_order_books() if same_market(b.symbol, symbol)]
+
+
 def book_id_for(dataset_id: str) -> str:
     """The id of a market's own order book (recorded or simulated for the dataset `dataset_id`): the book an
     order-book model of that dataset reads unless told otherwise."""
@@ -182,7 +235,8 @@ def make_synthetic_order_book(dataset_id: str, levels: int = 20, seed: int = 0,
 
 
 __all__: Sequence[str] = [
-    "BOOK_COLUMNS", "BookInfo", "book_id_for", "delete_order_book", "list_order_books",
-    "load_order_book", "make_synthetic_order_book", "order_book_exists", "order_book_info", "save_order_book",
-    "snapshot_rows",
+    "BOOK_COLUMNS", "BookInfo", "book_digest", "book_id_for", "book_record", "books_for_symbol",
+    "delete_order_book", "list_order_books",
+    "load_order_book", "make_synthetic_order_book", "order_book_exists", "order_book_info", "same_market",
+    "save_order_book", "snapshot_rows",
 ]

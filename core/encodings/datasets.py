@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -176,16 +176,94 @@ def indicator_scaler_for(prepared: Any,
                                 tuple(quantiles))
 
 
+# The make_dataset options each image input reads; any other key is refused (a misspelt `sise` would otherwise
+# train on the defaults without a word). "sequence"/"flat" read none and ignore what they are given.
+ENCODING_KEYS = {
+    "indicator_image": ("quantiles",),
+    "chart_image": ("size", "chart_window", "style", "cache_items"),
+    "orderbook_image": ("order_book", "book_id", "heatmap", "max_staleness_bars", "max_staleness_seconds"),
+}
+
+# A candle whose newest book snapshot is older than this many bar lengths at its close counts as not covered:
+# a recording that stopped or has a gap is not repeated silently for every later candle. Runs saved before
+# this limit existed carry `max_staleness_seconds: None` (see `legacy_encoding`) and keep their old rows.
+DEFAULT_STALENESS_BARS = 2.0
+
+
+def check_encoding_keys(input_kind: str, cfg: dict[str, Any]) -> None:
+    """UserError naming the allowed keys when `cfg` has a key the `input_kind` does not read."""
+    allowed = ENCODING_KEYS.get(input_kind)
+    if allowed is None:
+        return
+    unknown = [k for k in cfg if k not in allowed]
+    if unknown:
+        raise UserError(f"{input_kind} encodings have no option {', '.join(repr(k) for k in unknown)}; "
+                        f"the options are {', '.join(allowed)}")
+
+
+def _options(cls: type, value: Any, what: str) -> Any:
+    """`value` as the dataclass `cls`: None, an instance, or a dict of its fields (the form a saved run's
+    config.json and the CLI hold); a dict with another key is refused with a sentence."""
+    if value is None or isinstance(value, cls):
+        return value
+    if not isinstance(value, dict):
+        raise UserError(f"the {what} option must be a {cls.__name__} or a dict of its fields, got {value!r}")
+    fields = cls.__dataclass_fields__
+    unknown = [k for k in value if k not in fields]
+    if unknown:
+        raise UserError(f"the {what} option has no field {', '.join(repr(k) for k in unknown)}; "
+                        f"its fields are {', '.join(fields)}")
+    # JSON turns tuples (colours) into lists: back to tuples, so the options stay hashable
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+
+
+def heatmap_options(value: Any) -> HeatmapConfig | None:
+    """The `heatmap` option of an order-book dataset as a HeatmapConfig (from a dict too)."""
+    return _options(HeatmapConfig, value, "heatmap")
+
+
+def chart_style_options(value: Any) -> ChartStyle | None:
+    """The `style` option of a chart dataset as a ChartStyle (from a dict too)."""
+    return _options(ChartStyle, value, "style")
+
+
+def staleness_seconds(cfg: dict[str, Any], bar_secs: float) -> float | None:
+    """The oldest a candle's newest snapshot may be (seconds before its close) for the candle to count as
+    covered: `max_staleness_seconds` when given (None = no limit), else `max_staleness_bars` bar lengths
+    (default DEFAULT_STALENESS_BARS; None = no limit)."""
+    if "max_staleness_seconds" in cfg:
+        v = cfg["max_staleness_seconds"]
+        return None if v is None else float(v)
+    bars = cfg.get("max_staleness_bars", DEFAULT_STALENESS_BARS)
+    if bars is not None and float(bars) < 0:
+        raise UserError(f"max_staleness_bars must be 0 or more bars, got {bars!r}")
+    return None if bars is None else float(bars) * float(bar_secs)
+
+
+def legacy_encoding(input_kind: Optional[str], encoding: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """The encoding options of a saved run as it was trained: an order-book run saved before the staleness
+    limit existed (neither staleness key) gets `max_staleness_seconds: None`, its old behaviour (every candle
+    after the last snapshot reads that snapshot), so it still reproduces its stored predictions."""
+    enc = dict(encoding or {})
+    if input_kind == "orderbook_image" and "max_staleness_seconds" not in enc and "max_staleness_bars" not in enc:
+        enc["max_staleness_seconds"] = None
+    return enc
+
+
 def make_dataset(prepared: Any, ends: np.ndarray, input_kind: str, **cfg: Any) -> Dataset:
     """The Dataset a model of `input_kind` trains or predicts on, over samples ending at `ends`.
 
-    Config keys: chart_image - `size` (64), `chart_window` (default min(window, size)), `style`,
-    `cache_items`; indicator_image - `quantiles` ((0.01, 0.99)); orderbook_image - `order_book` (long
-    snapshot table) or `book_id` (loaded with core.data.orderbook), `heatmap` (HeatmapConfig),
+    Config keys (ENCODING_KEYS; any other key is refused): chart_image - `size` (64), `chart_window` (default
+    min(window, size)), `style` (ChartStyle or a dict of its fields), `cache_items`; indicator_image -
+    `quantiles` ((0.01, 0.99)); orderbook_image - `order_book` (long snapshot table) or `book_id` (loaded with
+    core.data.orderbook), `heatmap` (HeatmapConfig or a dict of its fields; only the anchor "mid": a fixed
+    price grid is built from the whole book, later prices included), `max_staleness_bars` (2: a candle whose
+    newest snapshot is older than that at its close is not covered; None = no limit) or
     `max_staleness_seconds`. Scaling is always fitted on `prepared.splits["train"]` windows.
     """
     if input_kind not in INPUT_KINDS:
         raise UserError(f"unknown input kind {input_kind!r}; expected one of {', '.join(INPUT_KINDS)}")
+    check_encoding_keys(input_kind, cfg)
     window = int(prepared.window)
     ends = np.asarray(ends, dtype=np.int64).ravel()
     train_ends = np.asarray(prepared.splits["train"], dtype=np.int64)
@@ -207,10 +285,15 @@ def make_dataset(prepared: Any, ends: np.ndarray, input_kind: str, **cfg: Any) -
         ohlcv = candles_to_array(prepared.candles)
         if len(ohlcv) != len(prepared.features):
             raise UserError("the candles are not aligned with the features (different lengths)")
-        return ChartImageDataset(ohlcv, prepared.y, ends, chart_window, size, cfg.get("style"),
-                                 int(cfg.get("cache_items", 4096)))
+        return ChartImageDataset(ohlcv, prepared.y, ends, chart_window, size,
+                                 chart_style_options(cfg.get("style")), int(cfg.get("cache_items", 4096)))
 
     # orderbook_image
+    heatmap = heatmap_options(cfg.get("heatmap"))
+    if heatmap is not None and heatmap.anchor != "mid":
+        raise UserError(f"an order-book model reads the heatmap anchored at each snapshot's mid; the anchor "
+                        f"{heatmap.anchor!r} builds one price grid from the whole book, later prices included, "
+                        "so it is for viewing only (leave heatmap.anchor at 'mid')")
     book = cfg.get("order_book")
     if book is None and cfg.get("book_id"):
         from core.data.orderbook import load_order_book
@@ -218,12 +301,16 @@ def make_dataset(prepared: Any, ends: np.ndarray, input_kind: str, **cfg: Any) -
     if book is None:
         raise UserError("an order-book model needs order-book snapshots: record or generate a book for "
                         "this market first")
-    ob = orderbook_rows_for(prepared, book, cfg.get("heatmap"), cfg.get("max_staleness_seconds"))
+    tf = float(bar_seconds(prepared.candles))
+    stale = staleness_seconds(cfg, tf)
+    ob = orderbook_rows_for(prepared, book, heatmap, stale)
     ok_train = covered_ends(train_ends, ob.covered, window)
     ok = covered_ends(ends, ob.covered, window)
     if len(ok) < len(ends) or len(ok_train) == 0:
-        raise UserError(f"the order book covers {len(ok)} of {len(ends)} sample windows; use snapshots that "
-                        f"span the candles or restrict the samples with covered_ends()")
+        limit = "" if stale is None else (f" (a candle counts as covered when the book has a snapshot at most "
+                                          f"{stale / tf:g} bar(s) old at its close)")
+        raise UserError(f"the order book covers {len(ok)} of {len(ends)} sample windows{limit}; use snapshots "
+                        f"that span the candles without gaps or restrict the samples with covered_ends()")
     train_vals = ob.rows[train_rows_of(ok_train, window)]
     nz = train_vals[train_vals > 0]
     scale = float(np.quantile(nz, 0.99)) if nz.size else 1.0

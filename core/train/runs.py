@@ -94,6 +94,14 @@ def upgrade_config(cfg: dict[str, Any]) -> dict[str, Any]:
         cfg.setdefault("status", "completed")
         version = 1
     cfg.setdefault("name", cfg.get("run_id", ""))
+    if cfg.get("input_kind") == "orderbook_image" and isinstance(cfg.get("data_config"), dict):
+        # saved before order-book runs recorded a staleness limit: keep the rows they were trained on
+        from core.encodings.datasets import legacy_encoding
+
+        enc = cfg["data_config"].get("encoding")
+        if enc is None or isinstance(enc, dict):
+            cfg["data_config"] = {**cfg["data_config"],
+                                  "encoding": legacy_encoding(cfg["input_kind"], enc)}
     cfg["schema_version"] = version
     return cfg
 
@@ -358,7 +366,14 @@ class LoadedRun:
         """None when `prepared` (from `prepare`) has the test windows the run was scored on, and `candles`
         (the dataset's, when given) the prices it learnt from; else a sentence saying the dataset changed
         since training (rows replaced or removed, other prices, or a run saved before runs recorded their
-        span), so windows and inputs may differ from what the model saw."""
+        span), so windows and inputs may differ from what the model saw. An order-book run also says when its
+        order book was replaced or removed since (`changed_book_note`)."""
+        from core.train.trainer import changed_book_note
+
+        notes = [n for n in (self._candles_note(prepared, candles), changed_book_note(self.config)) if n]
+        return " ".join(notes) if notes else None
+
+    def _candles_note(self, prepared: Any, candles: Optional[pd.DataFrame] = None) -> Optional[str]:
         from core.encodings.samples import selectable_ends
         from core.train.trainer import changed_candles_note
 

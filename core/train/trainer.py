@@ -755,6 +755,8 @@ def fit_and_score(prepared: Any, config: dict[str, Any], data: DataConfig, train
         raise UserError("the test split is empty: use a longer dataset or a larger test share")
     sample = src["train"].get(np.arange(min(2, len(src["train"]))), torch.device("cpu"))["x"]
     in_channels = int(sample.shape[1])
+    if init is not None:
+        stage("init", "loading starting weights")
     with seeded_init(train.seed):  # the same seed -> the same initial weights, whatever else runs
         try:
             model = create_model(model_name, in_channels, n_classes, **model_config)
@@ -763,9 +765,8 @@ def fit_and_score(prepared: Any, config: dict[str, Any], data: DataConfig, train
         # dropout goes on from where the seeded stream stands after the initial weights (as it did when it
         # drew from the global generator), in a generator of the run's own
         drop_rng = _continue_stream(device)
-    if init is not None:
-        stage("init", "loading starting weights")
-        config = dict(config, transfer=init(model))
+        if init is not None:  # inside too: what it draws (a new head) comes from the run's seed alone
+            config = dict(config, transfer=init(model))
     with torch.no_grad():
         probe = model.eval()(sample)
     if isinstance(probe, dict) and scaling is None:
@@ -867,6 +868,7 @@ def train_run(dataset_id: Optional[str], model_name: str, model_config: Optional
     config: dict[str, Any] = {"dataset_id": dataset_id, "model_name": model_name, "model_config": model_config,
                               "data_config": asdict(data), "train_config": asdict(train)}
     candles = run_candles(config, candles if candles is not None else _load_candles(dataset_id))
+    book = order_book_record(data.encoding) if input_kind == "orderbook_image" else {}
     prepared = prepare_for_run(config, candles)
     sc = fit_and_score(prepared, config, data, train, input_kind, progress, cancel, stage, init=init)
     fr, preds = sc.fit, sc.predictions
@@ -878,7 +880,7 @@ def train_run(dataset_id: Optional[str], model_name: str, model_config: Optional
                   best_epoch=fr.best_epoch, train_seconds=fr.train_seconds, class_weights_used=fr.class_weights,
                   n_samples=sc.n_samples,
                   test_start=str(preds["timestamp"].iloc[0]), test_end=str(preds["timestamp"].iloc[-1]),
-                  **data_span(candles),
+                  **data_span(candles), **book,
                   versions={"torch": torch.__version__, "numpy": np.__version__})
     run_id = registry.new_run_id(model_name, {k: config[k] for k in
                                               ("dataset_id", "model_config", "data_config", "train_config",
@@ -925,22 +927,107 @@ def _resolve(dataset_id: Optional[str], model_name: str, model_config: Optional[
 
 def default_order_book(dataset_id: str, encoding: Optional[dict[str, Any]]) -> dict[str, Any]:
     """The encoding options of an order-book model: the book named in `encoding` (`book_id`), else the
-    dataset's own book `<dataset_id>-book` (what the Data page records or simulates for a market)."""
-    from core.data.orderbook import book_id_for, order_book_info
+    dataset's own book `<dataset_id>-book` (what the Data page records or simulates for a market), with the
+    staleness limit written out (`max_staleness_bars`, DEFAULT_STALENESS_BARS unless given) so the saved run
+    says which candles counted as covered. A book of another market than the dataset's is refused."""
+    from core.data.orderbook import book_id_for, order_book_info, same_market
+    from core.encodings.datasets import DEFAULT_STALENESS_BARS, check_encoding_keys, heatmap_options
     from core.errors import DataError
 
     enc = dict(encoding or {})
+    check_encoding_keys("orderbook_image", enc)  # a misspelt key is said before the data is prepared
+    heatmap_options(enc.get("heatmap"))  # a bad heatmap dict too
+    if "max_staleness_seconds" not in enc:
+        enc.setdefault("max_staleness_bars", DEFAULT_STALENESS_BARS)
     if enc.get("order_book") is not None:
         return enc
     book_id = enc.get("book_id") or book_id_for(dataset_id)
     try:
-        order_book_info(book_id)
+        info = order_book_info(book_id)
     except (DataError, ValueError) as exc:
         raise UserError(f"an order-book model needs order-book snapshots for {dataset_id}: there is no book "
                         f"'{book_id}'. Record or simulate one on the Data page (or `python -m core data`), "
                         "or pass --set 'data.encoding={\"book_id\": \"ID\"}'.") from exc
+    symbol = _dataset_symbol(dataset_id)
+    if symbol is not None and not same_market(info.symbol, symbol):
+        raise UserError(f"the order book '{book_id}' is of {info.symbol}, not of {symbol} like the dataset "
+                        f"{dataset_id}: an order-book model must read the book of the market it predicts. "
+                        f"Record or simulate a {symbol} book on the Data page.")
     enc["book_id"] = book_id
     return enc
+
+
+def _dataset_symbol(dataset_id: str) -> Optional[str]:
+    """The stored dataset's symbol, or None when it is not stored (candles given directly)."""
+    from core.data.store import dataset_info
+    from core.errors import DataError
+
+    try:
+        return dataset_info(dataset_id).symbol
+    except (DataError, ValueError, OSError, KeyError):
+        return None
+
+
+def order_book_record(encoding: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """What a saved order-book run records of the stored book it reads (`order_book`: id, snapshot count,
+    first and last time, fingerprint), for `changed_book_note`; {} for a book given as a table."""
+    from core.data.orderbook import book_record
+
+    book_id = (encoding or {}).get("book_id")
+    if not book_id or (encoding or {}).get("order_book") is not None:
+        return {}
+    return {"order_book": book_record(book_id)}
+
+
+def changed_book_note(config: dict[str, Any], what: str = "run") -> Optional[str]:
+    """None when the stored order book still holds the snapshots a saved order-book run learnt from (or the
+    run recorded none: other models, runs saved before runs recorded their book); else a sentence saying the
+    book was replaced or removed since."""
+    from core.data.orderbook import book_digest, load_order_book, order_book_info
+    from core.errors import DataError
+
+    rec = config.get("order_book")
+    if not isinstance(rec, dict) or not rec.get("book_id") or not rec.get("digest"):
+        return None
+    book_id = rec["book_id"]
+
+    def span(n: Any, start: Any, end: Any) -> str:
+        fmt = (lambda t: "?" if t is None else f"{pd.Timestamp(t):%Y-%m-%d %H:%M}")
+        return f"{int(n or 0):,} snapshots, {fmt(start)} to {fmt(end)}"
+
+    was = span(rec.get("snapshots"), rec.get("start"), rec.get("end"))
+    try:
+        info = order_book_info(book_id)
+        now = span(info.snapshots, info.start, info.end)
+        same = (info.snapshots == rec.get("snapshots")
+                and (None if info.start is None else info.start.isoformat()) == rec.get("start")
+                and (None if info.end is None else info.end.isoformat()) == rec.get("end")
+                and _book_digest_cached(book_id, book_digest, load_order_book) == rec["digest"])
+    except DataError:
+        return (f"The order book {book_id!r} this {what} learnt from ({was}) is no longer stored or cannot be "
+                "read: record or simulate it again to use the run.")
+    if same:
+        return None
+    how = f"the same {now} but other prices or sizes" if now == was else f"it had {was}, it now has {now}"
+    return (f"The order book {book_id!r} no longer holds the snapshots this {what} learnt from ({how}): it was "
+            "recorded or simulated again since. Its predictions were made on the old book, so anything computed "
+            "here from today's book (inputs, predictions) does not show what the model saw.")
+
+
+_BOOK_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _book_digest_cached(book_id: str, digest: Callable[..., str], load: Callable[..., Any]) -> str:
+    """The fingerprint of the stored book, computed once per version of its file (pages ask on every rerun)."""
+    from core.data.orderbook import _paths
+
+    st = _paths(book_id)[0].stat()
+    key = (book_id, st.st_mtime_ns, st.st_size)
+    if key not in _BOOK_DIGESTS:
+        if len(_BOOK_DIGESTS) > 32:
+            _BOOK_DIGESTS.clear()
+        _BOOK_DIGESTS[key] = digest(load(book_id))
+    return _BOOK_DIGESTS[key]
 
 
 def _stager(progress: Optional[ProgressCallback], cancel: Optional[CancelToken]) -> Callable[[str, str], None]:
