@@ -129,3 +129,21 @@ def test_bad_weight_files_are_user_errors(workspace, tmp_path):
     (workspace / "text.pth").write_text("not a tensor file")
     with pytest.raises(UserError, match="could not be read"):
         load_torchvision_weights(create_model("chart_resnet18", 3, 2), "text.pth")
+
+
+def test_imagenet_input_norm_standardises_the_chart_as_torchvision_weights_expect():
+    """With input_norm 'imagenet' the model reads (x - mean) / std with ImageNet's RGB statistics; the
+    weights (state_dict) are the same as without, so a torchvision file loads into either."""
+    torch.manual_seed(0)
+    plain = create_model("chart_resnet18", 3, 3).eval()
+    normed = create_model("chart_resnet18", 3, 3, input_norm="imagenet").eval()
+    assert set(normed.state_dict()) == set(plain.state_dict())
+    normed.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 3, 32, 32)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        torch.testing.assert_close(normed(x), plain((x - mean) / std))
+        assert not torch.allclose(normed(x), plain(x))
+    with pytest.raises(UserError, match="input_norm must be none or imagenet"):
+        create_model("chart_resnet18", 3, 3, input_norm="photo")

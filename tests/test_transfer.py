@@ -264,3 +264,25 @@ def test_the_new_head_of_a_weights_file_run_does_not_depend_on_other_draws(datas
 
     tr.train_with_init(target, "chart_resnet18", {}, _data(), _train(epochs=1), init=init, freeze_stages=5)
     assert others == [False]
+
+
+def test_a_comparison_from_a_weights_file_reads_charts_at_imagenets_scale(datasets, workspace, monkeypatch):
+    """torchvision's weights learnt from ImageNet-standardised pictures: the fine-tuned run and its scratch twin
+    both read the charts that way (they differ only in their starting weights); a comparison from a run keeps
+    the source run's scale."""
+    from core.train import trainer
+
+    target, _ = datasets
+    (workspace / "pretrained").mkdir()
+    torch.save({}, workspace / "pretrained" / "any.pth")
+    seen = []
+
+    def fake(*args, **kw):
+        seen.append(args[2])
+        return SimpleNamespace(run_id=f"r{len(seen)}-000000", metrics={}, config={})
+
+    monkeypatch.setattr(tr, "train_with_init", fake)
+    monkeypatch.setattr(trainer, "train_run", fake)
+    tr.transfer_vs_scratch(tr.TransferSpec(target, "weights:any.pth", data=_data(), train=_train()))
+    assert seen == [{"input_norm": "imagenet"}] * 2
+    assert tr.list_comparisons()[0]["model_config"] == {"input_norm": "imagenet"}

@@ -45,10 +45,23 @@ class BasicBlock(nn.Module):
         return self.relu(out + idt)
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet statistics of RGB inputs in [0, 1]
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INPUT_NORMS = ("none", "imagenet")
+
+
 class ChartResNet18(ZooModel):
     def __init__(self, in_channels: int = 3, n_classes: int = 1000, dropout: float = 0.0,
-                 freeze: int = 0, pretrained: str = "") -> None:
+                 freeze: int = 0, pretrained: str = "", input_norm: str = "none") -> None:
         super().__init__()
+        # "imagenet": the [0, 1] chart is standardised with ImageNet's channel statistics first, as the
+        # torchvision weights were trained (their first conv and frozen BatchNorms expect that scale)
+        self.input_norm = str(input_norm)
+        if self.input_norm == "imagenet":
+            if in_channels != 3:
+                raise UserError("chart_resnet18: input_norm 'imagenet' is for 3-channel (RGB) charts")
+            self.register_buffer("in_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+            self.register_buffer("in_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.inplanes = 64
         self.dropout_p = float(dropout)  # functional, so the module tree stays torchvision's
         self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
@@ -85,6 +98,8 @@ class ChartResNet18(ZooModel):
         return nn.Sequential(*layers)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_norm == "imagenet":
+            x = (x - self.in_mean) / self.in_std
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 

@@ -151,10 +151,12 @@ def _build_table() -> tuple[dict[str, ModelSpec], dict[str, Callable[..., nn.Mod
                         "2D CNN on order-book depth heatmaps (snapshots x price levels, document 004)."),
               OrderBookCNN)
     _register(ModelSpec("chart_resnet18", "resnet2d", "chart_image", {"dropout": 0.0, "freeze": 0,
-                                                                       "pretrained": ""},
+                                                                       "pretrained": "", "input_norm": "none"},
                         "ResNet-18 2D on candlestick chart images, torchvision layout (11.7M parameters at 1000 "
                         "classes); `pretrained` = a torchvision resnet18 .pth in the workspace, `freeze` = "
-                        "stages to freeze (1 = stem ... 5 = all but the head)."), ChartResNet18)
+                        "stages to freeze (1 = stem ... 5 = all but the head), `input_norm` = none or imagenet "
+                        "(standardise the chart with ImageNet's channel statistics, as ImageNet weights "
+                        "expect)."), ChartResNet18)
     return specs, builders
 
 
@@ -265,6 +267,11 @@ def _check_ranges(name: str, cfg: dict[str, Any]) -> None:
         raise UserError(f"{name}: kernels must be odd sizes (same padding), got {cfg['kernels']}")
     if name.startswith("wavenet") and cfg.get("layers", 0) > 16:
         raise UserError(f"{name}: layers above 16 give dilations beyond 32768 bars; use stacks instead")
+    if "input_norm" in cfg:
+        from core.models.chart_resnet import INPUT_NORMS
+
+        if cfg["input_norm"] not in INPUT_NORMS:
+            raise UserError(f"{name}: input_norm must be {' or '.join(INPUT_NORMS)}, got {cfg['input_norm']!r}")
     if name == "tcn" and cfg.get("levels", 0) > 16:
         raise UserError("tcn: levels above 16 give dilations beyond 32768 bars")
 

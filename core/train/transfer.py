@@ -321,12 +321,13 @@ def transfer_vs_scratch(spec: TransferSpec, progress: Optional[ProgressCallback]
         raise UserError("the source dataset is the target itself: pick another symbol, timeframe or the "
                         "offline market as the source")
     data, train = _configs(spec.data, spec.train)
+    model_config = dict(spec.model_config or {})
     phases = _Stages(progress, 3 if kind == "dataset" else 2)
     source_run_id: Optional[str] = None
     imagenet = False
     if kind == "dataset":
         phases.start(f"pre-training on {ref}")
-        src = train_run(ref, spec.model_name, spec.model_config, data, spec.source_train or train,
+        src = train_run(ref, spec.model_name, model_config, data, spec.source_train or train,
                         progress=phases, cancel=cancel, name=f"source: {spec.model_name} on {ref}")
         source_run_id = src.run_id
         source_desc = f"dataset:{ref} (run {source_run_id})"
@@ -339,9 +340,14 @@ def transfer_vs_scratch(spec: TransferSpec, progress: Optional[ProgressCallback]
             raise UserError(f"run {ref} is a {src_cfg.get('model_name')}, not a {spec.model_name}")
         source_run_id = ref
         source_desc = f"run:{ref}"
+        # the body learnt its inputs at the source's scale: fine-tuning (and its scratch twin) keep it
+        model_config.setdefault("input_norm", (src_cfg.get("model_config") or {}).get("input_norm", "none"))
         init = lambda m: init_from_run(m, ref)  # noqa: E731
     else:
         imagenet = is_torchvision_imagenet(ref)  # (fails before any training when the file is missing)
+        # torchvision's weights were trained on ImageNet-standardised inputs: the charts get the same scale
+        # (the scratch twin too, so the two differ only in their starting weights)
+        model_config.setdefault("input_norm", "imagenet")
         source_desc = f"weights:{ref}"
         init = lambda m: init_from_weights_file(m, ref)  # noqa: E731
 
@@ -349,12 +355,12 @@ def transfer_vs_scratch(spec: TransferSpec, progress: Optional[ProgressCallback]
     info = {"source": source_desc, "source_run_id": source_run_id}
     if kind == "weights":  # a later fine-tuning from this run follows the chain back to here (source_overlap)
         info["weights_imagenet"] = imagenet
-    ft = train_with_init(spec.target_dataset_id, spec.model_name, spec.model_config, data, train, init,
+    ft = train_with_init(spec.target_dataset_id, spec.model_name, model_config, data, train, init,
                          spec.freeze_stages, info, progress=phases, cancel=cancel,
                          name=f"fine-tuned: {spec.model_name} from {source_desc.split(' ')[0]}, "
                               f"{spec.freeze_stages} stage(s) frozen")
     phases.start(f"training from scratch on {spec.target_dataset_id}")
-    sc = train_run(spec.target_dataset_id, spec.model_name, spec.model_config, data, train,
+    sc = train_run(spec.target_dataset_id, spec.model_name, model_config, data, train,
                    progress=phases, cancel=cancel, name=f"scratch: {spec.model_name} (transfer baseline)")
     if source_run_id is not None:
         from core.train.runs import load_run
@@ -367,7 +373,7 @@ def transfer_vs_scratch(spec: TransferSpec, progress: Optional[ProgressCallback]
               "target_dataset_id": spec.target_dataset_id, "source": source_desc,
               "source_run_id": source_run_id, "finetuned_run_id": ft.run_id, "scratch_run_id": sc.run_id,
               "freeze_stages": int(spec.freeze_stages), "model_name": spec.model_name, "source_overlap": overlap,
-              "model_config": spec.model_config, "data_config": asdict(data), "train_config": asdict(train)}
+              "model_config": model_config, "data_config": asdict(data), "train_config": asdict(train)}
     atomic_write_json(_records_dir() / f"{safe_name(record_id)}.json", record)
     return TransferResult(record_id, source_run_id, ft.run_id, sc.run_id,
                           {"fine-tuned": ft.metrics, "scratch": sc.metrics})
