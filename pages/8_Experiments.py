@@ -94,6 +94,9 @@ with tab_runs:
                                 max_selections=12, placeholder="pick two or more runs from the table above")
         if picked:
             try:
+                note = compare.comparability_note(picked)  # other data, targets or test spans
+                if note:
+                    st.warning(note)
                 curves, losses = compare.training_curves(picked)
                 st.plotly_chart(vx.curves_figure(curves, losses=losses), width="stretch", key="exp_curves")
                 st.plotly_chart(vx.metric_bars(compare.metrics_of(picked)), width="stretch", key="exp_bars")
@@ -235,8 +238,9 @@ with tab_sweeps:
             cells_df = res.table()
             summ = res.summary(rank_by)
             st.caption(f"{res.status} · {res.backend} x {res.jobs} workers · {res.seconds:.0f} s. Groups are the "
-                       f"cells that differ only by seed; `vs_best` says whether the gap to the top group is larger "
-                       f"than 2 standard errors of the difference (else it is noise).")
+                       f"cells that differ only by seed; `vs_best` says whether a group is "
+                       f"{runner.noise_test_note(summ.attrs.get('comparisons', max(1, len(summ) - 1)))}, "
+                       f"or within noise.")
             (st.caption if summ.attrs.get("ranked_on") == "validation" else st.warning)(
                 runner.ranking_note(summ, rank_by))
             st.dataframe(summ[runner.summary_columns(summ, rank_by)], hide_index=True, key="exp_sweep_summary",

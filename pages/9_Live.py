@@ -22,7 +22,7 @@ from core.data.bybit import MARKET_TYPES, UNREACHABLE
 from core.data.candles import TIMEFRAMES
 from core.live.feed import BybitFeed, ReplayFeed
 from core.live.log import read_signals
-from core.live.signals import load_live_model, signal_config, tick
+from core.live.signals import load_live_model, replay_start, signal_config, tick, timeframe_note
 from core.train import runs as registry
 from core.viz import live as vl
 
@@ -92,9 +92,8 @@ else:
     market = b.selectbox("Market", MARKET_TYPES, index=MARKET_TYPES.index(run_market), key="live_market")
     tf_default = tf_default if tf_default in TIMEFRAMES else "1h"
     tf = c.selectbox("Timeframe", list(TIMEFRAMES), index=list(TIMEFRAMES).index(tf_default), key="live_tf")
-    if tf != tf_default:
-        c.warning(f"The run was trained on {tf_default} candles; its signals on {tf} bars are out of its "
-                  "training distribution.")
+    if timeframe_note(lm, tf):
+        c.warning(timeframe_note(lm, tf))
     step = 0
     source_key = ("live", run_id, symbol.strip().upper(), market, tf)
 
@@ -126,7 +125,7 @@ except Exception as exc:  # noqa: BLE001
 def _new_state() -> dict:
     return {"key": source_key, "running": False, "last": None, "last_tick": 0.0,
             "ticks": 0, "errors": 0, "last_error": None, "error_at": None, "feed": None, "candles": None,
-            "finished": False}
+            "finished": False, "notes": [], "start_note": None}
 
 
 state = st.session_state.get(STATE)
@@ -141,9 +140,8 @@ def _feed():
     if state["feed"] is None:
         if mode == "replay":
             feed = ReplayFeed(load_candles(replay_ds))
-            start = lm.config.get("test_start") if replay_ds == lm.dataset_id else None
             # out of sample by default: the run's test span; another dataset starts after the warm-up
-            feed.cursor = max(0, feed.position_of(start) - 1 if start else min(len(feed.candles) - 1, lm.lookback))
+            state["start_note"] = replay_start(lm, feed)
             state["feed"] = feed
         else:
             state["feed"] = BybitFeed(symbol.strip(), tf, market)
@@ -158,7 +156,7 @@ def _tick() -> None:
         state["errors"] += 1
         state["last_error"] = str(exc)
         return
-    res = tick(lm, feed, cfg, advance=step)
+    res = tick(lm, feed, cfg, advance=step if state["ticks"] else 0)  # the first tick decides at the start bar
     state["ticks"] += 1
     if mode == "replay":
         state["finished"] = res.finished
@@ -170,6 +168,7 @@ def _tick() -> None:
         state["error_at"] = time.strftime("%H:%M:%S")
     else:
         state["last_error"] = None
+        state["notes"] = res.notes
         state["last"] = res.signal
         state["candles"] = res.candles.iloc[-300:] if res.candles is not None else None
 
@@ -221,6 +220,8 @@ def _panel(log) -> None:
             except Exception as exc:  # noqa: BLE001
                 show_error(exc)
         return
+    for note in state["notes"]:  # holes in the candles, another timeframe than the run's
+        st.warning(note)
     arrow = {"long": ":green[▲ LONG]", "short": ":red[▼ SHORT]", "flat": ":gray[● FLAT]"}[sig.action]
     st.markdown(f"### {arrow} &nbsp; {sig.timestamp:%Y-%m-%d %H:%M} UTC bar · close {sig.price:,.2f}")
     k = st.columns(5)

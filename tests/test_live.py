@@ -398,3 +398,108 @@ def test_live_chart_titles_read_and_its_legend_stays_off_the_prices():
     fig = live_figure(c, title="t")
     # above the plot area (y > 1 in paper units, anchored at its bottom), not over the top of the price panel
     assert fig.layout.legend.y > 1 and fig.layout.legend.yanchor == "bottom"
+
+
+# ------------------------------------------------------------------------- gaps, timeframes, start, races
+
+class _MemoryBybit:
+    """An in-memory exchange for BybitFeed (no sockets): serves `candles` up to its clock, minus `missing`."""
+
+    markets = {"BTC/USDT:USDT": {"symbol": "BTC/USDT:USDT", "id": "BTCUSDT", "base": "BTC", "quote": "USDT",
+                                 "spot": False, "linear": True, "swap": True}}
+
+    def __init__(self, candles, clock):
+        self.candles, self.clock, self.missing = candles, clock, set()
+
+    def load_markets(self):
+        return self.markets
+
+    def fetch_time(self):
+        return int(self.clock.value // 1_000_000)
+
+    def fetch_ohlcv(self, sym, tf, since=None, limit=None, params=None):
+        c = self.candles
+        s, u = pd.Timestamp(since, unit="ms", tz="UTC"), pd.Timestamp(params["until"], unit="ms", tz="UTC")
+        rows = c[(c.index >= s) & (c.index <= u) & (c.index <= self.clock) & ~c.index.isin(list(self.missing))]
+        return [[int(t.value // 1_000_000), *r] for t, r in
+                zip(rows.index, rows[["open", "high", "low", "close", "volume"]].to_numpy())][:limit]
+
+
+def test_a_bar_bybit_skipped_once_is_asked_again_and_the_signal_says_it_had_a_hole(run_id):
+    end = pd.Timestamp("2025-03-01 12:00", tz="UTC")
+    candles = synthetic_candles(periods=1500, end=end)
+    ex = _MemoryBybit(candles, end - pd.Timedelta(hours=2) + pd.Timedelta(minutes=10))
+    gap = end - pd.Timedelta(hours=30)
+    ex.missing = {gap}
+    lm = load_live_model(run_id)
+    feed = BybitFeed("BTCUSDT", "1h", "linear", exchange=ex, now=lambda: ex.clock)
+    holed = tick(lm, feed, log=False)
+    assert holed.error is None and gap not in holed.candles.index
+    assert len(holed.notes) == 1 and "1 bar is missing from the last" in holed.notes[0]
+    assert f"{gap:%Y-%m-%d %H:%M} UTC" in holed.notes[0]
+    ex.missing = set()  # Bybit serves it again: the next tick's window is whole, as a fresh feed's
+    ex.clock += pd.Timedelta(hours=1)
+    whole = tick(lm, feed, log=False)
+    assert gap in whole.candles.index and len(whole.candles) == lm.lookback and whole.notes == []
+    fresh = tick(lm, BybitFeed("BTCUSDT", "1h", "linear", exchange=ex, now=lambda: ex.clock), log=False)
+    assert whole.signal.probabilities == fresh.signal.probabilities
+
+
+def test_a_run_on_another_timeframe_is_warned_about_in_replay_and_live(run_id, capsys):
+    from core.cli import main
+    from core.data.store import load_candles, save_candles
+    from core.data.synthetic import generate_market
+
+    c4 = next(iter(generate_market("BTC/USDT", "4h", periods=1300, seed=5).values()))
+    ds = save_candles(c4, "synthetic", "BTC/USDT", "4h")
+    ds = getattr(ds, "id", ds)
+    lm = load_live_model(run_id)
+    feed = ReplayFeed(load_candles(ds))
+    res = tick(lm, feed, log=False)
+    assert res.error is None
+    assert res.notes == ["The run was trained on 1h candles; its signals on 4h bars are out of its training "
+                         "distribution."]
+    own = tick(lm, ReplayFeed(load_candles(DATASET)), log=False)
+    assert own.error is None and own.notes == []
+    assert main(["live", "--run", run_id, "--dataset", ds, "--ticks", "2"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: The run was trained on 1h candles; its signals on 4h bars") == 1  # said once
+
+
+def test_cli_live_start_is_checked_the_first_signal_is_at_the_start_and_warm_up_is_skipped(run_id, capsys):
+    from core.cli import main
+
+    assert main(["live", "--run", run_id, "--start", "garbage", "--ticks", "1"]) == 2
+    assert "error: 'garbage' is not a date and time" in capsys.readouterr().err
+    test_start = pd.Timestamp(load_live_model(run_id).config["test_start"])
+    for step in (1, 3):
+        assert main(["live", "--run", run_id, "--ticks", "2", "--step", str(step), "--json"]) == 0
+        ts = [pd.Timestamp(s["timestamp"]) for s in json.loads(capsys.readouterr().out)["signals"]]
+        assert ts == [test_start, test_start + pd.Timedelta(hours=step)]
+    # a start inside the window + warm-up: the replay starts at the first bar that has them, and says so
+    first = pd.Timestamp(synthetic_candles().index[load_live_model(run_id).lookback - 1])
+    assert main(["live", "--run", run_id, "--start", "2000-01-01", "--ticks", "2", "--json"]) == 0
+    cap = capsys.readouterr()
+    out = json.loads(cap.out)["signals"]
+    assert all("error" not in s for s in out) and pd.Timestamp(out[0]["timestamp"]) == first
+    assert f"the replay starts at {first:%Y-%m-%d %H:%M} UTC instead" in cap.err
+
+
+def _append_many(args):
+    import os
+
+    ws, k, n = args
+    os.environ["CNN_LAB_WORKSPACE"] = ws
+    from core.live.log import append_signal
+
+    return sum(append_signal({"run_id": "racerun", "source": f"proc{k}", "mode": "replay", "config_key": "x",
+                              "timestamp": f"2025-12-01T00:{i:02d}:00+00:00", "action": "flat"})
+               for i in range(n))
+
+
+def test_two_processes_appending_to_one_log_lose_no_line(workspace):
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(2) as pool:
+        ok = sum(pool.map(_append_many, [(str(workspace), 0, 40), (str(workspace), 1, 40)]))
+    assert ok == 80 and len(read_signals("racerun", limit=None)) == 80

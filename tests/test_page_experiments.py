@@ -256,3 +256,30 @@ def test_settings_survive_a_visit_to_another_page(zips, workspace):
     assert not at.exception, at.exception
     assert at.multiselect(key="exp_pick").value == [rid_a] and at.text_input(key="exp_filter").value == ""
     assert "exp_pick_request" not in at.session_state
+
+
+def test_comparing_runs_on_other_data_or_targets_says_so(zips, workspace):
+    """Two runs on different markets and targets (a 3-class and a 2-class label) side by side: the page
+    warns that their figures are not like for like; two runs alike get no such warning."""
+    from core.train import runs as registry
+    from core.train.archive import import_run_zip
+    from core.workspace import atomic_write_json, read_json
+
+    rid_a, zip_a, candles = zips
+    _store(candles)
+    import_run_zip(zip_a)
+    rid_b = import_run_zip(zip_a)
+    at = _page()
+    at.multiselect(key="exp_pick").set_value([rid_a, rid_b]).run()
+    assert not any("not like for like" in w.value for w in at.warning)
+    cfg_path = registry.runs_root() / rid_b / "config.json"
+    cfg = read_json(cfg_path)
+    cfg["dataset_id"] = "synthetic-ETHUSDT-1h"
+    cfg["data_config"]["label"] = "binary"
+    atomic_write_json(cfg_path, cfg)
+    at.run()
+    assert not at.exception, at.exception
+    warn = [w.value for w in at.warning if "not like for like" in w.value]
+    assert len(warn) == 1 and "datasets (synthetic-BTCUSDT-1h; synthetic-ETHUSDT-1h)" in warn[0]
+    assert "targets (direction3, horizon 4, threshold 0.002; binary, horizon 4)" in warn[0]
+    assert "2-class and a 3-class" in warn[0]

@@ -47,7 +47,7 @@ def test_replay_steps_show_signal_levels_chart_and_log(trained, workspace):  # n
     assert at.selectbox(key="live_run").value == run_id
     assert at.radio(key="live_mode").value == "replay"
     assert any("Press Start" in i.value for i in at.info)
-    # before the first tick the chart already shows where the replayed clock stands: just before the test span
+    # before the first tick the chart already shows where the replayed clock stands: at the test span start
     start_chart = at.get("plotly_chart")
     assert len(start_chart) == 1 and "candlestick" in start_chart[0].proto.spec
     assert "replay clock at" in start_chart[0].proto.spec
@@ -174,3 +174,27 @@ def test_settings_survive_a_visit_to_another_page_and_the_loop_state_stays(train
     assert not at.exception, at.exception
     assert at.selectbox(key="live_run").value == first and "live_run_request" not in at.session_state
     assert at.session_state["live_state"]["key"][1] == first and at.session_state["live_state"]["ticks"] == 0
+
+
+def test_replay_on_another_timeframe_warns_and_bars_per_tick_start_at_the_start(trained, workspace):  # noqa: F811
+    """A 1h run replayed on 4h candles is out of its training distribution: the page says so (as live mode
+    does). With several bars per tick the first signal is still at the start bar, the next K bars later."""
+    from core.data.store import save_candles
+    from core.data.synthetic import generate_market
+
+    run_id = install_run(trained, workspace)
+    at = _page(live_run_request=run_id, live_replay_step=3)
+    at.button(key="live_step_btn").click().run()
+    test_start = pd.Timestamp(json.loads((workspace / "runs" / run_id / "config.json").read_text())["test_start"])
+    assert any(f"{test_start:%Y-%m-%d %H:%M} UTC bar" in md.value for md in at.markdown)
+    assert not any("trained on" in w.value for w in at.warning)
+    at.button(key="live_step_btn").click().run()
+    assert any(f"{test_start + pd.Timedelta(hours=3):%Y-%m-%d %H:%M} UTC bar" in md.value for md in at.markdown)
+    c4 = next(iter(generate_market("BTC/USDT", "4h", periods=1300, seed=5).values()))
+    ds4 = save_candles(c4, "synthetic", "BTC/USDT", "4h").id
+    at.run()
+    at.selectbox(key="live_replay_ds").select(ds4).run()
+    at.button(key="live_step_btn").click().run()
+    assert not at.exception, at.exception
+    assert any("The run was trained on 1h candles; its signals on 4h bars are out of its training distribution"
+               in w.value for w in at.warning)

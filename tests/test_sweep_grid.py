@@ -147,12 +147,40 @@ def test_the_noise_test_counts_only_seeds_that_have_the_figure():
     s = summarize(t, "roc_auc").set_index("group")
     assert s.loc["gappy", "n_seeds"] == 3 and s.loc["gappy", "roc_auc_n"] == 1
     assert s.loc["gappy", "vs_best"] == "one seed: spread unknown"
-    se = np.sqrt(np.var([0.5, 0.7, 0.6], ddof=1) / 3 + np.var([0.60, 0.62, 0.61], ddof=1) / 3)
-    assert s.loc["three", "vs_best"] == f"within noise ({-0.01:+.3f}, 2 SE = {2 * se:.3f})"
-    t.loc[t["group"] == "three", "roc_auc"] = [0.50, np.nan, 0.40]  # two figures: SE over 2, not 3
+    bound = _welch_bound([0.5, 0.7, 0.6], [0.60, 0.62, 0.61], comparisons=2)
+    assert s.loc["three", "vs_best"] == f"within noise ({-0.01:+.3f}, noise bound {bound:.3f})"
+    t.loc[t["group"] == "three", "roc_auc"] = [0.50, np.nan, 0.49]  # two figures: SE over 2, not 3
     s = summarize(t, "roc_auc").set_index("group")
-    se = np.sqrt(np.var([0.5, 0.4], ddof=1) / 2 + np.var([0.60, 0.62, 0.61], ddof=1) / 3)
-    assert s.loc["three", "vs_best"] == f"worse by {0.16:.3f} (> 2 SE = {2 * se:.3f})"
+    bound = _welch_bound([0.5, 0.49], [0.60, 0.62, 0.61], comparisons=2)
+    assert s.loc["three", "vs_best"] == f"worse by {0.115:.3f} (beyond noise: > {bound:.3f})"
+
+
+def _welch_bound(a: list[float], b: list[float], comparisons: int) -> float:
+    from scipy import stats
+
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return float(stats.t.ppf(1 - 0.05 / comparisons / 2, df) * np.sqrt(va + vb))
+
+
+def test_the_noise_test_does_not_call_identical_settings_worse():
+    """With 2 or 3 seeds a fixed 2 SE calls identical settings "worse" one time in six or more: the test is
+    Welch's t (its critical value at Welch-Satterthwaite degrees of freedom), corrected for the k - 1
+    comparisons with the top group, and the ranking's note says so."""
+    # two seeds each, a 0.03 gap with a 0.014 standard error: beyond 2 SE, not beyond Welch's t (df 2)
+    s = summarize(_table({"a": [0.52, 0.50], "b": [0.47, 0.49]})).set_index("group")
+    assert s.loc["b", "vs_best"].startswith("within noise (-0.030")
+    note = ranking_note(summarize(_table({"a": [0.52, 0.50], "b": [0.47, 0.49], "c": [0.4, 0.41]})),
+                        "balanced_accuracy")
+    assert "worse than the top group beyond noise (Welch t, 95 %, corrected for 2 comparisons)" in note
+    # identical settings, seeds only noise: few groups are called worse, even with 6 groups of 3 seeds
+    rng = np.random.default_rng(0)
+    worse = total = 0
+    for _ in range(150):
+        s = summarize(_table({f"g{g}": list(0.4 + rng.normal(0, 0.02, 3)) for g in range(6)}))
+        worse += int(s["vs_best"].str.startswith("worse").sum())
+        total += len(s) - 1
+    assert worse / total < 0.05
 
 
 def test_ranking_chooses_on_validation_and_reports_test_beside_it():
@@ -256,3 +284,38 @@ def test_two_sweeps_started_in_one_second_get_two_folders(workspace):
 
     a, b = _new_sweep_id("grid"), _new_sweep_id("grid")
     assert a != b and (workspace / "sweeps" / a).is_dir() and (workspace / "sweeps" / b).is_dir()
+
+
+def test_a_ranking_of_different_targets_says_they_are_not_on_one_scale():
+    """A grid over the label: a 2-class and a 3-class balanced accuracy are not one scale (chance 0.50 vs
+    0.33), so the ranking's note says so and points to vs_baseline."""
+    from core.sweep.runner import cells_table
+
+    cells = expand_grid(parse_grid({"name": "labels", "preset": "quick", "dataset": "synthetic-BTCUSDT-1h",
+                                    "grid": {"data.label": ["direction3", "binary"], "seed": [0, 1]}}))
+    results = [{"index": c.index, "status": "completed", "run_id": f"r{c.index}",
+                "metrics": {"balanced_accuracy": 0.4 + 0.1 * c.index}} for c in cells]
+    s = summarize(cells_table([c.to_dict() for c in cells], results), "balanced_accuracy")
+    note = ranking_note(s, "balanced_accuracy")
+    assert "different targets (binary, horizon 12; direction3, horizon 12, threshold 0.002)" in note
+    assert "A 2-class and a 3-class score are not on one scale (chance 0.50 vs 0.33)" in note
+    assert "Rank by vs_baseline" in note and "target" in summary_columns(s, "balanced_accuracy")
+    # one target, other settings (seeds only): no such note
+    same = expand_grid(parse_grid({"name": "one", "preset": "quick", "grid": {"seed": [0, 1]}}))
+    s1 = summarize(cells_table([c.to_dict() for c in same],
+                               [{"index": c.index, "run_id": f"r{c.index}", "metrics": {"balanced_accuracy": 0.5}}
+                                for c in same]), "balanced_accuracy")
+    assert "different targets" not in ranking_note(s1, "balanced_accuracy")
+
+
+def test_one_setting_written_two_ways_is_refused_not_run_twice_under_wrong_labels():
+    base = {"name": "t", "preset": "quick", "dataset": "synthetic-BTCUSDT-1h"}
+    for grid, both in (({"window": [16, 32], "data.window": [64]}, "'window' and 'data.window'"),
+                       ({"lr": [0.001], "train.lr": [0.003]}, "'lr' and 'train.lr'"),
+                       ({"seed": [0, 1], "train.seed": [2]}, "'seed' and 'train.seed'")):
+        with pytest.raises(UserError, match=f"the grid has both {both} axes; keep one"):
+            parse_grid({**base, "grid": grid})
+    # data.window alone is the window axis: labelled and grouped as `window`
+    cells = expand_grid(parse_grid({**base, "grid": {"data.window": [16, 32]}}))
+    assert [c.data_config["window"] for c in cells] == [16, 32] and [c.params for c in cells] == [
+        {"window": 16}, {"window": 32}]

@@ -321,3 +321,90 @@ def test_ray_backend_on_a_cluster_started_with_ray_start(short_market, tmp_path)
         assert (run.path / "model.pt").is_file()
     assert len(registry.list_runs()) == 2
     assert not (elsewhere / "workspace" / "runs").exists()  # nothing stayed on the "head machine"
+
+
+def test_ctrl_c_on_the_cli_cancels_the_sweep_and_keeps_its_finished_cells(market, tmp_path, capsys):
+    """Ctrl-C on `python -m core sweep` ends it as the page's Cancel does: no new cell, the sweep is marked
+    cancelled (not "running" for ever), and --show ranks the cells that were saved."""
+    import os
+    import signal
+    import time
+
+    from core.cli import main
+
+    grid = tmp_path / "g.json"
+    grid.write_text(json.dumps({**TINY, "name": "ctrlc", "grid": {"seed": [0, 1, 2, 3, 4, 5]}}))
+    sweeps = runner.sweeps_root()
+    stop = threading.Event()
+
+    def press_ctrl_c_after_the_first_cell():
+        while not stop.wait(0.1):
+            for f in sweeps.glob("*/cells/*.json"):
+                try:
+                    if json.loads(f.read_text()).get("run_id"):
+                        os.kill(os.getpid(), signal.SIGINT)
+                        return
+                except ValueError:
+                    continue
+
+    t = threading.Thread(target=press_ctrl_c_after_the_first_cell, daemon=True)
+    t.start()
+    try:
+        rc = main(["sweep", "--grid", str(grid), "--jobs", "1", "--quiet"])
+    finally:
+        stop.set()
+        t.join(5)
+    time.sleep(0.1)
+    assert rc == 0
+    (sid,) = [p.name for p in sweeps.iterdir()]
+    res = runner.load_sweep(sid)
+    saved = [c for c in res.cells if c.get("run_id")]
+    assert res.status == "cancelled" and 1 <= len(saved) < 6
+    capsys.readouterr()
+    assert main(["sweep", "--show", sid]) == 0
+    out = capsys.readouterr().out
+    assert "no cell finished" not in out and "vs_best" in out
+
+
+def test_a_workers_final_status_says_which_run_it_saved(market, tmp_path):
+    """A sweep whose driver was killed has no results.json: the cells' own status files carry their runs and
+    figures, so the sweep still shows what finished."""
+    import os
+
+    from core.data.store import load_candles
+    from core.sweep.grid import expand_grid, parse_grid
+    from core.workspace import workspace_root
+
+    (cell,) = expand_grid(parse_grid({**TINY, "name": "one", "grid": {"seed": [0]}}))
+    folder = tmp_path / "sweep"
+    (folder / "cells").mkdir(parents=True)
+    ctx = {"workspace": str(workspace_root()), "sweep_dir": str(folder), "driver_pid": os.getpid() + 1,
+           "threads": 1}
+    import signal
+
+    import torch
+
+    handler, threads = signal.getsignal(signal.SIGINT), torch.get_num_threads()
+    try:  # run as a worker would (it ignores Ctrl-C and sets its threads): this process gets both back after
+        out = runner.run_cell(cell.to_dict(), load_candles(cell.dataset_id).iloc[-1000:], ctx)
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        torch.set_num_threads(threads)
+    status = json.loads((folder / "cells" / "0.json").read_text())
+    assert out["run_id"] and status["run_id"] == out["run_id"] and status["status"] == "completed"
+    assert status["metrics"]["balanced_accuracy"] == out["metrics"]["balanced_accuracy"]
+    table = runner.cells_table([cell.to_dict()], [status])
+    assert table.loc[0, "run_id"] == out["run_id"] and np.isfinite(table.loc[0, "balanced_accuracy"])
+
+
+def test_a_bad_rank_by_or_threads_fails_before_anything_trains(market, tmp_path, capsys):
+    from core.cli import main
+
+    grid = tmp_path / "g.json"
+    grid.write_text(json.dumps({**TINY, "name": "bad", "grid": {"seed": [0]}}))
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "--grid", str(grid), "--jobs", "1", "--rank-by", "bogus"])
+    assert exc.value.code == 2 and "invalid choice: 'bogus'" in capsys.readouterr().err
+    assert main(["sweep", "--grid", str(grid), "--jobs", "1", "--threads", "0"]) == 2
+    assert "--threads must be at least 1" in capsys.readouterr().err
+    assert registry.list_runs() == [] and not any(runner.sweeps_root().iterdir())

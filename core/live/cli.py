@@ -53,7 +53,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     from core.cli import parse_set, print_json
     from core.errors import UserError
     from core.live.feed import BybitFeed, ReplayFeed
-    from core.live.signals import load_live_model, signal_config, tick
+    from core.live.signals import load_live_model, replay_start, signal_config, tick
 
     if args.ticks < 1 or args.step < 1:
         raise UserError("--ticks and --step must be at least 1")
@@ -66,20 +66,27 @@ def cmd_live(args: argparse.Namespace) -> int:
     else:
         from core.data.store import load_candles
 
-        ds = args.dataset or lm.dataset_id
-        feed = ReplayFeed(load_candles(ds))
-        start = args.start or (lm.config.get("test_start") if ds == lm.dataset_id else None)
-        feed.cursor = feed.position_of(start) - 1 if start else min(len(feed.candles) - 1, lm.lookback)
+        feed = ReplayFeed(load_candles(args.dataset or lm.dataset_id))
+        moved = replay_start(lm, feed, args.start)  # an unreadable --start is a UserError: one line, exit 2
+        if moved:
+            print(moved, file=sys.stderr)
         every, advance = args.every or 0.0, args.step
+    said: set = set()
     out = []
     for i in range(args.ticks):
         t0 = time.monotonic()
-        res = tick(lm, feed, cfg, advance=advance)
+        res = tick(lm, feed, cfg, advance=advance if i else 0)  # the first tick decides at the start bar
+        for note in res.notes:  # each warning once, not every tick
+            if note not in said:
+                said.add(note)
+                print(f"warning: {note}", file=sys.stderr)
         if res.error:
             out.append({"error": res.error})
             print(f"tick {i + 1}: {res.error} (carrying on)", file=sys.stderr)
         else:
             rec = res.signal.to_record()
+            if res.notes:
+                rec["notes"] = list(res.notes)
             out.append(rec)
             if not args.json:
                 s = res.signal

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import pandas as pd
 
-from core.data.candles import bar_seconds, timeframe_seconds
+from core.data.candles import bar_seconds, find_gaps, timeframe_seconds
 from core.errors import DataError, UserError
 
 BYBIT_URL_ENV = "CNN_LAB_BYBIT_URL"
@@ -59,7 +59,12 @@ class ReplayFeed:
 
     def position_of(self, when: Any) -> int:
         """The cursor that makes the bar opening at (or last before) `when` the newest visible one."""
-        t = pd.Timestamp(when)
+        try:
+            t = pd.Timestamp(when)
+        except (ValueError, TypeError) as exc:
+            raise UserError(f"'{when}' is not a date and time (e.g. 2025-06-01 or 2025-06-01T14:00)") from exc
+        if pd.isna(t):
+            raise UserError(f"'{when}' is not a date and time (e.g. 2025-06-01 or 2025-06-01T14:00)")
         t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
         pos = int(self.candles.index.searchsorted(t, side="right")) - 1
         return max(0, min(pos, len(self.candles) - 1))
@@ -121,7 +126,8 @@ class BybitFeed:
     def latest(self, n: int) -> pd.DataFrame:
         """The last `n` closed candles. Each window is asked with explicit since/until (so the answer does
         not depend on which end Bybit fills a page from, 1000 candles a request); candles already held from
-        the previous tick are reused, so a steady loop asks only for the bars that closed since."""
+        the previous tick are reused, so a steady loop asks only for the bars that closed since - unless the
+        held ones have a hole (a bar Bybit did not serve then), when the whole window is asked again."""
         from core.data.bybit import PAGE_LIMIT, _exchange_time, _invalid_candles, _ohlcv_to_frame, _retrying
         from core.data.candles import validate_candles
 
@@ -139,6 +145,9 @@ class BybitFeed:
         start = end - n * step
         held = self._held
         reuse = held is not None and len(held) > 0 and held.index[0] <= start <= held.index[-1] + step
+        if reuse:  # a bar Bybit skipped once must be asked for again, not kept as a hole for the whole lookback
+            kept = held[held.index >= start]
+            reuse = len(kept) > 0 and kept.index[0] == start and not find_gaps(kept.index, self.timeframe)
         win = held.index[-1] if reuse else start  # the last held bar is asked again: cheap, and it's closed
         frames = [held] if reuse else []
         counter = [0]

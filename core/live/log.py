@@ -4,11 +4,13 @@ Layout: `workspace/live/signals/<run_id>/<YYYY-MM-DD>.jsonl`, one JSON object pe
 of the bar's open time (so a file stays small and a year of hourly replay is 365 small files). Appending
 rewrites the day's file through `core.workspace.atomic_write` (temp file + rename): earlier lines are
 copied byte for byte, so the log only ever grows, and a crash leaves the old file or the new one, never a
-torn line. A signal is logged once per (source, mode, bar, settings): the live loop re-deciding the same
+torn line. Appends are one at a time across threads (a lock) and processes (fcntl.flock on the run folder's
+`.lock`), so the page and a CLI loop logging the same run lose no line. A signal is logged once per (source, mode, bar, settings): the live loop re-deciding the same
 closed bar every few seconds adds nothing.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from pathlib import Path
@@ -21,6 +23,25 @@ from core.workspace import atomic_write_bytes, safe_name, ws_path
 
 LOG_DIR = ("live", "signals")
 _LOCK = threading.Lock()  # pages (threads of one server) append through here one at a time
+LOCK_FILE = ".lock"       # in a run's log folder: processes (the page, a CLI loop) append one at a time
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path):
+    """An exclusive lock between processes (fcntl.flock on a file in `folder`) around a read-modify-write
+    of a log file; where there is no fcntl (Windows) only the thread lock holds."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not Linux/macOS
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a+b") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _run_dir(run_id: str) -> Path:
@@ -41,7 +62,7 @@ def append_signal(signal: Any) -> bool:
     ts = pd.Timestamp(rec["timestamp"])
     rec["logged_at"] = pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
     path = _run_dir(str(rec["run_id"])) / f"{ts:%Y-%m-%d}.jsonl"
-    with _LOCK:
+    with _LOCK, _folder_lock(path.parent):
         old = path.read_bytes() if path.is_file() else b""
         key = _key(rec)
         for line in old.splitlines():

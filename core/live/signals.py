@@ -72,6 +72,11 @@ class LiveModel:
         return symbol.split(":")[0].replace("/", "") or "BTCUSDT", tf or "1h", market
 
     @property
+    def timeframe(self) -> str:
+        """The timeframe of the candles the run was trained on."""
+        return self.market()[1]
+
+    @property
     def preset(self) -> Any:
         return (self.config.get("data_config") or {}).get("preset", "resnet15")
 
@@ -254,11 +259,69 @@ class TickResult:
     logged: bool = False            # a new line in the signal log (False: same bar as before, or error)
     candles: Optional[pd.DataFrame] = None
     finished: bool = False          # replay: the data has run out
+    notes: list[str] = field(default_factory=list)  # warnings about this signal (gaps, another timeframe)
+
+
+def timeframe_note(lm: LiveModel, timeframe: str) -> Optional[str]:
+    """A sentence when the candles are of another timeframe than the run was trained on (None when alike)."""
+    trained = lm.timeframe
+    if not timeframe or not trained or timeframe == trained:
+        return None
+    return (f"The run was trained on {trained} candles; its signals on {timeframe} bars are out of its "
+            "training distribution.")
+
+
+def live_gap_note(candles: pd.DataFrame, timeframe: str = "") -> Optional[str]:
+    """A sentence when the candles the signal was computed on have holes (None when every bar is there)."""
+    from core.data.candles import TIMEFRAMES, bar_seconds, find_gaps, timeframe_name
+
+    if candles is None or len(candles) < 2:
+        return None
+    timeframe = timeframe if timeframe in TIMEFRAMES else timeframe_name(bar_seconds(candles))
+    if timeframe not in TIMEFRAMES:
+        return None
+    gaps = find_gaps(pd.DatetimeIndex(candles.index), timeframe)
+    if not gaps:
+        return None
+    missing = sum(g["missing"] for g in gaps)
+    return (f"{missing:,} bar{'s are' if missing != 1 else ' is'} missing from the last {len(candles):,} candles "
+            f"(the first at {pd.Timestamp(gaps[0]['start']):%Y-%m-%d %H:%M} UTC): the indicators and the window "
+            "run across the gap as if the bars were consecutive, so this signal is not the one the full data "
+            "would give.")
+
+
+def _candles_timeframe(feed: Any, candles: pd.DataFrame) -> str:
+    from core.data.candles import bar_seconds, timeframe_name
+
+    tf = str(getattr(feed, "timeframe", "") or candles.attrs.get("timeframe", "") or "")
+    return tf or timeframe_name(bar_seconds(candles))
+
+
+def replay_start(lm: LiveModel, feed: Any, start: Any = None) -> Optional[str]:
+    """Put a replay's clock on its first bar: `start` (the bar opening at or last before it), or by default
+    the run's test split start on its own dataset (out of sample), else the first bar with the full history
+    a signal needs. A start inside the indicators' warm-up moves to that first usable bar; the sentence
+    (None otherwise) says so. The first tick then decides at this bar (`tick(..., advance=0)`)."""
+    first_usable = min(len(feed.candles) - 1, lm.lookback - 1)
+    if start is None or start == "":
+        if feed.candles.attrs.get("dataset") != lm.dataset_id or not lm.config.get("test_start"):
+            feed.cursor = first_usable
+            return None
+        start = lm.config["test_start"]
+    pos = feed.position_of(start)
+    if pos < first_usable:
+        feed.cursor = first_usable
+        return (f"{start} is inside the first {lm.lookback:,} bars a signal needs (its window and the indicators' "
+                f"warm-up): the replay starts at {feed.candles.index[first_usable]:%Y-%m-%d %H:%M} UTC instead.")
+    feed.cursor = pos
+    return None
 
 
 def tick(lm: LiveModel, feed: Any, cfg: Any = None, advance: int = 1, log: bool = True) -> TickResult:
-    """One turn of the loop: (replay: move the clock `advance` bars), read the latest closed candles,
-    decide, and append the signal to the log once per bar. Never raises for a user-facing problem."""
+    """One turn of the loop: (replay: move the clock `advance` bars; 0 decides where the clock stands, as
+    the first tick does), read the latest closed candles, decide, and append the signal to the log once per
+    bar. `notes` warn about the signal: holes in the candles, or another timeframe than the run's. Never
+    raises for a user-facing problem."""
     from core.live.log import append_signal
 
     finished = False
@@ -266,9 +329,11 @@ def tick(lm: LiveModel, feed: Any, cfg: Any = None, advance: int = 1, log: bool 
         if getattr(feed, "mode", "") == "replay" and advance:
             finished = not feed.advance(advance)
         candles = feed.latest(lm.lookback)
+        tf = _candles_timeframe(feed, candles)
+        notes = [n for n in (timeframe_note(lm, tf), live_gap_note(candles, tf)) if n]
         sig = decide(lm, candles, cfg, source=feed.source, mode=feed.mode)
         logged = append_signal(sig) if log else False
-        return TickResult(signal=sig, logged=logged, candles=candles, finished=finished)
+        return TickResult(signal=sig, logged=logged, candles=candles, finished=finished, notes=notes)
     except UserError as exc:      # ExchangeUnavailable and DataError are UserErrors: a sentence
         return TickResult(error=str(exc), finished=finished)
     except Exception as exc:  # noqa: BLE001 - the loop must carry on; the page shows what happened

@@ -27,7 +27,10 @@ def register(sub: Any) -> None:
                    help="Ray cluster address (e.g. ray://head:10001 or auto) or Dask scheduler address; "
                         "default: a local instance for the sweep")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker (default 1)")
-    p.add_argument("--rank-by", default=None, help="metric that ranks the cells (default: the grid's rank_by)")
+    from core.sweep.grid import RANK_METRICS  # plain data: checked before anything trains
+
+    p.add_argument("--rank-by", default=None, choices=list(RANK_METRICS),
+                   help="metric that ranks the cells (default: the grid's rank_by)")
     p.add_argument("--list", action="store_true", help="list past sweeps")
     p.add_argument("--show", metavar="SWEEP_ID", help="show a past sweep's ranking")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -61,7 +64,8 @@ def _progress_printer(stream: Any = None) -> Any:
 
 
 def cmd_sweep(args: Any) -> int:
-    from core.cli import print_json
+    from core.cli import ctrl_c_cancels, print_json
+    from core.progress import CancelToken
     from core.sweep import runner
 
     if args.list:
@@ -77,9 +81,14 @@ def cmd_sweep(args: Any) -> int:
     else:
         if not args.grid:
             raise UserError("give a grid file: python -m core sweep --grid FILE (see core/sweep/grid.py)")
-        res = runner.run_sweep(args.grid, jobs=args.jobs, backend=args.backend, address=args.address,
-                               progress=None if (args.quiet or args.json) else _progress_printer(),
-                               threads=args.threads)
+        if args.threads < 1:
+            raise UserError("--threads must be at least 1 (torch threads per worker)")
+        cancel = CancelToken()
+        with ctrl_c_cancels(cancel, "no new cell starts; running cells stop at their next batch and are saved "
+                                    "with their best epoch so far, as the page's Cancel does"):
+            res = runner.run_sweep(args.grid, jobs=args.jobs, backend=args.backend, address=args.address,
+                                   progress=None if (args.quiet or args.json) else _progress_printer(),
+                                   threads=args.threads, cancel=cancel)
     if args.rank_by:
         res.spec["rank_by"] = args.rank_by
     if args.json:

@@ -179,6 +179,44 @@ def metrics_of(run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def comparability_note(run_ids: Sequence[str]) -> Optional[str]:
+    """A sentence when the runs to compare were scored on different data - datasets, targets (label kind,
+    horizon, threshold...) or test spans - so their metrics are not like for like (None when alike)."""
+    from core.sweep.runner import target_label
+    from core.train.runs import load_run
+
+    if len(run_ids) < 2:
+        return None
+    cfgs = {rid: load_run(rid).config for rid in run_ids}
+    facts = {
+        "datasets": {rid: str(c.get("dataset_id") or "?") for rid, c in cfgs.items()},
+        "targets": {rid: target_label(c.get("data_config") or {}) for rid, c in cfgs.items()},
+        "test spans": {rid: _span(c) for rid, c in cfgs.items()},
+    }
+    what = []
+    for kind, by_run in facts.items():
+        values = list(dict.fromkeys(by_run.values()))
+        if len(values) > 1:
+            what.append(f"{kind} ({'; '.join(values[:4])}{'; ...' if len(values) > 4 else ''})")
+    if not what:
+        return None
+    tail = (" A 2-class and a 3-class score are not on one scale (chance 0.50 vs 0.33)."
+            if len({t.split(",")[0] for t in facts["targets"].values()} & {"binary"}) and
+            len({t.split(",")[0] for t in facts["targets"].values()}) > 1 else "")
+    return (f"These runs differ in {', '.join(what)}: their metrics and curves are not like for like; compare "
+            f"each against its own baseline (vs_baseline).{tail}")
+
+
+def _span(cfg: dict[str, Any]) -> str:
+    a, b = cfg.get("test_start"), cfg.get("test_end")
+    if not a:
+        return "?"
+    try:
+        return f"{pd.Timestamp(a):%Y-%m-%d %H:%M} to {pd.Timestamp(b):%Y-%m-%d %H:%M}" if b else f"from {a}"
+    except (ValueError, TypeError):
+        return f"{a} to {b}"
+
+
 def _label(cfg: dict[str, Any], rid: str) -> str:
     name = str(cfg.get("name") or rid)
     return name if name == rid else f"{name} ({rid[-6:]})"
@@ -191,4 +229,4 @@ def run_labels(run_ids: Sequence[str]) -> dict[str, str]:
 
 
 __all__ = ["backtest_available", "cached_backtest", "record_backtest", "run_backtest_for", "runs_overview", "filter_overview",
-           "training_curves", "metrics_of", "run_labels", "BT_METRICS"]
+           "training_curves", "metrics_of", "run_labels", "comparability_note", "BT_METRICS"]

@@ -40,6 +40,8 @@ RANK_METRICS = {"accuracy": True, "balanced_accuracy": True, "macro_f1": True, "
                 "log_loss": False, "vs_baseline": True}
 # axes with a meaning of their own; every other axis is a config key
 SPECIAL_AXES = ("model", "seed", "symbol", "dataset", "source", "timeframe", "window")
+# the config keys two of them stand for: written either way they are one axis
+FULL_NAMES_OF_SPECIAL = {"train.seed": "seed", "data.window": "window"}
 
 
 @dataclass
@@ -126,11 +128,18 @@ def parse_grid(obj: Any) -> GridSpec:
     if not isinstance(spec.grid, dict) or not spec.grid:
         raise UserError("the grid file needs a 'grid' mapping of axis -> list of values, e.g. seed: [0, 1, 2]")
     axes: dict[str, list[Any]] = {}
+    names = [str(a) for a in spec.grid]
     for axis, values in spec.grid.items():
-        if str(axis) == "train.seed":  # the seed however it is spelt: cells that differ by it are one group
-            if "seed" in spec.grid:
-                raise UserError("the grid has both 'seed' and 'train.seed' axes; keep one")
-            axis = "seed"
+        axis = str(axis)
+        short = FULL_NAMES_OF_SPECIAL.get(axis)
+        if short is not None:  # the seed (window) however it is spelt: one axis, one label
+            if short in names:
+                raise UserError(f"the grid has both '{short}' and '{axis}' axes; keep one")
+            axis = short
+        elif "." not in axis and axis not in SPECIAL_AXES:  # a bare key and its full name: the same setting twice
+            both = [f"{ns}.{axis}" for ns in ("model", "data", "train") if f"{ns}.{axis}" in names]
+            if both:
+                raise UserError(f"the grid has both '{axis}' and '{both[0]}' axes; keep one")
         if not isinstance(values, list):
             values = [values]
         if not values:

@@ -120,6 +120,7 @@ def run_cell(cell: dict[str, Any], candles: Optional[pd.DataFrame], ctx: dict[st
         import torch
 
         torch.set_num_threads(int(ctx.get("threads", 1)))
+        _ignore_ctrl_c()  # Ctrl-C in a terminal reaches the workers too: the driver's cancel file stops them
     write = _status_writer(sweep_dir / "cells" / f"{c.index}.json", c.index)
     write(force=True)
     old_env = os.environ.get(ENV_VAR)
@@ -177,9 +178,20 @@ def run_cell(cell: dict[str, Any], candles: Optional[pd.DataFrame], ctx: dict[st
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     out["seconds"] = time.perf_counter() - t0
-    write(force=True, status=out["status"], stage="done", fraction=1.0,
+    # the final status carries the result (not the zip): a sweep whose driver never wrote results.json (it
+    # was killed) still shows its finished cells
+    write(force=True, **{k: v for k, v in out.items() if k not in ("zip", "trace")}, stage="done", fraction=1.0,
           message=out.get("error") or f"{out['status']}: run {out['run_id']}")
     return out
+
+
+def _ignore_ctrl_c() -> None:
+    import signal
+
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread of the worker (e.g. a Ray or Dask worker thread): leave it
+        pass
 
 
 # ------------------------------------------------------------------------------------------- the driver
@@ -449,6 +461,8 @@ def run_sweep(spec: GridSpec | dict[str, Any] | str | Path, jobs: int = 2, backe
     jobs = int(jobs)
     if jobs < 1:
         raise UserError("jobs must be at least 1")
+    if int(threads) < 1:
+        raise UserError("threads (torch threads per worker) must be at least 1")
     if jobs == 1 and backend != "loky":
         # joblib runs a single job in the calling process whatever the backend: nothing would reach the cluster
         raise UserError(f"with 1 worker the cells run in this process; use 2 or more workers for {backend}")
@@ -491,6 +505,10 @@ def run_sweep(spec: GridSpec | dict[str, Any] | str | Path, jobs: int = 2, backe
             ret = "generator_unordered" if backend == "loky" and jobs > 1 else "list"
             for r in Parallel(n_jobs=jobs, batch_size=1, pre_dispatch="n_jobs", return_as=ret)(tasks()):
                 results.append(_land(r))
+    except KeyboardInterrupt:  # a second Ctrl-C quits at once: the sweep is not left "running" for ever
+        meta.update(status="interrupted", finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        atomic_write_json(folder / "sweep.json", meta)
+        raise
     except Exception as exc:  # noqa: BLE001 - e.g. a worker killed for memory: record it, keep the rest
         pool_error = f"the worker pool failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     finally:
@@ -592,7 +610,7 @@ def cells_table(plan: list[dict[str, Any]], results: list[dict[str, Any]]) -> pd
         bl = r.get("baselines") or {}
         row: dict[str, Any] = {"cell": cell.index, "group": cell.group, "seed": cell.seed,
                                "model": cell.model_name, "dataset": cell.dataset_id,
-                               "window": cell.data_config.get("window"),
+                               "window": cell.data_config.get("window"), "target": target_label(cell.data_config),
                                "status": r.get("status", "pending"), "run_id": r.get("run_id"),
                                "test_start": r.get("test_start"), "n_test": r.get("n_test")}
         for k, v in cell.params.items():
@@ -613,6 +631,18 @@ def cells_table(plan: list[dict[str, Any]], results: list[dict[str, Any]]) -> pd
     return pd.DataFrame(rows)
 
 
+def target_label(data_config: dict[str, Any]) -> str:
+    """What a cell's model was taught to predict, in a few words: the label kind and the settings that shape
+    its classes (horizon; threshold for direction3/multitask; k and the volatility window for vol_scaled)."""
+    kind = str(data_config.get("label") or "direction3")
+    parts = [kind, f"horizon {data_config.get('horizon')}"]
+    if kind in ("direction3", "multitask"):
+        parts.append(f"threshold {data_config.get('threshold')}")
+    elif kind == "vol_scaled":
+        parts.append(f"k {data_config.get('k')}, vol window {data_config.get('vol_window')}")
+    return ", ".join(parts)
+
+
 def _num(v: Any) -> float:
     try:
         return float(v) if v is not None else float("nan")
@@ -630,8 +660,9 @@ def summarize(table: pd.DataFrame, rank_by: str = "balanced_accuracy") -> pd.Dat
     the choice. Where there is no validation figure (`vs_baseline`, or a sweep saved before cells recorded
     one) the ranking falls back to the test split; `out.attrs["ranked_on"]` says which ("validation" or
     "test"). `vs_best` says whether a group's gap to the top group on the ranking metric is larger than the
-    noise: |gap| > 2 x the standard error of the difference of the two means (Welch), 'within noise' when
-    not, and 'one seed: spread unknown' when either group has a single seed."""
+    noise: Welch's t test at 95 %, Bonferroni-corrected for the k - 1 comparisons with the top group
+    (`noise_bound`), 'within noise' when not, and 'one seed: spread unknown' when either group has a single
+    seed."""
     if rank_by not in RANK_METRICS:
         raise UserError(f"rank_by must be one of {', '.join(RANK_METRICS)}")
     cols = ["rank", "group", "n_seeds", f"{rank_by}_mean", f"{rank_by}_std", "vs_best"]
@@ -653,6 +684,8 @@ def summarize(table: pd.DataFrame, rank_by: str = "balanced_accuracy") -> pd.Dat
     for group, g in done.groupby("group", sort=False):
         row: dict[str, Any] = {"group": group, "n_seeds": int(len(g)),
                                "model": g["model"].iloc[0], "dataset": g["dataset"].iloc[0]}
+        if "target" in g:
+            row["target"] = g["target"].iloc[0]
         if "test_start" in g and g["test_start"].notna().any():  # (cells saved before spans were kept: none)
             n_test = g["n_test"].dropna()
             row["test span"] = (f"{int(n_test.iloc[0]) if len(n_test) else '?'} samples from "
@@ -671,6 +704,7 @@ def summarize(table: pd.DataFrame, rank_by: str = "balanced_accuracy") -> pd.Dat
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     best = out.iloc[0]
     notes = []
+    comparisons = max(1, len(out) - 1)
     for _, row in out.iterrows():
         if row["rank"] == 1:
             notes.append("best")
@@ -680,14 +714,15 @@ def summarize(table: pd.DataFrame, rank_by: str = "balanced_accuracy") -> pd.Dat
             notes.append("one seed: spread unknown")
             continue
         gap = row[key] - best[key]
-        se = math.sqrt(row[f"{on}_std"] ** 2 / n_row + best[f"{on}_std"] ** 2 / n_best)
-        if not math.isfinite(gap) or not math.isfinite(se):
+        bound = noise_bound(row[f"{on}_std"], n_row, best[f"{on}_std"], n_best, comparisons)
+        if not math.isfinite(gap) or not math.isfinite(bound):
             notes.append("n/a")
-        elif abs(gap) > 2 * se:
-            notes.append(f"worse by {abs(gap):.3f} (> 2 SE = {2 * se:.3f})")
+        elif abs(gap) > bound:
+            notes.append(f"worse by {abs(gap):.3f} (beyond noise: > {bound:.3f})")
         else:
-            notes.append(f"within noise ({gap:+.3f}, 2 SE = {2 * se:.3f})")
+            notes.append(f"within noise ({gap:+.3f}, noise bound {bound:.3f})")
     out["vs_best"] = notes
+    out.attrs["comparisons"] = comparisons
     if on != rank_by:
         out[f"val {rank_by} (mean ± std)"] = [_pm(m, s) for m, s in zip(out[key], out[f"{on}_std"])]
     out[f"test {rank_by} (mean ± std)"] = [_pm(m, s) for m, s in zip(out[f"{rank_by}_mean"], out[f"{rank_by}_std"])]
@@ -695,6 +730,35 @@ def summarize(table: pd.DataFrame, rank_by: str = "balanced_accuracy") -> pd.Dat
     out.attrs["left_out"] = stopped
     out.attrs["mixed"] = _mixed_note(out)
     return out
+
+
+NOISE_LEVEL = 0.95  # the confidence of the ranking's noise test, over all of its comparisons together
+
+
+def noise_bound(std_a: float, n_a: int, std_b: float, n_b: int, comparisons: int = 1,
+                level: float = NOISE_LEVEL) -> float:
+    """The gap between two groups' mean scores that seed noise alone would stay under: Welch's t test (the
+    critical t at Welch-Satterthwaite degrees of freedom times the standard error of the difference of the
+    means), two-sided, Bonferroni-corrected for `comparisons` tests (a ranking compares k - 1 groups with the
+    observed best, so with 2 or 3 seeds a fixed 2 SE calls identical settings "worse" far too often)."""
+    from scipy import stats
+
+    a, b = float(std_a) ** 2 / n_a, float(std_b) ** 2 / n_b
+    se = math.sqrt(a + b)
+    if not math.isfinite(se):
+        return float("nan")
+    if se == 0:
+        return 0.0
+    df = (a + b) ** 2 / ((a ** 2 / (n_a - 1) if a else 0.0) + (b ** 2 / (n_b - 1) if b else 0.0))
+    alpha = (1 - level) / max(1, int(comparisons))
+    return float(stats.t.ppf(1 - alpha / 2, df) * se)
+
+
+def noise_test_note(comparisons: int) -> str:
+    """What `vs_best` tested, in a few words."""
+    c = max(1, int(comparisons))
+    return (f"worse than the top group beyond noise (Welch t, {NOISE_LEVEL * 100:.0f} %, corrected for {c} "
+            f"comparison{'s' if c != 1 else ''})")
 
 
 def _mixed_note(summary: pd.DataFrame) -> str:
@@ -705,18 +769,29 @@ def _mixed_note(summary: pd.DataFrame) -> str:
     what = []
     if len(markets) > 1:
         what.append(f"different markets ({', '.join(markets)})")
+    targets = sorted(set(summary["target"].dropna())) if "target" in summary else []
     if len(spans) > 1:
         what.append("different test spans (a longer window or horizon leaves fewer, later samples)")
+    scale = ""
+    if len(targets) > 1:
+        what.append(f"different targets ({'; '.join(targets)})")
+        kinds = {t.split(",")[0] for t in targets}
+        if "binary" in kinds and len(kinds) > 1:
+            scale = "A 2-class and a 3-class score are not on one scale (chance 0.50 vs 0.33). "
     if not what:
         return ""
-    return (f"The groups were scored on {' and '.join(what)}: their figures are not like for like. Compare "
-            "groups within one market and window, and each against its own baseline (vs_baseline).")
+    text = f"The groups were scored on {' and '.join(what)}: their figures are not like for like. {scale}"
+    if targets and len(targets) > 1 and "vs_baseline" in RANK_METRICS:
+        return text + ("Rank by vs_baseline (each group against its own baseline on its own target), or compare "
+                       "groups within one target.")
+    return text + "Compare groups within one market and window, and each against its own baseline (vs_baseline)."
 
 
 def summary_columns(summary: pd.DataFrame, rank_by: str) -> list[str]:
     """The columns of a ranking to show (page and CLI), in order."""
     want = ["rank", "group", "n_seeds", f"val {rank_by} (mean ± std)", f"test {rank_by} (mean ± std)", "vs_best",
-            "vs_baseline_mean", "beats_baseline"] + (["test span"] if summary.attrs.get("mixed") else [])
+            "vs_baseline_mean", "beats_baseline"] + (["test span"] if summary.attrs.get("mixed") else []) \
+        + (["target"] if "target" in summary and summary["target"].nunique() > 1 else [])
     return [c for c in want if c in summary]
 
 
@@ -732,6 +807,9 @@ def ranking_note(summary: pd.DataFrame, rank_by: str) -> str:
                else "this sweep's cells recorded no validation figures")
         text = (f"Ranked by test {rank_by} ({why}): choosing the best of several settings on the test split "
                 "flatters the winner's score; treat the top group's figure as optimistic.")
+    if len(summary) > 1:
+        text += (f" vs_best says whether a group is {noise_test_note(summary.attrs.get('comparisons', len(summary) - 1))}"
+                 " or within noise.")
     n = int(summary.attrs.get("left_out") or 0)
     if n:
         cells = f"{n} cells" if n > 1 else "1 cell"
@@ -749,4 +827,4 @@ def _pm(mean: float, std: float) -> str:
 
 
 __all__ = ["BACKENDS", "FileCancelToken", "SweepResult", "run_cell", "run_sweep", "list_sweeps", "load_sweep",
-           "cells_table", "summarize", "summary_columns", "ranking_note", "sweeps_root"]
+           "cells_table", "summarize", "summary_columns", "ranking_note", "noise_bound", "noise_test_note", "sweeps_root"]
