@@ -50,10 +50,15 @@ def test_parquet_from_file_like_and_path(tmp_path):
 
 
 def test_missing_column():
-    with pytest.raises(DataError, match="the file has no 'volume' column"):
+    with pytest.raises(DataError, match="the file lacks the 'volume' column;"):
         read_candle_file(_csv([r.rsplit(",", 1)[0] for r in _rows()], "timestamp,open,high,low,close\n"))
-    with pytest.raises(DataError, match="no 'timestamp' column"):
+    with pytest.raises(DataError, match="lacks the 'timestamp' column"):
         read_candle_file(_csv(["1,2,0.5,1.5,3"], "open,high,low,close,volume\n"))
+    # a file of something else (an order-book dump of 84 columns): what is missing, and the first columns only
+    wide = ",".join(f"bid_{i}" for i in range(84))
+    with pytest.raises(DataError, match=r"lacks the 'timestamp', 'open', 'high', 'low', 'close' and 'volume' "
+                                        r"columns.*its 84 columns: bid_0, .*, bid_11 and 72 more\. A candle"):
+        read_candle_file(_csv([",".join(["1"] * 84)], wide + "\n"))
 
 
 def test_unparseable_timestamps():
@@ -217,7 +222,7 @@ def test_the_separators_candle_files_use_are_recognised(sep):
 
 def test_odd_files_get_sentences_that_fit_them():
     # one column: its real name is said (the old guessed separator 't' split 'timestamp' into 'Unnamed: 0, imes')
-    with pytest.raises(DataError, match="its columns are: timestamp\\. A candle file"):
+    with pytest.raises(DataError, match="its 1 column: timestamp\\. A candle file"):
         read_candle_file(b"timestamp\n1704067200\n1704070800\n")
     with pytest.raises(DataError, match="the file is not text"):
         read_candle_file(b"\x00" * 64)

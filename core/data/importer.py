@@ -139,11 +139,13 @@ def _match_columns(df: pd.DataFrame) -> dict[str, str]:
                 break
     missing = [c for c in ("timestamp", *COLUMNS) if c not in found]
     if missing:
-        have = ", ".join(str(c) for c in df.columns) or "none"
+        names = [str(c) for c in df.columns]
+        have = ", ".join(names[:12]) + (f" and {len(names) - 12} more" if len(names) > 12 else "") if names else "none"
         quoted = [f"'{m}'" for m in missing]
-        what = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+        what = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
         hint = " (for the time, also accepted: time, date, datetime, open_time)" if "timestamp" in missing else ""
-        raise DataError(f"the file has no {what} column{hint}; its columns are: {have}. A candle file needs "
+        raise DataError(f"the file lacks the {what} column{'s' if len(missing) > 1 else ''}{hint}; its "
+                        f"{len(names)} column{'s' if len(names) != 1 else ''}: {have}. A candle file needs "
                         f"timestamp, {', '.join(COLUMNS)}")
     return found
 
