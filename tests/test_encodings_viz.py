@@ -102,6 +102,8 @@ def test_square_encodings_are_square_with_axis_titles_and_colour_bars():
     assert (fig.data[3].zmin, fig.data[3].zmax) == (-1, 1)  # a fixed scale: colours compare across windows
     assert axes["indicator image"][0].title.text == "indicator channel"
     assert list(fig.data[2].x) == [f"f{i}" for i in range(6)]
+    ind_x = axes["indicator image"][0]
+    assert ind_x.showticklabels and ind_x.dtick == 1  # every column named under the panel, not only on hover
     assert fig.layout.yaxis.title.text == "price"
     lines = encoding_captions(list(enc)).split("  \n")
     assert len(lines) == 5 and lines[2].startswith("**GASF**") and "cos(φi+φj)" in lines[2]

@@ -49,6 +49,9 @@ ENCODING_INFO: dict[str, dict] = {
 }
 
 
+MAX_NAMED_CHANNELS = 40  # up to this many indicator-image columns are named under the panel (else on hover)
+
+
 def encoding_captions(names: Sequence[str]) -> str:
     """One line per known encoding in `names`, "**name**: what it shows", for a caption under the figure."""
     return "  \n".join(f"**{n}**: {ENCODING_INFO[n]['caption']}" for n in names if n in ENCODING_INFO)
@@ -79,7 +82,8 @@ def window_with_encodings_figure(
     Heatmaps are drawn with row 0 at the top, the way the model reads the array. A square array (the Gramian
     angular fields, the recurrence plot, the chart picture) is drawn square: its y axis is anchored to its x
     axis at one unit per unit. Known encodings (`ENCODING_INFO`) get axis titles and a colour bar saying what
-    the colour means; `channel_names` name the indicator image's columns (on hover).
+    the colour means; `channel_names` name the indicator image's columns (under it, up to MAX_NAMED_CHANNELS,
+    and on hover).
     """
     names = list(encodings)
     n_panels = 1 + len(names)
@@ -104,8 +108,10 @@ def window_with_encodings_figure(
                                   yanchor="middle", len=y1 - y0, lenmode="fraction", tickfont=dict(size=9))
         fig.update_yaxes(autorange="reversed", title_text=info.get("y"), title_standoff=2,
                          tickfont=dict(size=9), showticklabels=isinstance(trace, go.Heatmap), row=r, col=c)
-        fig.update_xaxes(title_text=info.get("x"), title_standoff=2, tickfont=dict(size=9),
-                         showticklabels=isinstance(trace, go.Heatmap) and name != "indicator image", row=r, col=c)
+        named = name == "indicator image" and trace.x is not None and len(trace.x) <= MAX_NAMED_CHANNELS
+        fig.update_xaxes(title_text=info.get("x"), title_standoff=2, tickfont=dict(size=8 if named else 9),
+                         showticklabels=isinstance(trace, go.Heatmap) and (name != "indicator image" or named),
+                         tickangle=-90 if named else None, dtick=1 if named else None, row=r, col=c)
         if img.shape[0] == img.shape[1]:
             # one unit of y per unit of x, the panel shrunk (not the range padded) to keep the pixels square;
             # pushed right so that its colour bar sits beside it
