@@ -18,7 +18,7 @@ _keep = keep_settings("insp_kept_settings", ("insp_run", "insp_pos", "insp_layer
 st.title("Inspect a trained model")
 
 from core.data.store import dataset_version  # noqa: E402
-from core.train.runs import list_runs, load_run  # noqa: E402
+from core.train.runs import list_runs, load_run, status_words  # noqa: E402
 from core.backtest.api import load_run_candles  # noqa: E402
 
 runs = [r for r in list_runs() if not str(r.status).startswith("failed")]
@@ -33,7 +33,7 @@ from core.inspect.feature_maps import capture_feature_maps, most_active_channels
 from core.viz import encodings as ve  # noqa: E402
 from core.viz import inspect as vi  # noqa: E402
 
-labels = {r.run_id: f"{r.name} · {r.model_name} on {r.dataset_id} · {r.status}" for r in runs}
+labels = {r.run_id: f"{r.name} · {r.model_name} on {r.dataset_id} · {status_words(r.status)}" for r in runs}
 labels = distinct_labels(labels)  # two alike would collapse into one option
 if st.session_state.get("insp_run") not in labels:  # e.g. a kept run that was deleted since
     st.session_state.pop("insp_run", None)

@@ -204,3 +204,10 @@ def test_an_unreadable_history_leaves_the_run_usable(workspace):
     assert runs.load_run(rid).history.empty
     (workspace / "runs" / rid / "history.csv").write_text("val_loss\n1.0\n0.9\n")
     assert list(runs.load_run(rid).history["epoch"]) == [1, 2]  # numbered, so the curves can be drawn
+
+
+def test_run_statuses_read_as_words_in_the_pickers():
+    from core.train.runs import status_words
+
+    assert [status_words(s) for s in ("completed", "early_stopped", "stopped", "failed: NaN loss")] == \
+        ["completed", "stopped early", "stopped by the user", "failed: NaN loss"]

@@ -28,7 +28,7 @@ def run_results() -> None:
     if table.empty:
         st.info("No runs yet: start one above (the quick preset takes under a minute on 2 CPU cores).")
         return
-    rid = pick_saved("Run", dict(zip(table["run_id"], table["name"] + " · " + table["status"].astype(str))),
+    rid = pick_saved("Run", dict(zip(table["run_id"], table["name"] + " · " + table["status"].map(registry.status_words))),
                      "train_run_pick", "train_view_run")
     try:
         run = registry.load_run(rid)

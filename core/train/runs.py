@@ -74,6 +74,14 @@ def new_run_id(model_name: str, payload: dict[str, Any], now: Optional[datetime]
 
 # ----------------------------------------------------------------------------------------------- schema
 
+STATUS_WORDS = {"completed": "completed", "early_stopped": "stopped early", "stopped": "stopped by the user"}
+
+
+def status_words(status: Any) -> str:
+    """A run's status as a user reads it ("early_stopped" -> "stopped early"; "failed: ..." as it is)."""
+    return STATUS_WORDS.get(str(status), str(status))
+
+
 def upgrade_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """Bring a config.json of any earlier schema up to `SCHEMA_VERSION` (returns a new dict)."""
     cfg = dict(cfg)
