@@ -77,7 +77,7 @@ def test_every_model_trains_one_epoch_and_reloads(name, candles):
     probs = res.predictions[[f"prob_{c}" for c in res.config["class_names"]]].to_numpy()
     assert len(probs) == res.metrics["n"] > 20 and np.allclose(probs.sum(1), 1.0, atol=1e-5)
     if spec.input_kind == "orderbook_image":
-        assert res.config["data_config"]["encoding"] == {"book_id": f"{ds}-book"}
+        assert res.config["data_config"]["encoding"] == {"book_id": f"{ds}-book", "max_staleness_bars": 2.0}
     if name == "wavenet_multitask":
         assert {"pred_magnitude", "pred_volatility"} <= set(res.predictions.columns)
         heads = res.metrics["heads"]  # the regression heads are scored too, beside the floor of the train mean

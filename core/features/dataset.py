@@ -61,22 +61,32 @@ class PreparedData:
         return WindowDataset(self.features, self.y, self.splits[split], self.window, self.targets)
 
 
-def gap_note(candles: pd.DataFrame) -> Optional[str]:
-    """A sentence when the candles have holes (None when every bar is there): features, windows and label
-    horizons count rows, so across a gap they run as if the bars were consecutive."""
+def gap_summary(candles: pd.DataFrame, timeframe: str = "") -> Optional[tuple[int, int, pd.Timestamp]]:
+    """(gaps, missing bars, start of the first gap) of the candles, or None when every bar is there (or the
+    spacing is no timeframe's, so there is nothing to measure gaps against). `timeframe` defaults to the
+    candles' own spacing."""
     from core.data.candles import TIMEFRAMES, bar_seconds, find_gaps, timeframe_name
 
-    if len(candles) < 2:
+    if candles is None or len(candles) < 2:
         return None
-    timeframe = timeframe_name(bar_seconds(candles))
-    if timeframe not in TIMEFRAMES:  # a spacing no timeframe has: nothing to measure gaps against
+    timeframe = timeframe if timeframe in TIMEFRAMES else timeframe_name(bar_seconds(candles))
+    if timeframe not in TIMEFRAMES:
         return None
     gaps = find_gaps(pd.DatetimeIndex(candles.index), timeframe)
     if not gaps:
         return None
-    missing = sum(g["missing"] for g in gaps)
-    return (f"The candles have {len(gaps):,} gap{'s' if len(gaps) != 1 else ''} ({missing:,} missing bar"
-            f"{'s' if missing != 1 else ''}, the first at {pd.Timestamp(gaps[0]['start']):%Y-%m-%d %H:%M} UTC): "
+    return len(gaps), sum(g["missing"] for g in gaps), pd.Timestamp(gaps[0]["start"])
+
+
+def gap_note(candles: pd.DataFrame) -> Optional[str]:
+    """A sentence when the candles have holes (None when every bar is there): features, windows and label
+    horizons count rows, so across a gap they run as if the bars were consecutive."""
+    found = gap_summary(candles)
+    if found is None:
+        return None
+    n_gaps, missing, first = found
+    return (f"The candles have {n_gaps:,} gap{'s' if n_gaps != 1 else ''} ({missing:,} missing bar"
+            f"{'s' if missing != 1 else ''}, the first at {first:%Y-%m-%d %H:%M} UTC): "
             "indicators, windows and label horizons count rows, so across a gap they run as if the bars were "
             "consecutive (a 12-bar horizon then spans more than 12 bars of time). Fetch the missing bars, or "
             "use a span without gaps.")

@@ -273,19 +273,14 @@ def timeframe_note(lm: LiveModel, timeframe: str) -> Optional[str]:
 
 def live_gap_note(candles: pd.DataFrame, timeframe: str = "") -> Optional[str]:
     """A sentence when the candles the signal was computed on have holes (None when every bar is there)."""
-    from core.data.candles import TIMEFRAMES, bar_seconds, find_gaps, timeframe_name
+    from core.features.dataset import gap_summary
 
-    if candles is None or len(candles) < 2:
+    found = gap_summary(candles, timeframe)
+    if found is None:
         return None
-    timeframe = timeframe if timeframe in TIMEFRAMES else timeframe_name(bar_seconds(candles))
-    if timeframe not in TIMEFRAMES:
-        return None
-    gaps = find_gaps(pd.DatetimeIndex(candles.index), timeframe)
-    if not gaps:
-        return None
-    missing = sum(g["missing"] for g in gaps)
+    _, missing, first = found
     return (f"{missing:,} bar{'s are' if missing != 1 else ' is'} missing from the last {len(candles):,} candles "
-            f"(the first at {pd.Timestamp(gaps[0]['start']):%Y-%m-%d %H:%M} UTC): the indicators and the window "
+            f"(the first at {first:%Y-%m-%d %H:%M} UTC): the indicators and the window "
             "run across the gap as if the bars were consecutive, so this signal is not the one the full data "
             "would give.")
 
