@@ -326,10 +326,14 @@ def test_effective_rf_on_dataset_uses_the_right_bound(real_prepared):
     # a pooled model: the whole window can reach the output, however small each feature's field
     assert rep.whole_window and erf.analytic_rf == 96 and 0 < erf.utilisation <= 1
     assert res["row_names"] == list(real_prepared.feature_names) and res["contributions"] is None
-    assert window_advice(rep)[0] == "warning"  # 435 bars on a 96-bar window: mostly padding
+    # 435 bars on a 96-bar window, mostly padding: said as a fact, since the pooled head reads the whole window
+    assert window_advice(rep)[0] == "info" and "zero padding" in window_advice(rep)[1]
     res = dataset_effective_rf(candles, "tcn", {}, preset="dilated5", window=61, n_windows=8)
     assert res["erf"].analytic_rf == 61 == res["report"].receptive_field
     assert window_advice(res["report"]) is None
+    # a last-step head that loses 3 of 64 bars is told so; one that loses 73 of 200 is warned
+    lost3 = dataset_effective_rf(candles, "tcn", {}, preset="dilated5", window=64, n_windows=4)["report"]
+    assert window_advice(lost3)[0] == "info" and "never sees the oldest 3 bars" in window_advice(lost3)[1]
     with pytest.raises(UserError, match="needs a recorded order book"):
         dataset_effective_rf(candles, "orderbook_cnn", window=32)
 

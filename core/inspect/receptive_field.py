@@ -701,6 +701,9 @@ def dilation_contributions(model: nn.Module, windows: torch.Tensor | np.ndarray,
 MUCH_LONGER = 2.0  # a field more than this many windows long is mostly padding
 
 
+SMALL_LOSS = 0.1  # a last-step head that misses at most this share of the window gets an info, not a warning
+
+
 def window_advice(report: RFReport, timeframe: Optional[str] = None) -> Optional[tuple[str, str]]:
     """("warning" | "info", sentence) when the field and the window do not fit each other, else None."""
     rf, w, unit = report.receptive_field, report.input_length, report.unit
@@ -710,19 +713,24 @@ def window_advice(report: RFReport, timeframe: Optional[str] = None) -> Optional
 
     if report.layers == [] or rf == w:
         return None
+    # A pooled head (global average over the last map) is how such CNNs are built: the whole window reaches
+    # the output, so a short or padded field is a fact to know ("info"). A head that reads the last step
+    # loses input: a warning, unless only a few bars (at most SMALL_LOSS of the window) are lost.
     if rf < w:
         if report.whole_window:
-            return ("warning", f"The receptive field ({span(rf)}) is shorter than the window ({span(w)}): each "
-                               f"feature of the last layer sees only {rf} {unit}; the head averages them, so a "
-                               f"pattern longer than {rf} {unit} is never seen as one. Add depth or dilation, or "
-                               f"shorten the window.")
-        return ("warning", f"The receptive field ({span(rf)}) is shorter than the window ({span(w)}): the "
-                           f"prediction never sees the oldest {w - rf} {unit} of each window. Shorten the window "
-                           f"to {rf} or add layers / dilation.")
+            return ("info", f"The receptive field ({span(rf)}) is shorter than the window ({span(w)}): each "
+                            f"feature of the last layer sees {rf} {unit}, and the head averages them over the "
+                            f"whole window, so a pattern longer than {rf} {unit} is not seen as one. Depth or "
+                            f"dilation would widen it.")
+        return ("warning" if w - rf > SMALL_LOSS * w else "info",
+                f"The receptive field ({span(rf)}) is shorter than the window ({span(w)}): the prediction never "
+                f"sees the oldest {w - rf} {unit} of each window. Shorten the window to {rf} or add layers / "
+                f"dilation.")
     if rf > MUCH_LONGER * w:
-        return ("warning", f"The receptive field ({span(rf)}) is much longer than the window ({span(w)}): "
-                           f"{100 * (1 - w / rf):.0f} % of it lies on zero padding. A longer window, or a "
-                           f"shallower or less dilated model, would use it.")
+        return ("info" if report.whole_window else "warning",
+                f"The receptive field ({span(rf)}) is much longer than the window ({span(w)}): "
+                f"{100 * (1 - w / rf):.0f} % of it lies on zero padding. A longer window, or a shallower or "
+                f"less dilated model, would use it.")
     return ("info", f"The receptive field ({span(rf)}) covers the window ({span(w)}).")
 
 
