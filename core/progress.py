@@ -55,6 +55,30 @@ class CancelToken:
             raise Cancelled("cancelled by the user")
 
 
+def duration_text(seconds: float) -> str:
+    """A duration as a user reads it: "45 s", "3 min 05 s", "1 h 02 min"."""
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def eta_text(fraction: Optional[float], elapsed: float, since: tuple[float, float] = (0.0, 0.0)) -> str:
+    """How long a job has run and, once its rate is known, about how long is left at that rate: `fraction`
+    done after `elapsed` seconds; `since` = (seconds, fraction) when the rate started to be measured (the
+    first step, after the set-up). Empty when nothing can be said yet."""
+    if fraction is None or elapsed < 0:
+        return ""
+    t0, f0 = since
+    done, spent = fraction - f0, elapsed - t0
+    text = f"{duration_text(elapsed)} so far"
+    if fraction >= 1.0 or done < 0.02 or spent < 2.0:  # too little seen for a rate
+        return text
+    return f"{text}, about {duration_text(spent / done * (1.0 - fraction))} left at this speed"
+
+
 def report(progress: Optional[ProgressCallback], *args: Any, **kwargs: Any) -> None:
     """Call `progress` with a Progress built from the arguments, if a callback was given."""
     if progress is not None:

@@ -186,8 +186,11 @@ def live() -> None:
     if not job.done:
         b = latest.get("batch")
         msg = b.message if b else (events[-1].message if events else "starting...")
-        st.progress((b.fraction if b else None) or 0.0, text=msg)
-        if st.button("Stop (keeps the best checkpoint)", key="train_stop", icon=":material/stop:"):
+        eta = job.eta("batch") if b else ""
+        st.progress((b.fraction if b else None) or 0.0, text=f"{msg} · {eta}" if eta else msg)
+        # the best checkpoint exists once an epoch has been validated: before that a Stop keeps nothing
+        if st.button("Stop (keeps the best checkpoint)" if latest.get("epoch") else
+                     "Stop (nothing is kept before the first epoch ends)", key="train_stop", icon=":material/stop:"):
             job.stop()
     hist = vt.history_from_events(events)
     if not hist.empty and not (job.done and job.result is not None):

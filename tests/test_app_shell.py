@@ -126,3 +126,20 @@ def test_a_reloaded_tab_gets_its_active_dataset_and_running_job_back():
         job.stop()
         job.thread.join(10)
         forget_job(sid, "train")
+
+
+def test_progress_says_time_so_far_and_about_how_long_is_left():
+    from core.progress import Progress, duration_text, eta_text
+    from ui.jobs import Job
+
+    assert [duration_text(s) for s in (4.4, 65, 3725)] == ["4 s", "1 min 05 s", "1 h 02 min"]
+    assert eta_text(0.01, 1.0) == "1 s so far"  # too little seen for a rate
+    # 10 s of set-up, then 25 % of the steps in 20 s: 60 s left at this speed
+    assert eta_text(0.25, 30.0, since=(10.0, 0.0)) == "30 s so far, about 1 min 00 s left at this speed"
+    assert eta_text(1.0, 30.0) == "30 s so far" and eta_text(None, 5.0) == ""
+    job = Job("t")
+    job.started_at -= 10
+    job.on_progress(Progress("batch", 0, 100))
+    job.started_at -= 20  # 20 s later, half the steps
+    job.on_progress(Progress("batch", 50, 100))
+    assert job.eta("batch").endswith("about 20 s left at this speed")

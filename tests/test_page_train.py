@@ -119,6 +119,8 @@ def test_stop_keeps_the_best_checkpoint(workspace):
     assert not job.done
     at.run()  # the poll: progress bar and the Stop button of the running job
     assert at.get("progress")
+    assert at.button(key="train_stop").label == "Stop (keeps the best checkpoint)"  # an epoch is done
+    assert " so far" in at.get("progress")[0].proto.text  # how long it has run (and, once known, how long left)
     at.button(key="train_stop").click().run()
     job.thread.join(120)
     assert job.done and job.error is None and job.result is not None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from core.errors import UserError
-from core.progress import CancelToken, Cancelled, Progress
+from core.progress import CancelToken, Cancelled, Progress, eta_text
 
 _REGISTRY: dict[tuple[str, str], "Job"] = {}
 _LOCK = threading.Lock()
@@ -25,6 +25,7 @@ class Job:
     cancel: CancelToken = field(default_factory=CancelToken)
     events: list[Progress] = field(default_factory=list)
     latest: dict[str, Progress] = field(default_factory=dict)  # last event per stage
+    first: dict[str, tuple[float, float]] = field(default_factory=dict)  # stage -> (seconds in, fraction)
     result: Any = None
     error: Optional[str] = None     # one sentence for st.error (a UserError's text, or "Type: message")
     trace: Optional[str] = None     # the traceback, only for bugs (not UserErrors): for an expander
@@ -38,12 +39,19 @@ class Job:
     def on_progress(self, p: Progress) -> None:
         with self._lock:
             self.latest[p.stage] = p
+            self.first.setdefault(p.stage, (time.time() - self.started_at, p.fraction or 0.0))
             if p.stage != "batch":  # per-batch events only keep the latest, others are history
                 self.events.append(p)
 
     def snapshot(self) -> tuple[list[Progress], dict[str, Progress]]:
         with self._lock:
             return list(self.events), dict(self.latest)
+
+    def eta(self, stage: str = "batch") -> str:
+        """Time so far and about how long is left, from the rate of `stage`'s events (core.progress.eta_text)."""
+        with self._lock:
+            p, first = self.latest.get(stage), self.first.get(stage, (0.0, 0.0))
+        return eta_text(p.fraction if p else None, time.time() - self.started_at, first)
 
     @property
     def running(self) -> bool:
