@@ -26,7 +26,7 @@ def run_results() -> None:
     """The chosen run against its baselines, its confusion matrix, per-class table and curves."""
     table = registry.runs_table()
     if table.empty:
-        st.info("No runs yet: start one above (the quick preset takes under a minute on 2 CPU cores).")
+        st.info("No runs yet: start one above (the quick preset takes well under a minute on 2 idle CPU cores, longer when other jobs share them).")
         return
     rid = pick_saved("Run", dict(zip(table["run_id"], table["name"] + " · " + table["status"].map(registry.status_words))),
                      "train_run_pick", "train_view_run")

@@ -386,7 +386,7 @@ def coerce_fields(obj: Any) -> Any:
 # Model names are those of core.models; each preset names the document's architecture.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
-        "description": "small 1D CNN, 64-bar windows, 6 epochs: results in < 60 s on 2 CPU cores",
+        "description": "small 1D CNN, 64-bar windows, 6 epochs: results in well under a minute on 2 idle CPU cores",
         "model": "cnn1d", "model_config": {},
         "data": {"preset": "resnet15", "window": 64, "label": "direction3", "horizon": 12, "threshold": 0.002},
         "train": {"epochs": 6, "batch_size": 128, "lr": 2e-3, "weight_decay": 1e-4, "warmup": 1,
