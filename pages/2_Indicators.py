@@ -86,9 +86,8 @@ overlays = o1.multiselect("Overlays", vz.OVERLAYS, ["EMA 21", "Bollinger"], key=
 panels = o2.multiselect("Panels", vz.PANELS, ["Volume", "RSI", "MACD"], key="ind_panels")
 show_split = o3.toggle("Show split", True, key="ind_show_split")
 _keep()
-dates = candles.index
-lo, hi = dates[0].to_pydatetime(), dates[-1].to_pydatetime()
-start, end = st.slider("Range", min_value=lo, max_value=hi, value=(lo, hi), key="ind_range",
+lo, hi, step = vz.range_slider_bounds(candles)  # one bar per step, so the handles sit where the labels say
+start, end = st.slider("Range", min_value=lo, max_value=hi, value=(lo, hi), step=step, key="ind_range",
                        format="YYYY-MM-DD HH:mm")
 shown = candles.loc[(candles.index >= start) & (candles.index <= end)]
 if len(shown) < 2:

@@ -117,3 +117,33 @@ def test_holes_in_the_candles_are_said():
     warnings = run_warnings(np.array([0, 1, 2]), np.array([0, 1, 2]), ["down", "flat", "up"], DataConfig(),
                             TrainConfig(batch_size=2), note)
     assert warnings == [note]  # beside a run's results, with the other run warnings
+
+
+def test_too_few_candles_is_one_sentence_that_counts_the_warmup(btc):
+    """A 48-candle dataset got three counts on three pages (23 rows, 15 rows, 48 rows) and no word on the
+    warm-up: one sentence now counts the candles, the features' warm-up, the rows left and the rows needed."""
+    from core.errors import UserError
+    from core.features import too_few_candles
+
+    short = btc.iloc[:48]
+    cfg = DatasetConfig()  # resnet15, window 64, horizon 12
+    said = too_few_candles(48, cfg)
+    assert said == ("48 candles are too few: the resnet15 features need 25 bars of warm-up, which leaves 23 rows, "
+                    "and windows of 64 bars with a 12-bar horizon and 76-bar purge gaps between train, validation "
+                    "and test need at least 232 rows (257 candles); use a longer dataset or a shorter window.")
+    with pytest.raises(UserError) as err:
+        prepare_dataset(short, cfg)
+    assert str(err.value) == said
+    # the preset given as its list of names, or a warm-up longer than the candles: the same kind of sentence
+    chapter = DatasetConfig(preset=["return", "rsi", "macd_hist", "atr_norm", "bb_width", "volume_ratio"], window=32)
+    with pytest.raises(UserError, match="^48 candles are too few: the chapter6 features need 33 bars of warm-up, "
+                                        "which leaves 15 rows, and windows of 32 bars"):
+        prepare_dataset(short, chapter)
+    with pytest.raises(UserError, match="^48 candles are too few: the convnext features need 199 bars of warm-up, "
+                                        "which leaves no rows, .* need at least 232 rows \\(431 candles\\)"):
+        prepare_dataset(short, DatasetConfig(preset="convnext"))
+    assert too_few_candles(2, DatasetConfig(preset=["return"], window=2, label=LabelConfig(horizon=1))) \
+        .startswith("2 candles are too few: the feature return needs 1 bar of warm-up, which leaves 1 row,")
+    # exactly enough candles: no sentence, and prepare_dataset splits them
+    assert too_few_candles(257, cfg) is None and too_few_candles(256, cfg) is not None
+    assert len(prepare_dataset(btc.iloc[:257], cfg).splits["test"]) >= 1

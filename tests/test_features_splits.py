@@ -67,3 +67,17 @@ def test_rows_touched():
 def test_walk_forward_on_too_few_rows_is_a_sentence():
     with pytest.raises(UserError, match="50 rows are too few for a window of 64 and a horizon of 12"):
         walk_forward_folds(50, 64, 12)
+
+
+@pytest.mark.parametrize("window,horizon,cfg", [(64, 12, None), (32, 12, None), (2, 1, None),
+                                                (10, 3, SplitConfig(0.5, 0.3, 0.2)),
+                                                (5, 5, SplitConfig(0.9, 0.05, 0.05)),
+                                                (16, 4, SplitConfig(purge=40))])
+def test_min_rows_is_the_fewest_rows_the_split_accepts(window, horizon, cfg):
+    """`min_rows` is what the "too few" sentences promise: that many rows split, one fewer is refused."""
+    from core.features import min_rows
+
+    n = min_rows(window, horizon, cfg)
+    _assert_disjoint(purged_chronological_split(n, window, horizon, cfg), window, horizon)
+    with pytest.raises(UserError, match=f"{n - 1} rows are too few .* need at least {n:,} rows"):
+        purged_chronological_split(n - 1, window, horizon, cfg)

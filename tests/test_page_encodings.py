@@ -295,3 +295,18 @@ def test_the_fixed_price_axis_is_said_to_be_for_viewing_only(btc):
     at = _page(btc)
     at.radio(key="enc_book_axis").set_value("fixed price").run()
     assert any("for viewing only" in c.value for c in at.caption)
+
+
+def test_a_short_dataset_gets_the_one_too_few_sentence(shared_data):
+    """48 candles: the page said "15 rows are too few" where the Indicators page said 23 and Train 48; the
+    sentence now starts from the candles and says the chapter6 features' warm-up took 33 of them."""
+    from core.features import DatasetConfig, LabelConfig, too_few_candles
+
+    short = _save(shared_data, "binance_spot_BTCUSDT_1h.csv", "BTC/USDT", 48)
+    at = _page(short)
+    said = [e.value for e in at.error]
+    assert said == [too_few_candles(48, DatasetConfig(preset="chapter6", window=32,
+                                                      label=LabelConfig(horizon=12)))]
+    assert said[0].startswith("48 candles are too few: the chapter6 features need 33 bars of warm-up, which "
+                              "leaves 15 rows, and windows of 32 bars with a 12-bar horizon")
+    assert said[0].endswith("use a longer dataset or a shorter window.")

@@ -107,3 +107,30 @@ def test_a_rewritten_dataset_is_computed_anew(shared_data):
     save_candles(df.iloc[:4000].drop(df.index[1000:1010]), "file", "STALE/USDT", "1h")  # ten bars missing
     at.run()
     assert any(w.value.startswith("The candles have 1 gap (10 missing bars") for w in at.warning)
+
+
+def test_a_short_dataset_says_why_and_the_range_slider_reaches_its_last_bar(shared_data):
+    """A new user's 48 hourly candles: the "too few" sentence counted 23 rows without saying the other 25
+    were the features' warm-up (the Encodings and Train pages gave other counts), and the range slider drew
+    its right handle mid-track while its label read the last bar: its step was Streamlit's default of one
+    day, over a span of 47 hours."""
+    from core.data.store import save_candles
+    from core.features import DatasetConfig, too_few_candles
+    from tests.features_helpers import csv_candles
+
+    ds = save_candles(csv_candles(shared_data / "binance_spot_BTCUSDT_1h.csv", 48), "file", "SHORT/USDT", "1h").id
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["active_dataset"] = ds
+    at.run()
+    assert not at.exception, at.exception
+    said = [e.value for e in at.error]
+    assert said == [too_few_candles(48, DatasetConfig(preset="resnet15", window=64))]
+    assert said[0].startswith("48 candles are too few: the resnet15 features need 25 bars of warm-up, which "
+                              "leaves 23 rows")
+    rng = at.slider(key="ind_range")
+    first, last = rng.proto.min, rng.proto.max  # microseconds since the epoch
+    assert last - first == 47 * 3600e6
+    assert rng.proto.step == 3600e6  # one bar: the span is a whole number of steps, the handles sit at the ends
+    assert (last - first) % rng.proto.step == 0 and list(rng.proto.default) == [first, last]
+    assert [v.hour for v in rng.value] == [0, 23]
+    assert "price" in _charts(at)  # the candles are still drawn

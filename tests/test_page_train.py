@@ -162,7 +162,8 @@ def test_bad_settings_show_an_error_and_start_nothing(workspace):
     # a window that the chosen candles cannot hold is said before Start too
     at.number_input(key="train_rows").set_value(500)
     at.number_input(key="train_window").set_value(1024).run()
-    assert any(e.value.startswith("500 rows are too few for windows of 1024 bars") for e in at.error)
+    assert any(e.value.startswith("500 candles are too few: the chapter6 features need 33 bars of warm-up, which "
+                                  "leaves 467 rows, and windows of 1024 bars") for e in at.error)
     assert at.button(key="train_start").disabled
     at.number_input(key="train_rows").set_value(0)
     at.number_input(key="train_window").set_value(64).run()

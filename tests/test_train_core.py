@@ -645,7 +645,7 @@ def test_run_settings_are_checked_before_any_work():
         check_run_settings("wavenet_multitask", DataConfig(label="direction3"), TrainConfig())
     with pytest.raises(UserError, match="wavenet_multitask answers"):  # no dataset needed to be told
         train_run("no-such-dataset", "wavenet_multitask", data_config=DataConfig(label="direction3"))
-    with pytest.raises(UserError, match="500 rows are too few for windows of 1024 bars"):
+    with pytest.raises(UserError, match="500 candles are too few: the resnet15 features need 25 bars of warm-up"):
         check_run_settings("cnn1d", DataConfig(window=1024), TrainConfig(), dataset_rows=500)
     check_run_settings("wavenet_multitask", DataConfig(label="multitask"), TrainConfig(), dataset_rows=5000)
     assert DataConfig(label="binary").class_names() == ["down", "up"]

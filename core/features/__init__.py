@@ -9,12 +9,14 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "core.features.dataset": ["DatasetConfig", "PreparedData", "gap_note", "prepare_dataset"],
+    "core.features.dataset": ["DatasetConfig", "PreparedData", "check_candles", "gap_note", "prepare_dataset",
+                              "too_few_candles"],
     "core.features.indicators": ["adx", "atr", "available_features", "keltner", "rolling_vwap", "true_range"],
     "core.features.labels": ["LABEL_KINDS", "LabelConfig", "class_balance", "class_names", "make_labels"],
-    "core.features.presets": ["PRESET_DESCRIPTIONS", "PRESETS", "compute_features", "resolve_features"],
+    "core.features.presets": ["PRESET_DESCRIPTIONS", "PRESETS", "compute_features", "resolve_features",
+                              "warmup_bars"],
     "core.features.scaling": ["ChannelScaler", "load_scaler", "save_scaler"],
-    "core.features.splits": ["SplitConfig", "candidate_ends", "purge_gap", "purged_chronological_split",
+    "core.features.splits": ["SplitConfig", "candidate_ends", "min_rows", "purge_gap", "purged_chronological_split",
                              "rows_touched", "walk_forward_folds"],
     "core.features.windows": ["WindowDataset", "window_view"],
 }

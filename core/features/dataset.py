@@ -13,9 +13,9 @@ import pandas as pd
 
 from core.errors import UserError
 from core.features.labels import LabelConfig, class_names, make_labels
-from core.features.presets import compute_features, resolve_features
+from core.features.presets import PRESETS, compute_features, resolve_features, warmup_bars
 from core.features.scaling import ChannelScaler
-from core.features.splits import SplitConfig, purged_chronological_split, rows_touched
+from core.features.splits import SplitConfig, min_rows, purge_gap, purged_chronological_split, rows_touched
 
 
 @dataclass
@@ -92,6 +92,51 @@ def gap_note(candles: pd.DataFrame) -> Optional[str]:
             "use a span without gaps.")
 
 
+def _features_phrase(preset: Union[str, Sequence[str]]) -> str:
+    """"the resnet15 features" for a preset (or a list equal to one), else "the 3 chosen features"."""
+    names = resolve_features(preset)
+    name = preset if isinstance(preset, str) else next((k for k, v in PRESETS.items() if v == names), None)
+    if name:
+        return f"the {name} features"
+    return f"the feature {names[0]}" if len(names) == 1 else f"the {len(names)} chosen features"
+
+
+def too_few_candles(n_candles: int, cfg: DatasetConfig, warmup_rows: Optional[int] = None) -> Optional[str]:
+    """The sentence saying why `n_candles` candles cannot hold these features, window, horizon and split
+    (None when they can), counted the way `prepare_dataset` counts: the features' warm-up rows are dropped
+    first (`warmup_rows` when known from the candles themselves, else the preset's `warmup_bars` - 1), and the
+    rows left must hold the windows, the label horizon, two purge gaps and a sample in every segment.
+
+    Every page and the trainer say "too few" with this one sentence, so a dataset gets one count everywhere."""
+    label = cfg.label.validate()
+    window, horizon = int(cfg.window), int(label.horizon)
+    split = (cfg.split or SplitConfig()).validate()
+    warm = max(0, int(warmup_bars(cfg.preset)) - 1 if warmup_rows is None else int(warmup_rows))
+    n = max(0, int(n_candles))
+    rows = max(0, n - warm)
+    need = min_rows(window, horizon, split)
+    if rows >= need:
+        return None
+    feats = _features_phrase(cfg.preset)
+    verb = "needs" if feats.startswith("the feature ") else "need"
+    if warm:
+        left = f"which leaves {rows:,} row{'s' if rows != 1 else ''}" if rows else "which leaves no rows"
+        warm_part = f"{feats} {verb} {warm:,} bar{'s' if warm != 1 else ''} of warm-up, {left}"
+    else:
+        warm_part = f"{feats} {verb} no warm-up"
+    gap = purge_gap(window, horizon, split.purge)
+    return (f"{n:,} candle{'s' if n != 1 else ''} are too few: {warm_part}, and windows of {window} bars with a "
+            f"{horizon}-bar horizon and {gap}-bar purge gaps between train, validation and test need at least "
+            f"{need:,} rows ({need + warm:,} candles); use a longer dataset or a shorter window.")
+
+
+def check_candles(n_candles: int, cfg: DatasetConfig, warmup_rows: Optional[int] = None) -> None:
+    """UserError with `too_few_candles`'s sentence when the candles are too few for `cfg`."""
+    problem = too_few_candles(n_candles, cfg, warmup_rows)
+    if problem:
+        raise UserError(problem)
+
+
 def prepare_dataset(candles: pd.DataFrame, cfg: DatasetConfig) -> PreparedData:
     """Features (warm-up dropped), labels, purged chronological split, z-score fitted on train rows only."""
     label_cfg = cfg.label.validate()
@@ -99,7 +144,13 @@ def prepare_dataset(candles: pd.DataFrame, cfg: DatasetConfig) -> PreparedData:
     if window < 2:
         raise UserError("the window must be at least 2 bars")
     names = resolve_features(cfg.preset)
-    raw = compute_features(candles, names)
+    try:
+        raw = compute_features(candles, names)
+    except UserError:
+        if len(candles):  # not even one row of features: the whole count, warm-up and windows, in one sentence
+            check_candles(len(candles), cfg)
+        raise
+    check_candles(len(candles), cfg, int(raw.attrs.get("warmup_rows", 0)))
     aligned = candles.loc[raw.index]
     # Labels on the full candles (the warm-up only removes leading rows, so values are the same), so a
     # vol_scaled label may use volatility history from inside the warm-up: still the past only.

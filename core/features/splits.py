@@ -44,6 +44,18 @@ def purge_gap(window: int, horizon: int, purge: Optional[int] = None) -> int:
     return int(purge)
 
 
+def min_rows(window: int, horizon: int, cfg: SplitConfig | None = None) -> int:
+    """The fewest rows `purged_chronological_split` accepts: a full window and a label for every sample
+    end, two purge gaps, and at least one sample end in each segment at the configured shares."""
+    cfg = (cfg or SplitConfig()).validate()
+    gap = purge_gap(window, horizon, cfg.purge)
+    shares = (cfg.train, cfg.val, cfg.test)
+    usable = max(1, int(np.floor(1.0 / min(shares))) - 1)
+    while min(int(np.floor(usable * f)) for f in shares) < 1:
+        usable += 1
+    return usable + 2 * (gap - 1) + int(window) + int(horizon) - 1
+
+
 def candidate_ends(n_rows: int, window: int, horizon: int) -> np.ndarray:
     """Every end with a full input window and a label inside the data: window-1 .. n_rows-1-horizon."""
     if window < 1 or horizon < 1:
@@ -65,8 +77,8 @@ def purged_chronological_split(n_rows: int, window: int, horizon: int,
     n_tr, n_va, n_te = (int(np.floor(usable * f)) for f in (cfg.train, cfg.val, cfg.test))
     if usable <= 0 or min(n_tr, n_va, n_te) < 1:
         raise UserError(f"{n_rows} rows are too few for windows of {window} bars, a {horizon}-bar horizon and "
-                        f"{gap}-bar purge gaps: use more candles or a shorter window"
-                        + (" or larger shares" if usable > 0 else ""))
+                        f"{gap}-bar purge gaps (they need at least {min_rows(window, horizon, cfg):,} rows): "
+                        f"use more candles or a shorter window" + (" or larger shares" if usable > 0 else ""))
     last = ends[-1]
     te = np.arange(last - n_te + 1, last + 1, dtype=np.int64)
     va = np.arange(te[0] - gap - n_va + 1, te[0] - gap + 1, dtype=np.int64)

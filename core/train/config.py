@@ -201,13 +201,12 @@ class DataConfig:
         return class_names(LabelConfig(kind=self.label))
 
     def check_fits(self, dataset_rows: int) -> None:
-        """A UserError when a dataset of `dataset_rows` candles (cut to `max_rows`) cannot hold the window,
-        horizon, purge gaps and all three splits: said before training starts. (The indicators' warm-up takes
-        a few more rows, so a dataset just above the limit can still fall short once the features exist.)"""
-        from core.features import purged_chronological_split
+        """A UserError when a dataset of `dataset_rows` candles (cut to `max_rows`) cannot hold the features'
+        warm-up, the window, horizon, purge gaps and all three splits: said before training starts, in the
+        sentence the Indicators and Encodings pages use (core.features.too_few_candles)."""
+        from core.features import check_candles
 
-        n = min(int(dataset_rows), int(self.max_rows or dataset_rows))
-        purged_chronological_split(n, int(self.window), int(self.horizon), to_dataset_config(self).split)
+        check_candles(min(int(dataset_rows), int(self.max_rows or dataset_rows)), to_dataset_config(self))
 
 
 def to_dataset_config(d: DataConfig) -> Any:

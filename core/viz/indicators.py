@@ -6,6 +6,8 @@ resolution first, then the bucket's last value), so a year of minutes never send
 """
 from __future__ import annotations
 
+import math
+from datetime import datetime, timedelta
 from typing import Optional, Sequence
 
 import numpy as np
@@ -14,7 +16,7 @@ import plotly.graph_objects as go
 import ta
 from plotly.subplots import make_subplots
 
-from core.data.candles import group_candles
+from core.data.candles import bar_seconds, group_candles
 from core.features.indicators import atr, ema, keltner, obv, rolling_vwap
 from core.features.labels import class_balance
 
@@ -56,6 +58,18 @@ def downsample_candles(candles: pd.DataFrame, max_points: int = 5000) -> pd.Data
     """OHLCV aggregated over consecutive buckets (first/max/min/last/sum), stamped at the bucket start
     (`core.data.candles.group_candles`, the same groups `_last_per_bucket` thins indicator series with)."""
     return group_candles(candles, display_step(len(candles), max_points))
+
+
+def range_slider_bounds(candles: pd.DataFrame) -> tuple[datetime, datetime, timedelta]:
+    """(first bar, last bar, step) for a date-range slider over the candles. The step is one bar (or what
+    divides the span when the bars are irregular): Streamlit's default step for datetimes is one day, and on a
+    span that is no whole number of days - two days of hourly bars end at 23:00 - the slider drew its right
+    handle a day short, mid-track, while its label read the last bar."""
+    lo, hi = candles.index[0].to_pydatetime(), candles.index[-1].to_pydatetime()
+    span = int((hi - lo).total_seconds())
+    bar = max(1, int(bar_seconds(candles, default=3600)))
+    step = math.gcd(span, bar) if span > 0 else bar
+    return lo, hi, timedelta(seconds=step)
 
 
 def _last_per_bucket(s: pd.Series, step: int) -> pd.Series:
