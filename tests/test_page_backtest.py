@@ -57,6 +57,11 @@ def test_baseline_backtest_without_any_run():
     assert _metric(at, "Total return") != before
     trades = _chart(at, "Trades on the price")
     assert {"long entry", "short entry", "exit"} <= {t.get("name") for t in trades["data"]}
+    # many trades: the chart opens on the latest 30 (range slider for the rest), each hover names its trade
+    assert trades["layout"]["xaxis"]["rangeslider"]["visible"] is True
+    assert "latest 30 of" in trades["layout"]["title"]["subtitle"]["text"]
+    exits = next(t for t in trades["data"] if t.get("name") == "exit")
+    assert exits["text"][-1].startswith("<b>trade ") and "P&L" in exits["text"][-1]
 
     # a fraction of equity above 1 is leverage, not silently cut back to 1: the first trade is twice the size
     def first_trade():

@@ -107,3 +107,84 @@ def test_months_after_a_liquidation_are_zero_not_blank():
     table = monthly_returns(equity, 10_000.0)
     assert table.loc[2024, 1] == -1.0 and table.loc[2024, 2] == 0.0 and table.loc[2024, 3] == 0.0
     assert table.loc[2024, 4:].isna().all()  # months outside the span stay blank
+
+
+def _many_trades(n_trades: int = 92, days: int = 108):
+    """An hourly span with `n_trades` alternating long/short trades of 5 bars each (the walk's 12c.png)."""
+    idx = pd.date_range("2025-09-15", periods=24 * days, freq="h", tz="UTC")
+    rng = np.random.default_rng(3)
+    close = 22_000 * np.exp(np.cumsum(rng.normal(0, 0.004, len(idx))))
+    c = pd.DataFrame({"open": close, "high": close * 1.002, "low": close * 0.998, "close": close,
+                      "volume": 1.0}, index=idx)
+    c.attrs["symbol"] = "BTC/USDT"
+    e = np.linspace(0, len(idx) - 10, n_trades).astype(int)
+    pnl = np.where(np.arange(n_trades) % 3 == 0, -12.5, 30.25)
+    trades = pd.DataFrame({
+        "entry_time": idx[e], "exit_time": idx[e + 5], "side": np.where(np.arange(n_trades) % 2, "short", "long"),
+        "qty": 0.1, "entry_price": close[e], "exit_price": close[e + 5], "bars_held": 5, "hours_held": 5.0,
+        "fees": 1.0, "pnl": pnl, "return": pnl / 10_000,
+        "exit_reason": np.where(np.arange(n_trades) % 3 == 0, "stop-loss", "signal")})
+    return c, trades
+
+
+def test_many_trades_open_zoomed_on_the_latest_with_light_markers_and_named_hovers():
+    """184 markers over 108 days buried the price: the chart opens on the latest 30 trades (price axis fitted
+    to them), the rest behind the range slider, markers smaller and lighter, and each hover names its trade."""
+    from core.viz.backtest import FOCUS_TRADES, trades_figure
+
+    c, trades = _many_trades()
+    fig = trades_figure(c, trades)
+    by = {t.name: t for t in fig.data}
+    assert {"long entry", "short entry", "exit"} <= set(by)
+    assert fig.layout.xaxis.rangeslider.visible is True
+    lo, hi = (pd.Timestamp(v) for v in fig.layout.xaxis.range)
+    latest = trades.iloc[-FOCUS_TRADES:]
+    assert lo <= latest["entry_time"].min() and hi >= latest["exit_time"].max()
+    assert lo > trades["entry_time"].iloc[-FOCUS_TRADES - 1]  # earlier trades start outside the first view
+    inside = c.loc[lo:hi]
+    y0, y1 = fig.layout.yaxis.range
+    assert y0 < inside["low"].min() and y1 > inside["high"].max()
+    assert y1 - y0 < (c["high"].max() - c["low"].min())  # fitted to the zoomed part, not the whole span
+    assert "latest 30 of 92 trades" in fig.layout.title.subtitle.text
+    assert fig.layout.title.text.startswith("Trades on the price")
+    # every trade is still drawn (reachable by zooming out)
+    assert len(by["exit"].x) == 92 and len(by["long entry"].x) + len(by["short entry"].x) == 92
+    assert by["long entry"].marker.size < 10 and by["exit"].marker.opacity < 1
+    # hover names the trade: number, side, entry/exit price, exit reason, P&L
+    last = by["exit"].text[-1]
+    t = trades.iloc[-1]
+    assert "trade 92 · short" in last and "(signal)" in last and "P&L +30.25" in last
+    assert f"{t['entry_price']:,.2f}" in last and f"{t['exit_price']:,.2f}" in last
+    first_long = by["long entry"].text[0]
+    assert "trade 1 · long" in first_long and "(stop-loss)" in first_long and "P&L -12.50" in first_long
+    assert "%{text}" in by["long entry"].hovertemplate and "%{text}" in by["exit"].hovertemplate
+
+
+def test_few_trades_show_the_whole_span_with_full_size_markers():
+    from core.viz.backtest import trades_figure
+
+    c, trades = _many_trades(n_trades=12, days=20)
+    fig = trades_figure(c, trades)
+    assert fig.layout.xaxis.range is None and fig.layout.yaxis.range is None  # nothing to zoom in on
+    by = {t.name: t for t in fig.data}
+    assert by["long entry"].marker.size == 10 and by["exit"].marker.opacity in (None, 1)
+    assert "trade 12 · short" in by["exit"].text[-1]
+
+
+def test_the_zoomed_trades_sit_on_full_detail_candles_in_a_long_span():
+    """Two years of hours are thinned to 4-hour display candles: the window the chart opens on keeps its own
+    hourly bars (the trades sit on them), the rest stays thinned, and no bar is drawn twice."""
+    from core.viz.backtest import trades_figure
+
+    c, trades = _many_trades(n_trades=400, days=730)
+    fig = trades_figure(c, trades, max_points=5000)
+    candles = [t for t in fig.data if t.type == "candlestick"]
+    assert [t.showlegend for t in candles] == [True] + [False] * (len(candles) - 1)  # one "price" entry
+    lo, hi = (pd.Timestamp(v) for v in fig.layout.xaxis.range)
+    detail = next(t for t in candles if pd.Timestamp(t.x[0]) >= lo)
+    x = pd.DatetimeIndex(detail.x)
+    assert (x.to_series().diff().dropna() == pd.Timedelta(hours=1)).all()  # stored bars, not buckets
+    assert x[0] >= lo and x[-1] <= hi and len(x) == len(c.loc[lo:hi])
+    before = pd.DatetimeIndex(candles[0].x)
+    assert before[-1] < lo and pd.Timedelta(before[1] - before[0]) > pd.Timedelta(hours=1)  # thinned
+    assert sum(len(t.x) for t in candles) <= 2 * 5000

@@ -53,33 +53,120 @@ def equity_figure(result: Any, max_points: int = 4000, title: str = "Equity vs b
     return fig
 
 
+FOCUS_TRADES = 30     # the trades chart opens on the latest this many trades (the rest: zoom out, range slider)
+MANY_MARKERS = 60     # above this many trades marked, the markers are drawn smaller and lighter
+
+
+def _price(v: float) -> str:
+    """A price with the decimals its size needs: 23,456.78, 1.2346, 0.000123."""
+    a = abs(v)
+    return f"{v:,.2f}" if a >= 100 else f"{v:,.4f}" if a >= 1 else f"{v:.6g}"
+
+
+def _trade_hover(t: pd.DataFrame, numbers: np.ndarray) -> list[str]:
+    """One hover text per trade: its number (as in the Trades table, 1 = first), side, entry and exit (time
+    and price), why it closed, P&L and how long it was held."""
+    out = []
+    for n, side, et, ep, xt, xp, why, pnl, ret, held in zip(
+            numbers, t["side"], t["entry_time"], t["entry_price"], t["exit_time"], t["exit_price"],
+            t["exit_reason"], t["pnl"], t["return"] if "return" in t else np.full(len(t), np.nan),
+            t["hours_held"] if "hours_held" in t else np.full(len(t), np.nan)):
+        pct = f" ({ret:+.2%})" if np.isfinite(ret) else ""
+        hrs = f", held {held:,.1f} h" if np.isfinite(held) else ""
+        out.append(f"<b>trade {n} · {side}</b>{hrs}<br>"
+                   f"entry {pd.Timestamp(et):%Y-%m-%d %H:%M} at {_price(ep)}<br>"
+                   f"exit {pd.Timestamp(xt):%Y-%m-%d %H:%M} at {_price(xp)} ({why})<br>"
+                   f"P&L {pnl:+,.2f}{pct}")
+    return out
+
+
+def trades_window(candles: pd.DataFrame, trades: pd.DataFrame, last: int = FOCUS_TRADES
+                  ) -> Optional[tuple[pd.Timestamp, pd.Timestamp]]:
+    """The time span the trades chart opens on: the latest `last` trades with a little room either side, or
+    None when there are no more trades than that (the whole span is shown)."""
+    if len(trades) <= last or not len(candles):
+        return None
+    t = trades.iloc[-last:]
+    lo, hi = pd.Timestamp(t["entry_time"].min()), pd.Timestamp(t["exit_time"].max())
+    pad = max((hi - lo) * 0.03, pd.Timedelta(candles.index[1] - candles.index[0]) * 2 if len(candles) > 1
+              else pd.Timedelta(0))
+    return max(lo - pad, candles.index[0]), min(hi + pad, candles.index[-1])
+
+
+def _candle_parts(candles: pd.DataFrame, window: Optional[tuple[pd.Timestamp, pd.Timestamp]],
+                  max_points: int) -> list[pd.DataFrame]:
+    """The candles to draw, in pieces: the whole span thinned to `max_points`, or, when the
+    chart opens on a window, the window at full detail (thinned only beyond `max_points`) and the rest
+    thinned apart from it, so the zoomed trades sit on their own bars, not on display buckets."""
+    step = display_step(len(candles), max_points)
+    if window is None or step == 1:
+        return [downsample_candles(candles, max_points)]
+    lo, hi = window
+    inside = (candles.index >= lo) & (candles.index <= hi)
+    parts = (candles.loc[candles.index < lo], candles.loc[inside], candles.loc[candles.index > hi])
+    return [downsample_candles(p, max_points) for p in parts if len(p)]
+
+
 def trades_figure(candles: pd.DataFrame, trades: pd.DataFrame, max_points: int = 5000,
-                  max_trades: int = 1500, title: str = "Trades on the price") -> go.Figure:
-    """The span's candlestick with entries (triangles) and exits (crosses; hover says why). When there are
-    more than `max_trades` trades only the latest are marked (the title says so)."""
-    c = downsample_candles(candles, max_points)
-    fig = go.Figure(go.Candlestick(x=c.index, open=c["open"], high=c["high"], low=c["low"], close=c["close"],
-                                   name="price", increasing_line_color="#27ae60", decreasing_line_color="#e74c3c"))
+                  max_trades: int = 1500, title: str = "Trades on the price",
+                  focus_trades: int = FOCUS_TRADES) -> go.Figure:
+    """The span's candlestick with entries (triangles), exits (crosses) and a thin line from each entry to
+    its exit; hovering any of them names the trade (number, side, entry and exit, exit reason, P&L). When there
+    are more than `max_trades` trades only the latest are marked (the title says so); above MANY_MARKERS the
+    markers are smaller and lighter so the price stays readable. With more than `focus_trades` trades the
+    chart opens zoomed on the latest `focus_trades` (price axis fitted to them); the range slider under it
+    and a double-click reach the whole span."""
     shown = trades.iloc[-max_trades:] if len(trades) > max_trades else trades
     if len(trades) > max_trades:
         title += f" (latest {max_trades:,} of {len(trades):,} trades marked)"
+    window = trades_window(candles, shown, focus_trades)
+    fig = go.Figure()
+    for part in _candle_parts(candles, window, max_points):
+        fig.add_trace(go.Candlestick(x=part.index, open=part["open"], high=part["high"], low=part["low"],
+                                     close=part["close"], name="price", legendgroup="price",
+                                     showlegend=not fig.data, increasing_line_color="#27ae60",
+                                     decreasing_line_color="#e74c3c"))
+    numbers = np.arange(len(trades) - len(shown), len(trades)) + 1
+    many = len(shown) > MANY_MARKERS
+    entry_size, exit_size, opacity = (7, 6, 0.75) if many else (10, 8, 1.0)
+    if len(shown):
+        # entry -> exit, one segment per trade (None breaks the line between trades): pairs them at a glance
+        xs = np.empty(3 * len(shown), dtype=object)
+        ys = np.full(3 * len(shown), np.nan)
+        xs[0::3], xs[1::3], xs[2::3] = list(shown["entry_time"]), list(shown["exit_time"]), None
+        ys[0::3], ys[1::3] = shown["entry_price"].to_numpy(float), shown["exit_price"].to_numpy(float)
+        fig.add_trace(go.Scatter(x=list(xs), y=ys, mode="lines", name="entry to exit", hoverinfo="skip",
+                                 line=dict(color="#7f8c8d", width=1, dash="dot"), opacity=0.8,
+                                 connectgaps=False))
+    hover = np.array(_trade_hover(shown, numbers), dtype=object)
     for side, symbol, color in (("long", "triangle-up", "#1e8449"), ("short", "triangle-down", "#c0392b")):
-        t = shown[shown["side"] == side]
+        on = (shown["side"] == side).to_numpy()
+        t = shown[on]
         if len(t):
             fig.add_trace(go.Scatter(
                 x=t["entry_time"], y=t["entry_price"], mode="markers", name=f"{side} entry",
-                marker=dict(symbol=symbol, size=10, color=color, line=dict(width=1, color="white")),
-                customdata=np.stack([t["qty"], t["pnl"]], axis=1),
-                hovertemplate=f"{side} entry %{{y:.4f}}<br>qty %{{customdata[0]:.6f}}<br>"
-                              "trade pnl %{customdata[1]:,.2f}<extra></extra>"))
+                marker=dict(symbol=symbol, size=entry_size, color=color, opacity=opacity,
+                            line=dict(width=1, color="white")),
+                text=list(hover[on]), hovertemplate="%{text}<extra>entry</extra>"))
     if len(shown):
         fig.add_trace(go.Scatter(
             x=shown["exit_time"], y=shown["exit_price"], mode="markers", name="exit",
-            marker=dict(symbol="x", size=8, color="#f39c12"), text=shown["exit_reason"],
-            customdata=shown["pnl"],
-            hovertemplate="exit %{y:.4f} (%{text})<br>pnl %{customdata:,.2f}<extra></extra>"))
-    fig.update_layout(height=480, title=title, xaxis_rangeslider_visible=False,
-                      margin=dict(l=10, r=10, t=40, b=10), yaxis_title=price_axis_title(candles))
+            marker=dict(symbol="x", size=exit_size, color="#f39c12", opacity=opacity),
+            text=list(hover), hovertemplate="%{text}<extra>exit</extra>"))
+    fig.update_layout(height=520, title=title, margin=dict(l=10, r=10, t=40, b=10),
+                      yaxis_title=price_axis_title(candles), hoverlabel=dict(align="left"))
+    fig.update_xaxes(rangeslider=dict(visible=True, thickness=0.08))
+    if window is not None:
+        lo, hi = window
+        fig.update_xaxes(range=[lo, hi])
+        inside = candles.loc[(candles.index >= lo) & (candles.index <= hi)]
+        if len(inside):  # plotly fits the price axis to the whole span, not the zoomed part: fit it here
+            ymin, ymax = float(inside["low"].min()), float(inside["high"].max())
+            pad = (ymax - ymin) * 0.05 or abs(ymax) * 0.01 or 1.0
+            fig.update_yaxes(range=[ymin - pad, ymax + pad])
+        fig.update_layout(title=dict(text=title, subtitle=dict(
+            text=f"showing the latest {focus_trades} of {len(shown):,} trades: drag the range slider "
+                 "below or double-click the chart for the whole span")))
     return fig
 
 
