@@ -50,11 +50,11 @@ def _runs_on(ds_id: str) -> str:
             "inspected." if n else "")
 
 
-def _not_replaced(exc: store.DatasetExists) -> None:
+def _not_replaced(exc: store.DatasetExists, other: str = "choose another symbol or timeframe") -> None:
     """Storing would silently replace a held dataset (and break the runs trained on it): say so and ask."""
     st.session_state.pop("import_report", None)  # the last import's success box would contradict this
     st.warning(f"{sentence(str(exc))}.{_runs_on(exc.info.id)} Tick \"{REPLACE}\" to go on, "
-               "or choose another symbol or timeframe. Nothing was changed.")
+               f"or {other}. Nothing was changed.")
 
 
 # --- the active dataset ------------------------------------------------------------------------------
@@ -92,18 +92,22 @@ if source == "synthetic":
         start = c3.date_input("Start", dt.date(2024, 1, 1), key="synth_start")
         days = c4.number_input("Span (days)", 1, 3650, 365, key="synth_days")
         seed = c5.number_input("Seed", 0, 2**31 - 1, 42, key="synth_seed")
-        replace = st.checkbox(REPLACE, key="synth_replace")
+        c1, c2 = st.columns([1, 4], vertical_alignment="bottom")
+        suffix = c1.text_input("Name suffix (optional)", key="synth_suffix", placeholder="e.g. short",
+                               help="Keeps this market beside one of the same symbol and timeframe: 'short' "
+                                    "stores synthetic-BTCUSDT-1h-short. Letters, digits, '.', '_' or '-'.")
+        replace = c2.checkbox(REPLACE, key="synth_replace")
         go_synth = st.form_submit_button("Generate", icon=":material/auto_awesome:", key="synth_generate")
     if go_synth:
         try:
             with st.spinner("Generating..."):
                 t0 = pd.Timestamp(start, tz="UTC")
                 info = store.make_synthetic_datasets([sym], tf, start=t0, end=t0 + pd.Timedelta(days=int(days)),
-                                                     seed=int(seed), replace=replace)[0]
+                                                     seed=int(seed), replace=replace, suffix=suffix)[0]
             set_active_dataset(info.id)
             st.rerun()
         except store.DatasetExists as exc:
-            _not_replaced(exc)
+            _not_replaced(exc, "give it a name suffix to keep both (or choose another symbol or timeframe)")
         except Exception as exc:  # noqa: BLE001
             show_error(exc)
 elif source == "bybit":
@@ -232,8 +236,15 @@ else:
     try:
         book = ob.load_order_book(book_id)
         times = vz.book_timestamps(book)
-        i = st.slider("Snapshot", 0, len(times) - 1, len(times) - 1, key="ob_snapshot") if len(times) > 1 else 0
+        labels = vz.snapshot_labels(times)
+        if st.session_state.get("ob_snapshot") not in labels:  # another book: start at its latest snapshot
+            st.session_state["ob_snapshot"] = labels[-1]
+        i = labels.index(st.select_slider("Snapshot (UTC)", labels, key="ob_snapshot")) if len(times) > 1 else 0
         synth = " (synthetic)" if books[book_id].source == "synthetic" else ""
+        if synth:
+            of = books[book_id].meta.get("dataset") or "the dataset"
+            st.caption(f"A snapshot is taken at each candle's close and stamped with that close time: the last "
+                       f"one, {labels[-1]}, is the close of {of}'s last candle (which opened one bar earlier).")
         o1, o2 = st.columns(2)
         o1.plotly_chart(vz.depth_figure(book, times[min(i, len(times) - 1)], title=f"Depth{synth}"),
                         width="stretch", key="ob_depth_chart")

@@ -206,6 +206,11 @@ def test_data_cli_sentences(capsys):
     assert "the start 'notadate' is not a date" in err and "Traceback" not in err
     assert main(["data", "synth", "--periods", "1"]) == 2
     assert "a dataset needs at least 2 candles" in capsys.readouterr().err
+    assert main(["data", "synth", "--periods", "1", "--suffix", "../x"]) == 2
+    assert "is not a usable name suffix" in capsys.readouterr().err and list_datasets() == []
+    assert main(["data", "synth", "--symbols", "BTC/USDT", "--periods", "48", "--suffix", "short"]) == 0
+    assert "synthetic-BTCUSDT-1h-short: 48 candles" in capsys.readouterr().out
+    delete_dataset("synthetic-BTCUSDT-1h-short")
     assert main(["data", "delete", "no-such"]) == 2
     assert "there is no dataset or order book 'no-such'" in capsys.readouterr().err
     assert list_datasets() == []
@@ -216,3 +221,39 @@ def test_data_cli_sentences(capsys):
     book = make_synthetic_order_book(ds, levels=5, max_snapshots=10)
     assert main(["data", "delete", book.id]) == 0 and list_order_books() == []
     assert main(["data", "delete", ds]) == 0 and list_datasets() == []
+
+
+def test_a_name_suffix_keeps_a_synthetic_variant_beside_the_default(workspace):
+    """A 2-day BTC/USDT 1h market was refused because synthetic-BTCUSDT-1h is held, and Replace would orphan
+    the runs on it: a name suffix stores the variant beside it."""
+    from core.data.store import make_synthetic_datasets, name_suffix, split_dataset_id
+
+    default = ensure_default_dataset()
+    rows = dataset_info(default).rows
+    with pytest.raises(store.DatasetExists):
+        make_synthetic_datasets(["BTC/USDT"], "1h", start="2025-01-01", end="2025-01-03", replace=False)
+    info = make_synthetic_datasets(["BTC/USDT"], "1h", start="2025-01-01", end="2025-01-03", replace=False,
+                                   suffix=" short ")[0]
+    assert info.id == "synthetic-BTCUSDT-1h-short" and info.rows == 48 and info.meta["suffix"] == "short"
+    assert info.symbol == "BTC/USDT" and info.timeframe == "1h" and info.source == "synthetic"
+    assert dataset_info(default).rows == rows  # the default market is untouched
+    assert [d.id for d in list_datasets()] == ["synthetic-BTCUSDT-1h", "synthetic-BTCUSDT-1h-short",
+                                               "synthetic-ETHUSDT-1h"]
+    assert load_candles(info.id).attrs["dataset"] == info.id
+    # the variant is refused in its turn unless replaced
+    with pytest.raises(store.DatasetExists):
+        make_synthetic_datasets(["BTC/USDT"], "1h", start="2025-01-01", end="2025-01-03", replace=False,
+                                suffix="short")
+    # the ids read back: suffix and all
+    assert split_dataset_id(info.id) == ("synthetic", "BTCUSDT", "1h", "short")
+    assert split_dataset_id(default) == ("synthetic", "BTCUSDT", "1h", "")
+    assert split_dataset_id("import-MYCOIN-4h-a-b") == ("import", "MYCOIN", "4h", "a-b")
+    for bad in ("synthetic-BTCUSDT", "synthetic-BTCUSDT-1h-", "--1h"):
+        with pytest.raises(DataError):
+            split_dataset_id(bad)
+    # the workspace's safe-name rules, as a sentence, before anything is generated
+    assert name_suffix("") == "" and name_suffix(None) == "" and name_suffix("v2.try_1") == "v2.try_1"
+    for bad in ("../x", "a/b", "-x", ".hidden", "two words", "x" * 129):
+        with pytest.raises(DataError, match="not a usable name suffix"):
+            make_synthetic_datasets(["BTC/USDT"], "1h", start="2025-01-01", end="2025-01-03", suffix=bad)
+    assert len(list_datasets()) == 3

@@ -195,6 +195,37 @@ def test_an_import_or_generation_never_silently_replaces_a_held_dataset(at, work
     assert any("is already held" in w.value for w in at.warning) and store.dataset_info(default).rows == rows
 
 
+def test_a_name_suffix_keeps_a_short_market_beside_the_default(at, workspace):
+    """Generating a 2-day BTC/USDT 1h market was refused (synthetic-BTCUSDT-1h is held) with Replace the only
+    way on: a name suffix keeps both, the variant becomes active and every dataset list shows it."""
+    from core.data import store
+
+    default = store.ensure_default_dataset()
+    rows = store.dataset_info(default).rows
+    at.number_input(key="synth_days").set_value(2)
+    at.button(key="synth_generate").click().run()
+    assert any("is already held" in w.value and "name suffix" in w.value for w in at.warning)
+    at.text_input(key="synth_suffix").set_value("short")
+    at.button(key="synth_generate").click().run()
+    assert not at.exception and not at.error, errors(at)
+    assert at.session_state["active_dataset"] == "synthetic-BTCUSDT-1h-short"
+    assert store.dataset_info("synthetic-BTCUSDT-1h-short").rows == 48
+    assert store.dataset_info(default).rows == rows  # kept, with the runs on it
+    assert "synthetic-BTCUSDT-1h-short" in at.selectbox(key="ds_pick").options
+    held = next(d.value for d in at.dataframe if "dataset" in d.value.columns)
+    assert "synthetic-BTCUSDT-1h-short" in list(held["dataset"])
+    sidebar = next(s for s in at.sidebar.selectbox)
+    assert {"synthetic-BTCUSDT-1h", "synthetic-BTCUSDT-1h-short"} <= set(sidebar.options)
+    # synthetic order books work for the variant too (its id still starts "synthetic")
+    assert not at.button(key="ob_synth").disabled
+    # a suffix the workspace cannot hold as a name is a sentence, and nothing is stored
+    at.text_input(key="synth_suffix").set_value("../x")
+    at.button(key="synth_generate").click().run()
+    assert not at.exception
+    assert "Not a usable name suffix" in errors(at) or "not a usable name suffix" in errors(at)
+    assert len(store.list_datasets()) == 3
+
+
 def _fake_run_on(ds_id: str) -> None:
     """A minimal saved run whose config names `ds_id` (enough for the run list)."""
     import numpy as np
@@ -262,8 +293,16 @@ def test_synthetic_order_books_draw_depth_and_heatmap(at):
     titles = chart_titles(at)
     assert any(t.startswith("Depth") and "synthetic" in t for t in titles)
     assert any(t.startswith("Heatmap") for t in titles)
-    at.slider(key="ob_snapshot").set_value(0).run()
-    assert not at.exception
+    # the snapshot is picked by its time, not an index 0-999, and the close-time stamp is said
+    snap = at.select_slider(key="ob_snapshot")
+    assert snap.label == "Snapshot (UTC)"
+    assert len(snap.options) == 1000 and snap.value == snap.options[-1] == "2026-01-01 00:00 UTC"
+    assert snap.options[0] == "2025-11-20 09:00 UTC"  # 1,000 hourly closes back from the last
+    assert any("snapshot is taken at each candle's close" in c.value and "2026-01-01 00:00 UTC" in c.value
+               for c in at.caption)
+    snap.set_value("2025-11-20 09:00 UTC").run()
+    assert not at.exception and not at.error
+    assert any(t.startswith("Depth") and "2025-11-20 09:00" in t for t in chart_titles(at))
 
 
 def test_fetch_shows_progress_and_cancel_stops_it(at, monkeypatch):

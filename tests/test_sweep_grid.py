@@ -61,6 +61,14 @@ def test_json_file_and_dataset_axis(tmp_path):
     # symbol axis keeps the base dataset's source and timeframe
     cells = expand_grid(parse_grid({"dataset": "bybit_linear-BTCUSDT-4h", "grid": {"symbol": ["ETH/USDT"]}}))
     assert cells[0].dataset_id == "bybit_linear-ETHUSDT-4h"
+    # a dataset kept under a name suffix (the Data page's variants) sweeps too, its suffix carried along
+    cells = expand_grid(parse_grid({"dataset": "synthetic-BTCUSDT-1h-short",
+                                    "grid": {"dataset": ["synthetic-BTCUSDT-1h-short"], "seed": [0]}}))
+    assert cells[0].dataset_id == "synthetic-BTCUSDT-1h-short"
+    cells = expand_grid(parse_grid({"dataset": "synthetic-BTCUSDT-1h-short", "grid": {"symbol": ["ETH/USDT"]}}))
+    assert cells[0].dataset_id == "synthetic-ETHUSDT-1h-short"
+    with pytest.raises(UserError, match="not a dataset id"):
+        expand_grid(parse_grid({"grid": {"dataset": ["nodashes"]}}))
 
 
 @pytest.mark.parametrize("text, words", [

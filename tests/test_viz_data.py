@@ -172,3 +172,16 @@ def test_no_gaps_says_so_instead_of_an_empty_axis():
     (note,) = fig.layout.annotations
     assert note.text == "no gaps: every bar is there" and (note.x, note.y) == (0.5, 0.5)
     assert fig.layout.xaxis.visible is False and fig.layout.yaxis.visible is False
+
+
+def test_snapshot_labels_are_times_one_per_snapshot():
+    from core.viz.data import snapshot_labels
+
+    hourly = pd.date_range("2025-12-31 22:00", periods=3, freq="h", tz="UTC")
+    assert snapshot_labels(list(hourly)) == ["2025-12-31 22:00 UTC", "2025-12-31 23:00 UTC",
+                                             "2026-01-01 00:00 UTC"]
+    # a recording every 5 s: the minute alone would repeat, so the seconds are written
+    fast = pd.date_range("2025-06-01 12:00:00", periods=13, freq="5s", tz="UTC")
+    labels = snapshot_labels(list(fast))
+    assert len(set(labels)) == 13 and labels[1] == "2025-06-01 12:00:05 UTC"
+    assert snapshot_labels([pd.Timestamp("2025-06-01 12:00")]) == ["2025-06-01 12:00 UTC"]  # naive = UTC

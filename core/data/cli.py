@@ -34,7 +34,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     symbols = [s.strip() for s in args.symbols.split(",") if s.strip()]
     infos = make_synthetic_datasets(symbols, args.timeframe, start=args.start, end=args.end,
-                                    periods=args.periods, seed=args.seed)
+                                    periods=args.periods, seed=args.seed, suffix=args.suffix)
     first = infos[0]
     obj = _summary(first, seed=args.seed, datasets=[_summary(i) for i in infos])
     _out(args, obj, "\n".join(f"{i.id}: {i.rows:,} candles {i.start} .. {i.end} (synthetic)" for i in infos))
@@ -151,6 +151,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--end", default="2026-01-01", help="exclusive (default: %(default)s)")
     s.add_argument("--periods", type=int, default=None, help="number of candles (instead of --end)")
     s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--suffix", default="", help="keep this market beside the default one under a name suffix "
+                                               "(e.g. short -> synthetic-BTCUSDT-1h-short)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_synth)
 

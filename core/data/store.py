@@ -9,7 +9,8 @@ and the new json are written, so a crash leaves either the old dataset or the ne
 metadata is read from the parquet itself), never a half-written file or an index that disagrees with it.
 
 Dataset ids are file-safe: `<source>-<SYMBOL>-<timeframe>`, e.g. `synthetic-BTCUSDT-1h`,
-`bybit_linear-BTCUSDT-1h`, `import-MYCOIN-1h`.
+`bybit_linear-BTCUSDT-1h`, `import-MYCOIN-1h`, optionally with a name suffix that keeps a variant beside it:
+`synthetic-BTCUSDT-1h-short` (`split_dataset_id` reads the parts back).
 """
 from __future__ import annotations
 
@@ -84,14 +85,39 @@ def symbol_slug(symbol: str) -> str:
     return slug
 
 
-def dataset_id(source: str, symbol: str, timeframe: str) -> str:
-    """The id of the dataset holding `symbol` at `timeframe` from `source`."""
+def name_suffix(suffix: str | None) -> str:
+    """A dataset name suffix ('' for none) checked with the workspace's safe-name rules: letters, digits, '.',
+    '_' or '-', starting with a letter or digit; DataError (a sentence) otherwise."""
+    suffix = (suffix or "").strip()
+    if not suffix:
+        return ""
+    try:
+        safe_name(suffix)
+    except ValueError:
+        raise DataError(f"'{suffix}' is not a usable name suffix: use letters, digits, '.', '_' or '-', starting "
+                        "with a letter or digit (e.g. short)") from None
+    return suffix
+
+
+def dataset_id(source: str, symbol: str, timeframe: str, suffix: str | None = None) -> str:
+    """The id of the dataset holding `symbol` at `timeframe` from `source`; a `suffix` names a variant kept
+    beside it ('short' -> `synthetic-BTCUSDT-1h-short`)."""
     timeframe_seconds(timeframe)
     src = re.sub(r"[^a-z0-9_]", "_", source.lower())
+    tail = f"-{s}" if (s := name_suffix(suffix)) else ""
     try:
-        return safe_name(f"{src}-{symbol_slug(symbol)}-{timeframe}")
+        return safe_name(f"{src}-{symbol_slug(symbol)}-{timeframe}{tail}")
     except ValueError as exc:
         raise DataError(str(exc)) from None
+
+
+def split_dataset_id(ds_id: str) -> tuple[str, str, str, str]:
+    """'<source>-<SYMBOL>-<timeframe>[-<suffix>]' -> (source, SYMBOL, timeframe, suffix or ''); DataError
+    for anything else. Source, symbol slug and timeframe hold no '-', so the suffix is everything after."""
+    parts = str(ds_id).split("-", 3)
+    if len(parts) < 3 or not all(parts[:3]) or (len(parts) == 4 and not parts[3]):
+        raise DataError(f"{ds_id!r} is not a dataset id of the form <source>-<SYMBOL>-<timeframe>[-<suffix>]")
+    return parts[0], parts[1], parts[2], parts[3] if len(parts) == 4 else ""
 
 
 def _dir() -> Path:
@@ -163,8 +189,9 @@ def save_candles(
     symbol: str,
     timeframe: str,
     meta: dict[str, Any] | None = None,
+    suffix: str | None = None,
 ) -> DatasetInfo:
-    """Validate and store `df` as the dataset (source, symbol, timeframe), replacing what was there.
+    """Validate and store `df` as the dataset (source, symbol, timeframe[, suffix]), replacing what was there.
 
     `meta` may carry `ranges` (list of [start, end) pairs already covered; default: the candles' own span)
     and any other JSON-able facts (seed, exchange, import report...). Returns the stored DatasetInfo.
@@ -175,8 +202,10 @@ def save_candles(
         raise too_few_candles(len(df), f"this one has {len(df)}: choose a longer span (or a shorter timeframe)")
     if df.attrs.get("timeframe") and df.attrs["timeframe"] != timeframe:
         raise DataError(f"these are {df.attrs['timeframe']} candles, not {timeframe}")
-    ds_id = dataset_id(source, symbol, timeframe)
+    ds_id = dataset_id(source, symbol, timeframe, suffix)
     meta = dict(meta or {})
+    if suffix := name_suffix(suffix):
+        meta["suffix"] = suffix
     step = timeframe_delta(timeframe)
     ranges = meta.pop("ranges", None)
     if ranges is None:
@@ -258,7 +287,7 @@ def list_datasets() -> list[DatasetInfo]:
     """Every stored dataset, sorted by id."""
     d = _dir()
     out = []
-    for p in sorted(d.glob("*.parquet")):
+    for p in sorted(d.glob("*.parquet"), key=lambda p: p.stem):  # by id: "-1h" before its "-1h-short" variant
         if p.name.startswith("."):
             continue
         try:
@@ -317,15 +346,18 @@ def make_synthetic_datasets(
     periods: int | None = None,
     seed: int = DEFAULT_SEED,
     replace: bool = True,
+    suffix: str | None = None,
 ) -> list[DatasetInfo]:
     """Generate and store a synthetic market; one dataset per symbol. Returns their infos. With
-    `replace=False` nothing is generated when one of those datasets is already held (`DatasetExists`)."""
+    `replace=False` nothing is generated when one of those datasets is already held (`DatasetExists`). A
+    `suffix` keeps the market beside the one of the same symbol and timeframe (`synthetic-BTCUSDT-1h-short`)."""
     from core.data.synthetic import generate_market
 
     symbols = list(symbols)
+    ids = [dataset_id("synthetic", sym, timeframe, suffix) for sym in symbols]  # a bad suffix: before any work
     if not replace:
-        for sym in symbols:
-            refuse_to_replace(dataset_id("synthetic", sym, timeframe))
+        for ds_id in ids:
+            refuse_to_replace(ds_id)
 
     if periods is not None:
         end = None
@@ -335,7 +367,7 @@ def make_synthetic_datasets(
         infos.append(
             save_candles(df, "synthetic", sym, timeframe,
                          meta={"seed": int(seed), "label": "synthetic (offline market)",
-                               "symbols": list(market)})
+                               "symbols": list(market)}, suffix=suffix)
         )
     return infos
 
@@ -350,6 +382,8 @@ __all__ = [
     "delete_dataset",
     "ensure_default_dataset",
     "exists",
+    "name_suffix",
+    "split_dataset_id",
     "list_datasets",
     "load_candles",
     "make_synthetic_datasets",

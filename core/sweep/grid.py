@@ -211,12 +211,16 @@ def dump_grid(spec: GridSpec) -> str:
 
 # ------------------------------------------------------------------------------------------- expansion
 
-def split_dataset_id(ds_id: str) -> tuple[str, str, str]:
-    """'<source>-<SYMBOL>-<timeframe>' -> (source, SYMBOL, timeframe)."""
-    parts = str(ds_id).split("-")
-    if len(parts) != 3 or not all(parts):
-        raise UserError(f"{ds_id!r} is not a dataset id of the form <source>-<SYMBOL>-<timeframe>")
-    return parts[0], parts[1], parts[2]
+def split_dataset_id(ds_id: str) -> tuple[str, str, str, str]:
+    """'<source>-<SYMBOL>-<timeframe>[-<suffix>]' -> (source, SYMBOL, timeframe, suffix or ''), as the store
+    reads it; a UserError for anything else."""
+    from core.data.store import split_dataset_id as split
+    from core.errors import DataError
+
+    try:
+        return split(ds_id)
+    except DataError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _default_dataset() -> str:
@@ -256,7 +260,7 @@ def expand_grid(spec: GridSpec) -> list[SweepCell]:
     except UserError as exc:
         raise UserError(f"the grid file's data/train sections: {exc}") from None
     base_dataset = spec.dataset or _default_dataset()
-    b_source, b_symbol, b_tf = split_dataset_id(base_dataset)
+    b_source, b_symbol, b_tf, b_suffix = split_dataset_id(base_dataset)
 
     axes = list(spec.grid)
     cells = []
@@ -294,7 +298,7 @@ def expand_grid(spec: GridSpec) -> list[SweepCell]:
             ds = base_dataset
         else:
             try:
-                ds = make_dataset_id(source, symbol or b_symbol, tf)
+                ds = make_dataset_id(source, symbol or b_symbol, tf, b_suffix)
             except (DataError, ValueError) as exc:
                 raise UserError(f"grid cell {index}: {exc}") from None
         try:  # types and ranges of every setting: a bad value fails here, before anything runs

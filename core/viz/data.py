@@ -285,6 +285,19 @@ def book_timestamps(book: pd.DataFrame) -> list[pd.Timestamp]:
     return sorted(pd.unique(_check_book(book)["timestamp"]))
 
 
+def snapshot_labels(times: list[Any]) -> list[str]:
+    """Each snapshot time as 'YYYY-MM-DD HH:MM UTC' (the snapshot picker's options), with seconds
+    ('HH:MM:SS UTC') when two snapshots fall in one minute (a recording every few seconds): one label each."""
+    ts = [pd.Timestamp(t) for t in times]
+    ts = [t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC") for t in ts]
+    labels = [t.strftime("%Y-%m-%d %H:%M UTC") for t in ts]
+    if len(set(labels)) < len(labels):
+        labels = [t.strftime("%Y-%m-%d %H:%M:%S UTC") for t in ts]
+    if len(set(labels)) < len(labels):
+        labels = [t.strftime("%Y-%m-%d %H:%M:%S.%f UTC") for t in ts]
+    return labels
+
+
 def _is_bid(side: pd.Series) -> pd.Series:
     return side.astype(str).str.lower().str.startswith("b")
 
