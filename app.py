@@ -11,8 +11,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui.common import (PAGE_ICONS, job_status, load_candles, page_files, page_link, page_setup, session_id,
-                       show_error, tab_params)
+from ui.common import (PAGE_ICONS, job_status, load_candles, note_run_in_view, page_files, page_link, page_setup,
+                       session_id, show_error, tab_params)
 from ui.jobs import get_job, start_job
 
 ROOT = Path(__file__).resolve().parent
@@ -98,6 +98,7 @@ def _demo_summary() -> None:
     if res is None:
         st.caption("No demo run yet in this workspace.")
         return
+    note_run_in_view(res.run_id)  # the other pages open on the demo's run
     st.markdown(f"**Last demo**: run `{res.run_id}` · {res.model_name} on {res.dataset_id} · out-of-sample "
                 f"span {res.test_start[:16]} to {res.test_end[:16]} · {res.seconds.get('total', 0):.0f} s")
     vs = res.vs_best_baseline or {}

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ui.common import distinct_labels, keep_settings, page_setup, show_error
+from ui.common import default_to_run_in_view, distinct_labels, keep_settings, note_run_in_view, page_setup, show_error
 
 page_setup("Inspect")
 # the run, the window and the view settings survive a visit to another page (not the date box: it only
@@ -37,7 +37,9 @@ labels = {r.run_id: f"{r.name} · {r.model_name} on {r.dataset_id} · {status_wo
 labels = distinct_labels(labels)  # two alike would collapse into one option
 if st.session_state.get("insp_run") not in labels:  # e.g. a kept run that was deleted since
     st.session_state.pop("insp_run", None)
+default_to_run_in_view("insp_run", labels)
 rid = st.selectbox("Run", list(labels), format_func=labels.get, key="insp_run")
+note_run_in_view(rid)
 
 
 @st.cache_resource(show_spinner="Loading the run's model and data...", max_entries=3)

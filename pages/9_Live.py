@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 import streamlit as st
 
-from ui.common import distinct_labels, keep_settings, load_candles, page_setup, show_error, take_request
+from ui.common import (default_to_run_in_view, distinct_labels, keep_settings, load_candles, note_run_in_view,
+                       page_setup, show_error, take_request)
 
 dataset_id = page_setup("Live")
 # the run, the source and the signal settings survive a visit to another page (not the buttons, not the
@@ -56,10 +57,12 @@ ids = table["run_id"].tolist()
 take_request("live_run_request", "live_run", ids)  # e.g. the home page's "replay its signals"
 if st.session_state.get("live_run") not in ids:  # e.g. a kept run that was deleted since
     st.session_state.pop("live_run", None)
+default_to_run_in_view("live_run", ids)
 labels = dict(zip(table["run_id"], table["name"].astype(str) + " · " + table["model_name"].astype(str) + " · "
                   + table["dataset_id"].astype(str)))
 labels = distinct_labels(labels)  # two alike would collapse into one option
 run_id = st.selectbox("Run", ids, key="live_run", format_func=lambda r: labels.get(r, r))
+note_run_in_view(run_id)
 try:
     lm = _live_model(run_id, registry.weights_stamp(run_id))
 except Exception as exc:  # noqa: BLE001 - a run that cannot go live says why; the page stays usable

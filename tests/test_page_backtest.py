@@ -173,3 +173,28 @@ def test_walk_forward_predictions_backtest_across_all_folds():
     assert "Threshold sweep" in " ".join(_charts(at))
     assert pytest.approx(expected.metrics["total_return"] * 100, abs=0.01) == float(
         _metric(at, "Total return").replace(" %", "").replace(",", ""))
+
+
+def test_the_run_in_view_stays_the_default_when_newer_runs_appear(workspace):
+    """A sweep trained meanwhile made its newest cell the default of Backtest (and Inspect, Live): the numbers
+    changed under a user who never touched a setting. A run the tab has shown is the default instead."""
+    from tests.test_backtest_cli import _save_run
+    from core.data.store import ensure_default_dataset, load_candles
+
+    ds = ensure_default_dataset()
+    candles = load_candles(ds).iloc[-1200:]
+    viewed = _save_run(ds, candles, "oracle")
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    assert at.selectbox(key="bt_source").value == f"run:{viewed}"
+    newer = _save_run(ds, candles, "noise", created_at="2026-01-02T00:00:00+00:00")  # newer: first in the list
+    import streamlit as st
+
+    st.cache_data.clear()  # the page lists runs through a 10-second cache
+    fresh = AppTest.from_file(PAGE, default_timeout=120)
+    fresh.run()
+    assert fresh.selectbox(key="bt_source").value == f"run:{newer}"  # a new tab: the newest run
+    seen = AppTest.from_file(PAGE, default_timeout=120)
+    seen.session_state["_run_in_view"] = viewed  # what this tab showed on another page (Inspect, Train, Home)
+    seen.run()
+    assert not seen.exception and seen.selectbox(key="bt_source").value == f"run:{viewed}"

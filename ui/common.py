@@ -321,6 +321,24 @@ def take_request(request_key: str, pick_key: str, options) -> None:
         st.session_state[pick_key] = want
 
 
+RUN_IN_VIEW = "_run_in_view"  # the run this tab last showed (any page): the default of the other run pickers
+
+
+def note_run_in_view(run_id: Optional[str]) -> None:
+    """Remember the run the user is looking at, so that the next page opens on it, not on whatever run is
+    newest (a sweep's cells, trained meanwhile, would otherwise take over every picker)."""
+    if run_id:
+        st.session_state[RUN_IN_VIEW] = run_id
+
+
+def default_to_run_in_view(pick_key: str, options, as_option: Callable[[str], str] = lambda r: r) -> None:
+    """Before drawing a run picker keyed `pick_key` that has no value yet: start it on the run in view when
+    `options` hold it (`as_option` maps a run id to the picker's option, e.g. "run:<id>")."""
+    run_id = st.session_state.get(RUN_IN_VIEW)
+    if pick_key not in st.session_state and run_id and as_option(run_id) in options:
+        st.session_state[pick_key] = as_option(run_id)
+
+
 def pick_saved(label: str, labels: dict[str, str], pick_key: str, request_key: Optional[str] = None) -> str:
     """A selectbox over saved items (runs, evaluations: id -> label, newest first) whose labels are made
     distinct; an item another page or a finished job asked for (`request_key`) is selected once."""
