@@ -4,6 +4,8 @@ drawn under the candles, the predicted probabilities and the effective receptive
 core calls, core.viz figures out."""
 from __future__ import annotations
 
+import datetime as dt
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -11,8 +13,8 @@ import streamlit as st
 from ui.common import default_to_run_in_view, distinct_labels, keep_settings, note_run_in_view, page_setup, show_error
 
 page_setup("Inspect")
-# the run, the window and the view settings survive a visit to another page (not the date box: it only
-# jumps, the window number it set is kept)
+# the run, the window and the view settings survive a visit to another page (not the date box: it follows the
+# window, whose number is kept)
 _keep = keep_settings("insp_kept_settings", ("insp_run", "insp_pos", "insp_layer", "insp_topk", "insp_methods",
                                              "insp_methods_causal", "insp_target", "insp_ig_steps", "insp_erf_n"))
 st.title("Inspect a trained model")
@@ -77,9 +79,21 @@ st.caption(f"{cfg.get('model_name')} · input **{kind}** · {len(ends):,} test w
 
 # ------------------------------------------------------------------------------------------ choose a window
 ss = st.session_state
+first_day, last_day = stamps[0].date(), stamps[-1].date()
+
+
+def _follow(p: int) -> None:
+    """The date box shows the day of the chosen window (set before the box is drawn: from a callback, or at
+    the top of a run)."""
+    ss["insp_date"] = stamps[int(p)].date()
+
+
 if ss.get("_insp_pos_for") != rid or not 0 <= int(ss.get("insp_pos", -1)) < len(ends):
     ss["insp_pos"] = len(ends) - 1
     ss["_insp_pos_for"] = rid
+    _follow(ss["insp_pos"])
+if ss.get("insp_date") is None:  # first visit, back from another page (its widget state was dropped)
+    _follow(ss["insp_pos"])
 
 
 def _pos_of(when) -> int:
@@ -90,17 +104,38 @@ def _on_click() -> None:
     pts = ((ss.get("insp_price") or {}).get("selection") or {}).get("points") or []
     if pts and pts[0].get("x") is not None:
         ss["insp_pos"] = _pos_of(pts[0]["x"])
+        _follow(ss["insp_pos"])
+
+
+def _on_number() -> None:
+    _follow(ss["insp_pos"])
 
 
 def _on_date() -> None:
-    if ss.get("insp_date") is not None:
-        ss["insp_pos"] = _pos_of(pd.Timestamp(ss["insp_date"]) + pd.Timedelta(hours=12))
+    """A typed date is applied once (the box keeps what was typed); a day outside the test windows snaps to the
+    nearest one, and the box and a sentence say so."""
+    day = ss.get("insp_date")
+    if day is None:
+        _follow(ss["insp_pos"])
+        return
+    ss["insp_pos"] = _pos_of(pd.Timestamp(day) + pd.Timedelta(hours=12))
+    if not first_day <= day <= last_day:
+        side = "before the first" if day < first_day else "after the last"
+        ss["_insp_date_note"] = (f"{day:%Y-%m-%d} is {side} test window: pick a date between {first_day:%Y-%m-%d} "
+                                 f"and {last_day:%Y-%m-%d} UTC. Showing the nearest window, "
+                                 f"{stamps[ss['insp_pos']]:%Y-%m-%d %H:%M} UTC.")
+        _follow(ss["insp_pos"])
 
 
 c1, c2 = st.columns([1, 1])
-c1.date_input("Jump to date (UTC)", value=None, min_value=stamps[0].date(), max_value=stamps[-1].date(),
-              key="insp_date", on_change=_on_date)
-c2.number_input(f"Test window # (0 .. {len(ends) - 1})", 0, len(ends) - 1, key="insp_pos")
+# (bounds wide on purpose: a browser refuses a date outside min/max without telling the page, so the page
+# takes any date and says when it is outside the test windows)
+c1.date_input("Jump to date (UTC)", value=None, min_value=min(first_day, dt.date(1970, 1, 1)),
+              max_value=max(last_day, dt.date(2100, 12, 31)), key="insp_date", on_change=_on_date,
+              help=f"Test windows run from {first_day:%Y-%m-%d} to {last_day:%Y-%m-%d} UTC.")
+c2.number_input(f"Test window # (0 .. {len(ends) - 1})", 0, len(ends) - 1, key="insp_pos", on_change=_on_number)
+if ss.get("_insp_date_note"):
+    st.info(ss.pop("_insp_date_note"))
 pos = int(ss["insp_pos"])
 _keep()  # again at the end: the layer list is only known further down
 end = int(ends[pos])
@@ -209,9 +244,10 @@ with tabs[2]:
     profiles, notes, ig_gap = _attributions(f"{rid}@{data_v}", end, tuple(methods), tgt, steps, kind, sample.n_bars, model, sample.x)
     if profiles:
         st.plotly_chart(vi.attribution_figure(sample.candles, profiles,
-                                              title=f"what pushed the model towards "
-                                                    f"{class_names[tgt if tgt is not None else pred]}"),
+                                              title=vi.attribution_title(
+                                                  class_names[tgt if tgt is not None else pred])),
                         width="stretch", key="insp_attr")
+        st.caption(vi.ATTRIBUTION_METHODS_NOTE)
     for n in notes:
         st.warning(n)
     if ig_gap is not None:

@@ -152,3 +152,16 @@ def test_a_pooled_model_says_the_whole_window_reaches_the_output():
     assert "analytic RF 36 per feature" in texts and "all 64 bars reach the output" in texts
     plain = receptive_field_figure(np.full(64, 1 / 64), 20, analytic_rf=36)
     assert "reach the output" not in " ".join(a.text for a in plain.layout.annotations)
+
+
+def test_the_attribution_title_says_what_is_drawn_and_the_note_how_methods_differ():
+    """The bars are unsigned magnitudes, scaled per row: the title says so, not "what pushed the model"."""
+    from core.viz.inspect import ATTRIBUTION_METHODS_NOTE, attribution_title
+
+    title = attribution_title("up")
+    assert "up" in title and "|attribution|" in title and "scaled to the largest" in title
+    assert "pushed" not in title and "towards" not in title
+    note = ATTRIBUTION_METHODS_NOTE.lower()
+    assert "saliency" in note and "gradient" in note and "at the input" in note
+    assert "integrated gradients" in note and "baseline" in note and "sum to the change" in note
+    assert "grad-cam" in note and "last convolution layer" in note and "coarse in time" in note

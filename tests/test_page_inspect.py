@@ -105,9 +105,13 @@ def test_inspect_a_1d_run(shared_data):
     assert len(top["data"]) == at.slider(key="insp_topk").value
 
     # attributions: candles on top and one row per method, bar for bar
-    attr = _spec_with(at, "what pushed the model")
+    attr = _spec_with(at, "how strongly each bar moves")
     kinds = [t["type"] for t in attr["data"]]
     assert kinds[0] == "candlestick" and kinds.count("bar") == 3
+    # the title says what is drawn (unsigned, scaled magnitudes), a caption how the methods differ
+    title = json.dumps(attr["layout"]["title"])
+    assert "|attribution|, scaled to the largest" in title and "pushed" not in title
+    assert any("Saliency" in c.value and "baseline" in c.value and "coarse in time" in c.value for c in at.caption)
     assert all(_len(t["x"]) == 24 for t in attr["data"][1:])
     assert any("the attributions add up to" in c.value for c in list(at.caption) + list(at.warning))
     assert not any("grad cam is zero" in w.value for w in at.warning)
@@ -128,6 +132,64 @@ def test_inspect_a_1d_run(shared_data):
     _spec_with(at, "predicted probabilities")
 
 
+def _click_price_chart(at: AppTest, when: pd.Timestamp) -> None:
+    """A click on a point of the test-period chart, as the browser sends it (AppTest cannot click a chart:
+    the selection goes in as that chart's widget state, with the other widgets' states)."""
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+    chart = next(c for c in at.get("plotly_chart") if "test period" in json.dumps(json.loads(c.proto.spec)["layout"]))
+    states = at._tree.get_widget_states()
+    states.widgets.append(WidgetState(id=chart.proto.id, string_value=json.dumps(
+        {"selection": {"points": [{"x": f"{when:%Y-%m-%d %H:%M:%S}", "point_index": 0, "curve_number": 0}],
+                       "point_indices": [0], "box": [], "lasso": []}})))
+    at._run(widget_state=states)
+
+
+def test_the_date_box_follows_the_window_and_says_when_a_date_is_outside(shared_data):
+    """The date box shows the chosen window's day after a chart click or a new window number (a typed date
+    is applied once and kept); a day outside the test windows is said in a sentence and snaps to the
+    nearest window, instead of being silently ignored."""
+    from core.train.runs import load_run
+
+    ds = _dataset(shared_data)
+    run = load_run(_train(ds, "cnn1d"))
+    ts = run.predictions["timestamp"]
+    n = len(ts)
+    at = _page(ds)
+    assert at.date_input(key="insp_date").value == ts.iloc[-1].date()  # the default (last) window's day
+    # a typed date is applied, and the box keeps it
+    day = ts.iloc[n // 3].date()
+    at.date_input(key="insp_date").set_value(day).run()
+    assert not at.exception, at.exception
+    pos = at.number_input(key="insp_pos").value
+    assert at.date_input(key="insp_date").value == day and ts.iloc[pos].date() == day
+    # a chart click moves the window: the box follows it
+    clicked = ts.iloc[n - 10]
+    _click_price_chart(at, clicked)
+    assert not at.exception, at.exception
+    assert at.number_input(key="insp_pos").value == n - 10
+    assert at.date_input(key="insp_date").value == clicked.date()
+    assert f"{clicked:%Y-%m-%d %H:%M}" in " ".join(m.value for m in at.markdown)
+    # so does a new window number
+    at.number_input(key="insp_pos").set_value(2).run()
+    assert at.date_input(key="insp_date").value == ts.iloc[2].date()
+    at.run()  # and it stays put on a plain rerun
+    assert at.number_input(key="insp_pos").value == 2 and at.date_input(key="insp_date").value == ts.iloc[2].date()
+    # a day before the test windows: said, and the first window is shown
+    first, last = ts.iloc[0], ts.iloc[-1]
+    at.date_input(key="insp_date").set_value((first - pd.Timedelta(days=40)).date()).run()
+    assert not at.exception, at.exception
+    said = " ".join(i.value for i in at.info)
+    assert f"pick a date between {first:%Y-%m-%d} and {last:%Y-%m-%d} UTC" in said and "before the first" in said
+    assert at.number_input(key="insp_pos").value == 0 and at.date_input(key="insp_date").value == first.date()
+    at.run()
+    assert not at.info  # said once
+    # and one after the data
+    at.date_input(key="insp_date").set_value((last + pd.Timedelta(days=400)).date()).run()
+    assert any("after the last" in i.value and f"and {last:%Y-%m-%d} UTC" in i.value for i in at.info)
+    assert at.number_input(key="insp_pos").value == n - 1 and at.date_input(key="insp_date").value == last.date()
+
+
 def test_inspect_a_2d_indicator_image_run_shows_grids(shared_data):
     ds = _dataset(shared_data)
     _train(ds, "cnn_ta")
@@ -138,7 +200,7 @@ def test_inspect_a_2d_indicator_image_run_shows_grids(shared_data):
     spec = _spec_with(at, "features.2 (64, 24, 6)")
     # (C, H, W) maps come as a facet grid of images, one per channel
     assert all(t["type"] == "image" for t in spec["data"]) and len(spec["data"]) == 64
-    attr = _spec_with(at, "what pushed the model")
+    attr = _spec_with(at, "how strongly each bar moves")
     assert all(_len(t["x"]) == 24 for t in attr["data"][1:])
 
 
@@ -147,7 +209,7 @@ def test_a_model_without_convolutions_gets_a_sentence_for_grad_cam(shared_data):
     _train(ds, "logistic")
     at = _page(ds)
     assert any("grad cam" in w.value and "convolution" in w.value for w in at.warning)
-    attr = _spec_with(at, "what pushed the model")
+    attr = _spec_with(at, "how strongly each bar moves")
     assert [t["type"] for t in attr["data"]].count("bar") == 2  # saliency and integrated gradients still shown
     # a causal model reads the last step only: no Grad-CAM offered (nor a warning); a pooled one has it back
     tcn = _train(ds, "tcn", channels=8, levels=2)
@@ -174,7 +236,7 @@ def test_inspect_a_chart_run_maps_pixels_to_candles(shared_data):
     inp = next(s for s in _specs(at).values() if "what the model sees" in json.dumps(s["layout"]))
     assert [t["type"] for t in inp["data"]] == ["candlestick", "image"]
     assert _len(inp["data"][0]["x"]) == 16  # the charted bars, not the 24-bar data window
-    attr = _spec_with(at, "what pushed the model")
+    attr = _spec_with(at, "how strongly each bar moves")
     assert all(_len(t["x"]) == 16 for t in attr["data"][1:])
     at.selectbox(key="insp_layer").select("layer1.0.conv1").run()
     assert not at.exception, at.exception
@@ -234,6 +296,6 @@ def test_settings_survive_a_visit_to_another_page(shared_data):
     assert at.selectbox(key="insp_layer").value == "features.4"
     assert at.multiselect(key="insp_methods").value == ["saliency"]
     assert at.select_slider(key="insp_erf_n").value == 16
-    attr = _spec_with(at, "what pushed the model")
+    attr = _spec_with(at, "how strongly each bar moves")
     assert [t["type"] for t in attr["data"]].count("bar") == 1  # the figures follow the kept settings
     _spec_with(at, "features.4 (64, 12)")

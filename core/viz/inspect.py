@@ -100,6 +100,19 @@ def most_active_channels_figure(name: str, fmap: np.ndarray, top: Sequence[tuple
     return _layout(fig, f"{name}: most active channels", 260)
 
 
+def attribution_title(class_name: str) -> str:
+    """What the attribution rows draw: unsigned magnitudes per bar, each row scaled to its largest bar (so
+    not which way a bar pushed, only how strongly). The methods differentiate the class logit."""
+    return f"how strongly each bar moves the {class_name} score (logit): |attribution|, scaled to the largest"
+
+
+ATTRIBUTION_METHODS_NOTE = (
+    "Saliency: the gradient of the class score at the input. Integrated gradients: that gradient integrated "
+    "along a path from a baseline (all zeros) to the input, so the attributions sum to the change in the score. "
+    "Grad-CAM: the class activation of the last convolution layer, coarse in time (one value per position of "
+    "that layer).")
+
+
 def attribution_figure(window: pd.DataFrame, profiles: Mapping[str, np.ndarray],
                        title: str | None = "what the model looked at") -> go.Figure:
     """Candles of the window on top, one row per attribution method below, aligned bar by bar."""
