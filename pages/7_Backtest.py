@@ -25,6 +25,8 @@ st.caption("A signal formed at the close of a bar trades at the next bar's open;
            "at the open). Buy and hold pays the same fees and slippage over the same span.")
 
 D = BacktestConfig()
+FRACTION_HELP = ("fixed: every position takes this fraction of equity; confidence: this base × (confidence − 0.5) "
+                 "× 2; kelly and half_kelly: not used (the Kelly formula and its cap set the size). ")
 MODEL_SOURCES = ("run:", "wf:")
 
 
@@ -141,14 +143,17 @@ with st.expander("Signals and sizing", expanded=True):
     sizing = b.selectbox("Sizing", SIZINGS if is_run else ("fixed",), key=f"bt_sizing_{is_run}",
                          help="fixed: a fraction of equity; confidence: base × (confidence − 0.5) × 2; kelly: "
                               "p − (1 − p)/b capped at the cap; half_kelly: half of that.")
+    is_kelly = sizing.endswith("kelly")
     fixed_fraction = b.number_input("Fraction of equity (base)", 0.01, 10.0, D.fixed_fraction, 0.05,
-                                    key="bt_fraction", help=LEVERAGE_HELP)
-    if fixed_fraction > 1:
+                                    key="bt_fraction", disabled=is_kelly, help=FRACTION_HELP + LEVERAGE_HELP)
+    if is_kelly:
+        b.caption(f"{sizing} sizes from the confidence, the win/loss ratio and the Kelly cap: the base fraction "
+                  "is not used.")
+    elif fixed_fraction > 1:
         b.caption(f":orange[{fixed_fraction:g}x leverage]: positions up to {fixed_fraction:g} times equity; a "
                   "position is liquidated where equity would reach zero.")
-    not_kelly = not sizing.endswith("kelly")
-    kelly_cap = c.number_input("Kelly cap", 0.01, 1.0, D.kelly_cap, 0.01, key="bt_kelly_cap", disabled=not_kelly)
-    win_loss = c.number_input("Win/loss ratio b", 0.1, 20.0, D.win_loss_ratio, 0.1, key="bt_wl", disabled=not_kelly)
+    kelly_cap = c.number_input("Kelly cap", 0.01, 1.0, D.kelly_cap, 0.01, key="bt_kelly_cap", disabled=not is_kelly)
+    win_loss = c.number_input("Win/loss ratio b", 0.1, 20.0, D.win_loss_ratio, 0.1, key="bt_wl", disabled=not is_kelly)
 
 with st.expander("Costs", expanded=False):
     a, b, c, d = st.columns(4)
@@ -199,6 +204,7 @@ except Exception as exc:
     show_error(exc)
     st.stop()
 
+from core.backtest.api import risk_rule_note  # noqa: E402
 from core.backtest.metrics import format_metric, metrics_table  # noqa: E402
 from core.viz import backtest as vb  # noqa: E402
 
@@ -214,8 +220,12 @@ k3.metric("Max drawdown", format_metric("max_drawdown", m["max_drawdown"]),
           f"buy & hold {format_metric('max_drawdown', bh['max_drawdown'])}", delta_color="off", delta_arrow="off")
 k4.metric("Trades", format_metric("n_trades", m["n_trades"]), f"win rate {format_metric('win_rate', m['win_rate'])}",
           delta_color="off", delta_arrow="off")
-k5.metric("Fees paid", format_metric("fees_paid", m["fees_paid"]),
+k5.metric("Fees paid (USDT)", format_metric("fees_paid", m["fees_paid"]),
           f"{format_metric('fees_paid_pct', m['fees_paid_pct'])} of capital", delta_color="off", delta_arrow="off")
+st.caption(f"Money is in USDT (the quote currency): the account starts with {result.config.initial_capital:,.0f} "
+           f"USDT and ends with {format_metric('final_equity', m['final_equity'])} USDT.")
+if rules_note := risk_rule_note(result):
+    st.caption(rules_note)
 if m["n_trades"] == 0:
     if is_run:
         from core.backtest.api import no_trades_note

@@ -87,7 +87,9 @@ if mode == "replay":
     replay_ds = b.selectbox("Dataset to replay", ds_ids, index=ds_ids.index(default_ds) if default_ds in ds_ids else 0,
                             key="live_replay_ds")
     step = int(c.number_input("Bars per tick", 1, 1000, 1, key="live_replay_step",
-                              help="how far the replayed clock moves each tick"))
+                              help="How far the replayed clock moves each tick. With a step of N only every "
+                                   "N-th bar is decided: signals on the bars in between are not seen (1 = every "
+                                   "bar)."))
     source_key = ("replay", run_id, replay_ds)
 else:
     run_symbol, tf_default, run_market = lm.market()
@@ -264,6 +266,8 @@ def _log_table(log) -> None:
         for c, label in (("timestamp", "bar (UTC)"), ("logged_at", "logged at (UTC)")):
             columns[c] = st.column_config.DatetimeColumn(label, format="YYYY-MM-DD HH:mm", timezone="UTC",
                                                          help=vl.SIGNAL_TABLE_HELP.get(c))
+        if flat_note := vl.all_flat_note(log, threshold):
+            st.caption(flat_note)
         st.dataframe(vl.signal_table(log), hide_index=True, key="live_log_table", column_config=columns,
                      placeholder="")  # "empty for flat", as the caption says (not "None")
         if len(log):

@@ -193,6 +193,33 @@ def test_daily_drawdown_halves_the_next_position_and_weekly_drawdown_halts_the_w
     assert second.entry_time == pd.Timestamp("2024-01-08 00:00", tz="UTC")  # next Monday 00:00 UTC
 
 
+def test_the_engine_counts_entries_the_weekly_rule_blocked_and_the_daily_rule_halved():
+    from core.backtest.api import risk_rule_note
+
+    o = [100, 100, 95, 95, 95, 95]
+    c = candles(o, closes=[100, 95, 95, 95, 95, 95])
+    res = run_backtest(c, [1, 0, 1, 0, 0, 0], {**FREE, "daily_dd_halve": 0.03})
+    assert res.rule_counts == {"weekly_blocked": 0, "daily_halved": 1}
+    note = risk_rule_note(res)
+    assert "the daily rule" in note.lower() and "halved 1 entry" in note and "weekly" not in note
+    assert risk_rule_note(run_backtest(c, [1, 0, 1, 0, 0, 0], FREE)) is None
+
+    # the halt closes the long at bar 3's open; every later bar of the week (4 .. Sunday 23:00 = bar 167) had
+    # a long signal that a flat book would have taken: 164 blocked entries, then Monday enters again
+    n = 24 * 9
+    o = np.full(n, 100.0)
+    o[3:] = 88.0
+    c = candles(o, closes=np.r_[100, 100, 88, np.full(n - 3, 88.0)])
+    res = run_backtest(c, np.ones(n), {**FREE, "weekly_dd_halt": 0.10, "signal_exit": "none"})
+    assert res.rule_counts == {"weekly_blocked": 164, "daily_halved": 0}
+    assert res.summary()["risk_rules"] == res.rule_counts
+    note = risk_rule_note(res)
+    assert "closed 1 position" in note and "blocked the entry signal of 164 bars" in note and "fewer trades" in note
+    # long only: short signals are no entries, so the halt blocks none of them
+    res = run_backtest(c, -np.ones(n), {**FREE, "weekly_dd_halt": 0.10, "long_only": True})
+    assert res.rule_counts["weekly_blocked"] == 0
+
+
 def test_changing_prices_after_t_changes_no_decision_at_or_before_t():
     from core.data.synthetic import generate_market
 
@@ -249,6 +276,8 @@ def test_compiled_engine_equals_the_plain_python_state_machine():
         finally:
             engine._simulate = saved
         assert len(fast[5]) > 20 and (engine.LIQUIDATION in fast[14]) == has_liquidation
+        if cfg is half_kelly:  # both drawdown rules acted, and both engines counted the same
+            assert fast[16].min() > 0
         for a, b in zip(fast, slow):
             np.testing.assert_allclose(a, b, rtol=1e-12)
 

@@ -40,6 +40,11 @@ def test_baseline_backtest_without_any_run():
     assert len(at.dataframe) == 2 and at.get("download_button")
     # the buy-and-hold baseline is held through (no stops or time exits): it is the benchmark itself
     assert _metric(at, "Trades") == "1"
+    # money is in USDT and the starting capital is said
+    fees = next(m for m in at.metric if m.label.startswith("Fees paid"))
+    assert fees.label == "Fees paid (USDT)"
+    assert any("the account starts with 10,000 USDT and ends with" in c.value and "quote currency" in c.value
+               for c in at.caption)
     ret = next(m for m in at.metric if m.label == "Total return")
     assert ret.value in ret.delta, (ret.value, ret.delta)  # "buy & hold <same figure>"
 
@@ -77,6 +82,16 @@ def test_baseline_backtest_without_any_run():
     at.number_input(key="bt_fraction").set_value(1.0).run()
     assert not any("leverage]" in c.value for c in at.caption)
 
+    # what the drawdown rules did is said beside the metrics, from the engine's own counts
+    at.number_input(key="bt_daily").set_value(0.5).run()
+    at.number_input(key="bt_weekly").set_value(1.0).run()
+    assert not at.exception and not at.error
+    note = next(c.value for c in at.caption if c.value.startswith("The weekly drawdown rule"))
+    assert "blocked the entry signal of" in note and "the daily rule" in note and "halved" in note
+    at.number_input(key="bt_daily").set_value(0.0).run()
+    at.number_input(key="bt_weekly").set_value(0.0).run()
+    assert not any("drawdown rule" in c.value for c in at.caption)
+
     # a span of a single bar is a sentence, and the page keeps its widgets
     span = next(s for s in at.slider if (s.key or "").startswith("bt_span_"))
     lo, _ = span.value
@@ -111,8 +126,13 @@ def test_trained_run_backtests_on_its_test_span_with_a_threshold_sweep():
     at.slider(key="bt_threshold").set_value(round(top - 0.02, 2)).run()
     assert not at.exception
     assert int(_metric(at, "Trades").replace(",", "")) > 0
+    assert not at.number_input(key="bt_fraction").disabled
     at.selectbox(key="bt_sizing_True").select("half_kelly").run()
     assert not at.exception and not at.error
+    # Kelly sizing does not read the base fraction: the input is off and says so
+    assert at.number_input(key="bt_fraction").disabled
+    assert any("the base fraction is not used" in c.value for c in at.caption)
+    assert "kelly and half_kelly: not used" in at.number_input(key="bt_fraction").help
     assert [r.value for r in at.radio] == ["the reported span"] and at.radio[0].options == ["the reported span"]
 
     # leave the first half of the test span for choosing the threshold: the sweep there is out-of-sample

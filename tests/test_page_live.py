@@ -198,3 +198,27 @@ def test_replay_on_another_timeframe_warns_and_bars_per_tick_start_at_the_start(
     assert not at.exception, at.exception
     assert any("The run was trained on 1h candles; its signals on 4h bars are out of its training distribution"
                in w.value for w in at.warning)
+
+
+def test_bars_per_tick_says_bars_between_are_not_decided_and_an_all_flat_log_says_why(trained,  # noqa: F811
+                                                                                      workspace):
+    run_id = install_run(trained, workspace)
+    at = _page(live_run_request=run_id)
+    assert "only every N-th bar is decided" in at.number_input(key="live_replay_step").help
+    at.slider(key="live_threshold").set_value(0.95)
+    at.button(key="live_step_btn").click().run()
+    assert not at.exception, at.exception
+    assert (at.dataframe[0].value["action"] == "flat").all()
+    assert any(c.value.startswith("Every tick so far was flat") and "0.95 threshold" in c.value
+               and "Lower the threshold" in c.value for c in at.caption)
+
+
+def test_the_all_flat_note_names_the_highest_side_and_is_silent_once_a_tick_traded():
+    from core.viz.live import all_flat_note
+
+    log = pd.DataFrame({"action": ["flat", "flat"], "prob_up": [0.41, 0.52], "prob_down": [0.3, 0.2]})
+    note = all_flat_note(log, 0.6)
+    assert note == ("Every tick so far was flat: the strongest side, up or down, stayed below the 0.60 threshold "
+                    "(the highest was 0.52). Lower the threshold to see trades.")
+    assert all_flat_note(log.assign(action=["flat", "long"]), 0.6) is None
+    assert all_flat_note(log.iloc[:0], 0.6) is None

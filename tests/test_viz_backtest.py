@@ -188,3 +188,19 @@ def test_the_zoomed_trades_sit_on_full_detail_candles_in_a_long_span():
     before = pd.DatetimeIndex(candles[0].x)
     assert before[-1] < lo and pd.Timedelta(before[1] - before[0]) > pd.Timedelta(hours=1)  # thinned
     assert sum(len(t.x) for t in candles) <= 2 * 5000
+
+
+def test_equity_chart_says_the_currency_and_the_starting_capital():
+    from core.backtest.engine import run_backtest
+    from core.backtest.metrics import METRIC_LABELS
+    from core.viz.backtest import equity_figure
+
+    idx = pd.date_range("2024-01-01", periods=50, freq="h", tz="UTC", name="timestamp")
+    px = np.linspace(100, 110, 50)
+    c = pd.DataFrame({"open": px, "high": px + 1, "low": px - 1, "close": px, "volume": 1.0}, index=idx)
+    c.attrs["timeframe"] = "1h"
+    fig = equity_figure(run_backtest(c, np.ones(50), {"initial_capital": 25_000.0}))
+    assert fig.layout.yaxis.title.text == "equity (USDT)"
+    assert "start with 25,000 USDT, the quote currency" in fig.layout.title.text
+    assert fig.layout.title.text.startswith("Equity vs buy and hold")
+    assert METRIC_LABELS["fees_paid"] == "Fees paid (USDT)" and METRIC_LABELS["final_equity"] == "Final equity (USDT)"

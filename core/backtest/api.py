@@ -195,6 +195,32 @@ def no_trades_note(predictions: pd.DataFrame, class_names: Sequence[str], thresh
             "shows what each one gives.")
 
 
+def risk_rule_note(result: BacktestResult) -> Optional[str]:
+    """What the drawdown rules did in a backtest, in a sentence for the page (None when neither acted).
+
+    The rules act on the equity, so a sizing that puts more of it at risk trips them more often: that is why
+    the same signals can give a different number of trades under another sizing."""
+    cfg, counts = result.config, result.rule_counts
+    blocked, halved = int(counts.get("weekly_blocked", 0)), int(counts.get("daily_halved", 0))
+    halts = int((result.trades["exit_reason"] == "halt").sum()) if len(result.trades) else 0
+    if not blocked and not halved and not halts:
+        return None
+    parts = []
+    if blocked or halts:
+        parts.append(f"the weekly drawdown rule (no trading for the rest of the ISO week after a "
+                     f"{cfg.weekly_dd_halt * 100:g} % fall from the week's peak) closed {halts:,} position"
+                     f"{'' if halts == 1 else 's'} and blocked the entry signal of {blocked:,} bar{'' if blocked == 1 else 's'} "
+                     "(each would have opened a position)")
+    if halved:
+        parts.append(f"the daily rule (half size for the rest of the UTC day after a "
+                     f"{cfg.daily_dd_halve * 100:g} % fall) halved {halved:,} entr{'y' if halved == 1 else 'ies'}")
+    text = "; ".join(parts)
+    why = ("The rules act on equity, so a sizing that risks more of it trips them more often: the same signals "
+           "can give fewer trades under another sizing" if blocked or halts else
+           "The rules act on equity, so another sizing trips them on other days")
+    return f"{text[0].upper()}{text[1:]}. {why} (Risk rules, above, sets or turns them off)."
+
+
 def threshold_sweep(candles: pd.DataFrame, predictions: pd.DataFrame, class_names: Sequence[str], config: Any = None,
                     thresholds: Optional[Sequence[float]] = None, start: Any = None,
                     end: Any = None) -> pd.DataFrame:
@@ -233,6 +259,6 @@ def run_threshold_sweep(run_id: str, config: Any = None, thresholds: Optional[Se
     return threshold_sweep(inp.candles, inp.predictions, inp.class_names, config, thresholds, start, end)
 
 
-__all__ = ["BacktestConfig", "strongest_probability", "no_trades_note", "backtest_inputs", "backtest_run",
+__all__ = ["BacktestConfig", "strongest_probability", "no_trades_note", "risk_rule_note", "backtest_inputs", "backtest_run",
            "backtest_baseline", "backtest_predictions", "threshold_sweep", "run_threshold_sweep", "run_predictions",
            "load_run_candles", "run_inputs", "RunInputs"]

@@ -68,8 +68,9 @@ def _simulate_py(open_, high, low, close, atr, sig, frac, day, week, long_only,
                  daily_dd, weekly_dd, fee_taker, fee_maker, slip_bps, slip_vol_k, capital):
     """The state machine (plain Python so numba can compile it; also runs uncompiled).
 
-    Returns per-bar arrays (equity at close, direction at close, in-market flag, traded notional, fees) and
-    the trades as parallel arrays plus their count.
+    Returns per-bar arrays (equity at close, direction at close, in-market flag, traded notional, fees), the
+    trades as parallel arrays, and the drawdown rules' counts: [entries the weekly halt held back (bars where
+    a flat book would have entered on the signal), entries opened at half size by the daily rule].
     """
     n = open_.shape[0]
     equity = np.empty(n)
@@ -90,6 +91,9 @@ def _simulate_py(open_, high, low, close, atr, sig, frac, day, week, long_only,
     t_reason = np.zeros(m, dtype=np.int8)
     t_open = np.zeros(m, dtype=np.bool_)   # exited at a bar's open (else intrabar or at the close)
     nt = 0
+    # counts[0]: entries the weekly halt held back (a flat bar whose signal would have opened a position);
+    # counts[1]: entries opened at half size by the daily rule
+    counts = np.zeros(2, dtype=np.int64)
 
     cash = capital
     qty = 0.0
@@ -171,6 +175,10 @@ def _simulate_py(open_, high, low, close, atr, sig, frac, day, week, long_only,
                     direction = 0
                     exited = True
             # ---- entry at the open
+            if (halted and direction == 0 and s != 0 and (not exited or signal_reversal)
+                    and not (long_only and s < 0) and frac[i - 1] > 0.0 and (a_prev == a_prev or not need_atr)
+                    and o > 0.0 and cash > 0.0):
+                counts[0] += 1
             if (direction == 0 and s != 0 and not halted and (not exited or signal_reversal)
                     and not (long_only and s < 0)):
                 f_size = frac[i - 1]
@@ -178,6 +186,8 @@ def _simulate_py(open_, high, low, close, atr, sig, frac, day, week, long_only,
                     f_size *= 0.5
                 atr_ok = a_prev == a_prev or not need_atr
                 if f_size > 0.0 and atr_ok and o > 0.0 and cash > 0.0:  # a wiped-out account stops
+                    if halved:
+                        counts[1] += 1
                     direction = 1 if s > 0 else -1
                     px = o * (1.0 + slip) if direction > 0 else o * (1.0 - slip)
                     eq_now = cash
@@ -310,7 +320,7 @@ def _simulate_py(open_, high, low, close, atr, sig, frac, day, week, long_only,
         eq_prev = eq
     return (equity, pos_dir, in_market, notional, fees,
             t_entry[:nt], t_exit[:nt], t_dir[:nt], t_qty[:nt], t_epx[:nt], t_xpx[:nt], t_fee[:nt], t_pnl[:nt],
-            t_eq[:nt], t_reason[:nt], t_open[:nt])
+            t_eq[:nt], t_reason[:nt], t_open[:nt], counts)
 
 
 def _compile():
@@ -354,6 +364,9 @@ class BacktestResult:
     signals: pd.Series = field(repr=False, default_factory=lambda: pd.Series(dtype=np.int8))
     label: str = ""
     note: str = ""                    # e.g. the run's dataset changed since training
+    # what the drawdown rules did: {"weekly_blocked": entries the weekly halt held back (bars where a flat book
+    # would otherwise have entered on the signal), "daily_halved": entries opened at half size}
+    rule_counts: dict[str, int] = field(default_factory=lambda: {"weekly_blocked": 0, "daily_halved": 0})
 
     @property
     def start(self) -> pd.Timestamp:
@@ -379,6 +392,7 @@ class BacktestResult:
         return {"strategy": dict(self.metrics), "buy_and_hold": dict(self.buy_and_hold),
                 "span": {"start": str(self.start), "end": str(self.end), "bars": len(self.equity),
                          "timeframe": self.timeframe},
+                "risk_rules": dict(self.rule_counts),
                 "label": self.label, "config": self.config.to_dict(), **({"note": self.note} if self.note else {})}
 
     def returns_frame(self) -> pd.DataFrame:
@@ -536,11 +550,11 @@ def buy_and_hold(p: _Prepared, cfg: BacktestConfig) -> tuple:
     one = lambda v, dt=np.float64: np.array([v], dtype=dt)  # noqa: E731
     return (equity, pos, in_market, notional, fees, one(1, np.int64), one(n - 1, np.int64), one(1, np.int8),
             one(qty), one(px_in), one(px_out), one(fee_in + fee_out), one(pnl), one(cfg.initial_capital),
-            one(7, np.int8), one(False, np.bool_))
+            one(7, np.int8), one(False, np.bool_), np.zeros(2, dtype=np.int64))
 
 
 def _trades_frame(index: pd.DatetimeIndex, out: tuple, bar_seconds: int) -> pd.DataFrame:
-    (t_entry, t_exit, t_dir, t_qty, t_epx, t_xpx, t_fee, t_pnl, t_eq, t_reason, t_open) = out[5:]
+    (t_entry, t_exit, t_dir, t_qty, t_epx, t_xpx, t_fee, t_pnl, t_eq, t_reason, t_open) = out[5:16]
     # an exit at an open ends the trade at that bar's start; an intrabar (or closing) exit counts the whole bar
     bars = (t_exit - t_entry + np.where(t_open, 0, 1)).astype(np.int64)
     return pd.DataFrame({
@@ -588,4 +602,5 @@ def run_backtest(candles: pd.DataFrame, signals: Any, config: Any = None, confid
         trades=trades, metrics=metrics, buy_and_hold=bh_metrics,
         benchmark_equity=pd.Series(bh[0], index=idx, name="buy_and_hold"),
         config=cfg, timeframe=p.timeframe, bar_seconds=p.bar_seconds,
-        signals=pd.Series(p.sig, index=idx, name="signal"), label=label)
+        signals=pd.Series(p.sig, index=idx, name="signal"), label=label,
+        rule_counts={"weekly_blocked": int(out[16][0]), "daily_halved": int(out[16][1])})

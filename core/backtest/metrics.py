@@ -45,9 +45,9 @@ METRIC_LABELS: dict[str, str] = {
     "avg_holding_hours": "Average holding (hours)",
     "exposure": "Exposure",
     "turnover": "Turnover (x mean equity)",
-    "fees_paid": "Fees paid",
+    "fees_paid": "Fees paid (USDT)",
     "fees_paid_pct": "Fees paid (% of capital)",
-    "final_equity": "Final equity",
+    "final_equity": "Final equity (USDT)",
     "bars_per_year": "Bars a year (annualising)",
 }
 PER_TRADE = {"win_rate", "profit_factor"}  # statistics over trades: empty words for a single one

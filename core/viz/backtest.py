@@ -46,8 +46,11 @@ def equity_figure(result: Any, max_points: int = 4000, title: str = "Equity vs b
                              line=dict(color="#e74c3c", width=1)), row=2, col=1)
     fig.add_trace(go.Scatter(x=bdd.index, y=bdd.to_numpy() * 100, name="buy & hold drawdown",
                              line=dict(color=BENCH_COLOR, width=1, dash="dot")), row=2, col=1)
-    fig.update_yaxes(title_text="equity", row=1, col=1)
+    fig.update_yaxes(title_text="equity (USDT)", row=1, col=1)
     fig.update_yaxes(title_text="drawdown %", row=2, col=1)
+    cap = getattr(getattr(result, "config", None), "initial_capital", None)
+    if cap:
+        title = f"{title} (both start with {cap:,.0f} USDT, the quote currency)"
     fig.update_layout(height=520, title=title, hovermode="x unified", margin=dict(l=10, r=10, t=40, b=10),
                       legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
     return fig

@@ -141,6 +141,17 @@ def _strongest_side(signals: pd.DataFrame) -> pd.Series:
                      index=signals.index, dtype=object)
 
 
+def all_flat_note(signals: Optional[pd.DataFrame], threshold: float) -> Optional[str]:
+    """One line for a log in which every tick so far was flat (None otherwise): why, and what to change."""
+    if signals is None or signals.empty or "action" not in signals or (signals["action"] != "flat").any():
+        return None
+    cols = [c for c in ("prob_up", "prob_down") if c in signals]
+    top = pd.to_numeric(signals[cols].stack(), errors="coerce").max() if cols else np.nan
+    highest = f" (the highest was {top:.2f})" if np.isfinite(top) else ""
+    return (f"Every tick so far was flat: the strongest side, up or down, stayed below the {threshold:.2f} "
+            f"threshold{highest}. Lower the threshold to see trades.")
+
+
 def signal_table(signals: pd.DataFrame) -> pd.DataFrame:
     """The signal log for reading, newest first: the action, `P(action)` (the probability of the side traded;
     empty for flat: a P(flat) of 0.07 beside "flat" read as the model being 7 % sure of what it did), the
