@@ -55,7 +55,8 @@ with tab_runs:
         every = {"placeholder": "all"}
         models = f2.multiselect("Models", sorted(table["model"].dropna().unique()), key="exp_models", **every)
         datasets = f3.multiselect("Datasets", sorted(table["dataset"].dropna().unique()), key="exp_datasets", **every)
-        statuses = f4.multiselect("Status", sorted(table["status"].dropna().unique()), key="exp_status", **every)
+        statuses = f4.multiselect("Status", sorted(table["status"].dropna().unique()), key="exp_status",
+                                  format_func=registry.status_words, **every)
         s1, s2 = st.columns([3, 1])
         def _sort_changed() -> None:  # a keyed toggle keeps its value: set the natural order per column
             st.session_state["exp_asc"] = st.session_state["exp_sort"] in compare.LOW_FIRST
@@ -63,22 +64,25 @@ with tab_runs:
         sort_by = s1.selectbox("Sort by", compare.SORT_COLUMNS, key="exp_sort", on_change=_sort_changed)
         ascending = s2.toggle("Ascending", value=False, key="exp_asc")
         view = compare.filter_overview(table, text, models, datasets, statuses, sort_by, ascending)
-        st.caption(f"{len(view)} of {len(table)} runs. Metrics are on each run's test split; `vs_baseline` is the "
-                   "CNN minus the best baseline (accuracy); `beats_baseline` only when its 95 % bootstrap "
-                   "interval is above zero. Backtest columns (`bt_*`, `bh_return` = buy and hold) fill in once a "
-                   "run is backtested below.")
-        st.dataframe(view, hide_index=True, key="exp_table", placeholder="", column_config={  # "": not backtested
+        st.caption(f"{len(view)} of {len(table)} runs. Metrics are on each run's test split. \"CNN - best "
+                   "baseline\" is the CNN's accuracy minus the best simple baseline's; \"beats the baseline\" is "
+                   "ticked only when its 95 % bootstrap interval is above zero. The backtest columns (strategy "
+                   "return, buy and hold return, max drawdown, Sharpe) fill in once a run is backtested below.")
+        st.dataframe(view.assign(status=view["status"].map(registry.status_words)), hide_index=True,
+                     key="exp_table", placeholder="", column_config={  # "": not backtested
             "accuracy": st.column_config.NumberColumn(format="%.3f"),
             "balanced_accuracy": st.column_config.NumberColumn("bal. acc.", format="%.3f"),
             "macro_f1": st.column_config.NumberColumn(format="%.3f"),
             "roc_auc": st.column_config.NumberColumn(format="%.3f"),
             "log_loss": st.column_config.NumberColumn(format="%.3f"),
             "baseline_accuracy": st.column_config.NumberColumn(format="%.3f"),
-            "vs_baseline": st.column_config.NumberColumn(format="%+.3f"),
-            "bt_return": st.column_config.NumberColumn(format="percent"),
-            "bh_return": st.column_config.NumberColumn(format="percent"),
-            "bt_max_dd": st.column_config.NumberColumn(format="percent"),
-            "bt_sharpe": st.column_config.NumberColumn(format="%.2f"),
+            "vs_baseline": st.column_config.NumberColumn("CNN - best baseline", format="%+.3f"),
+            "beats_baseline": st.column_config.CheckboxColumn("beats the baseline"),
+            "bt_return": st.column_config.NumberColumn("strategy return", format="percent"),
+            "bh_return": st.column_config.NumberColumn("buy and hold return", format="percent"),
+            "bt_max_dd": st.column_config.NumberColumn("max drawdown", format="percent"),
+            "bt_sharpe": st.column_config.NumberColumn("Sharpe", format="%.2f"),
+            "bt_trades": st.column_config.NumberColumn("trades"),
         })
 
         # ------------------------------------------------------------------------------ compare
@@ -238,19 +242,18 @@ with tab_sweeps:
             cells_df = res.table()
             summ = res.summary(rank_by)
             st.caption(f"{res.status} · {res.backend} x {res.jobs} workers · {res.seconds:.0f} s. Groups are the "
-                       f"cells that differ only by seed; `vs_best` says whether a group is "
-                       f"{runner.noise_test_note(summ.attrs.get('comparisons', max(1, len(summ) - 1)))}, "
-                       f"or within noise.")
+                       "cells that differ only by seed.")
             (st.caption if summ.attrs.get("ranked_on") == "validation" else st.warning)(
                 runner.ranking_note(summ, rank_by))
             st.dataframe(summ[runner.summary_columns(summ, rank_by)], hide_index=True, key="exp_sweep_summary",
-                         column_config={"vs_baseline_mean": st.column_config.NumberColumn(
+                         column_config={**runner.SUMMARY_LABELS, "vs_baseline_mean": st.column_config.NumberColumn(
                              "CNN - best baseline (accuracy, mean)", format="%+.3f",
                              help="test accuracy of the CNN minus the best baseline's on the same split, "
                                   "averaged over the seeds (0.010 = 1 point)")})
             st.plotly_chart(vx.sweep_figure(summ, cells_df, rank_by), width="stretch", key="exp_sweep_fig")
             with st.expander("All cells"):
-                st.dataframe(cells_df, hide_index=True, key="exp_sweep_table")
+                st.dataframe(cells_df.assign(status=cells_df["status"].map(registry.status_words)),
+                             hide_index=True, key="exp_sweep_table")
             run_ids = [r for r in cells_df["run_id"].dropna().tolist() if (registry.runs_root() / r).is_dir()]
             if run_ids and st.button("Compare this sweep's runs (Runs tab)", key="exp_sweep_compare"):
                 st.session_state["exp_pick_request"] = run_ids[:12]

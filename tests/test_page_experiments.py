@@ -83,8 +83,15 @@ def test_runs_table_compare_rename_delete_export_import(zips, workspace):
     import_run_zip(zip_a)
     rid_b = import_run_zip(zip_a)  # a second copy under a new id, renamed: two runs to compare
     registry.rename_run(rid_b, "beta copy")
+    met = registry.runs_root() / rid_b / "metrics.json"
+    met.write_text(json.dumps(dict(json.loads(met.read_text()), status="early_stopped")))
     at.run()
     table = _table(at, *RUNS)
+    # statuses and the caption in words, not code names
+    assert "stopped early" in set(table["status"]) and "early_stopped" not in set(table["status"])
+    runs_caption = next(c.value for c in at.caption if "runs. Metrics are on each run's test split" in c.value)
+    assert not any(w in runs_caption for w in ("vs_baseline", "beats_baseline", "bt_", "bh_return"))
+    assert "buy and hold" in runs_caption
     assert set(table["run_id"]) == {rid_a, rid_b} and set(table["model"]) == {"cnn1d"}
     assert table["balanced_accuracy"].notna().all() and table["best_baseline"].eq("majority").all()
     # filter and sort
@@ -183,7 +190,8 @@ def test_sweep_from_the_page(zips, workspace):
     assert len(summ) == 1 and summ.loc[0, "n_seeds"] == 2 and "±" in summ.iloc[0]["test balanced_accuracy (mean ± std)"]
     assert "±" in summ.iloc[0]["val balanced_accuracy (mean ± std)"]  # the ranking chose on validation
     assert any("Ranked by validation balanced_accuracy" in c.value for c in at.caption)
-    assert "mean ± std across seeds" in _specs(at) and "ranked by validation" in _specs(at)
+    assert "mean ± std across seeds" in _specs(at) and "order: validation" in _specs(at)
+    assert "top on validation" in _specs(at) and not any("vs_best" in c.value for c in at.caption)
     cells = _table(at, *CELLS)
     assert list(cells["status"]) == ["completed", "completed"]
     assert set(_table(at, *RUNS)["run_id"]) == set(cells["run_id"])
@@ -214,7 +222,7 @@ def test_sweep_from_the_page(zips, workspace):
     at.run()
     assert any("cancelled: 1/3 cells saved as runs" in w.value for w in at.warning)
     statuses = list(_table(at, *CELLS)["status"])
-    assert statuses == ["stopped", "cancelled", "cancelled"]
+    assert statuses == ["stopped by the user", "cancelled", "cancelled"]
     forget_job(sid, "sweep")
 
 

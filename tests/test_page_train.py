@@ -62,6 +62,7 @@ def test_train_from_the_page_and_view_results(workspace):
     assert "confusion matrix" in specs and "best baseline" in specs
     verdicts = [e.value for e in list(at.success) + list(at.warning)]
     assert any("best baseline" in v for v in verdicts)
+    assert any(v.startswith("The model") and "on accuracy" in v for v in verdicts)  # the headline verdict
     # beside the verdict: how the interval was drawn, and that its 95 % is nominal (measured in the bench)
     assert any("Paired block bootstrap over" in c.value and "is nominal" in c.value and
                "walk-forward evaluation is the firmer test" in c.value for c in at.caption)
@@ -238,6 +239,11 @@ def test_walk_forward_from_the_page(workspace):
     assert '"name":"CNN"' in spec.replace(" ", "") and "logistic" in spec
     verdicts = [e.value for e in list(at.success) + list(at.warning)]
     assert any("best baseline" in v for v in verdicts)
+    # one epoch per fold: every best epoch is the first, and the page says what that means
+    from core.viz.train import FIRST_EPOCH_NOTE
+
+    assert list(folds["best epoch"]) == [1, 1, 1] and FIRST_EPOCH_NOTE in verdicts
+    assert any(v.startswith("The model") and "on accuracy" in v for v in verdicts)  # the headline verdict
     # a second evaluation: the saved ones are also shown side by side
     from core.train.evaluate import load_walk_forward, walk_forward
 
@@ -247,6 +253,7 @@ def test_walk_forward_from_the_page(workspace):
     at.run()
     side = next(df.value for df in at.dataframe if "CNN - baseline (points)" in df.value.columns)
     assert sorted(side["folds"]) == [2, 3] and "two folds" in set(side["evaluation"])
+    assert list(side.columns[:5]) == ["evaluation", "CNN - baseline (points)", "95 % CI", "verdict", "best baseline"]
     at.selectbox(key="train_wf_pick").set_value(saved[0].name).run()
     at.button(key="train_wf_delete").click().run()
     assert not at.exception and len(list((workspace / "walkforward").iterdir())) == 1

@@ -10,7 +10,7 @@ import pytest
 
 from core.errors import UserError
 from core.sweep.grid import expand_grid, load_grid, parse_grid
-from core.sweep.runner import ranking_note, summarize, summary_columns
+from core.sweep.runner import ranking_note, summarize, summary_columns, top_pick_note
 
 GRID_YAML = """
 name: zoo
@@ -132,9 +132,9 @@ def test_ranking_shows_mean_std_and_which_gaps_are_noise():
     assert row.loc["steady", "balanced_accuracy_mean"] == pytest.approx(0.51)
     assert row.loc["steady", "balanced_accuracy_std"] == pytest.approx(np.std([0.50, 0.52, 0.51], ddof=1))
     assert row.loc["steady", "n_seeds"] == 3 and row.loc["steady", "beats_baseline"] == "3/3"
-    assert row.loc["steady", "vs_best"] == "best"
-    assert row.loc["noisy", "vs_best"].startswith("within noise")   # 0.49 vs 0.51 with std 0.06
-    assert row.loc["worse", "vs_best"].startswith("worse by 0.100")
+    assert row.loc["steady", "vs_best"] == "top on test"
+    assert row.loc["noisy", "vs_best"] == "within seed noise (-0.020)"   # 0.49 vs 0.51 with std 0.06
+    assert row.loc["worse", "vs_best"] == "worse beyond seed noise (-0.100)"
     assert row.loc["steady", "test balanced_accuracy (mean ± std)"] == "0.510 ± 0.010"
     assert s.attrs["ranked_on"] == "test" and "flatters the winner" in ranking_note(s, "balanced_accuracy")
     # lower is better for log loss; a single seed cannot tell noise
@@ -156,11 +156,11 @@ def test_the_noise_test_counts_only_seeds_that_have_the_figure():
     assert s.loc["gappy", "n_seeds"] == 3 and s.loc["gappy", "roc_auc_n"] == 1
     assert s.loc["gappy", "vs_best"] == "one seed: spread unknown"
     bound = _welch_bound([0.5, 0.7, 0.6], [0.60, 0.62, 0.61], comparisons=2)
-    assert s.loc["three", "vs_best"] == f"within noise ({-0.01:+.3f}, noise bound {bound:.3f})"
+    assert s.loc["three", "vs_best"] == "within seed noise (-0.010)" and bound > 0.01
     t.loc[t["group"] == "three", "roc_auc"] = [0.50, np.nan, 0.49]  # two figures: SE over 2, not 3
     s = summarize(t, "roc_auc").set_index("group")
     bound = _welch_bound([0.5, 0.49], [0.60, 0.62, 0.61], comparisons=2)
-    assert s.loc["three", "vs_best"] == f"worse by {0.115:.3f} (beyond noise: > {bound:.3f})"
+    assert s.loc["three", "vs_best"] == "worse beyond seed noise (-0.115)" and bound < 0.115
 
 
 def _welch_bound(a: list[float], b: list[float], comparisons: int) -> float:
@@ -177,10 +177,11 @@ def test_the_noise_test_does_not_call_identical_settings_worse():
     comparisons with the top group, and the ranking's note says so."""
     # two seeds each, a 0.03 gap with a 0.014 standard error: beyond 2 SE, not beyond Welch's t (df 2)
     s = summarize(_table({"a": [0.52, 0.50], "b": [0.47, 0.49]})).set_index("group")
-    assert s.loc["b", "vs_best"].startswith("within noise (-0.030")
+    assert s.loc["b", "vs_best"] == "within seed noise (-0.030)"
     note = ranking_note(summarize(_table({"a": [0.52, 0.50], "b": [0.47, 0.49], "c": [0.4, 0.41]})),
                         "balanced_accuracy")
-    assert "worse than the top group beyond noise (Welch t, 95 %, corrected for 2 comparisons)" in note
+    assert "worse than the top group beyond seed noise (Welch t test, 95 %, corrected for 2 comparisons)" in note
+    assert "vs_best" not in note and '"vs top group" column' in note
     # identical settings, seeds only noise: few groups are called worse, even with 6 groups of 3 seeds
     rng = np.random.default_rng(0)
     worse = total = 0
@@ -201,7 +202,8 @@ def test_ranking_chooses_on_validation_and_reports_test_beside_it():
     row = s.set_index("group")
     assert row.loc["good on val", "val balanced_accuracy (mean ± std)"] == "0.550 ± 0.010"
     assert row.loc["good on val", "test balanced_accuracy (mean ± std)"] == "0.510 ± 0.010"
-    assert row.loc["lucky on test", "vs_best"].startswith("worse by 0.100")  # the gap on validation
+    assert row.loc["lucky on test", "vs_best"] == "worse beyond seed noise (-0.100)"  # the gap on validation
+    assert row.loc["good on val", "vs_best"] == "top on validation"
     assert summary_columns(s, "balanced_accuracy")[3:5] == ["val balanced_accuracy (mean ± std)",
                                                             "test balanced_accuracy (mean ± std)"]
     assert "played no part in the choice" in ranking_note(s, "balanced_accuracy")
@@ -327,3 +329,25 @@ def test_one_setting_written_two_ways_is_refused_not_run_twice_under_wrong_label
     cells = expand_grid(parse_grid({**base, "grid": {"data.window": [16, 32]}}))
     assert [c.data_config["window"] for c in cells] == [16, 32] and [c.params for c in cells] == [
         {"window": 16}, {"window": 32}]
+
+
+def test_a_top_group_that_trails_on_test_is_said_plainly():
+    """The group ranked first on validation is only "top on validation": when its test figure is below other
+    groups' and below the best baseline, the ranking's note says so in a plain sentence."""
+    t = _table({"model=tcn": [0.40, 0.41, 0.42], "model=cnn1d": [0.50, 0.52, 0.51], "model=lstm": [0.44, 0.45, 0.46]})
+    t["val_balanced_accuracy"] = [0.60, 0.61, 0.62, 0.50, 0.51, 0.52, 0.40, 0.41, 0.42]
+    t["best_baseline_balanced_accuracy"] = 0.45
+    s = summarize(t, "balanced_accuracy")
+    assert list(s["group"])[0] == "model=tcn" and s.loc[0, "vs_best"] == "top on validation"
+    note = top_pick_note(s, "balanced_accuracy")
+    assert note.startswith("model=tcn was picked on validation, but on the test split it is below model=cnn1d "
+                           "and model=lstm and below the best baseline")
+    assert note in ranking_note(s, "balanced_accuracy")
+    # a top group that also leads on test and beats the baseline: nothing to say
+    t["best_baseline_balanced_accuracy"] = 0.30
+    t["val_balanced_accuracy"] = [0.40, 0.41, 0.42, 0.60, 0.61, 0.62, 0.50, 0.51, 0.52]
+    s = summarize(t, "balanced_accuracy")
+    assert s.loc[0, "group"] == "model=cnn1d" and top_pick_note(s, "balanced_accuracy") == ""
+    # ranked on vs_baseline (test only): below 0 is below the best baseline
+    s2 = summarize(_table({"a": [0.30, 0.31], "b": [0.20, 0.21]}, "vs_baseline"), "vs_baseline")
+    assert top_pick_note(s2, "vs_baseline") == "a ranks first on the test split, but it is below the best baseline."

@@ -223,7 +223,7 @@ def test_the_verdict_also_says_another_metric_that_is_worse_beyond_noise():
     assert not vs["beats"] and not vs["worse"] and vs["others"]["macro_f1"]["worse"]
     text = verdict_text(vs)
     assert text.startswith(vs["verdict"]) and "within noise" in text
-    assert "worse than the best baseline (logistic) on macro f1" in text
+    assert "worse than the best baseline (logistic) on macro F1" in text
     assert verdict_text({}) == ""
     # "beats on accuracy" is green only when no other metric is worse beyond noise
     from core.train.trainer import verdict_is_good

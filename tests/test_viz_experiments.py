@@ -71,6 +71,11 @@ def test_sweep_ranking_value_is_readable_and_the_legend_clears_the_axis_title():
     assert bar.text is None and "0.389 ± 0.039" in bar.hovertemplate.replace("%{customdata}", bar.customdata[0])
     ticks = dict(zip(fig.layout.yaxis.tickvals, fig.layout.yaxis.ticktext))
     assert "0.389 ± 0.039" in ticks["model=cnn1d"] and "0.350 ± 0.010" in ticks["model=tcn"]
+    # the order is validation's, the bars are test: the title and the top row's label say so
+    assert "(top on validation)" in ticks["model=cnn1d"] and "top on" not in ticks["model=tcn"]
+    assert "order: validation balanced accuracy" in fig.layout.title.text
+    assert "bars: test balanced accuracy" in fig.layout.title.text
+    assert "ranked by validation" not in fig.layout.title.text
     # the legend sits above the plot, clear of the x-axis title below it, and names the baseline line
     assert fig.layout.legend.yanchor == "bottom" and fig.layout.legend.y >= 1.0
     assert "best baseline (mean)" in [t.name for t in fig.data]
@@ -86,3 +91,9 @@ def test_runs_side_by_side_get_colours_far_apart():
     # Plotly's first and fourth (blue-violet, purple) read as one run; D3's blue, orange, green, purple do not
     assert PALETTE[:4] == ["#1F77B4", "#FF7F0E", "#2CA02C", "#9467BD"]
     assert not {BASELINE_COLOR.lower(), BUY_HOLD_COLOR.lower()} & {c.lower() for c in PALETTE}
+
+
+def test_sweep_progress_says_statuses_in_words():
+    table = vx.sweep_progress_table({0: {"status": "early_stopped", "fraction": 1.0}, 1: {"status": "running"}},
+                                    [{"index": 0, "name": "a"}, {"index": 1, "name": "b"}, {"index": 2, "name": "c"}])
+    assert list(table["status"]) == ["stopped early", "running", "waiting"]

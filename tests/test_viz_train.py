@@ -125,3 +125,46 @@ def test_the_interval_note_says_how_it_was_drawn_even_when_counts_are_missing():
     assert "firmer test" in note and "firmer test" not in interval_note({"block": 36}, walk_forward=True)
     assert interval_note({"block": 12}).startswith("Paired block bootstrap over ? test samples")  # (an old zip)
     assert interval_note({}) == ""
+
+
+def _fold(i: int, best_epoch: int, status: str = "completed") -> dict:
+    return {"fold": i, "status": status, "best_epoch": best_epoch, "n_train": 100 * i, "n_val": 20, "n_test": 30,
+            "test_start": "2025-01-01 00:00", "test_end": "2025-01-02 00:00",
+            "metrics": {"accuracy": 0.4, "macro_f1": 0.3}, "baselines": {"majority": {"accuracy": 0.45}}}
+
+
+def test_walk_forward_folds_say_statuses_in_words_and_when_every_best_epoch_was_the_first():
+    from core.viz.train import FIRST_EPOCH_NOTE, fold_warnings, folds_table
+
+    folds = [_fold(1, 1, "early_stopped"), _fold(2, 1)]
+    assert list(folds_table(folds)["status"]) == ["stopped early", "completed"]
+    notes = fold_warnings(folds)
+    assert notes == [FIRST_EPOCH_NOTE] and "best validation epoch was the first" in FIRST_EPOCH_NOTE
+    assert fold_warnings([_fold(1, 1), _fold(2, 3)]) == []  # one fold learnt past its first epoch
+
+
+def test_walk_forward_evaluations_table_puts_the_answer_first():
+    from core.viz.train import walk_forwards_table
+
+    vs = {"metric": "accuracy", "diff": -0.013, "ci_low": -0.044, "ci_high": 0.016, "baseline": "majority",
+          "beats": False, "worse": False}
+    t = walk_forwards_table([{"wf_id": "w1", "model_name": "cnn1d", "n_folds": 2, "metrics": {"n": 10},
+                              "vs_best_baseline": vs}])
+    assert list(t.columns[:5]) == ["evaluation", "CNN - baseline (points)", "95 % CI", "verdict", "best baseline"]
+    assert t.loc[0, "verdict"] == "within noise" and t.loc[0, "95 % CI"] == "-4.4 to +1.6"
+
+
+def test_walk_forward_verdicts_name_the_metric_and_a_second_best_baseline_readably():
+    from core.train.trainer import readable_verdicts, verdict_text
+
+    ci = {"confidence": 0.95}
+    vs = {"metric": "accuracy", "diff": -0.013, "ci_low": -0.044, "ci_high": 0.016, "baseline": "majority",
+          "beats": False, "worse": False, "verdict": "old", **ci,
+          "others": {"macro_f1": {"metric": "macro_f1", "diff": -0.033, "ci_low": -0.057, "ci_high": -0.010,
+                                  "baseline": "logistic", "beats": False, "worse": True, "verdict": "old", **ci}}}
+    text = verdict_text(readable_verdicts(vs))
+    assert text.startswith("The model does not clearly beat the best baseline (majority) on accuracy: "
+                           "-1.3 points is within noise (95 % CI -4.4 to +1.6 points).")
+    assert ("On macro F1, where the best baseline is logistic rather than majority, the model is worse: "
+            "-3.3 points (95 % CI -5.7 to -1.0 points).") in text
+    assert "macro f1" not in text and vs["verdict"] == "old"  # a new dict; the input is left as it was

@@ -100,7 +100,8 @@ def cmd_sweep(args: Any) -> int:
     if summ.empty:
         print("no cell finished")
     else:
-        print(summ[runner.summary_columns(summ, res.rank_by)].to_string(index=False))
+        print(summ[runner.summary_columns(summ, res.rank_by)].rename(columns=runner.SUMMARY_LABELS)
+              .to_string(index=False))
         print(runner.ranking_note(summ, res.rank_by))
     failed = [c for c in res.cells if c.get("status") in ("failed", "cancelled")]
     for c in failed:

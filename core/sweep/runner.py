@@ -659,10 +659,11 @@ def summarize(table: pd.DataFrame, rank_by: str = "balanced_accuracy") -> pd.Dat
     and the test figures (`<metric>_mean`, `test <metric> (mean ± std)`) are reported beside it, untouched by
     the choice. Where there is no validation figure (`vs_baseline`, or a sweep saved before cells recorded
     one) the ranking falls back to the test split; `out.attrs["ranked_on"]` says which ("validation" or
-    "test"). `vs_best` says whether a group's gap to the top group on the ranking metric is larger than the
-    noise: Welch's t test at 95 %, Bonferroni-corrected for the k - 1 comparisons with the top group
-    (`noise_bound`), 'within noise' when not, and 'one seed: spread unknown' when either group has a single
-    seed."""
+    "test"). `vs_best` (shown as "vs top group") says whether a group's gap to the top group on the ranking
+    metric is larger than seed noise: Welch's t test at 95 %, Bonferroni-corrected for the k - 1 comparisons
+    with the top group (`noise_bound`): 'worse beyond seed noise (gap)', 'within seed noise (gap)', and 'one
+    seed: spread unknown' when either group has a single seed; the top row reads 'top on validation' (or
+    'top on test'), not 'best': its test figure may still trail others (`top_pick_note`)."""
     if rank_by not in RANK_METRICS:
         raise UserError(f"rank_by must be one of {', '.join(RANK_METRICS)}")
     cols = ["rank", "group", "n_seeds", f"{rank_by}_mean", f"{rank_by}_std", "vs_best"]
@@ -678,7 +679,7 @@ def summarize(table: pd.DataFrame, rank_by: str = "balanced_accuracy") -> pd.Dat
         return out
     on = f"val_{rank_by}" if f"val_{rank_by}" in done and np.isfinite(done[f"val_{rank_by}"].astype(float)).any() \
         else rank_by
-    metrics = [m for m in (*HEADLINE, "vs_baseline", on) if m in done]
+    metrics = [m for m in (*HEADLINE, "vs_baseline", on, f"best_baseline_{rank_by}") if m in done]
     higher = RANK_METRICS[rank_by]
     rows = []
     for group, g in done.groupby("group", sort=False):
@@ -707,7 +708,7 @@ def summarize(table: pd.DataFrame, rank_by: str = "balanced_accuracy") -> pd.Dat
     comparisons = max(1, len(out) - 1)
     for _, row in out.iterrows():
         if row["rank"] == 1:
-            notes.append("best")
+            notes.append(f"top on {'validation' if on != rank_by else 'test'}")
             continue
         n_row, n_best = row[f"{on}_n"], best[f"{on}_n"]
         if n_row < 2 or n_best < 2:
@@ -718,9 +719,9 @@ def summarize(table: pd.DataFrame, rank_by: str = "balanced_accuracy") -> pd.Dat
         if not math.isfinite(gap) or not math.isfinite(bound):
             notes.append("n/a")
         elif abs(gap) > bound:
-            notes.append(f"worse by {abs(gap):.3f} (beyond noise: > {bound:.3f})")
+            notes.append(f"worse beyond seed noise ({gap:+.3f})")
         else:
-            notes.append(f"within noise ({gap:+.3f}, noise bound {bound:.3f})")
+            notes.append(f"within seed noise ({gap:+.3f})")
     out["vs_best"] = notes
     out.attrs["comparisons"] = comparisons
     if on != rank_by:
@@ -755,10 +756,48 @@ def noise_bound(std_a: float, n_a: int, std_b: float, n_b: int, comparisons: int
 
 
 def noise_test_note(comparisons: int) -> str:
-    """What `vs_best` tested, in a few words."""
+    """What the "vs top group" column (`vs_best`) tested, in a few words."""
     c = max(1, int(comparisons))
-    return (f"worse than the top group beyond noise (Welch t, {NOISE_LEVEL * 100:.0f} %, corrected for {c} "
-            f"comparison{'s' if c != 1 else ''})")
+    return (f"worse than the top group beyond seed noise (Welch t test, {NOISE_LEVEL * 100:.0f} %, corrected "
+            f"for {c} comparison{'s' if c != 1 else ''})")
+
+
+def top_pick_note(summary: pd.DataFrame, rank_by: str) -> str:
+    """A plain sentence when the top group of a ranking does not lead on the test split: picked on validation
+    but below other groups' test mean, and/or below the best baseline's test mean (on the same test splits),
+    e.g. "model=tcn was picked on validation, but on the test split it is below cnn1d and below the best
+    baseline." ("" when the top group also leads on test, or there is nothing to compare)."""
+    if summary is None or summary.empty or f"{rank_by}_mean" not in summary:
+        return ""
+    higher = RANK_METRICS.get(rank_by, True)
+    test = summary[f"{rank_by}_mean"].astype(float)
+    top, top_test = str(summary["group"].iloc[0]), float(test.iloc[0])
+    if not math.isfinite(top_test):
+        return ""
+    below_groups = [str(g) for g, v in zip(summary["group"].iloc[1:], test.iloc[1:])
+                    if math.isfinite(v) and (v > top_test if higher else v < top_test)]
+    base_col = f"best_baseline_{rank_by}_mean"
+    if rank_by == "vs_baseline":  # already the CNN minus the best baseline: below it is below 0
+        below_base = top_test < 0
+    elif base_col in summary and math.isfinite(float(summary[base_col].iloc[0])):
+        base = float(summary[base_col].iloc[0])
+        below_base = top_test < base if higher else top_test > base
+    else:
+        below_base = False
+    if not below_groups and not below_base:
+        return ""
+    word = "below" if higher else "worse than"  # (log loss: lower is better)
+    what = []
+    if below_groups:
+        names = below_groups[:3] + ([f"{len(below_groups) - 3} more groups"] if len(below_groups) > 3 else [])
+        what.append(f"{word} " + (", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]))
+    if below_base:
+        what.append(f"{word} the best baseline")
+    text = " and ".join(what)
+    if summary.attrs.get("ranked_on") == "validation":
+        return (f"{top} was picked on validation, but on the test split it is {text}: a lead on validation "
+                "that does not carry over to the test split is not a finding.")
+    return f"{top} ranks first on the test split, but it is {text}."
 
 
 def _mixed_note(summary: pd.DataFrame) -> str:
@@ -787,6 +826,9 @@ def _mixed_note(summary: pd.DataFrame) -> str:
     return text + "Compare groups within one market and window, and each against its own baseline (vs_baseline)."
 
 
+SUMMARY_LABELS = {"vs_best": "vs top group"}  # a ranking's column names as the page and the CLI show them
+
+
 def summary_columns(summary: pd.DataFrame, rank_by: str) -> list[str]:
     """The columns of a ranking to show (page and CLI), in order."""
     want = ["rank", "group", "n_seeds", f"val {rank_by} (mean ± std)", f"test {rank_by} (mean ± std)", "vs_best",
@@ -807,9 +849,12 @@ def ranking_note(summary: pd.DataFrame, rank_by: str) -> str:
                else "this sweep's cells recorded no validation figures")
         text = (f"Ranked by test {rank_by} ({why}): choosing the best of several settings on the test split "
                 "flatters the winner's score; treat the top group's figure as optimistic.")
+    pick = top_pick_note(summary, rank_by)
+    if pick:
+        text = pick + " " + text
     if len(summary) > 1:
-        text += (f" vs_best says whether a group is {noise_test_note(summary.attrs.get('comparisons', len(summary) - 1))}"
-                 " or within noise.")
+        text += (f" The \"vs top group\" column says whether a group is "
+                 f"{noise_test_note(summary.attrs.get('comparisons', len(summary) - 1))} or within seed noise.")
     n = int(summary.attrs.get("left_out") or 0)
     if n:
         cells = f"{n} cells" if n > 1 else "1 cell"
@@ -827,4 +872,5 @@ def _pm(mean: float, std: float) -> str:
 
 
 __all__ = ["BACKENDS", "FileCancelToken", "SweepResult", "run_cell", "run_sweep", "list_sweeps", "load_sweep",
-           "cells_table", "summarize", "summary_columns", "ranking_note", "noise_bound", "noise_test_note", "sweeps_root"]
+           "cells_table", "summarize", "summary_columns", "SUMMARY_LABELS", "ranking_note", "top_pick_note", "noise_bound",
+           "noise_test_note", "sweeps_root"]

@@ -48,11 +48,13 @@ class WalkForwardResult:
                 "vs_best_baseline": self.vs_best_baseline, "folds": self.folds}
 
     def text(self) -> str:
+        from core.train.runs import status_words
+
         lines = [f"walk-forward over {len(self.folds)} folds, {self.metrics['n']} out-of-sample predictions"]
         for f in self.folds:
             lines.append(f"  fold {f['fold']}: {f['test_start']} .. {f['test_end']}  n={f['n_test']}  "
                          f"accuracy {f['metrics']['accuracy']:.3f}  macro F1 {f['metrics']['macro_f1']:.3f}  "
-                         f"({f['status']})")
+                         f"({status_words(f['status'])})")
         m = self.metrics
         lines.append(f"all: accuracy {m['accuracy']:.3f}  balanced {m['balanced_accuracy']:.3f}  "
                      f"macro F1 {m['macro_f1']:.3f}  ROC AUC {m['roc_auc']:.3f}")
@@ -63,6 +65,12 @@ class WalkForwardResult:
 
             lines.append(verdict_text(self.vs_best_baseline))
         return "\n".join(lines)
+
+
+def _readable(vs: dict[str, Any]) -> dict[str, Any]:
+    from core.train.trainer import readable_verdicts
+
+    return readable_verdicts(vs)
 
 
 def fold_prepared(prepared: Any, split: dict[str, np.ndarray]) -> Any:
@@ -229,7 +237,8 @@ def load_walk_forward(wf_id: str) -> WalkForwardResult:
     preds = pd.read_parquet(folder / "predictions.parquet")
     preds["timestamp"] = pd.to_datetime(preds["timestamp"], utc=True)
     return WalkForwardResult(preds, doc.get("folds", []), doc.get("metrics", {}), doc.get("baselines", {}),
-                             doc.get("vs_best_baseline", {}), doc.get("config", {}), wf_id=doc.get("wf_id", wf_id))
+                             _readable(doc.get("vs_best_baseline", {})), doc.get("config", {}),
+                             wf_id=doc.get("wf_id", wf_id))  # (saved before the verdicts were reworded)
 
 
 def delete_walk_forward(wf_id: str) -> None:

@@ -666,22 +666,50 @@ def compare_to_baselines(y: np.ndarray, proba: np.ndarray, baselines: dict[str, 
                                     horizon=horizon, n_boot=n_boot, seed=seed)
         bs.update(baseline=best, cnn=f(y, pred, n_classes), baseline_value=scores[best],
                   beats=bool(bs["ci_low"] > 0), worse=bool(bs["ci_high"] < 0))
-        bs["verdict"] = _verdict(bs)
         per_metric[metric] = bs
     head = dict(per_metric[headline])
     head["others"] = {k: v for k, v in per_metric.items() if k != headline}
-    return head
+    return readable_verdicts(head)
 
 
-def _verdict(b: dict[str, Any]) -> str:
-    m, base = b["metric"].replace("_", " "), b["baseline"]
-    ci = f"{int(round(b['confidence'] * 100))} % CI {b['ci_low'] * 100:+.1f} to {b['ci_high'] * 100:+.1f} points"
+METRIC_NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro F1"}
+
+
+def _verdict(b: dict[str, Any], head_baseline: Optional[str] = None) -> str:
+    """One metric's comparison as a sentence, the metric named as people write it ("macro F1"); when its best
+    baseline is not the headline's (the best baseline is chosen per metric), the sentence says so instead of
+    naming a second "best" baseline."""
+    m = METRIC_NAMES.get(str(b.get("metric")), str(b.get("metric", "")).replace("_", " "))
+    base = b.get("baseline")
+    ci = (f"{int(round(b.get('confidence', 0.95) * 100))} % CI {b['ci_low'] * 100:+.1f} to "
+          f"{b['ci_high'] * 100:+.1f} points")
     d = f"{b['diff'] * 100:+.1f} points"
-    if b["beats"]:
+    if head_baseline is not None and base != head_baseline:
+        who = f"On {m}, where the best baseline is {base} rather than {head_baseline}, the model"
+        if b.get("beats"):
+            return f"{who} beats it: {d} ({ci})."
+        if b.get("worse"):
+            return f"{who} is worse: {d} ({ci})."
+        return f"{who} does not clearly beat it: {d} is within noise ({ci})."
+    if b.get("beats"):
         return f"The model beats the best baseline ({base}) on {m}: {d} ({ci})."
-    if b["worse"]:
+    if b.get("worse"):
         return f"The model is worse than the best baseline ({base}) on {m}: {d} ({ci})."
     return f"The model does not clearly beat the best baseline ({base}) on {m}: {d} is within noise ({ci})."
+
+
+def readable_verdicts(vs: dict[str, Any]) -> dict[str, Any]:
+    """`vs` (from `compare_to_baselines`, or one saved by an older version) with its verdict sentences made by
+    `_verdict`: the headline's, and each other metric's, saying when that metric's best baseline is another
+    one. A new dict; `vs` is left as it was."""
+    if not vs or not all(k in vs for k in ("metric", "diff", "ci_low", "ci_high")):
+        return vs
+    out = dict(vs, verdict=_verdict(vs))
+    if "others" in vs:
+        out["others"] = {k: dict(o, verdict=_verdict(dict(o, metric=o.get("metric", k)), vs.get("baseline")))
+                         if isinstance(o, dict) and all(x in o for x in ("diff", "ci_low", "ci_high")) else o
+                         for k, o in (vs.get("others") or {}).items()}
+    return out
 
 
 def verdict_text(vs: dict[str, Any]) -> str:

@@ -6,7 +6,8 @@
 - `equity_figure(curves, benchmarks)`: out-of-sample equity of several runs on one chart, each rebased to
   1.0 at its first bar, with buy and hold over the same spans dashed.
 - `sweep_figure(summary, cells, rank_by)`: the sweep ranking: mean +- std across seeds per group, every
-  seed as a dot, so the spread is visible next to the differences.
+  seed as a dot, so the spread is visible next to the differences; in the ranking's order (validation where
+  it was ranked on validation), its top row marked "top on validation", the bars always the test split.
 - `sweep_progress_table(cells)`: per-cell status of a running sweep.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from core.train.runs import status_words
 from core.viz.train import epoch_ticks
 
 BASELINE_COLOR = "#d62728"  # best-baseline marks (visible on the dark and the light theme)
@@ -133,7 +135,7 @@ def equity_figure(curves: Mapping[str, pd.Series], benchmarks: Optional[Mapping[
 
 def sweep_figure(summary: pd.DataFrame, cells: pd.DataFrame, rank_by: str,
                  title: str = "") -> go.Figure:
-    """Horizontal: one row per group in the ranking's order (best on top, chosen on validation where the
+    """Horizontal: one row per group in the ranking's order (top on top, chosen on validation where the
     summary says so), bar = test mean across seeds, whisker = std, dots = seeds; the dotted line is the mean
     of the best baseline on the same test splits."""
     fig = go.Figure()
@@ -171,10 +173,16 @@ def sweep_figure(summary: pd.DataFrame, cells: pd.DataFrame, rank_by: str,
         pad = 0.05 * ((hi - lo) or 1.0)
         fig.update_xaxes(range=[lo - (pad if lo < 0 else 0.0), hi + pad])
     label = METRIC_LABELS.get(rank_by, rank_by)
+    on = summary.attrs.get("ranked_on", "test")
+    top = str(summary["group"].iloc[0])
     fig.update_yaxes(categoryorder="array", categoryarray=order, tickmode="array", tickvals=order,
-                     ticktext=[f"{g}<br>{values[g]}" for g in order])
+                     ticktext=[f"{g}{f' (top on {on})' if g == top else ''}<br>{values[g]}" for g in order])
+    # the order is the ranking's, the bars are the test split: a title that says both, so a top row with a
+    # shorter bar reads as what it is (picked on validation, not leading on test)
+    heading = (f"order: validation {label}, top first; bars: test {label}" if on == "validation"
+               else f"order and bars: test {label}, top first")
     fig.update_layout(height=max(280, 130 + 45 * len(summary)), xaxis_title=f"{label} (test split)",
-                      title=title or (f"ranked by {summary.attrs.get('ranked_on', 'test')} {label}<br>"
+                      title=title or (f"{heading}<br>"
                                       f"<sup>bars: test {label}, mean ± std across seeds; dots = seeds</sup>"),
                       margin={"l": 20, "r": 20, "t": 95, "b": 50},
                       legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"})
@@ -182,13 +190,13 @@ def sweep_figure(summary: pd.DataFrame, cells: pd.DataFrame, rank_by: str,
 
 
 def sweep_progress_table(cells: Mapping[Any, Mapping[str, Any]], plan: Sequence[Mapping[str, Any]] = ()) -> pd.DataFrame:
-    """One row per cell: its name, status, progress (0-100) and the latest message."""
+    """One row per cell: its name, status (in words: "stopped early"), progress (0-100) and the latest message."""
     names = {int(c["index"]): c.get("name", "") for c in plan}
     rows = []
     indices = sorted(set(names) | {int(i) for i in cells})
     for i in indices:
         s = cells.get(i, cells.get(str(i), {})) or {}
-        rows.append({"cell": i, "name": names.get(i, ""), "status": s.get("status") or "waiting",
+        rows.append({"cell": i, "name": names.get(i, ""), "status": status_words(s.get("status") or "waiting"),
                      "progress": round(100 * float(s.get("fraction") or 0.0)), "message": s.get("message") or ""})
     return pd.DataFrame(rows, columns=["cell", "name", "status", "progress", "message"])
 

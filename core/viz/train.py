@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from core.train.config import loss_name  # noqa: F401 - the pages call it vt.loss_name
+from core.train.runs import status_words
 
 CNN_COLOR = "#1f77b4"
 BASE_COLORS = {"majority": "#999999", "logistic": "#ff7f0e", "mlp": "#2ca02c"}
@@ -197,10 +198,19 @@ def folds_figure(folds: Sequence[dict[str, Any]], metric: str = "accuracy", mode
     return fig
 
 
+FIRST_EPOCH_NOTE = ("Every fold's best validation epoch was the first: the model stopped improving right away; "
+                    "more data, a lower learning rate or another model may help.")
+
+
 def fold_warnings(folds: Sequence[dict[str, Any]]) -> list[str]:
-    """Each fold's run warnings (an empty class, a constant answer, ...) as "Fold k: ..." sentences."""
-    return [f"Fold {f.get('fold')}: {w}" for f in folds if isinstance(f.get("warnings"), list)
-            for w in f["warnings"] if isinstance(w, str)]
+    """Each fold's run warnings (an empty class, a constant answer, ...) as "Fold k: ..." sentences, and
+    `FIRST_EPOCH_NOTE` when every fold's best validation epoch was its first (nothing learnt after it)."""
+    out = [f"Fold {f.get('fold')}: {w}" for f in folds if isinstance(f.get("warnings"), list)
+           for w in f["warnings"] if isinstance(w, str)]
+    epochs = [f.get("best_epoch") for f in folds]
+    if epochs and all(isinstance(e, (int, float)) and int(e) == 1 for e in epochs):
+        out.append(FIRST_EPOCH_NOTE)
+    return out
 
 
 def folds_table(folds: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -211,7 +221,7 @@ def folds_table(folds: Sequence[dict[str, Any]]) -> pd.DataFrame:
         best = max(bl, key=lambda b: bl[b].get("accuracy") or 0.0) if bl else None
         acc = f["metrics"].get("accuracy")
         rows.append({"fold": f["fold"], "test from": str(f["test_start"])[:16], "test to": str(f["test_end"])[:16],
-                     "train samples": f["n_train"], "test samples": f["n_test"], "status": f["status"],
+                     "train samples": f["n_train"], "test samples": f["n_test"], "status": status_words(f["status"]),
                      "best epoch": f.get("best_epoch"), "CNN accuracy": acc,
                      "CNN macro F1": f["metrics"].get("macro_f1"), "best baseline": best,
                      "baseline accuracy": bl[best].get("accuracy") if best else None,
@@ -228,13 +238,17 @@ def walk_forwards_table(docs: Sequence[dict[str, Any]]) -> pd.DataFrame:
         m, vs = d.get("metrics") or {}, d.get("vs_best_baseline") or {}
         cfg = d.get("config") or {}
         data = cfg.get("data_config") or {}
+        # the answer first (a wide table cut at the page's edge must not hide it): the difference, its
+        # interval and the verdict, then what was evaluated
         rows.append({
-            "evaluation": d.get("name") or d.get("wf_id"), "model": d.get("model_name"), "dataset": d.get("dataset_id"),
-            "labels": f"{data.get('label', '')} h={data.get('horizon', '')}", "folds": d.get("n_folds"),
-            "predictions": m.get("n"), "accuracy": m.get("accuracy"), "macro F1": m.get("macro_f1"),
-            "best baseline": vs.get("baseline"),
+            "evaluation": d.get("name") or d.get("wf_id"),
             "CNN - baseline (points)": None if vs.get("diff") is None else 100 * vs["diff"],
             "95 % CI": "" if vs.get("ci_low") is None else f"{100 * vs['ci_low']:+.1f} to {100 * vs['ci_high']:+.1f}",
+            "verdict": "" if not vs else ("beats it" if vs.get("beats") else "worse" if vs.get("worse")
+                                          else "within noise"),
+            "best baseline": vs.get("baseline"), "model": d.get("model_name"), "dataset": d.get("dataset_id"),
+            "labels": f"{data.get('label', '')} h={data.get('horizon', '')}", "folds": d.get("n_folds"),
+            "predictions": m.get("n"), "accuracy": m.get("accuracy"), "macro F1": m.get("macro_f1"),
             "beats it": bool(vs.get("beats")), "id": d.get("wf_id")})
     return pd.DataFrame(rows)
 
