@@ -201,6 +201,6 @@ def test_equity_chart_says_the_currency_and_the_starting_capital():
     c.attrs["timeframe"] = "1h"
     fig = equity_figure(run_backtest(c, np.ones(50), {"initial_capital": 25_000.0}))
     assert fig.layout.yaxis.title.text == "equity (USDT)"
-    assert "start with 25,000 USDT, the quote currency" in fig.layout.title.text
+    assert "both from 25,000 USDT" in fig.layout.title.text
     assert fig.layout.title.text.startswith("Equity vs buy and hold")
     assert METRIC_LABELS["fees_paid"] == "Fees paid (USDT)" and METRIC_LABELS["final_equity"] == "Final equity (USDT)"

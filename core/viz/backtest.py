@@ -50,7 +50,7 @@ def equity_figure(result: Any, max_points: int = 4000, title: str = "Equity vs b
     fig.update_yaxes(title_text="drawdown %", row=2, col=1)
     cap = getattr(getattr(result, "config", None), "initial_capital", None)
     if cap:
-        title = f"{title} (both start with {cap:,.0f} USDT, the quote currency)"
+        title = f"{title} (both from {cap:,.0f} USDT)"  # short: the legend shares the title line
     fig.update_layout(height=520, title=title, hovermode="x unified", margin=dict(l=10, r=10, t=40, b=10),
                       legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
     return fig
