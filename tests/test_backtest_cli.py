@@ -71,6 +71,10 @@ def test_backtest_run_uses_the_runs_test_span_and_its_dataset(dataset):
     assert sweep["threshold"].iloc[0] == pytest.approx(0.34)
     assert (sweep.loc[sweep.threshold >= 0.8, "n_trades"] == 0).all()
     assert sweep.loc[sweep.threshold == 0.5, "total_return"].item() == pytest.approx(res.metrics["total_return"])
+    # the threshold in use is on the curve, even off the grid or below it (the chart marks it there)
+    low = run_threshold_sweep(oracle, {**NO_RULES, "threshold": 0.3})
+    assert low["threshold"].iloc[0] == pytest.approx(0.3) and low["threshold"].is_monotonic_increasing
+    assert (run_threshold_sweep(oracle, {**NO_RULES, "threshold": 0.55})["threshold"] == 0.55).sum() == 1
     preds = __import__("core.train.runs", fromlist=["load_run"]).load_run(oracle).predictions
     assert strongest_probability(preds) == pytest.approx(0.8)
     assert np.isnan(strongest_probability(preds, start="2030-01-01"))

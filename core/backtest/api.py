@@ -231,7 +231,8 @@ def threshold_sweep(candles: pd.DataFrame, predictions: pd.DataFrame, class_name
     if thresholds is None:
         # from just above chance (1 / number of classes) to 0.9
         lo = np.ceil(100.0 / max(2, len(class_names))) / 100.0
-        thresholds = np.round(np.arange(lo, 0.901, 0.02), 2)
+        # and the threshold in use, so the chart marks it on its curve, not past the axis' end
+        thresholds = sorted({*np.round(np.arange(lo, 0.901, 0.02), 2).tolist(), round(float(cfg.threshold), 4)})
     sig0 = signals_from_probabilities(predictions, class_names, cfg.threshold)
     conf_s = confidence_from_probabilities(predictions, class_names)
     p = _align(candles, sig0, conf_s, sig0.index.min() if start is None else start,
