@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import streamlit as st
 
-from ui.common import distinct_labels, keep_settings, page_setup, pick_saved, sentence, session_id, show_error
+from ui.common import (column_config, distinct_labels, keep_settings, page_setup, pick_saved, sentence, session_id,
+                       show_error)
 from ui.jobs import get_job, start_job
 
 dataset_id = page_setup("Experiments")
@@ -64,26 +65,9 @@ with tab_runs:
         sort_by = s1.selectbox("Sort by", compare.SORT_COLUMNS, key="exp_sort", on_change=_sort_changed)
         ascending = s2.toggle("Ascending", value=False, key="exp_asc")
         view = compare.filter_overview(table, text, models, datasets, statuses, sort_by, ascending)
-        st.caption(f"{len(view)} of {len(table)} runs. Metrics are on each run's test split. \"CNN - best "
-                   "baseline\" is the CNN's accuracy minus the best simple baseline's; \"beats the baseline\" is "
-                   "ticked only when its 95 % bootstrap interval is above zero. The backtest columns (strategy "
-                   "return, buy and hold return, max drawdown, Sharpe) fill in once a run is backtested below.")
+        st.caption(f"{len(view)} of {len(table)} runs. {compare.OVERVIEW_NOTE}")
         st.dataframe(view.assign(status=view["status"].map(registry.status_words)), hide_index=True,
-                     key="exp_table", placeholder="", column_config={  # "": not backtested
-            "accuracy": st.column_config.NumberColumn(format="%.3f"),
-            "balanced_accuracy": st.column_config.NumberColumn("bal. acc.", format="%.3f"),
-            "macro_f1": st.column_config.NumberColumn(format="%.3f"),
-            "roc_auc": st.column_config.NumberColumn(format="%.3f"),
-            "log_loss": st.column_config.NumberColumn(format="%.3f"),
-            "baseline_accuracy": st.column_config.NumberColumn(format="%.3f"),
-            "vs_baseline": st.column_config.NumberColumn("CNN - best baseline", format="%+.3f"),
-            "beats_baseline": st.column_config.CheckboxColumn("beats the baseline"),
-            "bt_return": st.column_config.NumberColumn("strategy return", format="percent"),
-            "bh_return": st.column_config.NumberColumn("buy and hold return", format="percent"),
-            "bt_max_dd": st.column_config.NumberColumn("max drawdown", format="percent"),
-            "bt_sharpe": st.column_config.NumberColumn("Sharpe", format="%.2f"),
-            "bt_trades": st.column_config.NumberColumn("trades"),
-        })
+                     key="exp_table", placeholder="", column_config=column_config(compare.OVERVIEW_COLUMNS))
 
         # ------------------------------------------------------------------------------ compare
         st.subheader("Compare runs")
@@ -109,19 +93,13 @@ with tab_runs:
             if compare.backtest_available():
                 if st.toggle("Out-of-sample equity (backtest each run on its test split, default settings)",
                              key="exp_equity"):
-                    curves, bench = {}, {}
-                    names = compare.run_labels(picked)
                     fresh = [r for r in picked if compare.cached_backtest(r) is None]
                     ds_of = dict(zip(table["run_id"], table["dataset"]))
                     with st.spinner("Backtesting..."):
-                        for rid in picked:
-                            try:
-                                curves[names[rid]], bench[names[rid]], note = _equity(
-                                    rid, registry.weights_stamp(rid), dataset_version(str(ds_of.get(rid))))
-                                if note:
-                                    st.warning(f"{names[rid]}: {note}")
-                            except Exception as exc:  # noqa: BLE001 - one run failing must not hide the rest
-                                st.warning(f"{names[rid]}: {exc}")
+                        curves, bench, notes = compare.equity_curves(picked, lambda rid: _equity(
+                            rid, registry.weights_stamp(rid), dataset_version(str(ds_of.get(rid)))))
+                    for note in notes:
+                        st.warning(note)
                     if curves:
                         st.plotly_chart(vx.equity_figure(curves, bench), width="stretch", key="exp_equity_fig")
                     if any(compare.cached_backtest(r) is not None for r in fresh):
@@ -229,20 +207,18 @@ with tab_sweeps:
 
     st.divider()
     st.subheader("Sweep results")
-    sweeps = runner.list_sweeps()
-    if not sweeps:
+    choices = runner.sweep_choices()
+    if not choices:
         st.info("No sweeps yet.")
     else:
-        pick = pick_saved("Sweep", {s["sweep_id"]: f"{s['sweep_id']} · {s.get('status')} · {s.get('n_cells')} cells"
-                                    for s in sweeps}, "exp_sweep_pick")
+        pick = pick_saved("Sweep", choices, "exp_sweep_pick")
         try:
             res = runner.load_sweep(pick)
             ranks = list(RANK_METRICS)
             rank_by = st.selectbox("Rank by", ranks, index=ranks.index(res.rank_by), key="exp_rank_by")
             cells_df = res.table()
             summ = res.summary(rank_by)
-            st.caption(f"{res.status} · {res.backend} x {res.jobs} workers · {res.seconds:.0f} s. Groups are the "
-                       "cells that differ only by seed.")
+            st.caption(res.caption())
             (st.caption if summ.attrs.get("ranked_on") == "validation" else st.warning)(
                 runner.ranking_note(summ, rank_by))
             st.dataframe(summ[runner.summary_columns(summ, rank_by)], hide_index=True, key="exp_sweep_summary",
@@ -254,9 +230,9 @@ with tab_sweeps:
             with st.expander("All cells"):
                 st.dataframe(cells_df.assign(status=cells_df["status"].map(registry.status_words)),
                              hide_index=True, key="exp_sweep_table")
-            run_ids = [r for r in cells_df["run_id"].dropna().tolist() if (registry.runs_root() / r).is_dir()]
+            run_ids = res.saved_run_ids()
             if run_ids and st.button("Compare this sweep's runs (Runs tab)", key="exp_sweep_compare"):
-                st.session_state["exp_pick_request"] = run_ids[:12]
+                st.session_state["exp_pick_request"] = run_ids
                 st.rerun()
         except Exception as exc:  # noqa: BLE001
             show_error(exc)

@@ -313,6 +313,12 @@ def distinct_labels(labels: dict[str, str]) -> dict[str, str]:
     return {k: lab if seen[lab] == 1 else f"{lab} · {k}" for k, lab in labels.items()}
 
 
+def column_config(spec: dict[str, tuple[Optional[str], str]]) -> dict:
+    """st.dataframe's column_config from a core spec {column: (label or None, number format | "check")}."""
+    return {col: st.column_config.CheckboxColumn(label) if fmt == "check"
+            else st.column_config.NumberColumn(label, format=fmt or None) for col, (label, fmt) in spec.items()}
+
+
 def take_request(request_key: str, pick_key: str, options) -> None:
     """Another page or a finished job asked this page to show one item (`st.session_state[request_key]`,
     e.g. the demo's run): consume the request and select the item in the widget keyed `pick_key`, once."""

@@ -228,5 +228,45 @@ def run_labels(run_ids: Sequence[str]) -> dict[str, str]:
     return {rid: _label(load_run(rid).config, rid) for rid in run_ids}
 
 
+def equity_curves(run_ids: Sequence[str], backtest: Any = None) -> tuple[dict[str, pd.Series], dict[str, pd.Series],
+                                                                         list[str]]:
+    """Out-of-sample equity and buy and hold of each run (default backtest settings), keyed by its label, and
+    the sentences to show: a run whose dataset changed since training, or whose backtest failed (one failing
+    run must not hide the rest). `backtest(run_id) -> (equity, buy_and_hold, note)` defaults to
+    `run_backtest_for`; a page passes its cached wrapper."""
+    if backtest is None:
+        def backtest(rid: str) -> tuple[Any, Any, str]:
+            res = run_backtest_for(rid)
+            return res.equity, res.benchmark_equity, res.note
+    names = run_labels(run_ids)
+    curves: dict[str, pd.Series] = {}
+    bench: dict[str, pd.Series] = {}
+    notes: list[str] = []
+    for rid in run_ids:
+        try:
+            curves[names[rid]], bench[names[rid]], note = backtest(rid)
+            if note:
+                notes.append(f"{names[rid]}: {note}")
+        except Exception as exc:  # noqa: BLE001 - said beside the others
+            notes.append(f"{names[rid]}: {exc}")
+    return curves, bench, notes
+
+
+OVERVIEW_NOTE = ("Metrics are on each run's test split. \"CNN - best baseline\" is the CNN's accuracy minus the "
+                 "best simple baseline's; \"beats the baseline\" is ticked only when its 95 % bootstrap interval "
+                 "is above zero. The backtest columns (strategy return, buy and hold return, max drawdown, Sharpe) "
+                 "fill in once a run is backtested below.")
+
+# How the overview's columns read: (label or None for the column's own name, number format or "check")
+OVERVIEW_COLUMNS: dict[str, tuple[Optional[str], str]] = {
+    "accuracy": (None, "%.3f"), "balanced_accuracy": ("bal. acc.", "%.3f"), "macro_f1": (None, "%.3f"),
+    "roc_auc": (None, "%.3f"), "log_loss": (None, "%.3f"), "baseline_accuracy": (None, "%.3f"),
+    "vs_baseline": ("CNN - best baseline", "%+.3f"), "beats_baseline": ("beats the baseline", "check"),
+    "bt_return": ("strategy return", "percent"), "bh_return": ("buy and hold return", "percent"),
+    "bt_max_dd": ("max drawdown", "percent"), "bt_sharpe": ("Sharpe", "%.2f"), "bt_trades": ("trades", ""),
+}
+
+
 __all__ = ["backtest_available", "cached_backtest", "record_backtest", "run_backtest_for", "runs_overview", "filter_overview",
-           "training_curves", "metrics_of", "run_labels", "comparability_note", "BT_METRICS"]
+           "training_curves", "metrics_of", "run_labels", "comparability_note", "equity_curves",
+           "OVERVIEW_NOTE", "OVERVIEW_COLUMNS", "BT_METRICS"]

@@ -223,6 +223,17 @@ class SweepResult:
     def summary(self, rank_by: Optional[str] = None) -> pd.DataFrame:
         return summarize(self.table(), rank_by or self.rank_by)
 
+    def saved_run_ids(self, limit: int = 12) -> list[str]:
+        """The runs its cells saved that are still in the registry (at most `limit`, for a comparison)."""
+        from core.train.runs import runs_root
+
+        return [c["run_id"] for c in self.cells if c.get("run_id") and (runs_root() / c["run_id"]).is_dir()][:limit]
+
+    def caption(self) -> str:
+        """How it ran, in a line."""
+        return (f"{self.status} · {self.backend} x {self.jobs} workers · {self.seconds:.0f} s. Groups are the cells "
+                "that differ only by seed.")
+
     def to_json(self) -> dict[str, Any]:
         """The `--json` object of `python -m core sweep`."""
         summ = self.summary()
@@ -558,6 +569,11 @@ def _land(r: dict[str, Any]) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------------------------------- reading
+
+def sweep_choices() -> dict[str, str]:
+    """sweep id -> "id · status · N cells" for a picker, newest first."""
+    return {s["sweep_id"]: f"{s['sweep_id']} · {s.get('status')} · {s.get('n_cells')} cells" for s in list_sweeps()}
+
 
 def list_sweeps() -> list[dict[str, Any]]:
     """Every sweep folder's sweep.json, newest first."""
