@@ -75,6 +75,7 @@ mode = st.radio("Source", ["replay", "live"], key="live_mode", horizontal=True,
                                        "live": "Live from Bybit (needs internet)"}[m])
 a, b, c = st.columns(3)
 interval = int(a.number_input("Tick every (seconds)", 1, 3600, 2 if mode == "replay" else 30, key=f"live_every_{mode}"))
+tf_note = None  # live mode: the other-timeframe warning shown beside its selectbox
 if mode == "replay":
     from core.data.store import list_datasets
 
@@ -97,8 +98,8 @@ else:
     market = b.selectbox("Market", MARKET_TYPES, index=MARKET_TYPES.index(run_market), key="live_market")
     tf_default = tf_default if tf_default in TIMEFRAMES else "1h"
     tf = c.selectbox("Timeframe", list(TIMEFRAMES), index=list(TIMEFRAMES).index(tf_default), key="live_tf")
-    if timeframe_note(lm, tf):
-        c.warning(timeframe_note(lm, tf))
+    if tf_note := timeframe_note(lm, tf):  # said as the timeframe is chosen (the ticks' notes skip it)
+        c.warning(tf_note)
     step = 0
     source_key = ("live", run_id, symbol.strip().upper(), market, tf)
 
@@ -226,7 +227,8 @@ def _panel(log) -> None:
                 show_error(exc)
         return
     for note in state["notes"]:  # holes in the candles, another timeframe than the run's
-        st.warning(note)
+        if note != tf_note:  # not twice
+            st.warning(note)
     arrow = {"long": ":green[▲ LONG]", "short": ":red[▼ SHORT]", "flat": ":gray[● FLAT]"}[sig.action]
     st.markdown(f"### {arrow} &nbsp; {sig.timestamp:%Y-%m-%d %H:%M} UTC bar · close {sig.price:,.2f}")
     k = st.columns(5)

@@ -5,6 +5,8 @@ their own list. Every feature is scale-free so a model trained on one symbol tra
 """
 from __future__ import annotations
 
+import functools
+
 from typing import Sequence, Union
 
 import numpy as np
@@ -64,7 +66,13 @@ def resolve_features(preset_or_list: PresetOrList) -> list[str]:
 
 def warmup_bars(preset_or_list: PresetOrList) -> int:
     """How many candles the features need for their first defined row (e.g. 200 with EMA 200), measured
-    on a steady random market long enough for every indicator here."""
+    on a steady random market long enough for every indicator here (once per feature list: the Train page
+    asks on every rerun)."""
+    return _warmup_bars(tuple(resolve_features(preset_or_list)))
+
+
+@functools.lru_cache(maxsize=64)
+def _warmup_bars(names: tuple[str, ...]) -> int:
     rng = np.random.default_rng(0)
     n = 1500
     close = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
@@ -73,7 +81,7 @@ def warmup_bars(preset_or_list: PresetOrList) -> int:
     frame = pd.DataFrame({"open": open_, "high": np.maximum(open_, close) * 1.002,
                           "low": np.minimum(open_, close) * 0.998, "close": close,
                           "volume": rng.uniform(1.0, 2.0, n)}, index=idx)
-    ok = np.isfinite(feature_frame(frame, resolve_features(preset_or_list)).to_numpy()).all(axis=1)
+    ok = np.isfinite(feature_frame(frame, list(names)).to_numpy()).all(axis=1)
     return int(np.argmax(ok)) + 1 if ok.any() else n
 
 

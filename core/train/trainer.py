@@ -1030,7 +1030,7 @@ def changed_book_note(config: dict[str, Any], what: str = "run") -> Optional[str
         same = (info.snapshots == rec.get("snapshots")
                 and (None if info.start is None else info.start.isoformat()) == rec.get("start")
                 and (None if info.end is None else info.end.isoformat()) == rec.get("end")
-                and _book_digest_cached(book_id, book_digest, load_order_book) == rec["digest"])
+                and book_digest(load_order_book(book_id)) == rec["digest"])
     except DataError:
         return (f"The order book {book_id!r} this {what} learnt from ({was}) is no longer stored or cannot be "
                 "read: record or simulate it again to use the run.")
@@ -1040,22 +1040,6 @@ def changed_book_note(config: dict[str, Any], what: str = "run") -> Optional[str
     return (f"The order book {book_id!r} no longer holds the snapshots this {what} learnt from ({how}): it was "
             "recorded or simulated again since. Its predictions were made on the old book, so anything computed "
             "here from today's book (inputs, predictions) does not show what the model saw.")
-
-
-_BOOK_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def _book_digest_cached(book_id: str, digest: Callable[..., str], load: Callable[..., Any]) -> str:
-    """The fingerprint of the stored book, computed once per version of its file (pages ask on every rerun)."""
-    from core.data.orderbook import _paths
-
-    st = _paths(book_id)[0].stat()
-    key = (book_id, st.st_mtime_ns, st.st_size)
-    if key not in _BOOK_DIGESTS:
-        if len(_BOOK_DIGESTS) > 32:
-            _BOOK_DIGESTS.clear()
-        _BOOK_DIGESTS[key] = digest(load(book_id))
-    return _BOOK_DIGESTS[key]
 
 
 def _stager(progress: Optional[ProgressCallback], cancel: Optional[CancelToken]) -> Callable[[str, str], None]:
