@@ -5,8 +5,11 @@
 2. The full training loop's samples/s (data gathering, augmentation, loss, backward, clipping, AdamW, lr
    schedule, progress callbacks) against the bare model step (forward + backward + AdamW on one batch
    already in memory) at the same batch size. Target: the loop within 10 % of the bare step.
+   Both are medians: the bare step over `--rounds` rounds of one epoch's steps (one round before the loop,
+   the others after it), the loop over its epochs after the first. On a GPU one short timing is not a
+   figure: clocks ramp up and a 16-core machine's other jobs move single rounds by 20 % or more.
 
-Usage: `.venv/bin/python bench/bench_train.py [--preset quick] [--model NAME] [--threads 2] [--steps 60]`
+Usage: `.venv/bin/python bench/bench_train.py [--preset quick] [--model NAME] [--threads 2] [--rounds 3]`
 On a machine whose cores are busy with other jobs use `--threads 1`: torch's thread pool then waits on
 the other jobs and two threads can be many times slower than one.
 """
@@ -27,7 +30,9 @@ def main() -> None:
     ap.add_argument("--preset", default="quick")
     ap.add_argument("--model", default=None)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=60, help="bare-step timing steps")
+    ap.add_argument("--steps", type=int, default=0, help="bare-step timing steps per round (0: one epoch's)")
+    ap.add_argument("--rounds", type=int, default=3, help="bare-step timing rounds (median)")
+    ap.add_argument("--epochs", type=int, default=3, help="loop epochs (median of all but the first)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--loop-only", action="store_true", help="skip the end-to-end run, measure [2] only")
     ap.add_argument("--max-train", type=int, default=0, help="[2] on the most recent N training samples")
@@ -55,7 +60,7 @@ def main() -> None:
     t_ds = time.perf_counter() - t0
     if not args.loop_only:
         end_to_end(ds, t_ds, model_name, mc, data, train)
-    loop_vs_bare(ds, model_name, mc, data, train, device, args.steps, args.max_train)
+    loop_vs_bare(ds, model_name, mc, data, train, device, args.steps, args.max_train, args.rounds, args.epochs)
 
 
 def end_to_end(ds, t_ds, model_name, mc, data, train) -> None:
@@ -89,7 +94,8 @@ def end_to_end(ds, t_ds, model_name, mc, data, train) -> None:
     print(f"    {res.vs_best_baseline.get('verdict', '')}")
 
 
-def loop_vs_bare(ds, model_name, mc, data, train, device, steps: int, max_train: int = 0) -> None:
+def loop_vs_bare(ds, model_name, mc, data, train, device, steps: int = 0, max_train: int = 0, rounds: int = 3,
+                 epochs: int = 3) -> None:
     """[2] the full loop's training throughput against the bare model step at the same batch size."""
     from dataclasses import asdict
 
@@ -135,26 +141,34 @@ def loop_vs_bare(ds, model_name, mc, data, train, device, steps: int, max_train:
         opt.step()
         return float(loss.detach())  # the loop also reads the loss every step
 
+    steps = steps or max(1, len(src_tr) // bs)
+
+    def bare_round() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(steps):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return steps * bs / (time.perf_counter() - t)
+
     for _ in range(5):
         step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    bare = steps * bs / (time.perf_counter() - t)
+    bare_rounds = [bare_round()]
 
-    # the loop: same model, same batch size, 3 epochs; throughput of the training phase (validation excluded)
-    loop_cfg = type(train)(**{**asdict(train), "epochs": 3, "patience": 0})
+    # the loop: same model, same batch size; throughput of the training phase (validation excluded)
+    loop_cfg = type(train)(**{**asdict(train), "epochs": max(2, epochs), "patience": 0})
     fr = fit(new_model(), src_tr, src_va, loop_cfg, n_cls, device, progress=lambda p: None)
     per_epoch = fr.history["samples_per_second"].to_numpy()
-    loop = float(np.median(per_epoch[1:] if len(per_epoch) > 1 else per_epoch))
+    loop = float(np.median(per_epoch[1:]))
+    bare_rounds += [bare_round() for _ in range(max(0, rounds - 1))]
+    bare = float(np.median(bare_rounds))
     print(f"\n[2] {model_name} ({kind}) on {device} in {fr.precision}, batch size {bs}, {len(src_tr)} training "
           f"samples, augmentations "
           f"{'on' if (loop_cfg.noise_std or loop_cfg.time_warp or loop_cfg.scale_min != 1) and src_tr.time_axis is not None else 'off'}")
-    print(f"    bare model step : {bare:10.0f} samples/s")
+    print(f"    bare model step : {bare:10.0f} samples/s  (rounds of {steps} steps: "
+          f"{', '.join(f'{v:.0f}' for v in bare_rounds)})")
     print(f"    full train loop : {loop:10.0f} samples/s  (per epoch: {', '.join(f'{v:.0f}' for v in per_epoch)})")
     print(f"    loop / bare     : {loop / bare * 100:9.1f} %")
 

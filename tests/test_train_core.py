@@ -535,6 +535,42 @@ def test_nan_loss_stops_with_a_clear_message():
     assert r.status.startswith("failed: loss became NaN at epoch 2") and r.best_epoch == 1
 
 
+
+def test_batch_losses_are_reported_in_order_and_make_the_epoch_loss():
+    """Every batch is reported once, in order, with its own loss; the epoch's train loss is their weighted
+    mean (the live curve and the history agree)."""
+    tr, va = _data(240)  # 168 training samples: batches of 40, 40, 40, 40 and 8
+    events = []
+    r = fit(_model(), tr, va, TrainConfig(epochs=2, batch_size=40, patience=0), 2, torch.device("cpu"),
+            progress=events.append)
+    batches = [e for e in events if e.stage == "batch"]
+    per_epoch = math.ceil(len(tr) / 40)
+    assert [e.done for e in batches] == list(range(1, 2 * per_epoch + 1))
+    assert [e.metrics["epoch"] for e in batches] == [1] * per_epoch + [2] * per_epoch
+    sizes = [40] * (per_epoch - 1) + [len(tr) - 40 * (per_epoch - 1)]
+    for ep in (1, 2):
+        losses = [e.metrics["loss"] for e in batches if e.metrics["epoch"] == ep]
+        want = sum(v * n for v, n in zip(losses, sizes)) / len(tr)
+        assert r.history.loc[ep - 1, "train_loss"] == pytest.approx(want, rel=1e-12)
+    # the epoch event comes after all of its batches
+    kinds = [(e.stage, e.metrics.get("epoch", e.done)) for e in events]
+    assert kinds.index(("epoch", 1)) == per_epoch
+
+
+def test_nan_loss_on_an_epochs_last_batch_is_named():
+    tr, va = _data(200)  # 140 training samples: batches 1-3 of 64, 64, 12
+
+    class LastBad(_Tiny):
+        calls = 0
+
+        def forward(self, x):
+            LastBad.calls += 1
+            out = super().forward(x)
+            return out * float("nan") if self.training and LastBad.calls == 3 else out
+    torch.manual_seed(0)
+    with pytest.raises(UserError, match="NaN at epoch 1 batch 3"):
+        fit(LastBad(), tr, va, TrainConfig(epochs=2, batch_size=64), 2, torch.device("cpu"))
+
 def test_multitask_fit_uses_the_regression_targets():
     g = torch.Generator().manual_seed(3)
     x = torch.randn(300, 4, 16, generator=g)

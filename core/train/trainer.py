@@ -95,7 +95,7 @@ class WindowSource(BatchSource):
         self.time_axis = 2
 
     def get(self, idx: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
-        starts = torch.from_numpy(self.ends[idx] - (self.window - 1)).to(self.views.device)
+        starts = torch.from_numpy(self.ends[idx] - (self.window - 1)).to(self.views.device, non_blocking=True)
         out = {"x": self.views[starts].to(device, non_blocking=True),
                "y": torch.from_numpy(self.labels[idx]).to(device, non_blocking=True)}
         i = torch.from_numpy(np.asarray(idx, dtype=np.int64))
