@@ -10,6 +10,7 @@ What it checks (prints one line per check and writes a JSON report; exit status 
 4. Throughput: the bench_train loop-vs-bare figures on CUDA for two sequence models.
 Also reported (a figure, not a check): how far the same config trained twice on the GPU lands from itself.
 
+Run on an H200 on 2026-11-30 (torch 2.11.0+cu130, pandas 3.1.1, numpy 2.5.2, scikit-learn 1.9.1 there): all passed.
 The device machine has torch, pandas, pyarrow, scikit-learn, numba, joblib, PyYAML and Pillow but not `ta`,
 which PyPI has only as a source archive, so build its (pure-Python) wheel here and carry it (see
 /work/.library/device/README.md, "a missing Python package can travel as wheels"):
