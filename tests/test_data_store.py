@@ -257,3 +257,38 @@ def test_a_name_suffix_keeps_a_synthetic_variant_beside_the_default(workspace):
         with pytest.raises(DataError, match="not a usable name suffix"):
             make_synthetic_datasets(["BTC/USDT"], "1h", start="2025-01-01", end="2025-01-03", suffix=bad)
     assert len(list_datasets()) == 3
+
+
+def test_a_books_fingerprint_is_stored_with_it_so_a_runs_record_reads_no_table(workspace, monkeypatch):
+    """Training read the order-book file twice (once for the run's record of the book, once for the images),
+    and every Inspect/Backtest view of an order-book run read it again to see whether it was replaced."""
+    from core.data import orderbook as ob
+    from core.workspace import read_json
+    from core.workspace import atomic_write_json
+
+    ds = save_candles(_candles(48), "test", "BTC/USDT", "1h").id
+    book = ob.make_synthetic_order_book(ds, levels=5, max_snapshots=10)
+    table = ob.load_order_book(book.id)
+    assert book.digest == ob.book_digest(table) == ob.order_book_info(book.id).digest  # the same as a reading
+
+    def no_read(book_id):
+        raise AssertionError("the table was read")
+    monkeypatch.setattr(ob, "load_order_book", no_read)
+    rec = ob.book_record(book.id)
+    assert rec["digest"] == book.digest and rec["snapshots"] == 10
+    from core.train.trainer import changed_book_note
+
+    assert changed_book_note({"order_book": rec}) is None
+    monkeypatch.undo()
+    # other prices under the same id and span: the stored fingerprint changes with them
+    moved = table.assign(price=table["price"] * 1.01)
+    ob.save_order_book(moved, book.id, "synthetic", "BTC/USDT")
+    note = changed_book_note({"order_book": rec})
+    assert note and "the same 10 snapshots" in note and "other prices or sizes" in note
+    # a book saved before books carried a fingerprint: read from the table, as before
+    _, meta_path = ob._paths(book.id)
+    meta = read_json(meta_path)
+    del meta["digest"]
+    atomic_write_json(meta_path, meta)
+    assert ob.order_book_info(book.id).digest is None
+    assert ob.book_record(book.id)["digest"] == ob.book_digest(moved.sort_values(["timestamp", "side", "level"]))

@@ -3,7 +3,7 @@
 Layout (what `core.encodings.orderbook_heatmap` reads): one row per (snapshot, side, level) with columns
 `timestamp` (UTC), `side` ("bid"/"ask"), `level` (1 = best), `price`, `size`. Each book is
 `<book_id>.parquet` plus `<book_id>.json` metadata (source, symbol, levels, snapshots, start, end,
-interval). Writes are atomic, so a recorder can rewrite the file after every snapshot and an interruption
+interval, and the table's fingerprint `digest`, so a run's record of its book is a metadata read). Writes are atomic, so a recorder can rewrite the file after every snapshot and an interruption
 keeps everything recorded so far.
 """
 from __future__ import annotations
@@ -33,6 +33,7 @@ class BookInfo:
     start: pd.Timestamp | None
     end: pd.Timestamp | None
     meta: dict[str, Any] = field(default_factory=dict)
+    digest: str | None = None  # book_digest of the stored table (None: saved before books carried one)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -103,6 +104,7 @@ def save_order_book(
         "snapshots": int(ts.nunique()),
         "start": ts.iloc[0].isoformat() if len(book) else None,
         "end": ts.iloc[-1].isoformat() if len(book) else None,
+        "digest": book_digest(book),
     }
     table = pa.Table.from_pandas(book, preserve_index=False)
     atomic_write(parquet_path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
@@ -111,13 +113,13 @@ def save_order_book(
 
 
 def _info(meta: dict[str, Any]) -> BookInfo:
-    known = {"id", "source", "symbol", "levels", "snapshots", "start", "end"}
+    known = {"id", "source", "symbol", "levels", "snapshots", "start", "end", "digest"}
     return BookInfo(
         id=meta["id"], source=meta["source"], symbol=meta["symbol"], levels=int(meta["levels"]),
         snapshots=int(meta["snapshots"]),
         start=pd.Timestamp(meta["start"]) if meta.get("start") else None,
         end=pd.Timestamp(meta["end"]) if meta.get("end") else None,
-        meta={k: v for k, v in meta.items() if k not in known},
+        meta={k: v for k, v in meta.items() if k not in known}, digest=meta.get("digest") or None,
     )
 
 
@@ -188,6 +190,13 @@ def book_digest(book: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
+def stored_digest(book_id: str, info: BookInfo | None = None) -> str:
+    """`book_digest` of the stored book: from its metadata, or (a book saved before books carried one) from
+    reading the table."""
+    info = info or order_book_info(book_id)
+    return info.digest or book_digest(load_order_book(book_id))
+
+
 def book_record(book_id: str) -> dict[str, Any]:
     """What a saved order-book run records of its book (`book_id`, snapshot count, first and last time,
     `digest`), for `core.train.trainer.changed_book_note`."""
@@ -195,7 +204,7 @@ def book_record(book_id: str) -> dict[str, Any]:
     return {"book_id": book_id, "snapshots": info.snapshots,
             "start": None if info.start is None else info.start.isoformat(),
             "end": None if info.end is None else info.end.isoformat(),
-            "digest": book_digest(load_order_book(book_id))}
+            "digest": stored_digest(book_id, info)}
 
 
 def market_key(symbol: str) -> str:
@@ -236,7 +245,7 @@ def make_synthetic_order_book(dataset_id: str, levels: int = 20, seed: int = 0,
 
 __all__: Sequence[str] = [
     "BOOK_COLUMNS", "BookInfo", "book_digest", "book_id_for", "book_record", "books_for_symbol",
-    "delete_order_book", "list_order_books",
+    "delete_order_book", "list_order_books", "stored_digest",
     "load_order_book", "make_synthetic_order_book", "order_book_exists", "order_book_info", "same_market",
     "save_order_book", "snapshot_rows",
 ]

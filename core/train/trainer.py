@@ -1011,7 +1011,7 @@ def changed_book_note(config: dict[str, Any], what: str = "run") -> Optional[str
     """None when the stored order book still holds the snapshots a saved order-book run learnt from (or the
     run recorded none: other models, runs saved before runs recorded their book); else a sentence saying the
     book was replaced or removed since."""
-    from core.data.orderbook import book_digest, load_order_book, order_book_info
+    from core.data.orderbook import order_book_info, stored_digest
     from core.errors import DataError
 
     rec = config.get("order_book")
@@ -1030,7 +1030,7 @@ def changed_book_note(config: dict[str, Any], what: str = "run") -> Optional[str
         same = (info.snapshots == rec.get("snapshots")
                 and (None if info.start is None else info.start.isoformat()) == rec.get("start")
                 and (None if info.end is None else info.end.isoformat()) == rec.get("end")
-                and book_digest(load_order_book(book_id)) == rec["digest"])
+                and stored_digest(book_id, info) == rec["digest"])
     except DataError:
         return (f"The order book {book_id!r} this {what} learnt from ({was}) is no longer stored or cannot be "
                 "read: record or simulate it again to use the run.")
