@@ -39,6 +39,20 @@ def test_validate_refuses_broken_tables():
     bad.iloc[3, bad.columns.get_loc("high")] = bad["low"].iloc[3] - 1
     with pytest.raises(DataError, match="high below"):
         validate_candles(bad)
+    # the sentence says where: the first of the broken bars (2024-01-01 03:00), so a user can look it up
+    bad.iloc[7, bad.columns.get_loc("volume")] = -1.0
+    bad.iloc[9, bad.columns.get_loc("high")] = bad["low"].iloc[9] - 1
+    with pytest.raises(DataError, match=r"^1 candle has negative volume \(at 2024-01-01 07:00 UTC\)$"):
+        validate_candles(bad)
+    bad.iloc[7, bad.columns.get_loc("volume")] = 1.0
+    with pytest.raises(DataError, match=r"^2 candles have a high below their low \(the first at 2024-01-01 03:00 UTC\)$"):
+        validate_candles(bad)
+    from core.data.candles import invalid_candles
+
+    bad.iloc[7, bad.columns.get_loc("volume")] = -1.0
+    assert [(t.hour, why) for t, why in invalid_candles(bad)] == \
+        [(3, "high below low"), (7, "negative volume"), (9, "high below low")]
+    assert invalid_candles(good) == [] and invalid_candles(good.iloc[:0]) == []
     with pytest.raises(DataError, match="not sorted"):
         validate_candles(good.iloc[::-1])
     with pytest.raises(DataError, match="no 'volume' column"):

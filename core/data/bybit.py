@@ -20,10 +20,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
-import numpy as np
 import pandas as pd
 
-from core.data.candles import (COLUMNS, MIN_CANDLES, TIMEFRAMES, candle_problems, empty_candles, timeframe_seconds,
+from core.data.candles import (COLUMNS, MIN_CANDLES, TIMEFRAMES, empty_candles, invalid_candles, timeframe_seconds,
                                too_few_candles)
 from core.errors import DataError, ExchangeUnavailable
 from core.progress import CancelToken, ProgressCallback, check, report
@@ -97,7 +96,7 @@ def make_exchange(market_type: str = "linear", **config: Any) -> Any:
     return ccxt.bybit(opts)
 
 
-def _retrying(call: Callable[[], Any], retry: RetryConfig, cancel: CancelToken | None,
+def retrying(call: Callable[[], Any], retry: RetryConfig, cancel: CancelToken | None,
               counter: list[int], first: bool = False) -> Any:
     """Run `call`, retrying network errors, rate limits and exchange-unavailable with backoff."""
     import ccxt
@@ -163,7 +162,7 @@ def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
-def _exchange_time(exchange: Any, counter: list[int]) -> pd.Timestamp | None:
+def exchange_time(exchange: Any, counter: list[int]) -> pd.Timestamp | None:
     """Bybit's clock (/v5/market/time), or None when it does not answer: asked once, never retried."""
     import ccxt
 
@@ -174,16 +173,7 @@ def _exchange_time(exchange: Any, counter: list[int]) -> pd.Timestamp | None:
         return None
 
 
-def _invalid_candles(page: pd.DataFrame) -> list[tuple[pd.Timestamp, str]]:
-    """The candles of `page` that the store would refuse (core.data.candles' rules), each with why."""
-    if not len(page):
-        return []
-    problems = candle_problems(page.loc[:, list(COLUMNS)].to_numpy(dtype=np.float64))
-    bad = np.logical_or.reduce([mask for mask, _, _ in problems])
-    return [(page.index[i], next(why for mask, why, _ in problems if mask[i])) for i in np.flatnonzero(bad)]
-
-
-def _ohlcv_to_frame(rows: list[list[Any]]) -> pd.DataFrame:
+def ohlcv_to_frame(rows: list[list[Any]]) -> pd.DataFrame:
     if not rows:
         return empty_candles()
     df = pd.DataFrame(rows, columns=["ts", *COLUMNS])
@@ -219,13 +209,13 @@ def fetch_candles(
     counter = [0]
 
     report(progress, "fetch", 0, None, "loading Bybit markets")
-    _retrying(lambda: exchange.load_markets(), retry, cancel, counter, first=True)
+    retrying(lambda: exchange.load_markets(), retry, cancel, counter, first=True)
     unified = resolve_symbol(exchange, symbol, market_type)
     plain = unified.split(":")[0]
     ds_id = dataset_id(source, plain, timeframe)
 
     local_now = (now or (lambda: pd.Timestamp.now(tz="UTC")))()
-    bybit_now = _exchange_time(exchange, counter)
+    bybit_now = exchange_time(exchange, counter)
     # Closed means closed on Bybit. A local clock running ahead would store the candle still forming there
     # as closed and mark its range covered for good; the earlier clock is used, so one running behind only
     # leaves the newest candles to the next fetch. Without Bybit's time the local clock decides.
@@ -281,17 +271,17 @@ def fetch_candles(
                 since_ms = int(win.value // 1_000_000)
                 until_ms = int((win_end - step).value // 1_000_000)  # open time of the window's last candle
                 n_win = int((win_end - win) / step)
-                rows = _retrying(
+                rows = retrying(
                     lambda: exchange.fetch_ohlcv(unified, timeframe, since=since_ms, limit=n_win,
                                                  params={"until": until_ms}),
                     retry, cancel, counter,
                 )
-                page = _ohlcv_to_frame(rows)
+                page = ohlcv_to_frame(rows)
                 page = page[(page.index >= win) & (page.index < win_end) & (page.index + step <= now_ts)]
                 # A candle the store would refuse (Bybit has served low above high) is left out: a gap the
                 # quality report shows, not covered, so the next fetch asks for that bar again. The rest goes on.
                 spans, edge = [], win
-                for when, why in _invalid_candles(page):
+                for when, why in invalid_candles(page):
                     left_out.append(f"{when:%Y-%m-%d %H:%M} UTC ({why})")
                     page = page.drop(when)
                     spans.append((edge, when))
@@ -364,7 +354,7 @@ def record_order_book(
     retry = retry or RetryConfig()
     exchange = exchange or make_exchange(market_type)
     counter = [0]
-    _retrying(lambda: exchange.load_markets(), retry, cancel, counter, first=True)
+    retrying(lambda: exchange.load_markets(), retry, cancel, counter, first=True)
     unified = resolve_symbol(exchange, symbol, market_type)
     plain = unified.split(":")[0]
     n_total = max(1, int(duration_s // interval_s) + 1)
@@ -379,7 +369,7 @@ def record_order_book(
         except Cancelled:
             break
         try:
-            ob = _retrying(lambda: exchange.fetch_order_book(unified, levels), retry, cancel, counter)
+            ob = retrying(lambda: exchange.fetch_order_book(unified, levels), retry, cancel, counter)
         except Cancelled:  # (during a retry's wait) stopped cleanly, like a Cancel between snapshots
             if info is None:
                 raise
@@ -414,5 +404,6 @@ def record_order_book(
     return info
 
 
-__all__ = ["FetchResult", "MARKET_TYPES", "RetryConfig", "UNREACHABLE", "fetch_candles", "make_exchange",
-           "record_order_book", "resolve_symbol", "source_name", "TIMEFRAMES"]
+__all__ = ["FetchResult", "MARKET_TYPES", "PAGE_LIMIT", "RetryConfig", "UNREACHABLE", "exchange_time", "fetch_candles",
+           "make_exchange", "ohlcv_to_frame", "record_order_book", "resolve_symbol", "retrying", "source_name",
+           "TIMEFRAMES"]

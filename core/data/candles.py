@@ -126,10 +126,22 @@ def validate_candles(df: pd.DataFrame, *, allow_empty: bool = True) -> pd.DataFr
         raise DataError(f"the candles have {n} duplicate timestamps")
     if not out.index.is_monotonic_increasing:
         raise DataError("the candles are not sorted by time")
-    for bad, _one, many in candle_problems(out.to_numpy()):
+    for bad, one, many in candle_problems(out.to_numpy()):
         if bad.any():
-            raise DataError(f"{int(bad.sum())} candles {many}")
+            n, first = int(bad.sum()), out.index[int(np.argmax(bad))]
+            raise DataError(f"1 candle has {one} (at {first:%Y-%m-%d %H:%M} UTC)" if n == 1 else
+                            f"{n:,} candles {many} (the first at {first:%Y-%m-%d %H:%M} UTC)")
     return out
+
+
+def invalid_candles(df: pd.DataFrame) -> list[tuple[pd.Timestamp, str]]:
+    """The candles of `df` that `validate_candles` would refuse for their prices or volume, each with why
+    (the first rule it breaks), for a source that says which bar it served wrong."""
+    if not len(df):
+        return []
+    problems = candle_problems(df.loc[:, list(COLUMNS)].to_numpy(dtype=np.float64))
+    bad = np.logical_or.reduce([mask for mask, _, _ in problems])
+    return [(df.index[i], next(why for mask, why, _ in problems if mask[i])) for i in np.flatnonzero(bad)]
 
 
 def resample_candles(df: pd.DataFrame, timeframe: str) -> pd.DataFrame:

@@ -116,10 +116,10 @@ class BybitFeed:
         return f"bybit_{self.market_type}:{self.symbol}"
 
     def _resolve(self) -> str:
-        from core.data.bybit import _retrying, resolve_symbol
+        from core.data.bybit import resolve_symbol, retrying
 
         if self._unified is None:
-            _retrying(lambda: self.exchange.load_markets(), self.retry, None, [0], first=True)
+            retrying(lambda: self.exchange.load_markets(), self.retry, None, [0], first=True)
             self._unified = resolve_symbol(self.exchange, self.symbol, self.market_type)
         return self._unified
 
@@ -128,8 +128,8 @@ class BybitFeed:
         not depend on which end Bybit fills a page from, 1000 candles a request); candles already held from
         the previous tick are reused, so a steady loop asks only for the bars that closed since - unless the
         held ones have a hole (a bar Bybit did not serve then), when the whole window is asked again."""
-        from core.data.bybit import PAGE_LIMIT, _exchange_time, _invalid_candles, _ohlcv_to_frame, _retrying
-        from core.data.candles import validate_candles
+        from core.data.bybit import PAGE_LIMIT, exchange_time, ohlcv_to_frame, retrying
+        from core.data.candles import invalid_candles, validate_candles
 
         n = int(n)
         if not 1 <= n <= MAX_LOOKBACK:
@@ -138,7 +138,7 @@ class BybitFeed:
         step = pd.Timedelta(seconds=timeframe_seconds(self.timeframe))
         now = pd.Timestamp(self.now())
         now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
-        bybit_now = _exchange_time(self.exchange, [0])
+        bybit_now = exchange_time(self.exchange, [0])
         if bybit_now is not None:  # closed on Bybit: a local clock running ahead would pass a forming candle
             now = min(now, bybit_now)
         end = now.floor(step)           # open time of the still-open candle: excluded
@@ -155,21 +155,21 @@ class BybitFeed:
             win_end = min(win + PAGE_LIMIT * step, end)
             since_ms = int(win.value // 1_000_000)
             until_ms = int((win_end - step).value // 1_000_000)
-            rows = _retrying(lambda: self.exchange.fetch_ohlcv(unified, self.timeframe, since=since_ms,
+            rows = retrying(lambda: self.exchange.fetch_ohlcv(unified, self.timeframe, since=since_ms,
                                                                limit=int((win_end - win) / step),
                                                                params={"until": until_ms}),
                              self.retry, None, counter)
-            frames.append(_ohlcv_to_frame(rows))
+            frames.append(ohlcv_to_frame(rows))
             win = win_end
         self.requests = counter[0]
-        df = pd.concat(frames) if frames else _ohlcv_to_frame([])
+        df = pd.concat(frames) if frames else ohlcv_to_frame([])
         df = df[(df.index >= start) & (df.index + step <= now)]
         df = df[~df.index.duplicated(keep="last")].sort_index()
         plain = unified.split(":")[0]
         df.attrs.update(source=f"bybit_{self.market_type}", symbol=plain, timeframe=self.timeframe)
         if len(df) == 0:
             raise DataError(f"Bybit returned no closed {self.timeframe} candles for {plain} just now")
-        bad = _invalid_candles(df)
+        bad = invalid_candles(df)
         if bad:  # the model's window would hold it: no signal while it does, and the sentence says which bar
             raise DataError(f"Bybit served an invalid {plain} candle at {bad[0][0]:%Y-%m-%d %H:%M} UTC ({bad[0][1]}): "
                             f"no signal while it is inside the last {n:,} bars")
