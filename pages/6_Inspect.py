@@ -229,15 +229,17 @@ with tabs[1]:
 
 # ------------------------------------------------------------------------------------------- attributions
 with tabs[2]:
-    a, b, c = st.columns(3)
     last_step = attr.reads_last_step(model)  # Grad-CAM refuses these
     offered = [m for m in attr.METHODS if not (last_step and m == "grad_cam")]
     # (its own choice for the causal models: going back to a pooled model brings Grad-CAM back with it)
-    methods = a.multiselect("Methods", offered, offered,
+    # a row of its own, chips wrapping: in a third of the width the chips stayed in one row and the last was cut
+    methods = st.multiselect("Methods", offered, offered,
                             key="insp_methods_causal" if last_step else "insp_methods",
                             format_func=lambda s: s.replace("_", " "),
+                            wrap=True,
                             help=None if not last_step else "No Grad-CAM: this causal model's head reads only the "
                             "last step of its feature map, so a map over time would credit bars it never sees.")
+    b, c = st.columns(2)
     target = b.selectbox("Explain the class", ["predicted", *class_names], key="insp_target")
     steps = int(c.select_slider("Integrated-gradients steps", [16, 32, 64, 128], 32, key="insp_ig_steps"))
     tgt = None if target == "predicted" else class_names.index(target)

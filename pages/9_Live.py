@@ -253,25 +253,37 @@ def _panel(log) -> None:
     right.plotly_chart(vl.probability_bars(sig, threshold), width="stretch", key="live_probs")
 
 
+# the log's columns shown at first: what a signal is (bar, action, how sure, how close to a trade) and what to
+# do with it (price, size, levels) fit a narrow window; the rest stay one click away (LOG_MORE)
+LOG_SHOWN = ["timestamp", "action", "P(action)", "strongest side", "price", "size", "stop", "target"]
+LOG_MORE = "notional, the class probabilities (prob_...), logged at, mode, source and run"
+
+
 def _log_table(log) -> None:
     st.subheader("Signal log")
     try:
         log = log.head(500)
-        st.caption(f"Logged once per bar and settings in the workspace (live/signals/{run_id}/), newest first. "
+        table = vl.signal_table(log)
+        sources = sorted(table["source"].dropna().astype(str).unique()) if "source" in table else []
+        shown = [c for c in LOG_SHOWN if c in table] + (["source"] if len(sources) > 1 else [])  # mixed: per row
+        st.caption(f"Logged once per bar and settings in the workspace (live/signals/{run_id}/), newest first"
+                   + (f", from {sources[0]}" if len(sources) == 1 else "") + ". "
                    "P(action) is the probability of the side traded (empty for flat); the strongest side says "
-                   "how close a flat bar came to a trade. The CSV is the raw log (its `confidence` is P(action), "
-                   "and P(no trade) for a flat bar).")
+                   "how close a flat bar came to a trade. Hover the table for its toolbar: the eye icon shows more "
+                   "columns (" + LOG_MORE + "), the frame icon opens it full screen. The CSV is the raw log "
+                   "(its `confidence` is P(action), and P(no trade) for a flat bar).")
         columns = {c: st.column_config.NumberColumn(c, format="%.2f", width="small") for c in ("price", "stop",
                                                                                               "target")}
         columns.update({c: st.column_config.Column(help=h) for c, h in vl.SIGNAL_TABLE_HELP.items()})
         columns["size"] = st.column_config.NumberColumn(help=vl.SIGNAL_TABLE_HELP["size"], format="percent")
         for c, label in (("timestamp", "bar (UTC)"), ("logged_at", "logged at (UTC)")):
             columns[c] = st.column_config.DatetimeColumn(label, format="YYYY-MM-DD HH:mm", timezone="UTC",
-                                                         help=vl.SIGNAL_TABLE_HELP.get(c))
+                                                         help=vl.SIGNAL_TABLE_HELP.get(c),
+                                                         pinned=c == "timestamp")  # the bar stays in view
         if flat_note := vl.all_flat_note(log, threshold):
             st.caption(flat_note)
-        st.dataframe(vl.signal_table(log), hide_index=True, key="live_log_table", column_config=columns,
-                     placeholder="")  # "empty for flat", as the caption says (not "None")
+        st.dataframe(table, hide_index=True, key="live_log_table", column_config=columns, column_order=shown,
+                     width="stretch", placeholder="")  # "empty for flat", as the caption says (not "None")
         if len(log):
             st.download_button("Download CSV", log.to_csv(index=False).encode(), f"signals-{run_id}.csv",
                                "text/csv", key="live_log_csv")

@@ -1,4 +1,6 @@
 """Figures of the Inspect page."""
+import re
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -160,6 +162,7 @@ def test_the_attribution_title_says_what_is_drawn_and_the_note_how_methods_diffe
 
     title = attribution_title("up")
     assert "up" in title and "|attribution|" in title and "scaled to the largest" in title
+    assert all(len(line) <= 60 for line in re.sub(r"</?sup>", "", title).split("<br>"))  # fits a narrow window
     assert "pushed" not in title and "towards" not in title
     note = ATTRIBUTION_METHODS_NOTE.lower()
     assert "saliency" in note and "gradient" in note and "at the input" in note

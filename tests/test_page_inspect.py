@@ -299,3 +299,21 @@ def test_settings_survive_a_visit_to_another_page(shared_data):
     attr = _spec_with(at, "how strongly each bar moves")
     assert [t["type"] for t in attr["data"]].count("bar") == 1  # the figures follow the kept settings
     _spec_with(at, "features.4 (64, 12)")
+
+
+def test_every_attribution_method_chip_is_visible(shared_data):
+    """In a third of the tab's width the methods' chips stayed in one row and the third one was cut (at 1000 px
+    none was readable). The Methods box has a row of its own, its chips wrapping when they do not fit, and all
+    methods are chosen at first, each named in words."""
+    ds = _dataset(shared_data)
+    _train(ds, "cnn1d", channels=8, layers=2)
+    at = _page(ds)
+    tab = next(t for t in at.tabs if t.label == "Attributions")
+    methods = at.multiselect(key="insp_methods")
+    assert methods.value == ["saliency", "integrated_gradients", "grad_cam"]
+    assert [methods.format_func(m) for m in methods.value] == ["saliency", "integrated gradients", "grad cam"]
+    assert any(child is methods for child in tab.children.values())  # the tab's full width, not a column
+    assert not any(len(col.multiselect) for col in tab.columns)
+    assert methods.proto.HasField("wrap") and methods.proto.wrap  # chips wrap instead of being cut
+    # the other two settings still sit side by side below it
+    assert [len(col.selectbox) + len(col.select_slider) for col in tab.columns][:2] == [1, 1]

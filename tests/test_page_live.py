@@ -222,3 +222,41 @@ def test_the_all_flat_note_names_the_highest_side_and_is_silent_once_a_tick_trad
                     "(the highest was 0.52). Lower the threshold to see trades.")
     assert all_flat_note(log.assign(action=["flat", "long"]), 0.6) is None
     assert all_flat_note(log.iloc[:0], 0.6) is None
+
+
+# the signal log's columns shown at first: they fit a narrow window (the whole log ran off its right edge)
+LOG_SHOWN = ["timestamp", "action", "P(action)", "strongest side", "price", "size", "stop", "target"]
+
+
+def test_the_signal_log_shows_few_columns_at_first_and_keeps_the_rest_one_click_away(trained,  # noqa: F811
+                                                                                      workspace):
+    """A narrow window (1000 px, sidebar open) cut the 16-column log at its right edge. The page shows the
+    signal's own columns first, the bar pinned while the rest scrolls; every other column is still in the
+    table (the toolbar's eye icon shows it), the caption says where, and the single source is named once.
+    A log of several sources shows the source per row."""
+    from core.data.store import save_candles
+
+    run_id = install_run(trained, workspace)
+    at = _page(live_run_request=run_id)
+    at.button(key="live_step_btn").click().run()
+    assert not at.exception, at.exception
+    log = at.dataframe[0]
+    assert list(log.proto.column_order) == LOG_SHOWN
+    hidden = {"notional", "logged_at", "mode", "source", "run_id", "prob_up", "prob_down", "prob_flat"}
+    assert hidden <= set(log.value.columns)  # not dropped: shown from the table's toolbar
+    config = json.loads(log.proto.columns)
+    pinned = [k for k, v in config.items() if v.get("pinned")]
+    assert len(pinned) == 1 and pinned[0].endswith("timestamp") and config[pinned[0]]["label"] == "bar (UTC)"
+    caption = next(c.value for c in at.caption if c.value.startswith("Logged once per bar"))
+    source = log.value["source"].iloc[0]
+    assert f"from {source}." in caption and "eye icon shows more columns" in caption
+    assert all(w in caption for w in ("notional", "class probabilities", "logged at", "source"))
+    other = save_candles(synthetic_candles(400, seed=3), "synthetic", "ETH/USDT", "1h").id
+    at.run()
+    at.selectbox(key="live_replay_ds").select(other).run()
+    at.button(key="live_step_btn").click().run()
+    assert not at.exception, at.exception
+    log = at.dataframe[0]
+    assert log.value["source"].nunique() == 2 and list(log.proto.column_order) == LOG_SHOWN + ["source"]
+    caption = next(c.value for c in at.caption if c.value.startswith("Logged once per bar"))
+    assert f"from {source}" not in caption

@@ -103,7 +103,9 @@ def most_active_channels_figure(name: str, fmap: np.ndarray, top: Sequence[tuple
 def attribution_title(class_name: str) -> str:
     """What the attribution rows draw: unsigned magnitudes per bar, each row scaled to its largest bar (so
     not which way a bar pushed, only how strongly). The methods differentiate the class logit."""
-    return f"how strongly each bar moves the {class_name} score (logit): |attribution|, scaled to the largest"
+    # two lines: on one, a window under about 1,300 px cut the title mid-word
+    return (f"how strongly each bar moves the {class_name} score (logit)"
+            "<br><sup>|attribution|, scaled to the largest bar of each row</sup>")
 
 
 ATTRIBUTION_METHODS_NOTE = (
