@@ -191,12 +191,13 @@ def _reset() -> None:
     state.update(_new_state())
 
 
-b1, b2, b3, _ = st.columns([1, 1, 1, 3])
-b1.button("Pause" if state["running"] else "Start", key="live_toggle", type="primary", on_click=_toggle,
-          icon=":material/pause:" if state["running"] else ":material/play_arrow:", disabled=state["finished"])
-if b2.button("Step once" if mode == "replay" else "Fetch now", key="live_step_btn", icon=":material/skip_next:"):
+# a row that wraps rather than cutting labels ("St...") when the window is narrow
+buttons = st.container(horizontal=True)
+buttons.button("Pause" if state["running"] else "Start", key="live_toggle", type="primary", on_click=_toggle,
+               icon=":material/pause:" if state["running"] else ":material/play_arrow:", disabled=state["finished"])
+if buttons.button("Step once" if mode == "replay" else "Fetch now", key="live_step_btn", icon=":material/skip_next:"):
     _tick()
-b3.button("Reset", key="live_reset", icon=":material/restart_alt:", on_click=_reset)
+buttons.button("Reset", key="live_reset", icon=":material/restart_alt:", on_click=_reset)
 
 
 def _panel(log) -> None:
@@ -231,17 +232,17 @@ def _panel(log) -> None:
             st.warning(note)
     arrow = {"long": ":green[▲ LONG]", "short": ":red[▼ SHORT]", "flat": ":gray[● FLAT]"}[sig.action]
     st.markdown(f"### {arrow} &nbsp; {sig.timestamp:%Y-%m-%d %H:%M} UTC bar · close {sig.price:,.2f}")
-    k = st.columns(5)
+    k = st.container(horizontal=True, horizontal_alignment="distribute", gap="medium")  # wraps, not "do..."
     if sig.action == "flat":  # say how far the strongest side is from trading, not P(flat)
         side = max((c for c in ("up", "down") if c in sig.probabilities), key=lambda c: sig.probabilities[c])
-        k[0].metric("Strongest side", f"{side} {sig.probabilities[side]:.2f}",
-                    help=f"below the {threshold:.2f} threshold, so no trade")
+        k.metric("Strongest side", f"{side} {sig.probabilities[side]:.2f}",
+                 help=f"below the {threshold:.2f} threshold, so no trade")
     else:
-        k[0].metric("Confidence", f"{sig.confidence:.2f}", help="probability of the side acted on")
-    k[1].metric("Suggested size", f"{sig.size * 100:.1f} %", help=f"{sizing} sizing: {sig.notional:,.0f} USDT")
-    k[2].metric("Stop", "-" if sig.stop is None else f"{sig.stop:,.2f}")
-    k[3].metric("Target", "-" if sig.target is None else f"{sig.target:,.2f}")
-    k[4].metric("ATR(14)", f"{sig.atr:,.2f}")
+        k.metric("Confidence", f"{sig.confidence:.2f}", help="probability of the side acted on")
+    k.metric("Suggested size", f"{sig.size * 100:.1f} %", help=f"{sizing} sizing: {sig.notional:,.0f} USDT")
+    k.metric("Stop", "-" if sig.stop is None else f"{sig.stop:,.2f}")
+    k.metric("Target", "-" if sig.target is None else f"{sig.target:,.2f}")
+    k.metric("ATR(14)", f"{sig.atr:,.2f}")
     if sig.extra:  # a multi-task run also predicts the horizon's return and volatility
         st.caption(" · ".join(f"predicted {k} over the horizon: {v * 100:{'+' if k == 'magnitude' else ''}.2f} %"
                               for k, v in sig.extra.items()))
