@@ -49,7 +49,7 @@ pages = page_files()
 listed = set()
 for name, what in PIPELINE:  # unnumbered: the sidebar orders the pages by file, this list by the pipeline
     path = pages.get(name.lower())
-    col_link, col_text = st.columns([1, 4], vertical_alignment="center")
+    col_link, col_text = st.columns([2, 5], vertical_alignment="center")  # [1, 4] cut "Architectures"
     with col_link:
         if path is None or not page_link(path, name, PAGE_ICONS.get(name.lower())):
             st.markdown(f":gray[{name}]")
@@ -107,36 +107,38 @@ def _demo_summary() -> None:
 
         (st.success if verdict_is_good(vs) else st.warning)(verdict_text(vs))
     bt, bh = res.backtest or {}, res.buy_and_hold or {}
-    k = st.columns(4)
+    # wraps on a narrow window: in four columns the labels and deltas read "Model accurac..." and "-0.6 points vs l..."
+    k = st.container(horizontal=True, horizontal_alignment="distribute", gap="medium")
     # the difference sits on the model's card: a red arrow on the baseline's read as the baseline falling
-    k[0].metric("Model accuracy (test)", f"{(res.metrics or {}).get('accuracy', float('nan')):.3f}",
-                delta=f"{vs.get('diff', 0) * 100:+.1f} points vs {vs.get('baseline')}" if vs else None,
-                help="on the test split, never seen in training")
+    k.metric("Model accuracy (test)", f"{(res.metrics or {}).get('accuracy', float('nan')):.3f}",
+             delta=f"{vs.get('diff', 0) * 100:+.1f} points vs {vs.get('baseline')}" if vs else None,
+             help="on the test split, never seen in training")
     if vs:
-        k[1].metric(f"Best baseline ({vs.get('baseline')})", f"{vs.get('baseline_value', float('nan')):.3f}",
-                    help="the best of the majority-class and logistic-regression baselines on the same test "
-                         "split and labels (chosen on the test split: the hardest comparison for the model)")
-    k[2].metric("Strategy return", f"{bt.get('total_return', float('nan')) * 100:+.1f} %",
-                delta=f"{(bt.get('total_return', 0) - bh.get('total_return', 0)) * 100:+.1f} points vs buy and hold")
-    k[3].metric("Buy and hold return", f"{bh.get('total_return', float('nan')) * 100:+.1f} %")
+        k.metric(f"Best baseline ({vs.get('baseline')})", f"{vs.get('baseline_value', float('nan')):.3f}",
+                 help="the best of the majority-class and logistic-regression baselines on the same test "
+                      "split and labels (chosen on the test split: the hardest comparison for the model)")
+    k.metric("Strategy return", f"{bt.get('total_return', float('nan')) * 100:+.1f} %",
+             delta=f"{(bt.get('total_return', 0) - bh.get('total_return', 0)) * 100:+.1f} points vs buy and hold")
+    k.metric("Buy and hold return", f"{bh.get('total_return', float('nan')) * 100:+.1f} %")
     eq = res.equity
     market = " · synthetic (simulated) market" if res.dataset_id.startswith("synthetic") else f" · {res.dataset_id}"
-    st.plotly_chart(vl.equity_figure(eq.get("strategy"), eq.get("buy_and_hold"),
-                                     title="equity: model strategy vs buy and hold (out of sample, after costs)"
-                                           + market),
-                    width="stretch", key="demo_equity")
-    l, r = st.columns(2)
-    l.dataframe(vl.demo_classification_table(res.summary()), hide_index=True, key="demo_cls_table")
-    r.dataframe(vl.demo_trading_table(res.summary()), hide_index=True, key="demo_trade_table")
+    # two lines: on one, the title ran past a narrow window's chart and was cut mid-word
+    equity = vl.equity_figure(eq.get("strategy"), eq.get("buy_and_hold"),
+                              title="equity: model strategy vs buy and hold<br>(out of sample, after costs)" + market)
+    equity.update_layout(margin_t=75, title_y=0.97, title_yanchor="top")
+    st.plotly_chart(equity, width="stretch", key="demo_equity")
+    # one under the other: side by side, each in half the width hid its last columns (balanced accuracy, Sharpe...)
+    st.dataframe(vl.demo_classification_table(res.summary()), hide_index=True, key="demo_cls_table")
+    st.dataframe(vl.demo_trading_table(res.summary()), hide_index=True, key="demo_trade_table")
     st.markdown("**Look deeper**")
-    b = st.columns(4)
-    if "train" in pages and b[0].button("Training curves and baselines", key="demo_open_train"):
+    b = st.container(horizontal=True)  # buttons at their own width, wrapping: in four columns they read "Training curve..."
+    if "train" in pages and b.button("Training curves and baselines", key="demo_open_train"):
         _open(str(pages["train"].relative_to(ROOT)), train_view_run=res.run_id)
-    if "backtest" in pages and b[1].button("Backtest with your own rules", key="demo_open_backtest"):
+    if "backtest" in pages and b.button("Backtest with your own rules", key="demo_open_backtest"):
         _open(str(pages["backtest"].relative_to(ROOT)), bt_source=f"run:{res.run_id}")
-    if "live" in pages and b[2].button("Replay its signals live", key="demo_open_live"):
+    if "live" in pages and b.button("Replay its signals live", key="demo_open_live"):
         _open(str(pages["live"].relative_to(ROOT)), live_run_request=res.run_id)
-    if "experiments" in pages and b[3].button("Compare with other runs", key="demo_open_experiments"):
+    if "experiments" in pages and b.button("Compare with other runs", key="demo_open_experiments"):
         _open(str(pages["experiments"].relative_to(ROOT)), exp_pick_request=[res.run_id])
 
 
@@ -151,13 +153,13 @@ try:
     from core.viz.data import candlestick_figure
 
     info = dataset_info(dataset_id)
-    c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Dataset", f"{info.symbol} {info.timeframe}", help=dataset_id)
-    c2.metric("Source", info.source)
-    c3.metric("Bars", f"{info.rows:,}")
+    c = st.container(horizontal=True, horizontal_alignment="distribute", gap="medium")  # not "BTC/..." and "731 d..."
+    c.metric("Dataset", f"{info.symbol} {info.timeframe}", help=dataset_id)
+    c.metric("Source", info.source)
+    c.metric("Bars", f"{info.rows:,}")
     span = (info.end - info.start).total_seconds() / 86400 if info.start is not None else None
-    c4.metric("Span", "-" if span is None else f"{span:,.0f} days",
-              help=f"{info.start} to {info.end}")
+    c.metric("Span", "-" if span is None else f"{span:,.0f} days",
+             help=f"{info.start} to {info.end}")
     # an overview: about 750 candles (2 years of 1h as daily candles) draw fast; the Data page shows more
     st.plotly_chart(candlestick_figure(load_candles(dataset_id), height=420, max_candles=750), width="stretch",
                     key="home_candles")

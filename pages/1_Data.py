@@ -65,13 +65,13 @@ try:
     shown = df.iloc[-1000:] if view == "Last 1,000 bars" else df
     st.plotly_chart(vz.candlestick_figure(shown), width="stretch", key="data_candles")
     report = cd.quality_report(df)
-    cols = st.columns(6)
-    for col, (label, value) in zip(cols, [
+    figures = st.container(horizontal=True, horizontal_alignment="distribute", gap="medium")  # six columns: "17..."
+    for label, value in ([
         ("Rows", f"{report['rows']:,}"), ("Span", f"{report['span_days']:,.0f} days"),
         ("Gaps", f"{report['gap_count']:,}"), ("Missing bars", f"{report['missing_bars']:,}"),
         ("Duplicates", f"{report['duplicates']:,}"), ("Zero-volume bars", f"{report['zero_volume_bars']:,}"),
     ]):
-        col.metric(label, value)
+        figures.metric(label, value)
     with st.expander("Quality report in full", expanded=False, key="quality_expander"):
         q1, q2 = st.columns([1, 2])
         q1.dataframe(vz.report_table(report), hide_index=True, key="quality_table")
@@ -86,17 +86,18 @@ if source == "synthetic":
     from core.data import synthetic
 
     with st.form("synth_form", border=False):
-        c1, c2, c3, c4, c5 = st.columns(5)
+        # two rows of three: in five columns the start date read "2024 / 0" and the symbol "BTC/US"
+        c1, c2, c3 = st.columns(3)
         sym = c1.selectbox("Symbol", list(synthetic.PROFILES), key="synth_symbol")
         tf = c2.selectbox("Timeframe", TIMEFRAMES, index=TIMEFRAMES.index("1h"), key="synth_tf")
         start = c3.date_input("Start", dt.date(2024, 1, 1), key="synth_start")
+        c4, c5, c6 = st.columns(3, vertical_alignment="bottom")
         days = c4.number_input("Span (days)", 1, 3650, 365, key="synth_days")
         seed = c5.number_input("Seed", 0, 2**31 - 1, 42, key="synth_seed")
-        c1, c2 = st.columns([1, 4], vertical_alignment="bottom")
-        suffix = c1.text_input("Name suffix (optional)", key="synth_suffix", placeholder="e.g. short",
+        suffix = c6.text_input("Name suffix (optional)", key="synth_suffix", placeholder="e.g. short",
                                help="Keeps this market beside one of the same symbol and timeframe: 'short' "
                                     "stores synthetic-BTCUSDT-1h-short. Letters, digits, '.', '_' or '-'.")
-        replace = c2.checkbox(REPLACE, key="synth_replace")
+        replace = st.checkbox(REPLACE, key="synth_replace")
         go_synth = st.form_submit_button("Generate", icon=":material/auto_awesome:", key="synth_generate")
     if go_synth:
         try:
@@ -111,9 +112,10 @@ if source == "synthetic":
         except Exception as exc:  # noqa: BLE001
             show_error(exc)
 elif source == "bybit":
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2 = st.columns(2)  # two rows of two: in a quarter of the width the date range read "2026 / 10 /"
     market = c1.selectbox("Market", list(MARKETS), format_func=MARKETS.get, key="bybit_market")
     sym = c2.text_input("Symbol", "BTC/USDT", key="bybit_symbol")
+    c3, c4 = st.columns(2)
     tf = c3.selectbox("Timeframe", TIMEFRAMES, index=TIMEFRAMES.index("1h"), key="bybit_tf")
     today = dt.date.today()
     rng = c4.date_input("Range", (today - dt.timedelta(days=30), today), key="bybit_range")
@@ -166,17 +168,18 @@ st.container(key="datasets_count").caption(
     f"{len(infos)} dataset{'s' if len(infos) != 1 else ''} held, {sum(i.rows for i in infos):,} candles in all")
 st.dataframe(vz.datasets_table(infos), hide_index=True, key="datasets_table")
 ids = [i.id for i in infos]
-c1, c2, c3, c4 = st.columns([3, 1, 1, 1], vertical_alignment="bottom")
+c1, c2 = st.columns([2, 3], vertical_alignment="bottom")
+ds_buttons = c2.container(horizontal=True)  # at their own width, wrapping: in sixths they read "Make ..." and "D..."
 if st.session_state.get("_ds_pick_follows") != dataset_id or st.session_state.get("ds_pick") not in ids:
     st.session_state["_ds_pick_follows"] = dataset_id  # the picker follows the active dataset when it changes
     st.session_state["ds_pick"] = dataset_id if dataset_id in ids else (ids[0] if ids else None)
 pick = c1.selectbox("Dataset", ids, key="ds_pick")
-if c2.button("Make active", key="ds_activate", disabled=pick == dataset_id):
+if ds_buttons.button("Make active", key="ds_activate", disabled=pick == dataset_id):
     set_active_dataset(pick)
     st.rerun()
-c3.download_button("CSV", data=lambda: store.load_candles(pick).to_csv().encode(), file_name=f"{pick}.csv",
-                   mime="text/csv", key="ds_download", on_click="ignore", icon=":material/download:")
-if c4.button("Delete", key="ds_delete", icon=":material/delete:"):
+ds_buttons.download_button("CSV", data=lambda: store.load_candles(pick).to_csv().encode(), file_name=f"{pick}.csv",
+                           mime="text/csv", key="ds_download", on_click="ignore", icon=":material/download:")
+if ds_buttons.button("Delete", key="ds_delete", icon=":material/delete:"):
     st.session_state["confirm_delete"] = pick
 if st.session_state.get("confirm_delete") == pick:
     st.warning(f"Delete {pick} and its files?{_runs_on(pick)} This cannot be undone.")

@@ -49,9 +49,11 @@ with st.expander("Features, labels and split", expanded=True):
         st.session_state["ind_features"] = list(PRESETS[preset])
         st.session_state["ind_features_for"] = preset
     all_features = available_features()
-    features = c1.multiselect("Features (edit the preset)", list(all_features), key="ind_features",
-                              format_func=lambda n: n, help="\n\n".join(f"**{k}**: {v}"
-                                                                        for k, v in all_features.items()))
+    features_box = st.container()  # below the three columns (drawn after them), the full width
+    # a row of its own, chips wrapping: in a third of the width one chip showed ("open...") and the rest scrolled away
+    features = features_box.multiselect("Features (edit the preset)", list(all_features), key="ind_features",
+                                        format_func=lambda n: n, wrap=True,
+                                        help="\n\n".join(f"**{k}**: {v}" for k, v in all_features.items()))
     kind = c2.selectbox("Label", LABEL_KINDS, key="ind_label_kind",
                         help="direction3: down/flat/up beyond ±threshold; binary: up or not; vol_scaled: "
                              "threshold = k × rolling σ × √horizon; multitask: direction + magnitude + volatility")
@@ -81,9 +83,9 @@ else:
 
 # ---- price chart -------------------------------------------------------------------------------------
 st.subheader("Price and indicators")
-o1, o2, o3 = st.columns([2, 2, 1])
-overlays = o1.multiselect("Overlays", vz.OVERLAYS, ["EMA 21", "Bollinger"], key="ind_overlays")
-panels = o2.multiselect("Panels", vz.PANELS, ["Volume", "RSI", "MACD"], key="ind_panels")
+o1, o2, o3 = st.columns([3, 3, 2])  # chips wrap (the last one was cut), and "Show split" fits its column
+overlays = o1.multiselect("Overlays", vz.OVERLAYS, ["EMA 21", "Bollinger"], key="ind_overlays", wrap=True)
+panels = o2.multiselect("Panels", vz.PANELS, ["Volume", "RSI", "MACD"], key="ind_panels", wrap=True)
 show_split = o3.toggle("Show split", True, key="ind_show_split")
 _keep()
 lo, hi, step = vz.range_slider_bounds(candles)  # one bar per step, so the handles sit where the labels say
@@ -105,13 +107,13 @@ else:
 
 if result is not None:
     n = {k_: len(v) for k_, v in result.splits.items()}
-    m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Rows after warm-up", f"{len(result.timestamps):,}",
-              f"{result.raw_features.attrs.get('warmup_rows', 0)} warm-up rows dropped", delta_color="off",
-              delta_arrow="off")
-    m2.metric("Train samples", f"{n['train']:,}")
-    m3.metric("Validation samples", f"{n['val']:,}")
-    m4.metric("Test samples", f"{n['test']:,}")
+    m = st.container(horizontal=True, horizontal_alignment="distribute", gap="medium")  # not "25 warm-up row..."
+    m.metric("Rows after warm-up", f"{len(result.timestamps):,}",
+             f"{result.raw_features.attrs.get('warmup_rows', 0)} warm-up rows dropped", delta_color="off",
+             delta_arrow="off")
+    m.metric("Train samples", f"{n['train']:,}")
+    m.metric("Validation samples", f"{n['val']:,}")
+    m.metric("Test samples", f"{n['test']:,}")
     outside = len(result.timestamps) - sum(n.values())
     st.caption(f"{outside:,} rows are in no segment's samples: the first window's lead-in ({window - 1} rows), "
                f"the last {horizon} (no label yet), the two purge gaps"

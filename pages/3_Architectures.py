@@ -82,15 +82,15 @@ else:
 
 # ---- the analytic field ------------------------------------------------------------------------------------
 if report is not None:
-    m1, m2, m3, m4, m5 = st.columns(5)
-    m1.metric(f"Receptive field ({unit})", f"{report.receptive_field:,}")
-    m2.metric("Receptive field (time)", bars_to_time(report.receptive_field, timeframe)
-              if unit == "bars" and timeframe else "—", help=f"in the active dataset's timeframe ({timeframe})")
-    m3.metric("Parameters", f"{summary.params:,}")
-    m4.metric("MACs per sample", f"{summary.macs:,}")
-    m5.metric("CPU latency", f"{summary.latency_ms:.2f} ms" if summary.latency_ms is not None else "—",
-              help="fastest of 5 single-window forward passes on this machine's CPU, after warm-up (busy cores "
-                   "only add time)")
+    m = st.container(horizontal=True, horizontal_alignment="distribute", gap="medium")  # in fifths: "4,946,..."
+    m.metric(f"Receptive field ({unit})", f"{report.receptive_field:,}")
+    m.metric("Receptive field (time)", bars_to_time(report.receptive_field, timeframe)
+             if unit == "bars" and timeframe else "—", help=f"in the active dataset's timeframe ({timeframe})")
+    m.metric("Parameters", f"{summary.params:,}")
+    m.metric("MACs per sample", f"{summary.macs:,}")
+    m.metric("CPU latency", f"{summary.latency_ms:.2f} ms" if summary.latency_ms is not None else "—",
+             help="fastest of 5 single-window forward passes on this machine's CPU, after warm-up (busy cores "
+                  "only add time)")
     advice = window_advice(report, timeframe)
     if advice is not None:
         (st.warning if advice[0] == "warning" else st.info)(advice[1])
@@ -113,10 +113,10 @@ if report is not None:
 st.subheader("Effective receptive field")
 st.caption("Mean |∂ output / ∂ input| of the freshly initialised model (seed 0) over validation windows of the "
            "active dataset, per channel and bar: where the prediction actually looks. Trained runs: Inspect page.")
-e1, e2 = st.columns([1, 3])
+e1, e2 = st.columns([1, 3], vertical_alignment="bottom")  # the button beside the slider: in a quarter it was cut
 n_windows = int(e1.slider("Windows", 8, 256, 64, step=8, key="arch_erf_windows"))
 request = [dataset_id, name, config_json, preset, window, n_windows]
-if e1.button("Compute on real windows", key="arch_erf_btn", icon=":material/bolt:",
+if e2.button("Compute on real windows", key="arch_erf_btn", icon=":material/bolt:",
              disabled=report is None or not dataset_ok):
     st.session_state["arch_erf_request"] = request
 if report is not None and dataset_ok and st.session_state.get("arch_erf_request") == request:
@@ -127,7 +127,8 @@ if report is not None and dataset_ok and st.session_state.get("arch_erf_request"
         res = None
     if res is not None:
         erf = res["erf"]
-        with e1:
+        figures = st.container(horizontal=True, horizontal_alignment="distribute", gap="medium")
+        with figures:  # a row above the chart: in a quarter of the width the labels were cut
             st.metric(f"{'Whole window, head pools' if erf.whole_window else 'Analytic bound'} ({unit})",
                       f"{erf.analytic_rf:,}", help=erf.rf_note or "what can reach the output: the receptive field "
                       "of a model that reads its last step")
@@ -137,9 +138,8 @@ if report is not None and dataset_ok and st.session_state.get("arch_erf_request"
             if erf.utilisation is not None:
                 st.metric("RF utilisation", f"{erf.utilisation:.0%}",
                           help="effective span / analytic field (capped by the window)")
-        with e2:
-            st.plotly_chart(va.erf_figure(erf, res["row_names"], erf.analytic_rf, unit),
-                            width="stretch", key="arch_erf_chart")
+        st.plotly_chart(va.erf_figure(erf, res["row_names"], erf.analytic_rf, unit),
+                        width="stretch", key="arch_erf_chart")
         if res["contributions"]:
             st.plotly_chart(va.dilation_figure(res["contributions"], timeframe), width="stretch",
                             key="arch_dilation_chart")
@@ -147,7 +147,7 @@ if report is not None and dataset_ok and st.session_state.get("arch_erf_request"
                        "distance) when that block's skip output is replaced by zeros, as a share of all blocks. "
                        "It measures the level's direct path to the head; its effect through later blocks stays.")
 else:
-    e2.info("Press **Compute on real windows** to measure where this model looks on the active dataset.")
+    st.info("Press **Compute on real windows** to measure where this model looks on the active dataset.")
 
 # ---- side by side ------------------------------------------------------------------------------------------
 st.subheader("Side by side")

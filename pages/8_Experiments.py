@@ -111,10 +111,11 @@ with tab_runs:
         st.subheader("Manage a run")
         rid = st.selectbox("Run", table["run_id"].tolist(), key="exp_manage", format_func=lambda r: labels.get(r, r))
         row = table.set_index("run_id").loc[rid]
-        m1, m2, m3 = st.columns([3, 1, 1])
+        m1, m2 = st.columns([3, 2], vertical_alignment="bottom")
+        m3 = m2.container(horizontal=True)  # the two buttons at their own width: in fifths "Rena..." and "Expor..."
         new_name = m1.text_input("Name", str(row["name"])[:registry.MAX_NAME], key=f"exp_rename_{rid}",
                                  max_chars=registry.MAX_NAME)
-        if m2.button("Rename", key="exp_rename_btn", icon=":material/edit:"):
+        if m3.button("Rename", key="exp_rename_btn", icon=":material/edit:"):
             try:
                 registry.rename_run(rid, new_name)
                 st.rerun()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from tests.page_helpers import horizontal_rows, in_columns, metric_rows, row_keys
 from tests.test_demo import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +39,9 @@ def test_demo_button_runs_the_pipeline_and_ends_on_a_summary(workspace, monkeypa
 
     monkeypatch.setattr(core.demo, "run_demo", partial(core.demo.run_demo, overrides=TINY))
     at = _home()
+    # rows of figures and buttons wrap on a narrow window (1,000 px with the sidebar open) instead of cutting
+    # their text ("BTC/...", "731 d..."; after the demo "Model accurac...", "Training curve...")
+    assert ["Dataset", "Source", "Bars", "Span"] in metric_rows(at)
     at.button(key="demo_run").click().run()
     assert not at.exception, at.exception
     sid = at.session_state["_session_id"]
@@ -62,6 +66,12 @@ def test_demo_button_runs_the_pipeline_and_ends_on_a_summary(workspace, monkeypa
     tables = [t.value for t in at.dataframe]
     assert any("baseline: majority" in " ".join(map(str, t.iloc[:, 0])) for t in tables)
     assert any("buy and hold" in " ".join(map(str, t.iloc[:, 0])) for t in tables)
+    demo = [r for r in metric_rows(at) if "Model accuracy (test)" in r]
+    assert len(demo) == 1 and demo[0][2:] == ["Strategy return", "Buy and hold return"]
+    assert ["demo_open_train", "demo_open_backtest", "demo_open_live", "demo_open_experiments"] in \
+        [row_keys(row) for row in horizontal_rows(at)]
+    assert len(at.dataframe) == 2 and in_columns(at, "Dataframe") == [False, False]  # side by side: cut columns
+    assert "<br>" in json.dumps(equity[0]["layout"]["title"])  # on one line the title was cut mid-word
     # look deeper: the demo's run opens on the Live page, selected
     at.button(key="demo_open_live").click().run()
     assert not at.exception, at.exception

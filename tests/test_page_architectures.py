@@ -9,7 +9,7 @@ import numpy as np
 
 from streamlit.testing.v1 import AppTest
 
-from tests.page_helpers import charts
+from tests.page_helpers import charts, metric_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "3_Architectures.py")
@@ -106,3 +106,14 @@ def test_model_and_settings_survive_a_visit_to_another_page():
     at.switch_page("pages/3_Architectures.py").run()
     assert not at.exception
     assert at.selectbox(key="arch_model").value == "tcn" and at.number_input(key="arch_window").value == 96
+
+
+def test_the_five_figures_wrap_on_a_narrow_window():
+    """In fifths of a 1,000 px window (sidebar open) the figures read "4,946,..." and "Receptive fi...": they are
+    a wrapping row now; the compute button sits beside the slider, not under it in a quarter of the width."""
+    at = AppTest.from_file(PAGE, default_timeout=240)
+    at.run()
+    assert not at.exception, at.exception
+    rows = metric_rows(at)
+    assert ["Receptive field (bars)", "Receptive field (time)", "Parameters", "MACs per sample", "CPU latency"] in rows
+    assert at.button(key="arch_erf_btn").label == "Compute on real windows"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.page_helpers import charts
+from tests.page_helpers import charts, metric_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "7_Backtest.py")
@@ -218,3 +218,12 @@ def test_the_run_in_view_stays_the_default_when_newer_runs_appear(workspace):
     seen.session_state["_run_in_view"] = viewed  # what this tab showed on another page (Inspect, Train, Home)
     seen.run()
     assert not seen.exception and seen.selectbox(key="bt_source").value == f"run:{viewed}"
+
+
+def test_the_result_figures_wrap_on_a_narrow_window():
+    """In fifths of a 1,000 px window (sidebar open) the figures read "-15.4..." and "buy & hold 9.1...": they
+    are one wrapping row now."""
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    assert ["Total return", "Sharpe", "Max drawdown", "Trades", "Fees paid (USDT)"] in metric_rows(at)

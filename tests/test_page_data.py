@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.page_helpers import column_row_of, horizontal_rows, metric_rows, row_keys
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "pages" / "1_Data.py"
 
@@ -350,3 +352,17 @@ def test_settings_survive_a_visit_to_another_page(workspace):
     assert not at.exception, at.exception
     assert at.radio(key="data_source").value == "file"
     assert at.text_input(key="import_symbol").value == "MYCOIN/USDT" and at.selectbox(key="import_tf").value == "4h"
+
+
+def test_figures_and_dataset_buttons_wrap_on_a_narrow_window(at):
+    """At 1,000 px with the sidebar open the six quality figures read "17..." and "73...", the dataset buttons
+    "Make ..." and "D...", the start date "2024 / 0" and the Bybit range "2026 / 10 /": the figures and buttons
+    are wrapping rows now, the inputs in rows of at most three (two for the date range)."""
+    assert ["Rows", "Span", "Gaps", "Missing bars", "Duplicates", "Zero-volume bars"] in metric_rows(at)
+    keys = [row_keys(row) for row in horizontal_rows(at)]
+    assert any(len(k) == 3 and k[0] == "ds_activate" and "ds_download" in k[1] and k[2] == "ds_delete"
+               for k in keys), keys
+    assert column_row_of(at, "synth_start") == 3 and column_row_of(at, "synth_symbol") == 3
+    at.radio(key="data_source").set_value("bybit").run()
+    assert not at.exception, at.exception
+    assert column_row_of(at, "bybit_range") == 2

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.page_helpers import horizontal_rows, row_keys
+
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_DATA = dict(preset="chapter6", window=16, horizon=4, threshold=0.002, max_rows=1200)
 SMALL_TRAIN = dict(epochs=1, batch_size=64, lr=3e-3, patience=0, n_boot=100, baselines=["majority"])
@@ -291,3 +293,16 @@ def test_comparing_runs_on_other_data_or_targets_says_so(zips, workspace):
     assert len(warn) == 1 and "datasets (synthetic-BTCUSDT-1h; synthetic-ETHUSDT-1h)" in warn[0]
     assert "targets (direction3, horizon 4, threshold 0.002; binary, horizon 4)" in warn[0]
     assert "2-class and a 3-class" in warn[0]
+
+
+def test_rename_and_export_wrap_on_a_narrow_window(zips, workspace):
+    """In fifths of a 1,000 px window (sidebar open) the buttons read "Rena..." and "Expor...": they are a
+    wrapping row at their own width now, beside the name."""
+    from core.train.archive import import_run_zip
+
+    _, zip_a, candles = zips
+    _store(candles)
+    import_run_zip(zip_a)
+    at = _page()
+    keys = [row_keys(row) for row in horizontal_rows(at)]
+    assert any(len(k) == 2 and k[0] == "exp_rename_btn" and "exp_export" in k[1] for k in keys), keys

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from tests.page_helpers import charts
+from tests.page_helpers import charts, metric_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "2_Indicators.py")
@@ -134,3 +134,26 @@ def test_a_short_dataset_says_why_and_the_range_slider_reaches_its_last_bar(shar
     assert (last - first) % rng.proto.step == 0 and list(rng.proto.default) == [first, last]
     assert [v.hour for v in rng.value] == [0, 23]
     assert "price" in _charts(at)  # the candles are still drawn
+
+
+def test_feature_chips_and_figures_wrap_on_a_narrow_window():
+    """At 1,000 px with the sidebar open the feature box in a third of the width showed one chip ("open...")
+    and the split figures read "25 warm-up row...": the chips wrap in a row of their own, outside the three
+    columns, and the figures are a wrapping row."""
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    features = at.multiselect(key="ind_features")
+    assert features.proto.wrap is True
+    assert features.value  # the preset's features, unchanged
+    parents = []
+
+    def walk(node, inside_column):
+        for child in getattr(node, "children", {}).values():
+            if getattr(child, "key", None) == "ind_features":
+                parents.append(inside_column)
+            walk(child, inside_column or type(child).__name__ == "Column")
+    walk(at._tree, False)
+    assert parents == [False]
+    assert at.multiselect(key="ind_overlays").proto.wrap and at.multiselect(key="ind_panels").proto.wrap
+    assert ["Rows after warm-up", "Train samples", "Validation samples", "Test samples"] in metric_rows(at)

@@ -12,6 +12,7 @@ import pandas as pd
 from streamlit.testing.v1 import AppTest
 
 from tests.test_live import install_run, synthetic_candles, trained  # noqa: F401 - the session fixture
+from tests.page_helpers import horizontal_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "9_Live.py")
@@ -262,25 +263,6 @@ def test_the_signal_log_shows_few_columns_at_first_and_keeps_the_rest_one_click_
     assert f"from {source}" not in caption
 
 
-def _horizontal_rows(at: AppTest) -> list[list]:
-    """The children of every horizontal, wrapping container (st.container(horizontal=True)), row by row."""
-    rows = []
-
-    def walk(node):
-        for child in getattr(node, "children", {}).values():
-            proto = getattr(child, "proto", None)
-            try:
-                flex = proto.flex_container if proto.WhichOneof("type") == "flex_container" else None
-            except (AttributeError, ValueError):
-                flex = None
-            if flex is not None and flex.direction == flex.Direction.HORIZONTAL and flex.wrap \
-                    and not any(type(c).__name__ == "Column" for c in child.children.values()):
-                rows.append(list(child.children.values()))
-            walk(child)
-    walk(at._tree)
-    return rows
-
-
 def test_the_buttons_and_the_signal_figures_wrap_on_a_narrow_window(trained, workspace):  # noqa: F811
     """In a sixth of the width each (columns 1:1:1:3) the buttons read "St...", "St...", "R..." at 1,000 px, and
     the five figures in five columns "do..." and "132..." : each row is a wrapping row of its own now."""
@@ -288,7 +270,7 @@ def test_the_buttons_and_the_signal_figures_wrap_on_a_narrow_window(trained, wor
     at = _page(live_run_request=run_id)
     at.button(key="live_step_btn").click().run()
     assert not at.exception, at.exception
-    rows = _horizontal_rows(at)
+    rows = horizontal_rows(at)
     keys = [[getattr(e, "key", None) for e in row] for row in rows]
     assert ["live_toggle", "live_step_btn", "live_reset"] in keys
     figures = [[e.label for e in row] for row in rows if row and all(type(e).__name__ == "Metric" for e in row)]
