@@ -110,11 +110,11 @@ def test_lr_preview_title_says_the_shape():
     from core.viz.train import lr_schedule_figure
 
     assert lr_schedule_figure(6, 1, 2e-3, 1e-6).layout.title.text == \
-        "learning rate: 1 warm-up epoch(s), cosine to 1e-06"
+        "learning rate<br><sup>1 warm-up epoch(s), cosine to 1e-06</sup>"
     assert lr_schedule_figure(1, 1, 2e-3, 1e-6).layout.title.text == \
-        "learning rate: the whole run is warm-up (up to 2e-03)"
+        "learning rate<br><sup>the whole run is warm-up (up to 2e-03)</sup>"
     assert lr_schedule_figure(80, 0, 5e-4, 5e-4).layout.title.text == \
-        "learning rate: no warm-up, then constant at 5e-04"
+        "learning rate<br><sup>no warm-up, then constant at 5e-04</sup>"
 
 
 def test_the_interval_note_says_how_it_was_drawn_even_when_counts_are_missing():

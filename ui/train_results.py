@@ -17,9 +17,20 @@ def headline(m: dict, baselines: dict, vs: dict, key: str, walk_forward: bool = 
     if vs:
         (st.success if verdict_is_good(vs) else st.warning)(verdict_text(vs))
         st.caption(vt.interval_note(vs, walk_forward))
-    for col, (label, value) in zip(st.columns(5), vt.headline_values(m)):
-        col.metric(label, value)
-    st.dataframe(vt.comparison_table(m, baselines), hide_index=True, key=key)
+    figures = st.container(horizontal=True, horizontal_alignment="distribute", gap="medium")  # wraps, not "balanced acc..."
+    for label, value in vt.headline_values(m):
+        figures.metric(label, value)
+    st.dataframe(vt.comparison_table(m, baselines), hide_index=True, key=key, column_config=_three_decimals(
+        vt.METRIC_LABELS.values(), pin="model"))
+
+
+def _three_decimals(columns, pin: str = "") -> dict:
+    """Metric columns at 3 decimals (full floats pushed a narrow window's last columns out of view), `pin` kept in
+    view while the table scrolls sideways."""
+    spec = {c: st.column_config.NumberColumn(format="%.3f") for c in columns}
+    if pin:
+        spec[pin] = st.column_config.Column(pinned=True)
+    return spec
 
 
 def run_results() -> None:
@@ -55,7 +66,8 @@ def run_results() -> None:
     l, r = st.columns(2)
     if m.get("confusion"):
         l.plotly_chart(vt.confusion_figure(m["confusion"], run.class_names), width="stretch", key="train_cm")
-    r.dataframe(vt.per_class_table(m), hide_index=True, key="train_per_class")
+    r.dataframe(vt.per_class_table(m), hide_index=True, key="train_per_class",
+                column_config=_three_decimals(("precision", "recall", "f1"), pin="class"))
     st.plotly_chart(vt.history_figure(run.history, loss=vt.loss_name(cfg.get("train_config") or {},
                                                                      cfg.get("targets_scaling") is not None)),
                     width="stretch", key="train_curves")

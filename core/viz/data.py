@@ -127,8 +127,9 @@ def candlestick_figure(
         row=2, col=1,
     )
     fig.update_layout(
-        title={"text": " · ".join(parts), "font": {"size": 15}},
-        height=height, margin={"l": 10, "r": 10, "t": 50, "b": 10},
+        # what it is on the first line, how it is drawn below (on one line a narrow window cut it mid-number)
+        title={"text": f"{parts[0]}<br><sup>{' · '.join(parts[1:])}</sup>", "font": {"size": 15}},
+        height=height, margin={"l": 10, "r": 10, "t": 60, "b": 10},
         xaxis_rangeslider_visible=False, bargap=0, hovermode="x",
     )
     fig.update_yaxes(title_text="price", row=1, col=1)

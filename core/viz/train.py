@@ -78,8 +78,8 @@ def confusion_figure(confusion: Sequence[Sequence[int]], class_names: Sequence[s
                                text=text, texttemplate="%{text}", colorscale="Blues", zmin=0, zmax=1,
                                colorbar={"title": "share of row"}))
     fig.update_yaxes(autorange="reversed")
-    fig.update_layout(height=330, margin={"l": 60, "r": 20, "t": 40, "b": 40},
-                      title=title or "confusion matrix (test, rows sum to 100 %)")
+    fig.update_layout(height=330, margin={"l": 60, "r": 20, "t": 60, "b": 40},
+                      title=title or "confusion matrix<br><sup>test split, each row sums to 100 %</sup>")
     return fig
 
 
@@ -91,8 +91,8 @@ def baseline_bars(metrics: dict[str, Any], baselines: dict[str, dict[str, Any]],
     for b, m in baselines.items():
         fig.add_trace(go.Bar(name=b, x=labels, y=[m.get(n) for n in names],
                              marker_color=BASE_COLORS.get(b, "#bcbd22")))
-    fig.update_layout(barmode="group", height=320, margin={"l": 40, "r": 20, "t": 40, "b": 40},
-                      title="test metrics: CNN vs baselines (same split, same labels)",
+    fig.update_layout(barmode="group", height=320, margin={"l": 40, "r": 20, "t": 60, "b": 40},
+                      title="test metrics: CNN vs baselines<br><sup>the same split, the same labels</sup>",
                       legend={"orientation": "h", "y": -0.2})
     return fig
 
@@ -111,8 +111,8 @@ def comparison_figure(vs: dict[str, Any]) -> go.Figure:
             hovertemplate=f"{it['verdict']}<extra></extra>"))
     fig.add_vline(x=0, line={"color": "#888888", "width": 1})  # seen on the light and the dark theme
     conf = int(round(items[0]["confidence"] * 100)) if items else 95
-    fig.update_layout(height=80 + 70 * max(1, len(items)), margin={"l": 40, "r": 20, "t": 40, "b": 40},
-                      title=f"CNN minus best baseline (points, {conf} % block-bootstrap interval)",
+    fig.update_layout(height=100 + 70 * max(1, len(items)), margin={"l": 40, "r": 20, "t": 60, "b": 40},
+                      title=f"CNN minus best baseline<br><sup>points, {conf} % block-bootstrap interval</sup>",
                       xaxis_title="difference (percentage points)")
     return fig
 
@@ -167,8 +167,8 @@ def lr_schedule_figure(epochs: int, warmup: float, lr: float, min_lr: float, ste
         shape = f"{warm_text}, then constant at {float(lr):.0e}"
     else:
         shape = f"{warm_text}, cosine to {float(min_lr):.0e}"
-    fig.update_layout(height=230, margin={"l": 50, "r": 20, "t": 40, "b": 40},
-                      title=title or f"learning rate: {shape}",
+    fig.update_layout(height=250, margin={"l": 50, "r": 20, "t": 60, "b": 40},
+                      title=title or f"learning rate<br><sup>{shape}</sup>",
                       xaxis_title="epoch", yaxis={"tickformat": ".1e"}, showlegend=False)
     fig.update_xaxes(range=[0, max(1, int(epochs))], **epoch_ticks(int(epochs)))  # no "epoch 0.5" ticks
     return fig
