@@ -113,7 +113,7 @@ def comparison_figure(vs: dict[str, Any]) -> go.Figure:
     conf = int(round(items[0]["confidence"] * 100)) if items else 95
     fig.update_layout(height=100 + 70 * max(1, len(items)), margin={"l": 40, "r": 20, "t": 60, "b": 40},
                       title=f"CNN minus best baseline<br><sup>points, {conf} % block-bootstrap interval</sup>",
-                      xaxis_title="difference (percentage points)")
+                      xaxis_title="difference (points)")  # "(percentage points" was cut at half width
     return fig
 
 
