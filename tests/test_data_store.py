@@ -275,23 +275,24 @@ def test_a_name_suffix_keeps_a_synthetic_variant_beside_the_default(workspace):
 
 def test_a_books_fingerprint_is_stored_with_it_so_a_runs_record_reads_no_table(workspace, monkeypatch):
     """Training read the order-book file twice (once for the run's record of the book, once for the images),
-    and every Inspect/Backtest view of an order-book run read it again to see whether it was replaced."""
+    and every Inspect/Backtest view of an order-book run read it again to see whether it was replaced. The
+    fingerprint sits in the parquet file's own metadata, written with the table in one atomic write."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from core.data import orderbook as ob
-    from core.workspace import read_json
-    from core.workspace import atomic_write_json
+    from core.train.trainer import changed_book_note
 
     ds = save_candles(_candles(48), "test", "BTC/USDT", "1h").id
     book = ob.make_synthetic_order_book(ds, levels=5, max_snapshots=10)
     table = ob.load_order_book(book.id)
-    assert book.digest == ob.book_digest(table) == ob.order_book_info(book.id).digest  # the same as a reading
+    assert ob.stored_digest(book.id) == ob.book_digest(table)  # the same as reading the rows
 
     def no_read(book_id):
         raise AssertionError("the table was read")
     monkeypatch.setattr(ob, "load_order_book", no_read)
     rec = ob.book_record(book.id)
-    assert rec["digest"] == book.digest and rec["snapshots"] == 10
-    from core.train.trainer import changed_book_note
-
+    assert rec["digest"] == ob.book_digest(table) and rec["snapshots"] == 10
     assert changed_book_note({"order_book": rec}) is None
     monkeypatch.undo()
     # other prices under the same id and span: the stored fingerprint changes with them
@@ -300,9 +301,7 @@ def test_a_books_fingerprint_is_stored_with_it_so_a_runs_record_reads_no_table(w
     note = changed_book_note({"order_book": rec})
     assert note and "the same 10 snapshots" in note and "other prices or sizes" in note
     # a book saved before books carried a fingerprint: read from the table, as before
-    _, meta_path = ob._paths(book.id)
-    meta = read_json(meta_path)
-    del meta["digest"]
-    atomic_write_json(meta_path, meta)
-    assert ob.order_book_info(book.id).digest is None
-    assert ob.book_record(book.id)["digest"] == ob.book_digest(moved.sort_values(["timestamp", "side", "level"]))
+    parquet_path, _ = ob._paths(book.id)
+    pq.write_table(pa.Table.from_pandas(moved, preserve_index=False), parquet_path)
+    assert b"cnn_lab_book_digest" not in (pq.read_schema(parquet_path).metadata or {})
+    assert ob.book_record(book.id)["digest"] == ob.book_digest(moved)

@@ -3,7 +3,8 @@
 Layout (what `core.encodings.orderbook_heatmap` reads): one row per (snapshot, side, level) with columns
 `timestamp` (UTC), `side` ("bid"/"ask"), `level` (1 = best), `price`, `size`. Each book is
 `<book_id>.parquet` plus `<book_id>.json` metadata (source, symbol, levels, snapshots, start, end,
-interval, and the table's fingerprint `digest`, so a run's record of its book is a metadata read). Writes are atomic, so a recorder can rewrite the file after every snapshot and an interruption
+interval). The parquet file's own metadata carries the table's fingerprint (`stored_digest`): written with the
+table in one atomic write, so it cannot disagree with it, and read from the file's footer, not its rows. Writes are atomic, so a recorder can rewrite the file after every snapshot and an interruption
 keeps everything recorded so far.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from core.errors import DataError
 from core.workspace import atomic_write, atomic_write_json, read_json, safe_name, ws_path
 
 BOOK_COLUMNS = ("timestamp", "side", "level", "price", "size")
+_DIGEST_KEY = b"cnn_lab_book_digest"  # in the parquet file's own metadata
 
 
 @dataclass
@@ -33,7 +35,6 @@ class BookInfo:
     start: pd.Timestamp | None
     end: pd.Timestamp | None
     meta: dict[str, Any] = field(default_factory=dict)
-    digest: str | None = None  # book_digest of the stored table (None: saved before books carried one)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -104,22 +105,22 @@ def save_order_book(
         "snapshots": int(ts.nunique()),
         "start": ts.iloc[0].isoformat() if len(book) else None,
         "end": ts.iloc[-1].isoformat() if len(book) else None,
-        "digest": book_digest(book),
     }
     table = pa.Table.from_pandas(book, preserve_index=False)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), _DIGEST_KEY: book_digest(book).encode()})
     atomic_write(parquet_path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
     atomic_write_json(json_path, full)
     return _info(full)
 
 
 def _info(meta: dict[str, Any]) -> BookInfo:
-    known = {"id", "source", "symbol", "levels", "snapshots", "start", "end", "digest"}
+    known = {"id", "source", "symbol", "levels", "snapshots", "start", "end"}
     return BookInfo(
         id=meta["id"], source=meta["source"], symbol=meta["symbol"], levels=int(meta["levels"]),
         snapshots=int(meta["snapshots"]),
         start=pd.Timestamp(meta["start"]) if meta.get("start") else None,
         end=pd.Timestamp(meta["end"]) if meta.get("end") else None,
-        meta={k: v for k, v in meta.items() if k not in known}, digest=meta.get("digest") or None,
+        meta={k: v for k, v in meta.items() if k not in known},
     )
 
 
@@ -190,11 +191,15 @@ def book_digest(book: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-def stored_digest(book_id: str, info: BookInfo | None = None) -> str:
-    """`book_digest` of the stored book: from its metadata, or (a book saved before books carried one) from
-    reading the table."""
-    info = info or order_book_info(book_id)
-    return info.digest or book_digest(load_order_book(book_id))
+def stored_digest(book_id: str) -> str:
+    """`book_digest` of the stored book: from the parquet file's footer, or (a book saved before books carried
+    one) from reading the table."""
+    parquet_path = _paths(book_id)[0]
+    try:
+        md = pq.read_schema(parquet_path).metadata or {}
+    except (OSError, pa.ArrowException):
+        md = {}  # missing or damaged: load_order_book says which
+    return md[_DIGEST_KEY].decode() if _DIGEST_KEY in md else book_digest(load_order_book(book_id))
 
 
 def book_record(book_id: str) -> dict[str, Any]:
@@ -204,7 +209,7 @@ def book_record(book_id: str) -> dict[str, Any]:
     return {"book_id": book_id, "snapshots": info.snapshots,
             "start": None if info.start is None else info.start.isoformat(),
             "end": None if info.end is None else info.end.isoformat(),
-            "digest": stored_digest(book_id, info)}
+            "digest": stored_digest(book_id)}
 
 
 def market_key(symbol: str) -> str:

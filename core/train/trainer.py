@@ -1030,7 +1030,7 @@ def changed_book_note(config: dict[str, Any], what: str = "run") -> Optional[str
         same = (info.snapshots == rec.get("snapshots")
                 and (None if info.start is None else info.start.isoformat()) == rec.get("start")
                 and (None if info.end is None else info.end.isoformat()) == rec.get("end")
-                and stored_digest(book_id, info) == rec["digest"])
+                and stored_digest(book_id) == rec["digest"])
     except DataError:
         return (f"The order book {book_id!r} this {what} learnt from ({was}) is no longer stored or cannot be "
                 "read: record or simulate it again to use the run.")
