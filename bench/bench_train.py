@@ -106,8 +106,9 @@ def loop_vs_bare(ds, model_name, mc, data, train, device, steps: int = 0, max_tr
 
     from core.data.store import load_candles
     from core.models import create_model
+    from core.train.losses import balanced_class_weights, build_loss
     from core.train.trainer import (_autocast, _resolve, _valid_ends, build_source, features_on, fit,
-                                    prepare_for_run, target_scaling)
+                                    param_groups, prepare_for_run, target_scaling)
 
     data, train, mc, ds, kind = _resolve(ds, model_name, mc, data, train)
     cfg = {"dataset_id": ds, "data_config": asdict(data)}
@@ -129,8 +130,12 @@ def loop_vs_bare(ds, model_name, mc, data, train, device, steps: int = 0, max_tr
     if device.type == "cuda":  # the same cuDNN settings as fit() uses, so both figures are comparable
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     batch = src_tr.get(np.arange(bs), device)
-    opt = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
-    crit = torch.nn.CrossEntropyLoss()
+    # the configured optimizer (its parameter groups) and loss (class weights, focal, smoothing), as fit() builds
+    # them: they are the model's step, not the data pipeline (fp16's GradScaler is left out: a GPU without bf16)
+    opt = torch.optim.AdamW(param_groups(model, train), lr=train.lr, weight_decay=train.weight_decay)
+    weights = balanced_class_weights(src_tr.labels, n_cls) if train.class_weights == "balanced" else \
+        (torch.tensor([float(w) for w in train.class_weights]) if train.class_weights else None)
+    crit = build_loss(train.loss, n_cls, weights, train.label_smoothing, train.focal_gamma).to(device)
     model.train()
 
     def step():
@@ -160,6 +165,9 @@ def loop_vs_bare(ds, model_name, mc, data, train, device, steps: int = 0, max_tr
     for _ in range(5):
         step()
     bare_round()  # warm-up
+    # The rounds after the epochs run inside fit's private dropout generator (its progress callback), so the bare
+    # step takes the same dropout code as the loop's model (core.models.blocks.dropout); its draws shift the
+    # loop's dropout masks, which changes its losses, not its speed.
 
     # The loop (same model, same batch size; the training phase's throughput, validation excluded), with a round
     # of the bare step right after each of its epochs: a shared machine's speed drifts by a quarter between

@@ -71,6 +71,7 @@ def test_demo_button_runs_the_pipeline_and_ends_on_a_summary(workspace, monkeypa
     assert ["demo_open_train", "demo_open_backtest", "demo_open_live", "demo_open_experiments"] in \
         [row_keys(row) for row in horizontal_rows(at)]
     assert len(at.dataframe) == 2 and in_columns(at, "Dataframe") == [False, False]  # side by side: cut columns
+    assert any(in_columns(at, "Markdown"))  # (columns are still found: the pipeline's rows are columns)
     assert "<br>" in json.dumps(equity[0]["layout"]["title"])  # on one line the title was cut mid-word
     # look deeper: the demo's run opens on the Live page, selected
     at.button(key="demo_open_live").click().run()

@@ -72,21 +72,21 @@ def test_unparseable_timestamps():
 def test_non_positive_prices():
     rows = _rows()
     rows[4] = rows[4].split(",")[0] + ",0,102,0,101,5"
-    with pytest.raises(DataError, match="1 rows have a price of zero or below \\(first at data row 5\\)"):
+    with pytest.raises(DataError, match="1 row has a price of zero or below \\(data row 5\\)"):
         read_candle_file(_csv(rows))
 
 
 def test_high_below_low():
     rows = _rows()
     rows[1] = rows[1].split(",")[0] + ",100,98,99,99,5"
-    with pytest.raises(DataError, match="1 rows have a high below their low \\(first at data row 2\\)"):
+    with pytest.raises(DataError, match="1 row has high below low \\(data row 2\\)"):
         read_candle_file(_csv(rows))
 
 
 def test_nan_rows_refused_or_dropped():
     rows = _rows()
     rows[3] = rows[3].split(",")[0] + ",103,105,,104,5"
-    with pytest.raises(DataError, match="1 rows have missing values \\(first at data row 4\\)"):
+    with pytest.raises(DataError, match="1 row has missing values \\(data row 4\\)"):
         read_candle_file(_csv(rows))
     df, rep = read_candle_file(_csv(rows), nan_policy="drop")
     assert rep.nan_rows_dropped == 1 and len(df) == 5
@@ -228,7 +228,7 @@ def test_odd_files_get_sentences_that_fit_them():
         read_candle_file(b"\x00" * 64)
     rows = _rows(6)
     rows[3] = rows[3].rsplit(",", 1)[0] + ",inf"
-    with pytest.raises(DataError, match="1 rows have an infinite value \\(first at data row 4\\)"):
+    with pytest.raises(DataError, match="1 row has an infinite value \\(data row 4\\)"):
         read_candle_file(_csv(rows))
     # "... UTC" as some exports write it is a UTC time, not an unreadable one
     text = "\n".join(f"2024-01-01 {i:02d}:00:00 {'UTC' if i % 2 else 'utc'},{100 + i},{102 + i},{99 + i},{101 + i},5"

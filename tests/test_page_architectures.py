@@ -9,7 +9,7 @@ import numpy as np
 
 from streamlit.testing.v1 import AppTest
 
-from tests.page_helpers import charts, metric_rows
+from tests.page_helpers import charts, column_row_of, metric_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "3_Architectures.py")
@@ -117,3 +117,4 @@ def test_the_five_figures_wrap_on_a_narrow_window():
     rows = metric_rows(at)
     assert ["Receptive field (bars)", "Receptive field (time)", "Parameters", "MACs per sample", "CPU latency"] in rows
     assert at.button(key="arch_erf_btn").label == "Compute on real windows"
+    assert column_row_of(at, "arch_erf_btn") == 2 and column_row_of(at, "arch_erf_windows") == 2  # side by side

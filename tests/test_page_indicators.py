@@ -5,7 +5,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from tests.page_helpers import charts, metric_rows
+from tests.page_helpers import charts, column_row_of, metric_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "pages" / "2_Indicators.py")
@@ -146,14 +146,6 @@ def test_feature_chips_and_figures_wrap_on_a_narrow_window():
     features = at.multiselect(key="ind_features")
     assert features.proto.wrap is True
     assert features.value  # the preset's features, unchanged
-    parents = []
-
-    def walk(node, inside_column):
-        for child in getattr(node, "children", {}).values():
-            if getattr(child, "key", None) == "ind_features":
-                parents.append(inside_column)
-            walk(child, inside_column or type(child).__name__ == "Column")
-    walk(at._tree, False)
-    assert parents == [False]
+    assert column_row_of(at, "ind_features") == 0 and column_row_of(at, "ind_label_kind") == 3  # not in a column
     assert at.multiselect(key="ind_overlays").proto.wrap and at.multiselect(key="ind_panels").proto.wrap
     assert ["Rows after warm-up", "Train samples", "Validation samples", "Test samples"] in metric_rows(at)

@@ -535,7 +535,6 @@ def test_nan_loss_stops_with_a_clear_message():
     assert r.status.startswith("failed: loss became NaN at epoch 2") and r.best_epoch == 1
 
 
-
 def test_batch_losses_are_reported_in_order_and_make_the_epoch_loss():
     """Every batch is reported once, in order, with its own loss; the epoch's train loss is their weighted
     mean (the live curve and the history agree)."""
@@ -570,6 +569,7 @@ def test_nan_loss_on_an_epochs_last_batch_is_named():
     torch.manual_seed(0)
     with pytest.raises(UserError, match="NaN at epoch 1 batch 3"):
         fit(LastBad(), tr, va, TrainConfig(epochs=2, batch_size=64), 2, torch.device("cpu"))
+
 
 def test_multitask_fit_uses_the_regression_targets():
     g = torch.Generator().manual_seed(3)

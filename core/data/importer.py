@@ -235,6 +235,11 @@ def _in_range(idx: pd.DatetimeIndex, col: pd.Series) -> pd.DatetimeIndex:
     return idx.as_unit("ns")
 
 
+def _rows_said(n: int, one: str, many: str, first: int) -> str:
+    """"1 row has ... (data row 5)" or "3 rows have ... (first at data row 5)"."""
+    return f"1 row {one} (data row {first})" if n == 1 else f"{n:,} rows {many} (first at data row {first})"
+
+
 def read_candle_file(
     src: str | Path | bytes | IO[Any],
     timeframe: str | None = None,
@@ -266,25 +271,25 @@ def read_candle_file(
     if nan_rows.any():
         n, first = int(nan_rows.sum()), int(np.flatnonzero(nan_rows)[0])
         if nan_policy != "drop":
-            raise DataError(f"{n} rows have missing values (first at data row {first + 1}); fill them in "
-                            f"the file or import with missing rows dropped")
+            raise DataError(_rows_said(n, "has missing values", "have missing values", first + 1)
+                            + "; fill them in the file or import with missing rows dropped")
         keep = ~nan_rows
         values, ts_col = values.loc[keep], ts_col.loc[keep]
         report.nan_rows_dropped = n
-        report.notes.append(f"{n} rows with missing values dropped")
+        report.notes.append(f"{n:,} row{'s' if n != 1 else ''} with missing values dropped")
         if len(values) == 0:
             raise DataError("every row has missing values")
     inf = ~np.isfinite(values.to_numpy()).all(axis=1)
     if inf.any():
-        raise DataError(f"{int(inf.sum())} rows have an infinite value (first at data row "
-                        f"{int(np.flatnonzero(inf)[0]) + 1}); prices and volumes must be finite numbers")
+        raise DataError(_rows_said(int(inf.sum()), "has an infinite value", "have an infinite value",
+                                   int(np.flatnonzero(inf)[0]) + 1) + "; prices and volumes must be finite numbers")
     idx, fmt = _parse_timestamps(ts_col.reset_index(drop=True))
     report.timestamp_format = fmt
     values.index = idx.rename("timestamp")
     v = values.to_numpy()
-    for bad, _one, many in candle_problems(v):  # the store's own rules (core.data.candles), by data row
+    for bad, one, many in candle_problems(v):  # the store's own rules (core.data.candles), by data row
         if bad.any():
-            raise DataError(f"{int(bad.sum())} rows {many} (first at data row {int(np.flatnonzero(bad)[0]) + 1})")
+            raise DataError(_rows_said(int(bad.sum()), f"has {one}", many, int(np.flatnonzero(bad)[0]) + 1))
 
     if not values.index.is_monotonic_increasing:
         values = values.sort_index(kind="stable")

@@ -40,7 +40,7 @@ def test_import_then_order_books(page, app_url, tmp_path):
     page.locator(S.key("import_symbol")).locator("input").fill("MYCOIN/USDT")
     act(page, lambda: page.keyboard.press("Enter"))
     click(page, "import_go")
-    assert "high below their low" in " ".join(page.locator(S.ERROR_ALERT).all_inner_texts())
+    assert "1 row has high below low (data row 1)" in " ".join(page.locator(S.ERROR_ALERT).all_inner_texts())
     assert page.locator(S.EXCEPTION).count() == 0
     assert page.locator(S.key("datasets_count")).inner_text() == held_before  # nothing lost or added
 
