@@ -7,7 +7,8 @@ What it checks (prints one line per check and writes a JSON report; exit status 
    predictions are float32 computations; CUDA and CPU kernels differ in the last bits, so the check is the
    largest probability difference, which must stay under 1e-4).
 3. The float16 + GradScaler path (forced, as on a GPU without bf16) trains to finite weights and a saved run.
-4. Throughput: the bench_train loop-vs-bare figures on CUDA for two sequence models.
+4. Throughput: the bench_train loop-vs-bare figures on CUDA (interleaved: a bare-step round after each loop
+   epoch) for three sequence models.
 Also reported (a figure, not a check): how far the same config trained twice on the GPU lands from itself.
 
 Run on an H200 on 2026-11-30 (torch 2.11.0+cu130, pandas 3.1.1, numpy 2.5.2, scikit-learn 1.9.1 there): all passed.
@@ -120,7 +121,7 @@ def main() -> int:
     # 4: loop vs bare step on CUDA (prints bench_train's own lines)
     import subprocess
 
-    for model in ("resnet18_1d", "wavenet"):
+    for model in ("cnn1d", "resnet18_1d", "wavenet"):  # the default, a deep one, a dilated one
         try:
             out = subprocess.run([sys.executable, str(Path(__file__).with_name("bench_train.py")), "--device", "cuda",
                                   "--loop-only", "--model", model], capture_output=True, text=True, timeout=100)
