@@ -4,7 +4,6 @@ confidence, the suggested size and the stop / target levels over a live-updating
 in the workspace. A failed fetch is shown and the loop carries on. Thin: widgets in, core.live, core.viz out."""
 from __future__ import annotations
 
-import time
 import streamlit as st
 
 from ui.common import (default_to_run_in_view, distinct_labels, keep_settings, load_candles, note_run_in_view,
@@ -23,7 +22,8 @@ from core.data.bybit import MARKET_TYPES, UNREACHABLE
 from core.data.candles import TIMEFRAMES
 from core.live.feed import BybitFeed, ReplayFeed
 from core.live.log import read_signals
-from core.live.signals import load_live_model, replay_start, signal_config, tick, timeframe_note
+from core.live.session import LiveSession
+from core.live.signals import load_live_model, replay_start, signal_config, timeframe_note
 from core.train import runs as registry
 from core.viz import live as vl
 
@@ -128,136 +128,70 @@ except Exception as exc:  # noqa: BLE001
 
 
 # ------------------------------------------------------------------------------------------------- state
-def _new_state() -> dict:
-    return {"key": source_key, "running": False, "last": None, "last_tick": 0.0,
-            "ticks": 0, "errors": 0, "last_error": None, "error_at": None, "feed": None, "candles": None,
-            "finished": False, "notes": [], "start_note": None}
+session = st.session_state.get(STATE)
+if session is None or session.key != source_key:  # another source: another loop
+    session = st.session_state[STATE] = LiveSession(source_key)
 
 
-state = st.session_state.get(STATE)
-if state is None or state["key"] != source_key:
-    state = _new_state()
-    st.session_state[STATE] = state
-
-
-def _feed():
-    """The feed of this source, made once per source (the state is new when the source changes): a replay
-    keeps its clock (`cursor`) itself, a Bybit client is reused."""
-    if state["feed"] is None:
-        if mode == "replay":
-            feed = ReplayFeed(load_candles(replay_ds))
-            # out of sample by default: the run's test span; another dataset starts after the warm-up
-            state["start_note"] = replay_start(lm, feed)
-            state["feed"] = feed
-        else:
-            state["feed"] = BybitFeed(symbol.strip(), tf, market)
-    return state["feed"]
+def _make_feed():
+    """The source's feed and, for a replay, where its clock starts: by default the run's test span (out of
+    sample); another dataset starts after the warm-up."""
+    if mode == "replay":
+        feed = ReplayFeed(load_candles(replay_ds))
+        return feed, replay_start(lm, feed)
+    return BybitFeed(symbol.strip(), tf, market), None
 
 
 def _tick() -> None:
-    state["last_tick"] = time.monotonic()
-    try:
-        feed = _feed()
-    except Exception as exc:  # noqa: BLE001 - a bad symbol or market: say so, keep the page
-        state["errors"] += 1
-        state["last_error"] = str(exc)
-        return
-    res = tick(lm, feed, cfg, advance=step if state["ticks"] else 0)  # the first tick decides at the start bar
-    state["ticks"] += 1
-    if mode == "replay":
-        state["finished"] = res.finished
-        if res.finished:
-            state["running"] = False
-    if res.error:
-        state["errors"] += 1
-        state["last_error"] = res.error
-        state["error_at"] = time.strftime("%H:%M:%S")
-    else:
-        state["last_error"] = None
-        state["notes"] = res.notes
-        state["last"] = res.signal
-        state["candles"] = res.candles.iloc[-300:] if res.candles is not None else None
+    session.tick(lm, _make_feed, cfg, step)
 
 
-def _toggle() -> None:
-    # a callback runs before the script, so the button is drawn with its new label; the panel below takes
-    # the first tick at once (its last tick is older than the interval)
-    state["running"] = not state["running"]
-    if state["running"]:
-        state["last_tick"] = 0.0
-
-
-def _reset() -> None:
-    state.update(_new_state())
-
-
-# a row that wraps rather than cutting labels ("St...") when the window is narrow
+# a row that wraps rather than cutting labels ("St...") when the window is narrow; the callbacks run before the
+# script, so Start is drawn as Pause at once and the panel below takes the first tick
 buttons = st.container(horizontal=True)
-buttons.button("Pause" if state["running"] else "Start", key="live_toggle", type="primary", on_click=_toggle,
-               icon=":material/pause:" if state["running"] else ":material/play_arrow:", disabled=state["finished"])
+buttons.button("Pause" if session.running else "Start", key="live_toggle", type="primary", on_click=session.toggle,
+               icon=":material/pause:" if session.running else ":material/play_arrow:", disabled=session.finished)
 if buttons.button("Step once" if mode == "replay" else "Fetch now", key="live_step_btn", icon=":material/skip_next:"):
     _tick()
-buttons.button("Reset", key="live_reset", icon=":material/restart_alt:", on_click=_reset)
+buttons.button("Reset", key="live_reset", icon=":material/restart_alt:", on_click=session.reset)
 
 
 def _panel(log) -> None:
-    sig = state["last"]
-    where = "replay" if mode == "replay" else "Bybit"
-    ticks = f"{state['ticks']} tick{'s' if state['ticks'] != 1 else ''}, {state['errors']} failed"
-    if state["running"]:
-        st.caption(f":green[running] · {where} · a tick every {interval} s · {ticks}")
-    elif state["finished"]:
+    sig = session.last
+    if session.finished:
         st.info("The replay reached the end of the dataset. Reset to start again.")
     else:
-        st.caption(f"paused · {where} · {ticks}")
-    if state["last_error"]:
-        offline = " Without a connection, choose Source: replay to see the model's signals on stored candles." \
-            if state["last_error"] == UNREACHABLE else ""
-        st.error(f"{state['last_error']} (at {state['error_at'] or 'now'}; the loop carries on and tries again"
-                 f"{' at the next tick' if state['running'] else ' when you step or start'}).{offline}")
+        st.caption(vl.loop_status(session, mode == "replay", interval))
+    if error := vl.loop_error(session, UNREACHABLE):
+        st.error(error)
+    if session.start_note:
+        st.caption(session.start_note)
     if sig is None:
         st.info("Press Start (or Step once) to take the first signal." if mode == "replay" else
                 "Press Start (or Fetch now) to take the first signal from Bybit.")
         if mode == "replay":  # where the replayed clock stands (no network needed to show it)
             try:
-                feed = _feed()
+                feed = session.ensure_feed(_make_feed)
                 title = f"{vl.source_title(feed.source)} · replay clock at {feed.now:%Y-%m-%d %H:%M} UTC"
                 st.plotly_chart(vl.live_figure(feed.latest(300), log, title=title), width="stretch",
                                 key="live_chart_start")
             except Exception as exc:  # noqa: BLE001
                 show_error(exc)
         return
-    for note in state["notes"]:  # holes in the candles, another timeframe than the run's
+    for note in session.notes:  # holes in the candles, another timeframe than the run's
         if note != tf_note:  # not twice
             st.warning(note)
-    arrow = {"long": ":green[▲ LONG]", "short": ":red[▼ SHORT]", "flat": ":gray[● FLAT]"}[sig.action]
-    st.markdown(f"### {arrow} &nbsp; {sig.timestamp:%Y-%m-%d %H:%M} UTC bar · close {sig.price:,.2f}")
-    k = st.container(horizontal=True, horizontal_alignment="distribute", gap="medium")  # wraps, not "do..."
-    if sig.action == "flat":  # say how far the strongest side is from trading, not P(flat)
-        side = max((c for c in ("up", "down") if c in sig.probabilities), key=lambda c: sig.probabilities[c])
-        k.metric("Strongest side", f"{side} {sig.probabilities[side]:.2f}",
-                 help=f"below the {threshold:.2f} threshold, so no trade")
-    else:
-        k.metric("Confidence", f"{sig.confidence:.2f}", help="probability of the side acted on")
-    k.metric("Suggested size", f"{sig.size * 100:.1f} %", help=f"{sizing} sizing: {sig.notional:,.0f} USDT")
-    k.metric("Stop", "-" if sig.stop is None else f"{sig.stop:,.2f}")
-    k.metric("Target", "-" if sig.target is None else f"{sig.target:,.2f}")
-    k.metric("ATR(14)", f"{sig.atr:,.2f}")
-    if sig.extra:  # a multi-task run also predicts the horizon's return and volatility
-        st.caption(" · ".join(f"predicted {k} over the horizon: {v * 100:{'+' if k == 'magnitude' else ''}.2f} %"
-                              for k, v in sig.extra.items()))
+    st.markdown(vl.signal_headline(sig))
+    figures = st.container(horizontal=True, horizontal_alignment="distribute", gap="medium")  # wraps, not "do..."
+    for label, value, help_text in vl.signal_figures(sig, threshold, sizing):
+        figures.metric(label, value, help=help_text)
+    if heads := vl.heads_caption(sig):  # a multi-task run also predicts the horizon's return and volatility
+        st.caption(heads)
     log = log[log["source"] == sig.source] if "source" in log and len(log) else log
     left, right = st.columns([4, 1])
-    title = f"{vl.source_title(sig.source)} · run {lm.name}"
-    left.plotly_chart(vl.live_figure(state["candles"], log, sig, title=title),
+    left.plotly_chart(vl.live_figure(session.candles, log, sig, title=f"{vl.source_title(sig.source)} · run {lm.name}"),
                       width="stretch", key="live_chart")
     right.plotly_chart(vl.probability_bars(sig, threshold), width="stretch", key="live_probs")
-
-
-# the log's columns shown at first: what a signal is (bar, action, how sure, how close to a trade) and what to
-# do with it (price, size, levels) fit a narrow window; the rest stay one click away (LOG_MORE)
-LOG_SHOWN = ["timestamp", "action", "P(action)", "strongest side", "price", "size", "stop", "target"]
-LOG_MORE = "notional, the class probabilities (prob_...), logged at, mode, source and run"
 
 
 def _log_table(log) -> None:
@@ -265,14 +199,8 @@ def _log_table(log) -> None:
     try:
         log = log.head(500)
         table = vl.signal_table(log)
-        sources = sorted(table["source"].dropna().astype(str).unique()) if "source" in table else []
-        shown = [c for c in LOG_SHOWN if c in table] + (["source"] if len(sources) > 1 else [])  # mixed: per row
-        st.caption(f"Logged once per bar and settings in the workspace (live/signals/{run_id}/), newest first"
-                   + (f", from {sources[0]}" if len(sources) == 1 else "") + ". "
-                   "P(action) is the probability of the side traded (empty for flat); the strongest side says "
-                   "how close a flat bar came to a trade. Hover the table for its toolbar: the eye icon shows more "
-                   "columns (" + LOG_MORE + "), the frame icon opens it full screen. The CSV is the raw log "
-                   "(its `confidence` is P(action), and P(no trade) for a flat bar).")
+        shown, caption = vl.signal_log_view(table, run_id)
+        st.caption(caption)
         columns = {c: st.column_config.NumberColumn(c, format="%.2f", width="small") for c in ("price", "stop",
                                                                                               "target")}
         columns.update({c: st.column_config.Column(help=h) for c, h in vl.SIGNAL_TABLE_HELP.items()})
@@ -293,15 +221,14 @@ def _log_table(log) -> None:
 
 
 def _live() -> None:
-    was_running = state["running"]
-    # one tick first (it appends to the log), then one read of the log for the chart and the table
-    if state["running"] and time.monotonic() - state["last_tick"] >= interval * 0.9:
+    was_running = session.running
+    if session.due(interval):  # one tick first (it appends to the log), then one read of the log
         _tick()
     log = read_signals(run_id, limit=2000)
     _panel(log)
     _log_table(log)
-    if was_running and not state["running"]:
+    if was_running and not session.running:
         st.rerun(scope="app")  # the replay ran out: stop the timer
 
 
-st.fragment(run_every=interval if state["running"] else None, key="live_fragment")(_live)()
+st.fragment(run_every=interval if session.running else None, key="live_fragment")(_live)()

@@ -503,3 +503,70 @@ def test_two_processes_appending_to_one_log_lose_no_line(workspace):
     with mp.get_context("spawn").Pool(2) as pool:
         ok = sum(pool.map(_append_many, [(str(workspace), 0, 40), (str(workspace), 1, 40)]))
     assert ok == 80 and len(read_signals("racerun", limit=None)) == 80
+
+
+def test_a_live_session_decides_at_its_start_then_steps_and_stops_at_the_end(run_id, trained):
+    """The loop's state between ticks (the Live page keeps one per source, the CLI one per command): the first
+    tick decides where the clock was put, later ones move it `step` bars; a replay that runs out stops the loop;
+    a feed that cannot be made is counted and said, not raised; Reset starts the same source again."""
+    from core.live.session import LiveSession
+
+    lm = load_live_model(run_id)
+    candles = trained["candles"]
+    made = []
+
+    def make():
+        feed = ReplayFeed(candles, cursor=len(candles) - 4)
+        made.append(feed)
+        return feed, "moved out of the warm-up"
+    s = LiveSession(key=("replay", run_id))
+    s.toggle()
+    assert s.running and s.due(60)  # started: the first tick is due at once
+    s.tick(lm, make, step=2)
+    assert len(made) == 1 and s.start_note == "moved out of the warm-up"
+    assert s.ticks == 1 and s.last.timestamp == candles.index[-4] and not s.due(60)
+    s.tick(lm, make, step=2)
+    assert len(made) == 1 and s.last.timestamp == candles.index[-2]  # the same feed, 2 bars on
+    s.tick(lm, make, step=2)  # to the last bar (a step never jumps past it)
+    assert s.last.timestamp == candles.index[-1] and s.running and not s.finished
+    s.tick(lm, make, step=2)  # no bar left: the replay has run out
+    assert s.finished and not s.running and s.ticks == 4
+    s.reset()
+    assert s.key == ("replay", run_id) and (s.ticks, s.feed, s.last, s.finished, s.notes) == (0, None, None, False, [])
+
+    def broken():
+        raise UserError("there is no market 'NOPE/USDT' on Bybit")
+    assert s.tick(lm, broken) is None
+    assert (s.errors, s.ticks, s.last_error) == (1, 0, "there is no market 'NOPE/USDT' on Bybit") and s.error_at
+    s.tick(lm, make)
+    assert s.last_error is None and s.errors == 1 and s.last is not None  # a good tick clears the error
+
+
+def test_the_signal_and_the_loop_in_words():
+    """A flat bar shows how far its strongest side is from trading (not P(flat)), a trade the probability of its
+    side; the loop's line says running or paused and counts; a failed tick says when and what happens next."""
+    from types import SimpleNamespace
+
+    from core.live.session import LiveSession
+    from core.viz.live import heads_caption, loop_error, loop_status, signal_figures
+
+    flat = SimpleNamespace(action="flat", probabilities={"down": 0.41, "flat": 0.17, "up": 0.42}, confidence=0.17,
+                           size=0.0, notional=0.0, stop=None, target=None, atr=132.5, extra={})
+    figures = signal_figures(flat, 0.6, "fixed")
+    assert figures[0] == ("Strongest side", "up 0.42", "below the 0.60 threshold, so no trade")
+    assert [f[:2] for f in figures[1:]] == [("Suggested size", "0.0 %"), ("Stop", "-"), ("Target", "-"),
+                                            ("ATR(14)", "132.50")]
+    long = SimpleNamespace(**{**vars(flat), "action": "long", "confidence": 0.66, "size": 0.5, "notional": 5000.0,
+                              "stop": 99.5, "extra": {"magnitude": 0.012}})
+    assert signal_figures(long, 0.6, "fixed")[0][:2] == ("Confidence", "0.66")
+    assert signal_figures(long, 0.6, "fixed")[1] == ("Suggested size", "50.0 %", "fixed sizing: 5,000 USDT")
+    assert heads_caption(long) == "predicted magnitude over the horizon: +1.20 %" and heads_caption(flat) is None
+    s = LiveSession(ticks=1, errors=0)
+    assert loop_status(s, True, 2) == "paused · replay · 1 tick, 0 failed"
+    s.toggle()
+    assert loop_status(s, False, 30) == ":green[running] · Bybit · a tick every 30 s · 1 tick, 0 failed"
+    assert loop_error(s, "offline") is None
+    s.last_error, s.error_at = "offline", "12:00:00"
+    said = loop_error(s, "offline")
+    assert said.startswith("offline (at 12:00:00; the loop carries on and tries again at the next tick)")
+    assert "choose Source: replay" in said and "choose Source" not in loop_error(s, "another sentence")

@@ -66,10 +66,10 @@ def test_replay_steps_show_signal_levels_chart_and_log(trained, workspace):  # n
     assert len(table) == 2 and table["timestamp"].iloc[0] == test_start + pd.Timedelta(hours=1)
     assert len(list((workspace / "live" / "signals" / run_id).glob("*.jsonl"))) >= 1
     at.button(key="live_toggle").click().run()  # Start: running, and the first tick at once
-    assert at.session_state["live_state"]["running"] is True
+    assert at.session_state["live_state"].running is True
     assert len(at.dataframe[0].value) == 3
     at.button(key="live_toggle").click().run()
-    assert at.session_state["live_state"]["running"] is False
+    assert at.session_state["live_state"].running is False
 
 
 def test_a_handed_over_run_replays_its_own_dataset(trained, workspace):  # noqa: F811
@@ -115,11 +115,11 @@ def test_live_mode_fetch_failure_is_shown_and_the_loop_carries_on(trained, works
         assert errors and "no connection to Bybit" in errors[0] and "carries on" in errors[0]
         assert "choose Source: replay" in errors[0]  # what to do here without a connection
         assert SIGNAL_METRICS & set(_metrics(at))       # the last signal stays on screen
-        assert at.session_state["live_state"]["errors"] == 1
+        assert at.session_state["live_state"].errors == 1
         _restart(fake)                                   # and comes back: the next tick works again
         at.button(key="live_step_btn").click().run()
         assert not at.error and SIGNAL_METRICS & set(_metrics(at))
-        assert at.session_state["live_state"]["ticks"] == 3
+        assert at.session_state["live_state"].ticks == 3
         log = at.dataframe[0].value
         assert len(log) == 1 and log["mode"].iloc[0] == "live"  # same closed bar: logged once
     finally:
@@ -144,7 +144,7 @@ def test_settings_survive_a_visit_to_another_page_and_the_loop_state_stays(train
     at.number_input(key="live_replay_step").set_value(3).run()
     at.button(key="live_step_btn").click().run()
     assert not at.exception, at.exception
-    assert at.session_state["live_state"]["ticks"] == 1
+    assert at.session_state["live_state"].ticks == 1
     at.switch_page("pages/1_Data.py").run()
     assert not at.exception and "live_threshold" not in at.session_state  # Streamlit dropped the page's widgets
     at.switch_page("pages/9_Live.py").run()
@@ -155,10 +155,10 @@ def test_settings_survive_a_visit_to_another_page_and_the_loop_state_stays(train
     assert at.number_input(key="live_every_replay").value == 7
     assert at.number_input(key="live_replay_step").value == 3
     # the same source and settings: the replay carries on where it was, its signal still on screen
-    assert at.session_state["live_state"]["ticks"] == 1 and SIGNAL_METRICS & set(_metrics(at))
+    assert at.session_state["live_state"].ticks == 1 and SIGNAL_METRICS & set(_metrics(at))
     at.button(key="live_step_btn").click().run()
     table = at.dataframe[0].value
-    assert at.session_state["live_state"]["ticks"] == 2 and len(table) == 2
+    assert at.session_state["live_state"].ticks == 2 and len(table) == 2
     step = table["timestamp"].iloc[0] - table["timestamp"].iloc[1]
     assert step == pd.Timedelta(hours=3)  # 3 bars per tick, as chosen before the visit
     # the log table reads P(action) and the strongest side, as on the headline
@@ -174,7 +174,7 @@ def test_settings_survive_a_visit_to_another_page_and_the_loop_state_stays(train
     at.switch_page("pages/9_Live.py").run()
     assert not at.exception, at.exception
     assert at.selectbox(key="live_run").value == first and "live_run_request" not in at.session_state
-    assert at.session_state["live_state"]["key"][1] == first and at.session_state["live_state"]["ticks"] == 0
+    assert at.session_state["live_state"].key[1] == first and at.session_state["live_state"].ticks == 0
 
 
 def test_replay_on_another_timeframe_warns_and_bars_per_tick_start_at_the_start(trained, workspace):  # noqa: F811

@@ -53,7 +53,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     from core.cli import parse_set, print_json
     from core.errors import UserError
     from core.live.feed import BybitFeed, ReplayFeed
-    from core.live.signals import load_live_model, replay_start, signal_config, tick
+    from core.live.session import LiveSession
+    from core.live.signals import load_live_model, replay_start, signal_config
 
     if args.ticks < 1 or args.step < 1:
         raise UserError("--ticks and --step must be at least 1")
@@ -62,7 +63,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     if args.bybit:
         symbol, timeframe, market = lm.market()
         feed: Any = BybitFeed(args.symbol or symbol, args.timeframe or timeframe, args.market or market)
-        every, advance = 60.0 if args.every is None else args.every, 0
+        every, step = 60.0 if args.every is None else args.every, 0
     else:
         from core.data.store import load_candles
 
@@ -70,12 +71,13 @@ def cmd_live(args: argparse.Namespace) -> int:
         moved = replay_start(lm, feed, args.start)  # an unreadable --start is a UserError: one line, exit 2
         if moved:
             print(moved, file=sys.stderr)
-        every, advance = args.every or 0.0, args.step
+        every, step = args.every or 0.0, args.step
+    session = LiveSession(feed=feed)  # the feed is made above: a bad symbol or --start is a one-line exit 2
     said: set = set()
     out = []
     for i in range(args.ticks):
         t0 = time.monotonic()
-        res = tick(lm, feed, cfg, advance=advance if i else 0)  # the first tick decides at the start bar
+        res = session.tick(lm, lambda: (feed, None), cfg, step)  # the first tick decides at the start bar
         for note in res.notes:  # each warning once, not every tick
             if note not in said:
                 said.add(note)

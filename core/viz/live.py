@@ -2,7 +2,10 @@
 
 - `live_figure(candles, signals, current)`: the latest candles with the logged signals as markers, the
   current signal's entry, stop and target levels, and the class probabilities of the logged bars below.
-- `signal_table(signals)`: the signal log for st.dataframe (what was done, P(action), the strongest side).
+- `signal_table(signals)`: the signal log for st.dataframe (what was done, P(action), the strongest side);
+  `signal_log_view` its columns shown at first and its caption.
+- `signal_headline`, `signal_figures`, `heads_caption`: the current signal in words and figures;
+  `loop_status`, `loop_error`: the loop's state and latest failure (core.live.session.LiveSession).
 - `probability_bars(signal, threshold)`: the current bar's class probabilities against the threshold.
 - `equity_figure(equity, buy_and_hold)`: strategy equity against buy and hold (demo summary).
 - `demo_classification_table(summary)`, `demo_trading_table(summary)`: model vs baselines, strategy vs
@@ -176,6 +179,76 @@ def signal_table(signals: pd.DataFrame) -> pd.DataFrame:
         if c in out:
             out[c] = pd.to_datetime(out[c], utc=True, errors="coerce")
     return out
+
+
+# the log's columns shown at first: what a signal is (bar, action, how sure, how close to a trade) and what to do
+# with it (price, size, levels) fit a narrow window; the others stay one click away in the table's column menu
+LOG_SHOWN = ["timestamp", "action", "P(action)", "strongest side", "price", "size", "stop", "target"]
+LOG_MORE = "notional, the class probabilities (prob_...), logged at, mode, source and run"
+
+
+def signal_log_view(table: pd.DataFrame, run_id: str) -> tuple[list[str], str]:
+    """The columns of a `signal_table` shown at first (a source column only when the log mixes sources) and
+    the caption under the log's title (one source is named there instead)."""
+    sources = sorted(table["source"].dropna().astype(str).unique()) if "source" in table else []
+    shown = [c for c in LOG_SHOWN if c in table] + (["source"] if len(sources) > 1 else [])
+    caption = (f"Logged once per bar and settings in the workspace (live/signals/{run_id}/), newest first"
+               + (f", from {sources[0]}" if len(sources) == 1 else "") + ". "
+               "P(action) is the probability of the side traded (empty for flat); the strongest side says how "
+               "close a flat bar came to a trade. Hover the table for its toolbar: the eye icon shows more "
+               f"columns ({LOG_MORE}), the frame icon opens it full screen. The CSV is the raw log (its "
+               "`confidence` is P(action), and P(no trade) for a flat bar).")
+    return shown, caption
+
+
+def signal_headline(signal: Any) -> str:
+    """The current signal as a markdown heading: the action (coloured), the bar and its close."""
+    arrow = {"long": ":green[▲ LONG]", "short": ":red[▼ SHORT]", "flat": ":gray[● FLAT]"}[signal.action]
+    return f"### {arrow} &nbsp; {signal.timestamp:%Y-%m-%d %H:%M} UTC bar · close {signal.price:,.2f}"
+
+
+def signal_figures(signal: Any, threshold: float, sizing: str) -> list[tuple[str, str, Optional[str]]]:
+    """(label, value, help) of the current signal's figures. A flat bar shows how far its strongest side is from
+    trading, not P(flat); a trade shows the probability of the side it acts on."""
+    probs = signal.probabilities
+    if signal.action == "flat":
+        side = max((c for c in ("up", "down") if c in probs), key=lambda c: probs[c])
+        first = ("Strongest side", f"{side} {probs[side]:.2f}", f"below the {threshold:.2f} threshold, so no trade")
+    else:
+        first = ("Confidence", f"{signal.confidence:.2f}", "probability of the side acted on")
+    return [first,
+            ("Suggested size", f"{signal.size * 100:.1f} %", f"{sizing} sizing: {signal.notional:,.0f} USDT"),
+            ("Stop", "-" if signal.stop is None else f"{signal.stop:,.2f}", None),
+            ("Target", "-" if signal.target is None else f"{signal.target:,.2f}", None),
+            ("ATR(14)", f"{signal.atr:,.2f}", None)]
+
+
+def heads_caption(signal: Any) -> Optional[str]:
+    """A multi-task run's predicted return and volatility over the horizon (None for a classifier)."""
+    if not signal.extra:
+        return None
+    return " · ".join(f"predicted {k} over the horizon: {v * 100:{'+' if k == 'magnitude' else ''}.2f} %"
+                      for k, v in signal.extra.items())
+
+
+def loop_status(session: Any, replay: bool, interval: int) -> str:
+    """The loop's state in a line: running or paused, where from, ticks and failures."""
+    where = "replay" if replay else "Bybit"
+    ticks = f"{session.ticks} tick{'s' if session.ticks != 1 else ''}, {session.errors} failed"
+    if session.running:
+        return f":green[running] · {where} · a tick every {interval} s · {ticks}"
+    return f"paused · {where} · {ticks}"
+
+
+def loop_error(session: Any, unreachable: str) -> Optional[str]:
+    """The latest tick's failure as a sentence (None after a good tick); without a connection to Bybit
+    (`unreachable`, the feed's own sentence) it points to the offline replay."""
+    if not session.last_error:
+        return None
+    offline = (" Without a connection, choose Source: replay to see the model's signals on stored candles."
+               if session.last_error == unreachable else "")
+    return (f"{session.last_error} (at {session.error_at or 'now'}; the loop carries on and tries again"
+            f"{' at the next tick' if session.running else ' when you step or start'}).{offline}")
 
 
 def equity_figure(equity: pd.Series, buy_and_hold: Optional[pd.Series] = None, title: str = "",
