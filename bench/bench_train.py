@@ -106,7 +106,7 @@ def loop_vs_bare(ds, model_name, mc, data, train, device, steps: int = 0, max_tr
 
     from core.data.store import load_candles
     from core.models import create_model
-    from core.train.losses import balanced_class_weights, build_loss
+    from core.train.losses import build_loss, class_weights_for
     from core.train.trainer import (_autocast, _resolve, _valid_ends, build_source, features_on, fit,
                                     param_groups, prepare_for_run, target_scaling)
 
@@ -133,8 +133,7 @@ def loop_vs_bare(ds, model_name, mc, data, train, device, steps: int = 0, max_tr
     # the configured optimizer (its parameter groups) and loss (class weights, focal, smoothing), as fit() builds
     # them: they are the model's step, not the data pipeline (fp16's GradScaler is left out: a GPU without bf16)
     opt = torch.optim.AdamW(param_groups(model, train), lr=train.lr, weight_decay=train.weight_decay)
-    weights = balanced_class_weights(src_tr.labels, n_cls) if train.class_weights == "balanced" else \
-        (torch.tensor([float(w) for w in train.class_weights]) if train.class_weights else None)
+    weights = class_weights_for(train.class_weights, src_tr.labels, n_cls)
     crit = build_loss(train.loss, n_cls, weights, train.label_smoothing, train.focal_gamma).to(device)
     model.train()
 

@@ -313,10 +313,14 @@ def distinct_labels(labels: dict[str, str]) -> dict[str, str]:
     return {k: lab if seen[lab] == 1 else f"{lab} · {k}" for k, lab in labels.items()}
 
 
-def column_config(spec: dict[str, tuple[Optional[str], str]]) -> dict:
-    """st.dataframe's column_config from a core spec {column: (label or None, number format | "check")}."""
-    return {col: st.column_config.CheckboxColumn(label) if fmt == "check"
-            else st.column_config.NumberColumn(label, format=fmt or None) for col, (label, fmt) in spec.items()}
+def column_config(spec: dict[str, tuple[Optional[str], str]], pin: str = "") -> dict:
+    """st.dataframe's column_config from a core spec {column: (label or None, number format | "check")}; `pin`
+    names a column kept in view while the table scrolls sideways."""
+    out = {col: st.column_config.CheckboxColumn(label) if fmt == "check"
+           else st.column_config.NumberColumn(label, format=fmt or None) for col, (label, fmt) in spec.items()}
+    if pin:
+        out[pin] = st.column_config.Column(pinned=True)
+    return out
 
 
 def take_request(request_key: str, pick_key: str, options) -> None:

@@ -9,7 +9,7 @@ from core.train import evaluate as wfe
 from core.train import runs as registry
 from core.train.trainer import verdict_is_good, verdict_text
 from core.viz import train as vt
-from ui.common import default_to_run_in_view, note_run_in_view, pick_saved, show_error
+from ui.common import column_config, default_to_run_in_view, note_run_in_view, pick_saved, show_error
 
 
 def headline(m: dict, baselines: dict, vs: dict, key: str, walk_forward: bool = False) -> None:
@@ -20,17 +20,13 @@ def headline(m: dict, baselines: dict, vs: dict, key: str, walk_forward: bool = 
     figures = st.container(horizontal=True, horizontal_alignment="distribute", gap="medium")  # wraps, not "balanced acc..."
     for label, value in vt.headline_values(m):
         figures.metric(label, value)
-    st.dataframe(vt.comparison_table(m, baselines), hide_index=True, key=key, column_config=_three_decimals(
-        vt.METRIC_LABELS.values(), pin="model"))
+    st.dataframe(vt.comparison_table(m, baselines), hide_index=True, key=key,
+                 column_config=column_config(_three_decimals(vt.METRIC_LABELS.values()), pin="model"))
 
 
-def _three_decimals(columns, pin: str = "") -> dict:
-    """Metric columns at 3 decimals (full floats pushed a narrow window's last columns out of view), `pin` kept in
-    view while the table scrolls sideways."""
-    spec = {c: st.column_config.NumberColumn(format="%.3f") for c in columns}
-    if pin:
-        spec[pin] = st.column_config.Column(pinned=True)
-    return spec
+def _three_decimals(columns) -> dict:
+    """Metric columns at 3 decimals: full floats pushed a narrow window's last columns out of view."""
+    return {c: (None, "%.3f") for c in columns}
 
 
 def run_results() -> None:
@@ -67,7 +63,7 @@ def run_results() -> None:
     if m.get("confusion"):
         l.plotly_chart(vt.confusion_figure(m["confusion"], run.class_names), width="stretch", key="train_cm")
     r.dataframe(vt.per_class_table(m), hide_index=True, key="train_per_class",
-                column_config=_three_decimals(("precision", "recall", "f1"), pin="class"))
+                column_config=column_config(_three_decimals(("precision", "recall", "f1")), pin="class"))
     st.plotly_chart(vt.history_figure(run.history, loss=vt.loss_name(cfg.get("train_config") or {},
                                                                      cfg.get("targets_scaling") is not None)),
                     width="stretch", key="train_curves")

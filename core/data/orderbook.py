@@ -4,8 +4,9 @@ Layout (what `core.encodings.orderbook_heatmap` reads): one row per (snapshot, s
 `timestamp` (UTC), `side` ("bid"/"ask"), `level` (1 = best), `price`, `size`. Each book is
 `<book_id>.parquet` plus `<book_id>.json` metadata (source, symbol, levels, snapshots, start, end,
 interval). The parquet file's own metadata carries the table's fingerprint (`stored_digest`): written with the
-table in one atomic write, so it cannot disagree with it, and read from the file's footer, not its rows. Writes are atomic, so a recorder can rewrite the file after every snapshot and an interruption
-keeps everything recorded so far.
+table in one atomic write, so it cannot disagree with it, and read from the file's footer, not its rows.
+Writes are atomic, so a recorder can rewrite the file after every snapshot and an interruption keeps
+everything recorded so far.
 """
 from __future__ import annotations
 

@@ -72,7 +72,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         if moved:
             print(moved, file=sys.stderr)
         every, step = args.every or 0.0, args.step
-    session = LiveSession(feed=feed)  # the feed is made above: a bad symbol or --start is a one-line exit 2
+    session = LiveSession()  # the feed is made above: a bad symbol or --start is a one-line exit 2, not a tick
     said: set = set()
     out = []
     for i in range(args.ticks):

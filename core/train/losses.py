@@ -6,7 +6,7 @@ All take logits `(B, K)` and int64 targets `(B,)`; `build_loss(cfg, class_weight
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -85,6 +85,16 @@ def balanced_class_weights(y: torch.Tensor | Sequence[int], n_classes: int) -> t
     n = counts.sum()
     w = torch.where(counts > 0, n / (n_classes * counts.clamp_min(1)), torch.zeros_like(counts))
     return w.float()
+
+
+def class_weights_for(setting: Any, labels: Sequence[int], n_classes: int) -> Optional[torch.Tensor]:
+    """The loss's class weights for `TrainConfig.class_weights`: "balanced" (from the training `labels`), a list
+    of weights as given, or None (unweighted)."""
+    if setting == "balanced":
+        return balanced_class_weights(labels, n_classes)
+    if setting:
+        return torch.tensor([float(w) for w in setting], dtype=torch.float32)
+    return None
 
 
 def build_loss(loss: str, n_classes: int, class_weights: Optional[torch.Tensor] = None,

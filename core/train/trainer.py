@@ -38,7 +38,7 @@ from core.progress import CancelToken, Cancelled, Progress, ProgressCallback
 from core.train.augment import AugmentSettings, augment_batch
 from core.features.dataset import gap_note
 from core.train.config import DataConfig, TrainConfig, from_dict, to_dataset_config
-from core.train.losses import MultiTaskLoss, balanced_class_weights, build_loss
+from core.train.losses import MultiTaskLoss, build_loss, class_weights_for
 from core.train.metrics import FAST_METRICS
 
 
@@ -308,11 +308,7 @@ def fit(model: nn.Module, train_src: BatchSource, val_src: BatchSource, cfg: Tra
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
     multitask = "magnitude" in getattr(train_src, "extra", {})
-    weights: Optional[torch.Tensor] = None
-    if cfg.class_weights == "balanced":
-        weights = balanced_class_weights(train_src.labels, n_classes)
-    elif cfg.class_weights:
-        weights = torch.tensor([float(w) for w in cfg.class_weights], dtype=torch.float32)
+    weights = class_weights_for(cfg.class_weights, train_src.labels, n_classes)
     if weights is not None and len(val_src) and float(weights[torch.as_tensor(val_src.labels)].sum()) == 0:
         raise UserError("every validation sample is of a class with class weight 0 (with 'balanced' weights: a "
                         "class the training samples lack), so the validation loss is undefined; use no class "
