@@ -410,6 +410,7 @@ class _MemoryBybit:
 
     def __init__(self, candles, clock):
         self.candles, self.clock, self.missing = candles, clock, set()
+        self.asked: list[int] = []  # the bars each kline request asked for (its limit)
 
     def load_markets(self):
         return self.markets
@@ -418,6 +419,7 @@ class _MemoryBybit:
         return int(self.clock.value // 1_000_000)
 
     def fetch_ohlcv(self, sym, tf, since=None, limit=None, params=None):
+        self.asked.append(limit)
         c = self.candles
         s, u = pd.Timestamp(since, unit="ms", tz="UTC"), pd.Timestamp(params["until"], unit="ms", tz="UTC")
         rows = c[(c.index >= s) & (c.index <= u) & (c.index <= self.clock) & ~c.index.isin(list(self.missing))]
@@ -437,10 +439,11 @@ def test_a_bar_bybit_skipped_once_is_asked_again_and_the_signal_says_it_had_a_ho
     assert holed.error is None and gap not in holed.candles.index
     assert len(holed.notes) == 1 and "1 bar is missing from the last" in holed.notes[0]
     assert f"{gap:%Y-%m-%d %H:%M} UTC" in holed.notes[0]
-    ex.missing = set()  # Bybit serves it again: the next tick's window is whole, as a fresh feed's
+    ex.missing, ex.asked = set(), []  # Bybit serves it again: the next tick's window is whole, as a fresh feed's
     ex.clock += pd.Timedelta(hours=1)
     whole = tick(lm, feed, log=False)
     assert gap in whole.candles.index and len(whole.candles) == lm.lookback and whole.notes == []
+    assert ex.asked == [1, 2]  # the hole's bar, then the last held bar and the one closed since: not the window
     fresh = tick(lm, BybitFeed("BTCUSDT", "1h", "linear", exchange=ex, now=lambda: ex.clock), log=False)
     assert whole.signal.probabilities == fresh.signal.probabilities
 

@@ -126,8 +126,8 @@ class BybitFeed:
     def latest(self, n: int) -> pd.DataFrame:
         """The last `n` closed candles. Each window is asked with explicit since/until (so the answer does
         not depend on which end Bybit fills a page from, 1000 candles a request); candles already held from
-        the previous tick are reused, so a steady loop asks only for the bars that closed since - unless the
-        held ones have a hole (a bar Bybit did not serve then), when the whole window is asked again."""
+        the previous tick are reused, so a steady loop asks only for the bars that closed since, and for the
+        stretches the held ones lack (bars Bybit did not serve then), each tick until Bybit serves them."""
         from core.data.bybit import PAGE_LIMIT, exchange_time, ohlcv_to_frame, retrying
         from core.data.candles import invalid_candles, validate_candles
 
@@ -145,22 +145,27 @@ class BybitFeed:
         start = end - n * step
         held = self._held
         reuse = held is not None and len(held) > 0 and held.index[0] <= start <= held.index[-1] + step
-        if reuse:  # a bar Bybit skipped once must be asked for again, not kept as a hole for the whole lookback
+        if reuse:
             kept = held[held.index >= start]
-            reuse = len(kept) > 0 and kept.index[0] == start and not find_gaps(kept.index, self.timeframe)
-        win = held.index[-1] if reuse else start  # the last held bar is asked again: cheap, and it's closed
+            reuse = len(kept) > 0 and kept.index[0] == start
+        # what to ask: a bar Bybit skipped on an earlier tick is asked again (only its stretch, not the whole
+        # window), then the bars that closed since; the last held bar is asked again: cheap, and it's closed
+        spans = [(pd.Timestamp(g["start"]), pd.Timestamp(g["end"]) + step)
+                 for g in find_gaps(kept.index, self.timeframe)] if reuse else []
+        spans.append((held.index[-1] if reuse else start, end))
         frames = [held] if reuse else []
         counter = [0]
-        while win < end:
-            win_end = min(win + PAGE_LIMIT * step, end)
-            since_ms = int(win.value // 1_000_000)
-            until_ms = int((win_end - step).value // 1_000_000)
-            rows = retrying(lambda: self.exchange.fetch_ohlcv(unified, self.timeframe, since=since_ms,
-                                                               limit=int((win_end - win) / step),
-                                                               params={"until": until_ms}),
-                             self.retry, None, counter)
-            frames.append(ohlcv_to_frame(rows))
-            win = win_end
+        for win, stop in spans:
+            while win < stop:
+                win_end = min(win + PAGE_LIMIT * step, stop)
+                since_ms = int(win.value // 1_000_000)
+                until_ms = int((win_end - step).value // 1_000_000)
+                rows = retrying(lambda: self.exchange.fetch_ohlcv(unified, self.timeframe, since=since_ms,
+                                                                   limit=int((win_end - win) / step),
+                                                                   params={"until": until_ms}),
+                                 self.retry, None, counter)
+                frames.append(ohlcv_to_frame(rows))
+                win = win_end
         self.requests = counter[0]
         df = pd.concat(frames) if frames else ohlcv_to_frame([])
         df = df[(df.index >= start) & (df.index + step <= now)]
