@@ -175,50 +175,47 @@ def _simulate_py(open_, high, low, close, atr, sig, frac, day, week, long_only,
                     direction = 0
                     exited = True
             # ---- entry at the open
-            if (halted and direction == 0 and s != 0 and (not exited or signal_reversal)
-                    and not (long_only and s < 0) and frac[i - 1] > 0.0 and (a_prev == a_prev or not need_atr)
-                    and o > 0.0 and cash > 0.0):
+            # (a wiped-out account stops; the weekly rule blocks what would have been entered, and is counted)
+            wants_entry = (direction == 0 and s != 0 and (not exited or signal_reversal) and not (long_only and s < 0)
+                           and frac[i - 1] > 0.0 and (a_prev == a_prev or not need_atr) and o > 0.0 and cash > 0.0)
+            if wants_entry and halted:
                 counts[0] += 1
-            if (direction == 0 and s != 0 and not halted and (not exited or signal_reversal)
-                    and not (long_only and s < 0)):
+            elif wants_entry:
                 f_size = frac[i - 1]
                 if halved:
                     f_size *= 0.5
-                atr_ok = a_prev == a_prev or not need_atr
-                if f_size > 0.0 and atr_ok and o > 0.0 and cash > 0.0:  # a wiped-out account stops
-                    if halved:
-                        counts[1] += 1
-                    direction = 1 if s > 0 else -1
-                    px = o * (1.0 + slip) if direction > 0 else o * (1.0 - slip)
-                    eq_now = cash
-                    qty = direction * f_size * eq_now / px
-                    f = abs(qty) * px * fee_taker
-                    cash -= qty * px + f
-                    notional[i] += abs(qty) * px
-                    fees[i] += f
-                    entry_bar = i
-                    entry_px = px
-                    entry_fee = f
-                    peak = px
-                    if stop_kind == 1:
-                        stop = px * (1.0 - direction * stop_pct)
-                    elif stop_kind == 2:
-                        stop = px - direction * stop_atr_k * a_prev
-                    else:
-                        stop = -np.inf if direction > 0 else np.inf
-                    stop_is_trail = False
-                    if trail_k > 0.0:
-                        trail = px - direction * trail_k * a_prev
-                        if (direction > 0 and trail > stop) or (direction < 0 and trail < stop):
-                            stop = trail
-                            stop_is_trail = True
-                    if tp_on:
-                        tp = px * (1.0 + direction * tp_pct)
-                    t_entry[nt] = i
-                    t_dir[nt] = direction
-                    t_qty[nt] = qty
-                    t_epx[nt] = px
-                    t_eq[nt] = eq_now
+                    counts[1] += 1
+                direction = 1 if s > 0 else -1
+                px = o * (1.0 + slip) if direction > 0 else o * (1.0 - slip)
+                eq_now = cash
+                qty = direction * f_size * eq_now / px
+                f = abs(qty) * px * fee_taker
+                cash -= qty * px + f
+                notional[i] += abs(qty) * px
+                fees[i] += f
+                entry_bar = i
+                entry_px = px
+                entry_fee = f
+                peak = px
+                if stop_kind == 1:
+                    stop = px * (1.0 - direction * stop_pct)
+                elif stop_kind == 2:
+                    stop = px - direction * stop_atr_k * a_prev
+                else:
+                    stop = -np.inf if direction > 0 else np.inf
+                stop_is_trail = False
+                if trail_k > 0.0:
+                    trail = px - direction * trail_k * a_prev
+                    if (direction > 0 and trail > stop) or (direction < 0 and trail < stop):
+                        stop = trail
+                        stop_is_trail = True
+                if tp_on:
+                    tp = px * (1.0 + direction * tp_pct)
+                t_entry[nt] = i
+                t_dir[nt] = direction
+                t_qty[nt] = qty
+                t_epx[nt] = px
+                t_eq[nt] = eq_now
         # ---- intrabar: stop first, then target
         if direction != 0:
             in_market[i] = True
