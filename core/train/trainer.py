@@ -1007,7 +1007,7 @@ def changed_book_note(config: dict[str, Any], what: str = "run") -> Optional[str
     """None when the stored order book still holds the snapshots a saved order-book run learnt from (or the
     run recorded none: other models, runs saved before runs recorded their book); else a sentence saying the
     book was replaced or removed since."""
-    from core.data.orderbook import order_book_info, stored_digest
+    from core.data.orderbook import book_record
     from core.errors import DataError
 
     rec = config.get("order_book")
@@ -1021,17 +1021,13 @@ def changed_book_note(config: dict[str, Any], what: str = "run") -> Optional[str
 
     was = span(rec.get("snapshots"), rec.get("start"), rec.get("end"))
     try:
-        info = order_book_info(book_id)
-        now = span(info.snapshots, info.start, info.end)
-        same = (info.snapshots == rec.get("snapshots")
-                and (None if info.start is None else info.start.isoformat()) == rec.get("start")
-                and (None if info.end is None else info.end.isoformat()) == rec.get("end")
-                and stored_digest(book_id) == rec["digest"])
+        current = book_record(book_id)  # what a run would record of the book today
     except DataError:
         return (f"The order book {book_id!r} this {what} learnt from ({was}) is no longer stored or cannot be "
                 "read: record or simulate it again to use the run.")
-    if same:
+    if all(current.get(k) == rec.get(k) for k in current):
         return None
+    now = span(current["snapshots"], current["start"], current["end"])
     how = f"the same {now} but other prices or sizes" if now == was else f"it had {was}, it now has {now}"
     return (f"The order book {book_id!r} no longer holds the snapshots this {what} learnt from ({how}): it was "
             "recorded or simulated again since. Its predictions were made on the old book, so anything computed "
