@@ -156,11 +156,19 @@ def test_the_noise_test_counts_only_seeds_that_have_the_figure():
     assert s.loc["gappy", "n_seeds"] == 3 and s.loc["gappy", "roc_auc_n"] == 1
     assert s.loc["gappy", "vs_best"] == "one seed: spread unknown"
     bound = _welch_bound([0.5, 0.7, 0.6], [0.60, 0.62, 0.61], comparisons=2)
+    assert _code_bound([0.5, 0.7, 0.6], [0.60, 0.62, 0.61], comparisons=2) == pytest.approx(bound)
     assert s.loc["three", "vs_best"] == "within seed noise (-0.010)" and bound > 0.01
     t.loc[t["group"] == "three", "roc_auc"] = [0.50, np.nan, 0.49]  # two figures: SE over 2, not 3
     s = summarize(t, "roc_auc").set_index("group")
     bound = _welch_bound([0.5, 0.49], [0.60, 0.62, 0.61], comparisons=2)
+    assert _code_bound([0.5, 0.49], [0.60, 0.62, 0.61], comparisons=2) == pytest.approx(bound)
     assert s.loc["three", "vs_best"] == "worse beyond seed noise (-0.115)" and bound < 0.115
+
+
+def _code_bound(a: list[float], b: list[float], comparisons: int) -> float:
+    from core.sweep.runner import noise_bound
+
+    return noise_bound(np.std(a, ddof=1), len(a), np.std(b, ddof=1), len(b), comparisons=comparisons)
 
 
 def _welch_bound(a: list[float], b: list[float], comparisons: int) -> float:

@@ -182,7 +182,7 @@ def metrics_of(run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
 def comparability_note(run_ids: Sequence[str]) -> Optional[str]:
     """A sentence when the runs to compare were scored on different data - datasets, targets (label kind,
     horizon, threshold...) or test spans - so their metrics are not like for like (None when alike)."""
-    from core.sweep.runner import target_label
+    from core.sweep.runner import scale_note, target_label
     from core.train.runs import load_run
 
     if len(run_ids) < 2:
@@ -200,11 +200,9 @@ def comparability_note(run_ids: Sequence[str]) -> Optional[str]:
             what.append(f"{kind} ({'; '.join(values[:4])}{'; ...' if len(values) > 4 else ''})")
     if not what:
         return None
-    tail = (" A 2-class and a 3-class score are not on one scale (chance 0.50 vs 0.33)."
-            if len({t.split(",")[0] for t in facts["targets"].values()} & {"binary"}) and
-            len({t.split(",")[0] for t in facts["targets"].values()}) > 1 else "")
+    scale = scale_note(facts["targets"].values())
     return (f"These runs differ in {', '.join(what)}: their metrics and curves are not like for like; compare "
-            f"each against its own baseline (vs_baseline).{tail}")
+            f"each against its own baseline (vs_baseline).{' ' + scale if scale else ''}")
 
 
 def _span(cfg: dict[str, Any]) -> str:

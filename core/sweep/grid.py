@@ -42,6 +42,7 @@ RANK_METRICS = {"accuracy": True, "balanced_accuracy": True, "macro_f1": True, "
 SPECIAL_AXES = ("model", "seed", "symbol", "dataset", "source", "timeframe", "window")
 # the config keys two of them stand for: written either way they are one axis
 FULL_NAMES_OF_SPECIAL = {"train.seed": "seed", "data.window": "window"}
+SPECIAL_FULL_NAMES = {short: full for full, short in FULL_NAMES_OF_SPECIAL.items()}
 
 
 @dataclass
@@ -211,18 +212,6 @@ def dump_grid(spec: GridSpec) -> str:
 
 # ------------------------------------------------------------------------------------------- expansion
 
-def split_dataset_id(ds_id: str) -> tuple[str, str, str, str]:
-    """'<source>-<SYMBOL>-<timeframe>[-<suffix>]' -> (source, SYMBOL, timeframe, suffix or ''), as the store
-    reads it; a UserError for anything else."""
-    from core.data.store import split_dataset_id as split
-    from core.errors import DataError
-
-    try:
-        return split(ds_id)
-    except DataError as exc:
-        raise UserError(str(exc)) from None
-
-
 def _default_dataset() -> str:
     from core.data.store import DEFAULT_SYMBOL, DEFAULT_TIMEFRAME, dataset_id
 
@@ -231,7 +220,7 @@ def _default_dataset() -> str:
 
 def expand_grid(spec: GridSpec) -> list[SweepCell]:
     """Every cell of the grid, validated, in the order the axes are written (the last axis varies fastest)."""
-    from core.data.store import dataset_id as make_dataset_id
+    from core.data.store import dataset_id as make_dataset_id, split_dataset_id  # (a DataError is a UserError)
     from core.errors import DataError
     from core.models import get_spec, list_models, resolve_config
     from core.train.config import apply_overrides, preset, preset_model
@@ -275,10 +264,8 @@ def expand_grid(spec: GridSpec) -> list[SweepCell]:
         for axis, value in params.items():
             if axis == "model":
                 continue
-            if axis == "seed":
-                overrides["train.seed"] = value
-            elif axis == "window":
-                overrides["data.window"] = value
+            if axis in SPECIAL_FULL_NAMES:  # seed, window: the short names of a setting
+                overrides[SPECIAL_FULL_NAMES[axis]] = value
             elif axis == "symbol":
                 symbol = str(value)
             elif axis == "source":
@@ -321,7 +308,7 @@ def expand_grid(spec: GridSpec) -> list[SweepCell]:
 
 
 __all__ = ["GridSpec", "SweepCell", "RANK_METRICS", "parse_grid", "load_grid", "dump_grid", "expand_grid",
-           "group_label", "split_dataset_id", "default_grid_text", "grid_preview"]
+           "group_label", "default_grid_text", "grid_preview"]
 
 
 def default_grid_text(dataset_id: str) -> str:

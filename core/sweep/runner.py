@@ -659,6 +659,15 @@ def target_label(data_config: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def scale_note(targets: Any) -> str:
+    """A sentence when `target_label`s mix a 2-class label with a 3-class one, whose scores are not on one
+    scale ("" otherwise)."""
+    kinds = {str(t).split(",")[0] for t in targets}  # target_label starts with the label kind
+    if "binary" in kinds and len(kinds) > 1:
+        return "A 2-class and a 3-class score are not on one scale (chance 0.50 vs 0.33)."
+    return ""
+
+
 def _num(v: Any) -> float:
     try:
         return float(v) if v is not None else float("nan")
@@ -827,16 +836,14 @@ def _mixed_note(summary: pd.DataFrame) -> str:
     targets = sorted(set(summary["target"].dropna())) if "target" in summary else []
     if len(spans) > 1:
         what.append("different test spans (a longer window or horizon leaves fewer, later samples)")
-    scale = ""
     if len(targets) > 1:
         what.append(f"different targets ({'; '.join(targets)})")
-        kinds = {t.split(",")[0] for t in targets}
-        if "binary" in kinds and len(kinds) > 1:
-            scale = "A 2-class and a 3-class score are not on one scale (chance 0.50 vs 0.33). "
     if not what:
         return ""
-    text = f"The groups were scored on {' and '.join(what)}: their figures are not like for like. {scale}"
-    if targets and len(targets) > 1 and "vs_baseline" in RANK_METRICS:
+    scale = scale_note(targets)
+    text = f"The groups were scored on {' and '.join(what)}: their figures are not like for like. " + \
+        (scale + " " if scale else "")
+    if len(targets) > 1:
         return text + ("Rank by vs_baseline (each group against its own baseline on its own target), or compare "
                        "groups within one target.")
     return text + "Compare groups within one market and window, and each against its own baseline (vs_baseline)."
