@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.common import page_setup, load_candles, show_error, session_id, set_active_dataset, refresh_datasets
-from ui.common import job_status, keep_settings, sentence
+from ui.common import job_status, keep_settings, load_order_book, sentence
 from ui.jobs import get_job, start_job
 
 from core.data import store, candles as cd
@@ -237,7 +237,7 @@ else:
     book_id = st.selectbox("Stored snapshots", list(books), key="ob_pick",
                            format_func=lambda b: f"{b} ({books[b].snapshots:,} snapshots, {books[b].source})")
     try:
-        book = ob.load_order_book(book_id)
+        book = load_order_book(book_id)  # cached until the book is replaced: the slider reruns the page
         times = vz.book_timestamps(book)
         labels = vz.snapshot_labels(times)
         if st.session_state.get("ob_snapshot") not in labels:  # another book: start at its latest snapshot

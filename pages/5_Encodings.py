@@ -8,7 +8,8 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
-from ui.common import job_status, keep_settings, load_candles, page_setup, session_id, show_error, take_request
+from ui.common import (job_status, keep_settings, load_candles, load_order_book, page_setup, session_id, show_error,
+                       take_request)
 
 from core.data.candles import bar_seconds
 from core.data.store import dataset_version
@@ -133,7 +134,7 @@ except Exception as exc:  # noqa: BLE001
 
 # ------------------------------------------------------------------------------------- order-book heatmap
 st.subheader("Order-book depth heatmap")
-from core.data.orderbook import list_order_books, load_order_book  # noqa: E402
+from core.data.orderbook import list_order_books, stored_digest  # noqa: E402
 from core.encodings.orderbook_heatmap import HeatmapConfig, last_snapshots, orderbook_heatmap  # noqa: E402
 
 OFFLINE = "offline market book (simulated from these candles)"
@@ -157,19 +158,13 @@ def _offline_book(dataset_id: str, version: int, n: int):
     return synthetic_order_book_snapshots(load_candles(dataset_id), levels=20, seed=0, max_snapshots=n)
 
 
-@st.cache_data(show_spinner="Loading order book...", max_entries=4)
-def _stored_book(book_id: str, stamp: tuple):
-    """`stamp` (snapshot count, first and last time) tells a re-recorded book from the cached one."""
-    return load_order_book(book_id)
-
-
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _heatmap_figure(book_key: tuple, n: int, pct: float, fixed: bool):
-    """book_key: ("offline", dataset id, version) or ("stored", book id, stamp)."""
+    """book_key: ("offline", dataset id, version) or ("stored", book id, its fingerprint)."""
     if book_key[0] == "offline":
         book = _offline_book(book_key[1], book_key[2], n)
     else:
-        book = last_snapshots(_stored_book(book_key[1], book_key[2]), n)
+        book = last_snapshots(load_order_book(book_key[1]), n)
     hm = orderbook_heatmap(book, HeatmapConfig(n_bins=100, pct_range=pct, anchor="first" if fixed else "mid"))
     return ve.orderbook_heatmap_figure(hm, title=f"resting size in {hm.image.shape[1]} price bins, ±{pct:.1%} "
                                                  f"({len(hm.timestamps):,} snapshots)")
@@ -179,8 +174,7 @@ try:
     if book_choice == OFFLINE:
         book_key = ("offline", dataset_id, data_key[1])
     else:
-        binfo = books[book_choice]
-        book_key = ("stored", book_choice, (binfo.snapshots, str(binfo.start), str(binfo.end)))
+        book_key = ("stored", book_choice, stored_digest(book_choice))
     st.plotly_chart(_heatmap_figure(book_key, n_snap, pct, fixed), width="stretch", key="enc_book_fig")
     if book_choice == OFFLINE:
         st.caption(":orange[simulated] book: one snapshot per candle close, following the candles' prices.")

@@ -366,3 +366,29 @@ def test_figures_and_dataset_buttons_wrap_on_a_narrow_window(at):
     at.radio(key="data_source").set_value("bybit").run()
     assert not at.exception, at.exception
     assert column_row_of(at, "bybit_range") == 2
+
+
+def test_a_cached_order_book_is_read_again_when_the_book_is_replaced_over_the_same_span(workspace, monkeypatch):
+    """The Data page's snapshot slider reruns the page, so the book is cached; the cache key is the book's
+    fingerprint, not its span: the Encodings page keyed it by snapshot count and first/last time, and kept
+    showing the old prices of a book recorded again over the same span."""
+    from core.data import orderbook as ob
+    from core.data.store import save_candles
+    from ui.common import load_order_book
+
+    n = 48
+    idx = pd.date_range("2024-01-01", periods=n, freq="1h", tz="UTC")
+    c = 100 + np.arange(n, dtype=float)
+    candles = pd.DataFrame({"open": c, "high": c + 1, "low": c - 1, "close": c, "volume": 5.0}, index=idx)
+    ds = save_candles(candles, "synthetic", "BTC/USDT", "1h").id
+    book_id = ob.make_synthetic_order_book(ds, levels=5, max_snapshots=10).id
+    reads = []
+    real = ob.load_order_book
+    monkeypatch.setattr(ob, "load_order_book", lambda b: reads.append(b) or real(b))
+    first = load_order_book(book_id)
+    load_order_book(book_id)
+    assert reads == [book_id]  # cached: the slider's reruns read no table
+    moved = first.assign(price=first["price"] * 1.01)
+    ob.save_order_book(moved, book_id, "synthetic", "BTC/USDT")  # same snapshots, same span, other prices
+    again = load_order_book(book_id)
+    assert reads == [book_id, book_id] and again["price"].to_numpy() == pytest.approx(moved["price"].to_numpy())

@@ -84,6 +84,21 @@ def load_candles(dataset_id: str):
     return _load_candles(dataset_id, dataset_version(dataset_id))
 
 
+@st.cache_data(show_spinner="Loading the order book...", max_entries=4)
+def _load_order_book(book_id: str, digest: str):
+    from core.data.orderbook import load_order_book as _load
+
+    return _load(book_id)
+
+
+def load_order_book(book_id: str):
+    """The snapshots of a stored order book, cached until the book is replaced (its fingerprint, read from the
+    file's footer, is part of the key: a book recorded again over the same span is read again)."""
+    from core.data.orderbook import stored_digest
+
+    return _load_order_book(book_id, stored_digest(book_id))
+
+
 def active_dataset() -> str:
     """The dataset every page works on; defaults to the offline synthetic market (made on first use)."""
     from core.data.store import ensure_default_dataset
