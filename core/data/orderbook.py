@@ -215,8 +215,14 @@ def book_record(book_id: str) -> dict[str, Any]:
 
 def market_key(symbol: str) -> str:
     """A symbol reduced to its base and quote (`BTC/USDT`, `btc-usdt`, `BTCUSDT` -> `BTCUSDT`; a contract's
-    settle suffix `:USDT` dropped), to tell whether a book and a dataset are of the same market."""
-    return "".join(ch for ch in str(symbol or "").split(":")[0].upper() if ch.isalnum())
+    settle suffix `:USDT` dropped), to tell whether a book and a dataset are of the same market: the store's
+    `symbol_slug`; "" (unknown) for a symbol it cannot name."""
+    from core.data.store import symbol_slug
+
+    try:
+        return symbol_slug(str(symbol or ""))
+    except DataError:
+        return ""
 
 
 def same_market(book_symbol: str, dataset_symbol: str) -> bool:
