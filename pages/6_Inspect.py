@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ui.common import default_to_run_in_view, distinct_labels, keep_settings, note_run_in_view, page_setup, show_error
+from ui.common import keep_settings, page_setup, pick_saved, show_error
 
 page_setup("Inspect")
 # the run, the window and the view settings survive a visit to another page (not the date box: it follows the
@@ -35,13 +35,8 @@ from core.inspect.feature_maps import capture_feature_maps, most_active_channels
 from core.viz import encodings as ve  # noqa: E402
 from core.viz import inspect as vi  # noqa: E402
 
-labels = {r.run_id: f"{r.name} · {r.model_name} on {r.dataset_id} · {status_words(r.status)}" for r in runs}
-labels = distinct_labels(labels)  # two alike would collapse into one option
-if st.session_state.get("insp_run") not in labels:  # e.g. a kept run that was deleted since
-    st.session_state.pop("insp_run", None)
-default_to_run_in_view("insp_run", labels)
-rid = st.selectbox("Run", list(labels), format_func=labels.get, key="insp_run")
-note_run_in_view(rid)
+rid = pick_saved("Run", {r.run_id: f"{r.name} · {r.model_name} on {r.dataset_id} · {status_words(r.status)}"
+                         for r in runs}, "insp_run", run_prefix="")
 
 
 @st.cache_resource(show_spinner="Loading the run's model and data...", max_entries=3)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ui.common import (default_to_run_in_view, distinct_labels, keep_settings, load_candles, note_run_in_view,
-                       page_setup, show_error)
+from ui.common import keep_settings, load_candles, page_setup, pick_saved, show_error
 
 from core.backtest.config import (BYBIT_MAKER_FEE, BYBIT_TAKER_FEE, FEE_NOTE, LEVERAGE_HELP, SIGNAL_EXITS,
                                   SIZINGS, STOP_KINDS, BacktestConfig, leverage_cap)
@@ -88,21 +87,15 @@ try:
 except Exception as exc:  # noqa: BLE001
     show_error(exc)
     wfs = []
-options = [f"run:{r[0]}" for r in runs] + [f"wf:{w[0]}" for w in wfs] + [f"baseline:{b}" for b in BASELINES]
-labels = distinct_labels({f"run:{r[0]}": f"run · {r[1]} ({r[2]}, {r[3]})" for r in runs}
-                         | {f"wf:{w[0]}": f"walk-forward · {w[1]} ({w[2]}, {w[4]} folds, {w[3]})" for w in wfs})
-labels.update({f"baseline:{b}": f"rule baseline · {b}: {d}" for b, d in BASELINES.items()})
-if st.session_state.get("bt_source") not in options:  # e.g. a kept run that was deleted since
-    st.session_state.pop("bt_source", None)
-default_to_run_in_view("bt_source", options, lambda r: f"run:{r}")
-source = st.selectbox("Strategy", options, key="bt_source", format_func=lambda o: labels.get(o, o),
-                      help="A trained run's out-of-sample probabilities, a walk-forward evaluation's (every "
-                           "fold's test block: a longer out-of-sample span), or a rule baseline (no model needed).")
+labels = ({f"run:{r[0]}": f"run · {r[1]} ({r[2]}, {r[3]})" for r in runs}
+          | {f"wf:{w[0]}": f"walk-forward · {w[1]} ({w[2]}, {w[4]} folds, {w[3]})" for w in wfs}
+          | {f"baseline:{b}": f"rule baseline · {b}: {d}" for b, d in BASELINES.items()})
+source = pick_saved("Strategy", labels, "bt_source", run_prefix="run:",
+                    help="A trained run's out-of-sample probabilities, a walk-forward evaluation's (every fold's "
+                         "test block: a longer out-of-sample span), or a rule baseline (no model needed).")
 if not runs and not wfs:
     st.info("No trained runs yet: train one on the Train page, or backtest a rule baseline here.")
 
-if source.startswith("run:"):
-    note_run_in_view(source.split(":", 1)[1])
 is_run = source.startswith(MODEL_SOURCES)  # a model's probabilities: a run or a walk-forward evaluation
 ds_of = {f"run:{r[0]}": r[3] for r in runs} | {f"wf:{w[0]}": w[3] for w in wfs}
 try:

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui.common import (default_to_run_in_view, distinct_labels, keep_settings, load_candles, note_run_in_view,
-                       page_setup, show_error, take_request)
+from ui.common import keep_settings, load_candles, page_setup, pick_saved, show_error
 
 dataset_id = page_setup("Live")
 # the run, the source and the signal settings survive a visit to another page (not the buttons, not the
@@ -53,16 +52,9 @@ if table.empty:
     except Exception as exc:  # noqa: BLE001
         show_error(exc)
     st.stop()
-ids = table["run_id"].tolist()
-take_request("live_run_request", "live_run", ids)  # e.g. the home page's "replay its signals"
-if st.session_state.get("live_run") not in ids:  # e.g. a kept run that was deleted since
-    st.session_state.pop("live_run", None)
-default_to_run_in_view("live_run", ids)
-labels = dict(zip(table["run_id"], table["name"].astype(str) + " · " + table["model_name"].astype(str) + " · "
-                  + table["dataset_id"].astype(str)))
-labels = distinct_labels(labels)  # two alike would collapse into one option
-run_id = st.selectbox("Run", ids, key="live_run", format_func=lambda r: labels.get(r, r))
-note_run_in_view(run_id)
+run_id = pick_saved("Run", dict(zip(table["run_id"], table["name"].astype(str) + " · " + table["model_name"].astype(str)
+                                    + " · " + table["dataset_id"].astype(str))),
+                    "live_run", "live_run_request", run_prefix="")  # e.g. the home page's "replay its signals"
 try:
     lm = _live_model(run_id, registry.weights_stamp(run_id))
 except Exception as exc:  # noqa: BLE001 - a run that cannot go live says why; the page stays usable

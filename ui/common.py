@@ -364,16 +364,24 @@ def default_to_run_in_view(pick_key: str, options, as_option: Callable[[str], st
         st.session_state[pick_key] = as_option(run_id)
 
 
-def pick_saved(label: str, labels: dict[str, str], pick_key: str, request_key: Optional[str] = None) -> str:
+def pick_saved(label: str, labels: dict[str, str], pick_key: str, request_key: Optional[str] = None,
+               run_prefix: Optional[str] = None, help: Optional[str] = None) -> str:
     """A selectbox over saved items (runs, evaluations: id -> label, newest first) whose labels are made
-    distinct; an item another page or a finished job asked for (`request_key`) is selected once."""
+    distinct; an item another page or a finished job asked for (`request_key`) is selected once. A run picker
+    (`run_prefix`: "" when the options are run ids, e.g. "run:" when they are "run:<id>") opens on the run in
+    view and, when a run is chosen, makes it the run in view."""
     ids = list(labels)
     if request_key:
         take_request(request_key, pick_key, ids)
     if st.session_state.get(pick_key, ids[0] if ids else None) not in ids:  # e.g. a kept item deleted since
         st.session_state.pop(pick_key, None)
+    if run_prefix is not None:
+        default_to_run_in_view(pick_key, ids, lambda r: run_prefix + r)
     shown = distinct_labels(labels)
-    return st.selectbox(label, ids, key=pick_key, format_func=lambda i: shown.get(i, i))
+    choice = st.selectbox(label, ids, key=pick_key, format_func=lambda i: shown.get(i, i), help=help)
+    if run_prefix is not None and choice is not None and str(choice).startswith(run_prefix):
+        note_run_in_view(str(choice)[len(run_prefix):])
+    return choice
 
 
 def model_settings(defaults: dict, current: dict, key_prefix: str, n_cols: int = 3) -> tuple[dict, list[str]]:

@@ -9,7 +9,7 @@ from core.train import evaluate as wfe
 from core.train import runs as registry
 from core.train.trainer import verdict_is_good, verdict_text
 from core.viz import train as vt
-from ui.common import column_config, default_to_run_in_view, note_run_in_view, pick_saved, show_error
+from ui.common import column_config, pick_saved, show_error
 
 
 def headline(m: dict, baselines: dict, vs: dict, key: str, walk_forward: bool = False) -> None:
@@ -35,10 +35,8 @@ def run_results() -> None:
     if table.empty:
         st.info("No runs yet: start one above (the quick preset takes well under a minute on 2 idle CPU cores, longer when other jobs share them).")
         return
-    default_to_run_in_view("train_run_pick", set(table["run_id"]))
     rid = pick_saved("Run", dict(zip(table["run_id"], table["name"] + " · " + table["status"].map(registry.status_words))),
-                     "train_run_pick", "train_view_run")
-    note_run_in_view(rid)
+                     "train_run_pick", "train_view_run", run_prefix="")
     try:
         run = registry.load_run(rid)
     except Exception as exc:  # noqa: BLE001
