@@ -7,8 +7,9 @@ import streamlit as st
 
 from ui.common import keep_settings, load_candles, page_setup, pick_saved, show_error
 
-from core.backtest.config import (BYBIT_MAKER_FEE, BYBIT_TAKER_FEE, FEE_NOTE, LEVERAGE_HELP, SIGNAL_EXITS,
-                                  SIZINGS, STOP_KINDS, BacktestConfig, leverage_cap)
+from core.backtest.config import (BYBIT_MAKER_FEE, BYBIT_TAKER_FEE, FEE_NOTE, FRACTION_HELP, LEVERAGE_HELP,
+                                  SIGNAL_EXITS, SIZING_HELP, SIZINGS, STOP_KINDS, BacktestConfig, leverage_cap,
+                                  uses_base_fraction)
 from core.backtest.signals import BASELINES
 from core.data.store import dataset_version
 
@@ -24,8 +25,6 @@ st.caption("A signal formed at the close of a bar trades at the next bar's open;
            "at the open). Buy and hold pays the same fees and slippage over the same span.")
 
 D = BacktestConfig()
-FRACTION_HELP = ("fixed: every position takes this fraction of equity; confidence: this base × (confidence − 0.5) "
-                 "× 2; kelly and half_kelly: not used (the Kelly formula and its cap set the size). ")
 MODEL_SOURCES = ("run:", "wf:")
 
 
@@ -134,9 +133,8 @@ with st.expander("Signals and sizing", expanded=True):
     long_only = a.toggle("Long only", D.long_only, key="bt_long_only",
                          help="No short entries; a short signal still closes a long.")
     sizing = b.selectbox("Sizing", SIZINGS if is_run else ("fixed",), key=f"bt_sizing_{is_run}",
-                         help="fixed: a fraction of equity; confidence: base × (confidence − 0.5) × 2; kelly: "
-                              "p − (1 − p)/b capped at the cap; half_kelly: half of that.")
-    is_kelly = sizing.endswith("kelly")
+                         help=SIZING_HELP)
+    is_kelly = not uses_base_fraction(sizing)
     fixed_fraction = b.number_input("Fraction of equity (base)", 0.01, 10.0, D.fixed_fraction, 0.05,
                                     key="bt_fraction", disabled=is_kelly, help=FRACTION_HELP + LEVERAGE_HELP)
     if is_kelly:

@@ -16,7 +16,8 @@ _keep = keep_settings("live_kept_settings", (
     "live_threshold", "live_long_only", "live_sizing", "live_fraction", "live_equity", "live_stop", "live_stop_k",
     "live_stop_pct", "live_tp"), ("live_every_",))
 
-from core.backtest.config import LEVERAGE_HELP, SIZINGS, STOP_KINDS, BacktestConfig, leverage_cap
+from core.backtest.config import (FRACTION_HELP, LEVERAGE_HELP, SIZING_HELP, SIZINGS, STOP_KINDS, BacktestConfig,
+                                  leverage_cap, uses_base_fraction)
 from core.data.bybit import MARKET_TYPES, UNREACHABLE
 from core.data.candles import TIMEFRAMES
 from core.live.feed import BybitFeed, ReplayFeed
@@ -100,9 +101,10 @@ with st.expander("Signal, sizing and risk settings (the Backtest page's rules)",
     threshold = a.slider("Probability threshold", 0.05, 0.95, D.threshold, 0.01, key="live_threshold",
                          help="long when P(up) > threshold, short when P(down) > threshold")
     long_only = a.checkbox("Long only", D.long_only, key="live_long_only")
-    sizing = b.selectbox("Sizing", SIZINGS, index=SIZINGS.index(D.sizing), key="live_sizing")
+    sizing = b.selectbox("Sizing", SIZINGS, index=SIZINGS.index(D.sizing), key="live_sizing", help=SIZING_HELP)
     fraction = b.number_input("Fixed / base fraction of equity", 0.01, 10.0, D.fixed_fraction, 0.05,
-                              key="live_fraction", help=LEVERAGE_HELP)
+                              key="live_fraction", help=FRACTION_HELP + LEVERAGE_HELP,
+                              disabled=not uses_base_fraction(sizing))
     equity = b.number_input("Account equity (USDT)", 1.0, 1e12, D.initial_capital, 1000.0, key="live_equity")
     stop_kind = c.selectbox("Stop-loss", STOP_KINDS, index=STOP_KINDS.index(D.stop_loss), key="live_stop")
     stop_k = c.number_input("Stop: k x ATR(14)", 0.1, 20.0, D.stop_atr_k, 0.1, key="live_stop_k")

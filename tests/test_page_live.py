@@ -276,3 +276,16 @@ def test_the_buttons_and_the_signal_figures_wrap_on_a_narrow_window(trained, wor
     figures = [[e.label for e in row] for row in rows if row and all(type(e).__name__ == "Metric" for e in row)]
     assert len(figures) == 1 and figures[0][1:] == ["Suggested size", "Stop", "Target", "ATR(14)"]
     assert figures[0][0] in SIGNAL_METRICS
+
+
+def test_the_base_fraction_is_greyed_under_kelly_sizing_as_on_the_backtest_page(trained, workspace):  # noqa: F811
+    """Kelly sizes from the confidence, the win/loss ratio and its cap: the base fraction box says so by being
+    greyed, and the sizing box explains the four rules (core.backtest.config, shared with the Backtest page)."""
+    from core.backtest.config import SIZING_HELP, uses_base_fraction
+
+    assert [uses_base_fraction(s) for s in ("fixed", "confidence", "kelly", "half_kelly")] == [True, True, False, False]
+    run_id = install_run(trained, workspace)
+    at = _page(live_run_request=run_id)
+    assert at.selectbox(key="live_sizing").help == SIZING_HELP and not at.number_input(key="live_fraction").disabled
+    at.selectbox(key="live_sizing").set_value("half_kelly").run()
+    assert not at.exception and at.number_input(key="live_fraction").disabled

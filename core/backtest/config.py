@@ -21,6 +21,16 @@ LEVERAGE_HELP = ("Above 1 is leverage (up to 10×). The account can lose all its
                  "is liquidated at the price where equity reaches zero.")
 
 SIZINGS = ("fixed", "confidence", "kelly", "half_kelly")
+SIZING_HELP = ("fixed: a fraction of equity; confidence: base × (confidence − 0.5) × 2; kelly: p − (1 − p)/b capped "
+               "at the cap; half_kelly: half of that.")
+FRACTION_HELP = ("fixed: every position takes this fraction of equity; confidence: this base × (confidence − 0.5) "
+                 "× 2; kelly and half_kelly: not used (the Kelly formula and its cap set the size). ")
+
+
+def uses_base_fraction(sizing: str) -> bool:
+    """Whether a sizing reads the fixed/base fraction (the Kelly sizings size from the confidence, the win/loss
+    ratio and the Kelly cap)."""
+    return not str(sizing).endswith("kelly")
 STOP_KINDS = ("none", "fixed", "atr")
 TAKE_PROFIT_KINDS = ("none", "fixed")
 SIGNAL_EXITS = ("reversal", "weak", "none")
