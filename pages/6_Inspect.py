@@ -29,7 +29,8 @@ if not runs:
             "come back to look inside it.")
     st.stop()
 
-from core.encodings.samples import end_near, sample_batch, sample_for_run, selectable_ends  # noqa: E402
+from core.encodings.samples import (date_outside_note, end_near, sample_batch, sample_for_run,  # noqa: E402
+                                    selectable_ends)
 from core.inspect import attributions as attr  # noqa: E402
 from core.inspect.feature_maps import capture_feature_maps, most_active_channels  # noqa: E402
 from core.viz import encodings as ve  # noqa: E402
@@ -114,11 +115,8 @@ def _on_date() -> None:
         _follow(ss["insp_pos"])
         return
     ss["insp_pos"] = _pos_of(pd.Timestamp(day) + pd.Timedelta(hours=12))
-    if not first_day <= day <= last_day:
-        side = "before the first" if day < first_day else "after the last"
-        ss["_insp_date_note"] = (f"{day:%Y-%m-%d} is {side} test window: pick a date between {first_day:%Y-%m-%d} "
-                                 f"and {last_day:%Y-%m-%d} UTC. Showing the nearest window, "
-                                 f"{stamps[ss['insp_pos']]:%Y-%m-%d %H:%M} UTC.")
+    if note := date_outside_note(day, first_day, last_day, stamps[ss["insp_pos"]]):
+        ss["_insp_date_note"] = note
         _follow(ss["insp_pos"])
 
 

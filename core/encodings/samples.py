@@ -68,6 +68,16 @@ def end_near(prepared: Any, ends: np.ndarray, when: Any) -> int:
     return int(ends[pos])
 
 
+def date_outside_note(day: Any, first_day: Any, last_day: Any, shown: Any) -> Optional[str]:
+    """A sentence when a picked `day` lies outside the test windows' days (`first_day`..`last_day`), naming the
+    range and the nearest window `shown` instead (None when the day is inside)."""
+    if first_day <= day <= last_day:
+        return None
+    side = "before the first" if day < first_day else "after the last"
+    return (f"{day:%Y-%m-%d} is {side} test window: pick a date between {first_day:%Y-%m-%d} and "
+            f"{last_day:%Y-%m-%d} UTC. Showing the nearest window, {pd.Timestamp(shown):%Y-%m-%d %H:%M} UTC.")
+
+
 def _encoding(config: dict[str, Any]) -> dict[str, Any]:
     return dict(((config.get("data_config") or {}).get("encoding")) or {})
 
